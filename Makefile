@@ -1,0 +1,43 @@
+# ModelWarden: `make demo` runs the main job, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install -q -c constraints.txt
+SYSTEM_DEPS :=
+
+.PHONY: install install-test demo test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The stamp files make a second `make` a no-op until pyproject.toml or constraints.txt change.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+	./scripts/system-deps.sh $(SYSTEM_DEPS)
+
+demo: install
+	$(BIN)/modelwarden demo
+
+test: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install-test
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) warden-data .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,23 @@
+"""The ``modelwarden`` command. Each module below registers its commands on the shared app."""
+
+from __future__ import annotations
+
+import sys
+
+from modelwarden.cli.app import app
+
+# Command modules: importing one registers its commands.
+from modelwarden.cli import core  # noqa: E402, F401
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exc:
+        # Typer/click report usage errors with exit code 2 already; keep the code as it is.
+        raise exc
+    except BrokenPipeError:  # `modelwarden kpis | head`
+        sys.stderr.close()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,153 @@
+"""The ``modelwarden`` Typer app, its global options and the output helpers every command uses.
+
+Commands live in sibling modules (one per area) and register themselves on :data:`app`; they stay
+thin: parse arguments, call a library function, print a table for people or JSON for programs.
+Exit codes: 0 ok, 1 a check failed (an alert, a failed gate), 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelwarden.errors import EXIT_BAD_INPUT, WardenError
+from modelwarden.settings import Settings
+
+app = typer.Typer(
+    name="modelwarden",
+    help="Keep fine-tuned LLM assistants safe in production: logs, KPIs, drift, evaluation, "
+    "safe rollout and the rollback SOP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class TabularFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="table for people, json for programs")
+
+
+class State:
+    settings: Settings = Settings()
+
+
+state = State()
+
+
+@app.callback()
+def _global(
+    data: Path = typer.Option(
+        None,
+        "--data",
+        envvar="MODELWARDEN_DATA",
+        help="Data directory (default ./warden-data).",
+        show_default=False,
+    ),
+    embedder: str = typer.Option(
+        None, "--embedder", envvar="MODELWARDEN_EMBEDDER",
+        help="Embedder: minilm (default, all-MiniLM-L6-v2) or hashing (fast, for tests).",
+    ),
+) -> None:
+    state.settings = Settings.from_env(data, embedder=embedder)
+
+
+def settings() -> Settings:
+    return state.settings
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn a :class:`WardenError` into a clear message and its exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except WardenError as exc:
+            fmt = kwargs.get("format")
+            if fmt is not None and getattr(fmt, "value", fmt) == "json":
+                print(json.dumps(exc.to_dict()), file=sys.stderr)
+            else:
+                where = f" ({exc.field})" if exc.field and exc.field not in exc.message else ""
+                err_console.print(f"[bold red]error[/]{where}: {exc.message}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        if v != v:
+            return "—"
+        return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def print_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    if not rows:
+        console.print(f"{title + ': ' if title else ''}no rows")
+        return
+    cols = list(columns or rows[0].keys())
+    table = Table(title=title, show_lines=False)
+    for c in cols:
+        numeric = any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                      for r in rows)
+        table.add_column((headers or {}).get(c, c), justify="right" if numeric else "left")
+    for r in rows:
+        table.add_row(*[_cell(r.get(c)) for c in cols])
+    console.print(table)
+
+
+def print_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
+    import csv
+
+    w = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+
+
+def fail_usage(message: str, field: str | None = None) -> typer.Exit:
+    err_console.print(f"[bold red]error[/]{f' ({field})' if field else ''}: {message}")
+    return typer.Exit(EXIT_BAD_INPUT)

@@ -1,0 +1,426 @@
+"""Core commands: ingest, rejected, embed, simulate, kpis, drift, report, status, demo."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from modelwarden import service
+from modelwarden.cli.app import (
+    FORMAT_OPTION,
+    Format,
+    TabularFormat,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    print_csv,
+    print_json,
+    print_table,
+    settings,
+)
+from modelwarden.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
+from modelwarden.kpi import CHANGES, METRICS, KpiQuery, parse_by, parse_window
+from modelwarden.monitor import Window, drift_over_windows
+from modelwarden.report.weekly import build_weekly_report, latest_complete_week, write_report
+
+
+class Bar:
+    """A rich progress bar whose total can be set once it is known."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress = progress
+        self.task = progress.add_task(label, total=None)
+
+    def total(self, n: int) -> None:
+        self.progress.update(self.task, total=n, completed=0)
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None = None, enabled: bool = True) -> Iterator[Bar]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not enabled,
+    )
+    with progress:
+        bar = Bar(progress, label)
+        if total is not None:
+            bar.total(total)
+        yield bar
+
+
+# ---- ingest ------------------------------------------------------------------------------------
+class KindChoice(str, Enum):
+    requests = "requests"
+    feedback = "feedback"
+    escalations = "escalations"
+
+
+def _print_ingest(report: dict[str, Any]) -> None:
+    print_table(
+        [{"kind": report["kind"], "read": report["read"], "accepted": report["accepted"],
+          "duplicates": report["duplicates"], "rejected": report["rejected"],
+          "embeddings stored": report["embeddings_stored"]}],
+        title="Ingest",
+    )
+    if report["duplicates"]:
+        console.print(f"{report['duplicates']} record(s) were already stored and were not added "
+                      "again.")
+    if report["first_rejections"]:
+        print_table(
+            [{"source": r["source"], "where": r["location"], "field": r["field"],
+              "reason": r["reason"]} for r in report["first_rejections"]],
+            title="First rejected records (all are kept: modelwarden rejected)",
+        )
+
+
+@app.command()
+@handle_errors
+def ingest(
+    paths: list[str] = typer.Argument(..., help="JSONL, CSV or Parquet files; - reads JSONL from stdin."),
+    kind: KindChoice = typer.Option(KindChoice.requests, "--kind", "-k"),
+    embed: bool = typer.Option(False, "--embed", help="Embed prompts that arrive without vectors."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Validate and store records. Bad records are kept with their reasons; exit 2 if any."""
+    s = settings()
+    with progress_bar(f"ingesting {kind.value}", enabled=format == Format.table) as bar:
+        report = service.ingest_paths(s, paths, kind.value, progress=bar.advance)
+    out = report.to_dict()
+    if embed and kind == KindChoice.requests:
+        out["embedding"] = _embed(s, "prompt", None, None, None, format).to_dict()
+    if format == Format.json:
+        print_json(out)
+    else:
+        _print_ingest(out)
+    if report.rejected:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+@handle_errors
+def rejected(
+    limit: int = typer.Option(50, "--limit", "-n", min=1),
+    source: str = typer.Option(None, "--source", help="Only records from this file."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """List rejected records with their file, line or row, field and reason."""
+    rows = service.rejected(settings(), limit=limit, source=source)
+    if format == Format.json:
+        print_json(rows)
+        return
+    print_table(
+        [{"rejected at": f"{r['rejected_at']:%Y-%m-%d %H:%M:%S}", "kind": r["kind"],
+          "source": r["source"], "where": r["location"], "key": r["record_key"],
+          "field": r["field"], "reason": r["reason"]} for r in rows],
+        title="Rejected records",
+    )
+
+
+# ---- embed -------------------------------------------------------------------------------------
+def _embed(s: Any, kind: str, embedder: str | None, since: datetime | None,
+           until: datetime | None, format: Format) -> service.EmbedReport:
+    name = service.embedder_key(s, embedder)
+    with progress_bar(f"embedding {kind}s ({name})", enabled=format == Format.table) as bar:
+        return service.embed_missing(s, kind, embedder, since, until, progress=bar.advance,
+                                     on_total=bar.total)
+
+
+@app.command()
+@handle_errors
+def embed(
+    kind: str = typer.Option("prompt", "--kind", help="prompt, response or all"),
+    since: str = typer.Option(None, "--since"),
+    until: str = typer.Option(None, "--until"),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Embed stored requests that have no vector from the current embedder yet."""
+    s = settings()
+    kinds = ["prompt", "response"] if kind == "all" else [kind]
+    lo = service.parse_time(since, "since") if since else None
+    hi = service.parse_time(until, "until") if until else None
+    reports = [_embed(s, k, None, lo, hi, format).to_dict() for k in kinds]
+    if format == Format.json:
+        print_json(reports)
+    else:
+        print_table(reports, title="Embeddings")
+
+
+# ---- simulate ----------------------------------------------------------------------------------
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def sibling(path: Path, part: str) -> Path:
+    """``logs.jsonl`` → ``logs.feedback.jsonl``."""
+    name = path.name
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else path.stem
+    return path.with_name(f"{stem}.{part}.jsonl")
+
+
+@app.command()
+@handle_errors
+def simulate(
+    days: int = typer.Option(28, "--days", min=1, max=3660),
+    seed: int = typer.Option(0, "--seed"),
+    scenario: str = typer.Option("stable", "--scenario",
+                                 help="stable, drift, incident, or a comma list (drift,incident)"),
+    end: str = typer.Option(None, "--end", help="End (exclusive), default Monday 00:00 UTC this week"),
+    scale: float = typer.Option(1.0, "--scale", help="Multiply the traffic volume."),
+    out: Path = typer.Option(None, "--out", help="Write requests JSONL here (events beside it)."),
+    ingest_: bool = typer.Option(False, "--ingest", help="Store the traffic directly."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Generate realistic plant traffic (deterministic for a seed and end)."""
+    from modelwarden.simulate.traffic import simulate as run
+
+    if out is None and not ingest_:
+        raise InputError("say where the traffic goes: --out FILE or --ingest", field="out")
+    end_dt = service.parse_time(end, "end") if end else None
+    data = run(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
+    summary: dict[str, Any] = {
+        "scenarios": list(data.scenarios),
+        "start": data.start,
+        "end": data.end,
+        "requests": len(data.requests),
+        "feedback": len(data.feedback),
+        "escalations": len(data.escalations),
+    }
+    if out is not None:
+        _write_jsonl(out, data.requests)
+        _write_jsonl(sibling(out, "feedback"), data.feedback)
+        _write_jsonl(sibling(out, "escalations"), data.escalations)
+        summary["files"] = [str(out), str(sibling(out, "feedback")),
+                            str(sibling(out, "escalations"))]
+    if ingest_:
+        summary["ingested"] = _ingest_simulated(data)
+    if format == Format.json:
+        print_json(summary)
+    else:
+        print_table([{k: v for k, v in summary.items() if k not in ("files", "ingested")}],
+                    title="Simulated traffic")
+        for f in summary.get("files", []):
+            console.print(f"wrote {f}")
+        if "ingested" in summary:
+            print_table(summary["ingested"], title="Stored")
+
+
+def _ingest_simulated(data: Any) -> list[dict[str, Any]]:
+    from modelwarden.ingest.core import Ingestor
+
+    s = settings()
+    ing = Ingestor(service.open_store(s), service.safety_checker(s))
+    out = []
+    for kind, rows in (("requests", data.requests), ("feedback", data.feedback),
+                       ("escalations", data.escalations)):
+        rep = ing.ingest_raw(kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)],
+                             source="simulate")
+        out.append({"kind": kind, "accepted": rep.accepted, "duplicates": rep.duplicates,
+                    "rejected": rep.rejected})
+    return out
+
+
+# ---- kpis --------------------------------------------------------------------------------------
+KPI_HEADERS = {
+    "window_start": "window", "plant_id": "plant", "model_version": "version",
+    "latency_avg_ms": "avg ms", "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms",
+    "latency_p99_ms": "p99 ms", "feedback_avg": "feedback", "feedback_n": "rated",
+    "safety_incidents": "safety", "safety_rate": "safety rate", "errors": "errors",
+    "escalations_confirmed": "escalations", "requests_change_pct": "Δ req %",
+    "latency_p95_change_pct": "Δ p95 %", "feedback_avg_change": "Δ feedback",
+    "safety_rate_change_pp": "Δ safety pp",
+}
+
+
+@app.command()
+@handle_errors
+def kpis(
+    since: str = typer.Option(None, "--since", help="ISO date or time (inclusive)."),
+    until: str = typer.Option(None, "--until", help="ISO date or time (exclusive)."),
+    window: str = typer.Option("week", "--window", help="day, week or all"),
+    by: str = typer.Option("plant_id", "--by", help="Comma list of plant_id, model_version, route."),
+    include_shadow: bool = typer.Option(False, "--include-shadow"),
+    format: TabularFormat = typer.Option(TabularFormat.table, "--format", "-f"),
+) -> None:
+    """KPIs per window and group: latency avg/p50/p95/p99, feedback, safety, escalations."""
+    q = KpiQuery(
+        since=service.parse_time(since, "since") if since else None,
+        until=service.parse_time(until, "until") if until else None,
+        window=parse_window(window),
+        by=parse_by(by),
+        include_shadow=include_shadow,
+    )
+    rows = service.compute_kpis(settings(), q)
+    cols = ["window_start", *q.by, *METRICS, *CHANGES]
+    if format == TabularFormat.json:
+        print_json(rows)
+    elif format == TabularFormat.csv:
+        print_csv(rows, cols)
+    else:
+        shown = [{**r, "window_start": (f"{r['window_start']:%Y-%m-%d}" if r["window_start"]
+                                        else "all")} for r in rows]
+        print_table(shown, [c for c in cols if c not in ("latency_p50_ms", "errors")],
+                    title="KPIs", headers=KPI_HEADERS)
+
+
+# ---- drift -------------------------------------------------------------------------------------
+def parse_window_arg(value: str, field: str) -> Window:
+    """``2026-W45``, ``2026-11-01..2026-11-08`` or ``2026-W43..2026-W45`` (inclusive weeks)."""
+    if ".." in value:
+        a, b = value.split("..", 1)
+        lo = service.iso_week(a)[0] if "W" in a.upper() else service.parse_time(a, field)
+        hi = service.iso_week(b)[1] if "W" in b.upper() else service.parse_time(b, field)
+    elif "W" in value.upper():
+        lo, hi = service.iso_week(value)
+    else:
+        raise InputError(f"{value!r} is not a window: use 2026-W45 or 2026-11-01..2026-11-08",
+                         field=field)
+    if hi <= lo:
+        raise InputError(f"window {value!r} is empty", field=field)
+    return Window(lo, hi)
+
+
+def default_windows(s: Any) -> tuple[Window, Window]:
+    lo, hi = service.require_data(s)
+    current = Window(*service.iso_week(latest_complete_week(hi)))
+    baseline = Window(max(lo, current.since - timedelta(weeks=3)), current.since)
+    if baseline.until <= baseline.since:
+        raise InputError("the store holds less than two weeks; give --baseline and --current",
+                         field="baseline")
+    return baseline, current
+
+
+@app.command()
+@handle_errors
+def drift(
+    baseline: str = typer.Option(None, "--baseline", help="Window: 2026-W43..2026-W45 or dates."),
+    current: str = typer.Option(None, "--current", help="Window: 2026-W46 or dates."),
+    plant: str = typer.Option(None, "--plant"),
+    kind: str = typer.Option("prompt", "--kind", help="prompt or response embeddings"),
+    threshold: float = typer.Option(0.02, "--threshold", help="The seed's fixed threshold."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Prompt drift between two stored windows, per plant and overall. Exit 1 on an alert."""
+    s = settings()
+    b, c = default_windows(s) if not (baseline and current) else (None, None)
+    b = parse_window_arg(baseline, "baseline") if baseline else b
+    c = parse_window_arg(current, "current") if current else c
+    assert b is not None and c is not None
+    with progress_bar("embedding", enabled=format == Format.table) as bar:
+        rows = drift_over_windows(s, b, c, plant=plant, kind=kind, threshold=threshold,
+                                  progress=bar.advance, on_total=bar.total)
+    if format == Format.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["scope", "method", "score", "threshold", "n_baseline", "n_current",
+                           "status"], title=f"Drift: {b.label()} → {c.label()}")
+    if any(r["status"] == "ALERT" for r in rows):
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+# ---- report ------------------------------------------------------------------------------------
+class ReportFormat(str, Enum):
+    md = "md"
+    json = "json"
+
+
+@app.command()
+@handle_errors
+def report(
+    week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W47 (default: latest complete)."),
+    format: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f"),
+    out: Path = typer.Option(None, "--out", help="Where to write it (default DATA/reports/)."),
+) -> None:
+    """Write the weekly governance report: KPIs, drift, findings and action items."""
+    s = settings()
+    with progress_bar("embedding for drift", enabled=True) as bar:
+        rep = build_weekly_report(s, week, progress=bar.advance, on_total=bar.total)
+    path = write_report(rep, out, s, format.value)
+    console.print(f"wrote {path}")
+
+
+# ---- status ------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def status(format: Format = FORMAT_OPTION) -> None:
+    """What the data directory holds."""
+    s = settings()
+    store = service.open_store(s)
+    stats = store.stats()
+    bounds = service.time_bounds(s)
+    info = {"data_dir": str(s.data_dir), **{k: v for k, v in stats.items() if k != "embeddings"},
+            "embeddings": stats["embeddings"],
+            "first_request": bounds[0] if bounds else None,
+            "last_request": bounds[1] if bounds else None}
+    if format == Format.json:
+        print_json(info)
+    else:
+        rows = [{"item": k, "value": json.dumps(v, default=str) if isinstance(v, dict) else v}
+                for k, v in info.items()]
+        print_table(rows, title="ModelWarden data")
+
+
+# ---- demo --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def demo(
+    days: int = typer.Option(28, "--days", min=14, max=365),
+    seed: int = typer.Option(7, "--seed"),
+) -> None:
+    """Simulate four plants for four weeks with a drift and an incident, then report on them."""
+    from modelwarden.simulate.traffic import simulate as run
+
+    s = settings()
+    t0 = time.perf_counter()
+    console.print(f"[bold]ModelWarden demo[/] — data in {s.data_dir}")
+    data = run(days=days, seed=seed, scenarios=("drift", "incident"))
+    console.print(f"simulated {len(data.requests)} requests, {len(data.feedback)} feedback "
+                  f"events, {len(data.escalations)} escalations "
+                  f"({data.start:%Y-%m-%d} to {data.end:%Y-%m-%d})")
+    stored = _ingest_simulated(data)
+    print_table(stored, title="Ingested")
+    with progress_bar("embedding prompts (all-MiniLM-L6-v2)" if s.embedder == "minilm"
+                      else f"embedding prompts ({s.embedder})") as bar:
+        emb = service.embed_missing(s, "prompt", None, progress=bar.advance, on_total=bar.total)
+    console.print(f"embedded {emb.missing} prompts ({emb.unique_texts} distinct) with {emb.embedder}")
+    rep = build_weekly_report(s)
+    path = write_report(rep, None, s)
+    rows = [{k: p[k] for k in ("plant_id", "requests", "latency_avg_ms", "latency_p95_ms",
+                                "feedback_avg", "safety_incidents", "escalations_confirmed")}
+            for p in rep.plants]
+    print_table(rows, title=f"Weekly KPIs {rep.week}", headers=KPI_HEADERS)
+    if rep.findings:
+        console.print("[bold]Findings[/]")
+        for f in rep.findings:
+            console.print(f"  • {f}")
+    console.print(f"drift status: [bold]{rep.drift_status}[/]")
+    console.print(f"[bold green]report written to {path}[/] in {time.perf_counter() - t0:.0f} s")
+    _ = datetime.now(UTC)

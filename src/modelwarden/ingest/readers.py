@@ -1,0 +1,184 @@
+"""Readers: JSONL (``-`` for stdin, ``.gz`` too), CSV and Parquet, chosen by extension.
+
+A reader yields chunks of ``(location, raw)`` pairs. ``raw`` is a dict, or a :class:`BadLine`
+when the line itself could not be read (not UTF-8, malformed JSON), so the line is kept with its
+reason instead of stopping the file. Parquet files whose column types are the native ones take
+the columnar path in :mod:`modelwarden.ingest.columnar` instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from modelwarden.errors import InputError
+
+CHUNK = 20_000
+JSONL_EXT = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz")
+CSV_EXT = (".csv", ".csv.gz")
+PARQUET_EXT = (".parquet", ".pq")
+EMBEDDING_COLUMNS = ("prompt_embedding", "response_embedding")
+
+
+@dataclass
+class BadLine:
+    reason: str
+    text: str
+    field: str = "(line)"
+
+
+Raw = dict[str, Any] | BadLine
+Chunk = list[tuple[str, Raw]]
+
+
+def detect_format(path: str) -> str:
+    if path == "-":
+        return "jsonl"
+    low = path.lower()
+    if low.endswith(JSONL_EXT):
+        return "jsonl"
+    if low.endswith(CSV_EXT):
+        return "csv"
+    if low.endswith(PARQUET_EXT):
+        return "parquet"
+    raise InputError(
+        f"{path}: unknown file type; use .jsonl, .csv or .parquet (or - for JSONL on stdin)",
+        field="path",
+    )
+
+
+def _open_binary(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file", field="path")
+    if p.is_dir():
+        raise InputError(f"{path}: is a directory, not a file", field="path")
+    try:
+        if path.lower().endswith(".gz"):
+            return gzip.open(p, "rb")
+        return open(p, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror})", field="path") from exc
+
+
+def _utf8_problem(exc: UnicodeDecodeError) -> str:
+    bad = exc.object[exc.start : exc.start + 1]
+    return f"not valid UTF-8 (byte 0x{bad.hex()} at position {exc.start})"
+
+
+def read_jsonl(path: str) -> Iterator[Chunk]:
+    fh = _open_binary(path)
+    chunk: Chunk = []
+    try:
+        for lineno, line in enumerate(fh, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                chunk.append((f"line {lineno}", BadLine(_utf8_problem(exc), repr(line[:200]))))
+                continue
+            except OSError as exc:  # a truncated or corrupt .gz stream
+                raise InputError(f"{path}: cannot read ({exc})", field="path") from exc
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                reason = f"malformed JSON ({exc.msg} at column {exc.colno})"
+                chunk.append((f"line {lineno}", BadLine(reason, text[:2000])))
+                continue
+            if not isinstance(obj, dict):
+                chunk.append((f"line {lineno}", BadLine("a record must be a JSON object", text[:2000],
+                                                        field="(record)")))
+                continue
+            chunk.append((f"line {lineno}", obj))
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{path}: cannot read ({exc})", field="path") from exc
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+    if chunk:
+        yield chunk
+
+
+def _csv_value(key: str, value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    if key in EMBEDDING_COLUMNS:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # validation names the field and the reason
+    return value
+
+
+def read_csv(path: str) -> Iterator[Chunk]:
+    fh = _open_binary(path)
+    try:
+        raw = fh.read()
+    finally:
+        fh.close()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # CSV rows can span lines, so a CSV that is not UTF-8 is refused whole, with the place.
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: {_utf8_problem(exc)}", field="path") from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise InputError(f"{path}: empty CSV file (no header row)", field="path")
+    chunk: Chunk = []
+    try:
+        for rowno, row in enumerate(reader, start=1):
+            if None in row:  # more cells than header columns
+                chunk.append((f"row {rowno}", BadLine("more cells than header columns",
+                                                      json.dumps(row, default=str)[:2000])))
+                continue
+            chunk.append((f"row {rowno}", {k: _csv_value(k, v) for k, v in row.items()}))
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV at line {reader.line_num}: {exc}",
+                         field="path") from exc
+    if chunk:
+        yield chunk
+
+
+def read_parquet_rows(path: str) -> Iterator[Chunk]:
+    """Row-wise reading of a Parquet file whose types need record-by-record validation."""
+    import pyarrow.parquet as pq
+
+    pf = open_parquet(path)
+    row = 0
+    for batch in pf.iter_batches(batch_size=CHUNK):
+        chunk: Chunk = []
+        for rec in batch.to_pylist():
+            row += 1
+            chunk.append((f"row {row}", rec))
+        yield chunk
+    del pq
+
+
+def open_parquet(path: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file", field="path")
+    try:
+        return pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})", field="path") from exc

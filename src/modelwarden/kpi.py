@@ -1,0 +1,189 @@
+"""KPIs per window and group, as Ibis expressions (DuckDB by default, Spark when it outgrows one box).
+
+Definitions, per window (UTC day, ISO week starting Monday, or the whole range) and group:
+
+- ``requests``: requests served to users (shadow copies are left out unless asked for);
+- ``latency_avg_ms``, ``latency_p50_ms``, ``latency_p95_ms``, ``latency_p99_ms``: mean and
+  percentiles of ``latency_ms`` with linear interpolation between closest ranks (numpy's default);
+- ``feedback_avg``, ``feedback_n``: mean and count of the effective feedback score, which is the
+  latest feedback event for the request if any, else the record's ``human_feedback_score``;
+- ``safety_incidents``, ``safety_rate``: responses with ``contains_safety_keyword`` and their share;
+- ``errors``: requests with an ``error``;
+- ``escalations_confirmed``: confirmed escalations whose own timestamp falls in the window,
+  attributed to the plant and version of the request they are about;
+- changes against the previous window of the same group: ``requests_change_pct``,
+  ``latency_p95_change_pct``, ``feedback_avg_change`` (points) and ``safety_rate_change_pp``
+  (percentage points).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+from pydantic import BaseModel, Field, field_validator
+
+from modelwarden.errors import InputError
+
+Window = Literal["day", "week", "all"]
+GROUPABLE = ("plant_id", "model_version", "route")
+METRICS = (
+    "requests",
+    "latency_avg_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "feedback_avg",
+    "feedback_n",
+    "safety_incidents",
+    "safety_rate",
+    "errors",
+    "escalations_confirmed",
+)
+CHANGES = ("requests_change_pct", "latency_p95_change_pct", "feedback_avg_change",
+           "safety_rate_change_pp")
+
+
+class KpiQuery(BaseModel):
+    """What to compute: a time range (``until`` exclusive), a window size and grouping columns."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    window: Window = "week"
+    by: tuple[str, ...] = Field(default=("plant_id",))
+    include_shadow: bool = False
+
+    @field_validator("by")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            if c not in GROUPABLE:
+                raise ValueError(f"cannot group by {c!r}; choose from {', '.join(GROUPABLE)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a grouping column is repeated")
+        return v
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("times must carry a time zone")
+        return v
+
+    def window_length(self) -> timedelta | None:
+        return {"day": timedelta(days=1), "week": timedelta(weeks=1)}.get(self.window)
+
+
+def _window_start(ts: ir.TimestampValue, window: Window) -> ir.Value:
+    if window == "day":
+        return ts.truncate("D")
+    if window == "week":
+        return ts.truncate("W")
+    return ibis.literal(None, type="timestamp('UTC')")
+
+
+def _in_range(table: ir.Table, since: datetime | None, until: datetime | None) -> ir.Table:
+    if since is not None:
+        table = table.filter(table.timestamp >= since)
+    if until is not None:
+        table = table.filter(table.timestamp < until)
+    return table
+
+
+def effective_feedback(requests: ir.Table, feedback: ir.Table) -> ir.Table:
+    """Requests with a ``score`` column: the latest feedback event, else the inline score."""
+    latest = feedback.group_by("request_id").agg(
+        fb_score=feedback.score.argmax(feedback.timestamp)
+    )
+    joined = requests.left_join(latest, "request_id")
+    return joined.mutate(
+        score=ibis.coalesce(joined.fb_score.cast("float64"),
+                            joined.human_feedback_score.cast("float64"))
+    ).drop("fb_score", *(["request_id_right"] if "request_id_right" in joined.columns else []))
+
+
+def kpi_expr(
+    requests: ir.Table, feedback: ir.Table, escalations: ir.Table, q: KpiQuery
+) -> ir.Table:
+    """One row per window and group with the KPIs above, except the changes (see :func:`add_changes`)."""
+    r = requests if q.include_shadow else requests.filter(
+        requests.route.isnull() | (requests.route != "shadow")
+    )
+    r = _in_range(r, q.since, q.until)
+    r = effective_feedback(r, feedback)
+    r = r.mutate(window_start=_window_start(r.timestamp, q.window))
+    keys = ["window_start", *q.by]
+    lat = r.latency_ms
+    agg = r.group_by(keys).agg(
+        requests=r.count(),
+        latency_avg_ms=lat.mean(),
+        latency_p50_ms=lat.quantile(0.5),
+        latency_p95_ms=lat.quantile(0.95),
+        latency_p99_ms=lat.quantile(0.99),
+        feedback_avg=r.score.mean(),
+        feedback_n=r.score.count(),
+        safety_incidents=r.contains_safety_keyword.fill_null(False).cast("int64").sum(),
+        errors=r.error.notnull().cast("int64").sum(),
+    )
+    agg = agg.mutate(safety_rate=agg.safety_incidents.cast("float64") / agg.requests)
+
+    e = escalations.filter(escalations.confirmed)
+    e = _in_range(e, q.since, q.until)
+    req_keys = requests.select("request_id", *q.by)
+    e = e.select("request_id", "timestamp").inner_join(req_keys, "request_id")
+    e = e.mutate(window_start=_window_start(e.timestamp, q.window))
+    esc = e.group_by(keys).agg(escalations_confirmed=e.count())
+    out = agg.left_join(esc, keys)
+    out = out.mutate(escalations_confirmed=out.escalations_confirmed.fill_null(0))
+    out = out.select(*keys, *METRICS)
+    return out.order_by(keys)
+
+
+def _pct(new: Any, old: Any) -> float | None:
+    if new is None or old in (None, 0):
+        return None
+    return (float(new) - float(old)) / float(old) * 100.0
+
+
+def _diff(new: Any, old: Any, scale: float = 1.0) -> float | None:
+    if new is None or old is None:
+        return None
+    return (float(new) - float(old)) * scale
+
+
+def add_changes(rows: list[dict[str, Any]], q: KpiQuery) -> list[dict[str, Any]]:
+    """Add the change against the previous window of the same group (None when there is none)."""
+    step = q.window_length()
+    prev: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: (tuple(str(r.get(c)) for c in q.by),
+                                          r["window_start"] or datetime.min)):
+        key = tuple(row.get(c) for c in q.by)
+        before = prev.get(key)
+        consecutive = (before is not None and step is not None
+                       and row["window_start"] - before["window_start"] == step)
+        old = before if consecutive else None
+        row["requests_change_pct"] = _pct(row["requests"], old and old["requests"])
+        row["latency_p95_change_pct"] = _pct(row["latency_p95_ms"], old and old["latency_p95_ms"])
+        row["feedback_avg_change"] = _diff(row["feedback_avg"], old and old["feedback_avg"])
+        row["safety_rate_change_pp"] = _diff(row["safety_rate"], old and old["safety_rate"], 100.0)
+        prev[key] = row
+    return rows
+
+
+def parse_window(value: str) -> Window:
+    if value not in ("day", "week", "all"):
+        raise InputError("window must be day, week or all", field="window")
+    return value  # type: ignore[return-value]
+
+
+def parse_by(value: str | None) -> tuple[str, ...]:
+    if value is None or value.strip() == "":
+        return ()
+    cols = tuple(c.strip() for c in value.split(",") if c.strip())
+    for c in cols:
+        if c not in GROUPABLE:
+            raise InputError(f"cannot group by {c!r}; choose from {', '.join(GROUPABLE)}",
+                             field="by")
+    return cols

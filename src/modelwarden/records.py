@@ -1,0 +1,229 @@
+"""The request record (the seed's log schema) and the feedback and escalation events.
+
+Field names follow the seed exactly. Feedback and escalations are also events of their own,
+keyed by ``request_id``, because in production they arrive after the request they are about.
+
+Validation rules (shared by every reader; the columnar Parquet path in
+:mod:`modelwarden.ingest.columnar` enforces the same limits, and a test keeps the two in step):
+
+- required: ``request_id``, ``timestamp``, ``plant_id``, ``model_version``, ``user_prompt``,
+  ``latency_ms``; ``generated_response`` unless ``error`` says the request failed;
+- ``timestamp``: ISO-8601 with a zone (``Z`` or ``+hh:mm``), stored in UTC;
+- ``latency_ms``: a finite number >= 0;
+- ``human_feedback_score``: null or an integer 1-5;
+- embeddings: finite numbers, 1 to ``MAX_EMBEDDING_DIM`` of them; every embedding of one embedder
+  has one dimension (checked against the store at ingest);
+- text size limits below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MAX_ID_CHARS = 200
+MAX_PROMPT_CHARS = 32_768
+MAX_RESPONSE_CHARS = 65_536
+MAX_SHORT_TEXT_CHARS = 4_000
+MAX_EMBEDDING_DIM = 4_096
+INLINE_EMBEDDER = "inline"
+
+REQUEST_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "timestamp",
+    "plant_id",
+    "model_version",
+    "user_prompt",
+    "prompt_embedding",
+    "generated_response",
+    "response_embedding",
+    "latency_ms",
+    "human_feedback_score",
+    "contains_safety_keyword",
+    "user_id",
+    "session_id",
+    "route",
+    "parent_request_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "error",
+    "embedding_model",
+)
+
+Route = Literal["stable", "canary", "shadow"]
+EscalationCategory = Literal["incorrect", "nonsensical", "safety", "compliance", "other"]
+ROUTES: tuple[str, ...] = ("stable", "canary", "shadow")
+ESCALATION_CATEGORIES: tuple[str, ...] = ("incorrect", "nonsensical", "safety", "compliance", "other")
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT_CHARS)]
+Embedding = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]],
+    Field(min_length=1, max_length=MAX_EMBEDDING_DIM),
+]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False, frozen=False)
+
+    @field_validator("timestamp", mode="after", check_fields=False)
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+
+class RequestRecord(_Base):
+    """One request and its response, as logged by the gateway or sent by a client."""
+
+    request_id: Id
+    timestamp: AwareDatetime
+    plant_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+    model_version: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+    user_prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    prompt_embedding: Embedding | None = None
+    generated_response: Annotated[str, Field(max_length=MAX_RESPONSE_CHARS)] | None = None
+    response_embedding: Embedding | None = None
+    latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    human_feedback_score: Annotated[int, Field(ge=1, le=5)] | None = None
+    contains_safety_keyword: StrictBool | None = None
+    user_id: Id | None = None
+    session_id: Id | None = None
+    route: Route | None = None
+    parent_request_id: Id | None = None
+    prompt_tokens: Annotated[int, Field(ge=0)] | None = None
+    completion_tokens: Annotated[int, Field(ge=0)] | None = None
+    error: ShortText | None = None
+    embedding_model: Id | None = Field(
+        default=None,
+        description="Name of the embedder that produced the inline embeddings (default 'inline').",
+    )
+
+    @model_validator(mode="after")
+    def _response_unless_error(self) -> RequestRecord:
+        if self.generated_response is None and not self.error:
+            raise ValueError("generated_response: required unless 'error' is set")
+        return self
+
+
+def _event_id(*parts: object) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for p in parts:
+        h.update(str(p).encode())
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+class FeedbackEvent(_Base):
+    """A feedback score that arrived after its request (the user's 1-5 button)."""
+
+    event_id: Id | None = None
+    request_id: Id
+    timestamp: AwareDatetime
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: ShortText | None = None
+    user_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _default_id(self) -> FeedbackEvent:
+        if self.event_id is None:
+            self.event_id = _event_id("fb", self.request_id, self.timestamp.isoformat(), self.score)
+        return self
+
+
+class EscalationEvent(_Base):
+    """A user-reported escalation about an answer; ``confirmed`` once a reviewer agrees."""
+
+    event_id: Id | None = None
+    request_id: Id
+    timestamp: AwareDatetime
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_SHORT_TEXT_CHARS)]
+    category: EscalationCategory = "other"
+    confirmed: StrictBool = False
+    reporter: Id | None = None
+
+    @model_validator(mode="after")
+    def _default_id(self) -> EscalationEvent:
+        if self.event_id is None:
+            self.event_id = _event_id("esc", self.request_id, self.timestamp.isoformat(), self.reason)
+        return self
+
+
+Kind = Literal["requests", "feedback", "escalations"]
+KINDS: tuple[str, ...] = ("requests", "feedback", "escalations")
+MODELS: dict[str, type[_Base]] = {
+    "requests": RequestRecord,
+    "feedback": FeedbackEvent,
+    "escalations": EscalationEvent,
+}
+KEY_FIELD: dict[str, str] = {
+    "requests": "request_id",
+    "feedback": "event_id",
+    "escalations": "event_id",
+}
+
+
+class FieldProblem(BaseModel):
+    """Why a record was rejected: the field and the reason."""
+
+    field: str
+    reason: str
+
+
+def problems_from(exc: ValidationError) -> list[FieldProblem]:
+    """Turn pydantic's errors into (field, reason) pairs a user can act on."""
+    out: list[FieldProblem] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(x) for x in err.get("loc", ()) if not isinstance(x, int)]
+        field = loc[0] if loc else ""
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "missing":
+            reason = "required field is missing"
+        elif err.get("type") == "timezone_aware":
+            reason = "timestamp must be ISO-8601 with a time zone (e.g. 2024-10-28T10:05:00Z)"
+        elif err.get("type") == "finite_number":
+            reason = "must be a finite number (no NaN or infinity)"
+        elif msg.startswith("Value error, "):
+            text = msg.removeprefix("Value error, ")
+            if ": " in text and not field:
+                field, reason = text.split(": ", 1)
+            else:
+                reason = text
+        else:
+            reason = msg[0].lower() + msg[1:] if msg else "invalid"
+            if field == "timestamp" and err.get("type", "").startswith("datetime"):
+                reason = f"not an ISO-8601 timestamp ({reason})"
+        out.append(FieldProblem(field=field or "(record)", reason=reason))
+    return out
+
+
+def validate(kind: str, raw: Any) -> tuple[_Base | None, list[FieldProblem]]:
+    """Validate one raw record of ``kind``; returns the record or the problems found."""
+    if not isinstance(raw, dict):
+        return None, [FieldProblem(field="(record)", reason="a record must be a JSON object")]
+    model = MODELS[kind]
+    try:
+        return model.model_validate(raw), []
+    except ValidationError as exc:
+        return None, problems_from(exc)
+
+
+def is_finite_vector(values: list[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def record_to_json(record: BaseModel) -> str:
+    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)

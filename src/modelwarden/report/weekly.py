@@ -1,0 +1,287 @@
+"""The weekly governance pack: KPIs per plant and version, drift, findings and actions.
+
+Everything in it is computed from the store. Findings and action items follow from the numbers
+against fixed, documented thresholds (:data:`FINDING_RULES`), so two runs on the same data write
+the same report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from modelwarden.errors import NotFoundError
+from modelwarden.kpi import KpiQuery
+from modelwarden.monitor import Window, drift_over_windows
+from modelwarden.service import (
+    compute_kpis,
+    iso_week,
+    require_data,
+    week_label,
+)
+from modelwarden.settings import Settings
+
+BASELINE_WEEKS = 3
+
+# What makes a finding. Changes are against the previous week of the same plant; version gaps
+# compare a version with the plant's most used version in the same week.
+FINDING_RULES = {
+    "feedback_drop_points": 0.3,
+    "safety_rate_rise_pp": 1.0,
+    "p95_latency_rise_pct": 25.0,
+    "version_feedback_gap_points": 0.5,
+    "version_safety_gap_pp": 1.0,
+    "min_rated": 10,
+}
+
+
+@dataclass
+class WeeklyReport:
+    week: str
+    start: datetime
+    end: datetime
+    generated_at: datetime
+    model_versions: list[str]
+    plants: list[dict[str, Any]]
+    versions: list[dict[str, Any]]
+    overall: dict[str, Any]
+    drift: list[dict[str, Any]]
+    drift_status: str
+    findings: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def latest_complete_week(last_ts: datetime) -> str:
+    """The last ISO week that ended at or before the newest record (or the newest one's week)."""
+    day = last_ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    this_monday = day - timedelta(days=day.weekday())
+    candidate = this_monday - timedelta(weeks=1)
+    # If the data reaches the very end of its week, that week is complete.
+    if last_ts >= this_monday + timedelta(days=7) - timedelta(hours=1):
+        candidate = this_monday
+    return week_label(candidate)
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _findings(plants: list[dict[str, Any]], versions: list[dict[str, Any]],
+              drift: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    r = FINDING_RULES
+    findings: list[str] = []
+    actions: list[str] = []
+    for p in plants:
+        name = p["plant_id"]
+        if (p["feedback_avg_change"] is not None and p["feedback_n"] >= r["min_rated"]
+                and p["feedback_avg_change"] <= -r["feedback_drop_points"]):
+            findings.append(f"Average feedback at {name} fell by {-p['feedback_avg_change']:.2f} "
+                            f"points against the previous week (now {p['feedback_avg']:.2f}).")
+        if p["safety_rate_change_pp"] is not None and p["safety_rate_change_pp"] >= r["safety_rate_rise_pp"]:
+            findings.append(f"Safety incident rate at {name} rose by "
+                            f"{p['safety_rate_change_pp']:.1f} percentage points "
+                            f"({p['safety_incidents']} incidents in {p['requests']} requests).")
+        if p["latency_p95_change_pct"] is not None and p["latency_p95_change_pct"] >= r["p95_latency_rise_pct"]:
+            findings.append(f"P95 latency at {name} rose by {p['latency_p95_change_pct']:.0f}% "
+                            f"to {p['latency_p95_ms']:.0f} ms.")
+    by_plant: dict[str, list[dict[str, Any]]] = {}
+    for v in versions:
+        by_plant.setdefault(v["plant_id"], []).append(v)
+    for plant, rows in sorted(by_plant.items()):
+        main = max(rows, key=lambda x: x["requests"])
+        for v in rows:
+            if v is main:
+                continue
+            gaps = []
+            if (v["feedback_avg"] is not None and main["feedback_avg"] is not None
+                    and main["feedback_avg"] - v["feedback_avg"] >= r["version_feedback_gap_points"]):
+                gaps.append(f"feedback {v['feedback_avg']:.2f} vs {main['feedback_avg']:.2f}")
+            gap_pp = (v["safety_rate"] - main["safety_rate"]) * 100
+            if gap_pp >= r["version_safety_gap_pp"]:
+                gaps.append(f"safety incident rate {v['safety_rate'] * 100:.1f}% vs "
+                            f"{main['safety_rate'] * 100:.1f}%")
+            if v["latency_p95_ms"] and main["latency_p95_ms"] and (
+                    v["latency_p95_ms"] > 1.5 * main["latency_p95_ms"]):
+                gaps.append(f"P95 latency {v['latency_p95_ms']:.0f} ms vs "
+                            f"{main['latency_p95_ms']:.0f} ms")
+            if gaps:
+                findings.append(f"{v['model_version']} at {plant} ({v['requests']} requests) "
+                                f"underperforms {main['model_version']}: " + "; ".join(gaps) + ".")
+                actions.append(f"Roll {plant} back from {v['model_version']} to "
+                               f"{main['model_version']} per SOP-MLOPS-003, open an incident with "
+                               "the logs of the affected window, and quarantine the version "
+                               "until it is re-validated and approved.")
+    alerts = [d for d in drift if d["status"] == "ALERT"]
+    if alerts:
+        scopes = ", ".join(d["scope"] for d in alerts)
+        findings.append(f"Prompt drift detected ({scopes}): users are asking about new things.")
+        actions.extend([
+            f"Analyze new query clusters from production logs ({scopes}).",
+            "Curate new training data reflecting these patterns.",
+            "Schedule a potential retraining cycle.",
+        ])
+    return findings, actions
+
+
+def build_weekly_report(
+    settings: Settings,
+    week: str | None = None,
+    *,
+    embedder: str | None = None,
+    threshold: float = 0.02,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> WeeklyReport:
+    lo, hi = require_data(settings)
+    week = week or latest_complete_week(hi)
+    start, end = iso_week(week)
+    if end <= lo or start > hi:
+        raise NotFoundError(f"no requests in {week}; the store holds {lo:%Y-%m-%d} to {hi:%Y-%m-%d}",
+                            field="week")
+    plants = compute_kpis(settings, KpiQuery(since=start, until=end, window="week", by=("plant_id",)))
+    versions = compute_kpis(settings, KpiQuery(since=start, until=end, window="week",
+                                               by=("plant_id", "model_version")))
+    overall_rows = compute_kpis(settings, KpiQuery(since=start, until=end, window="week", by=()))
+    overall = overall_rows[0] if overall_rows else {}
+    baseline = Window(max(lo, start - timedelta(weeks=BASELINE_WEEKS)), start)
+    drift: list[dict[str, Any]] = []
+    if baseline.since < baseline.until:
+        drift = drift_over_windows(settings, baseline, Window(start, end), embedder=embedder,
+                                   threshold=threshold, progress=progress, on_total=on_total)
+    drift_status = "ALERT" if any(d["status"] == "ALERT" for d in drift) else (
+        "OK" if drift else "INSUFFICIENT_DATA")
+    findings, actions = _findings(plants, versions, drift)
+    return WeeklyReport(
+        week=week,
+        start=start,
+        end=end,
+        generated_at=datetime.now(UTC),
+        model_versions=sorted({v["model_version"] for v in versions}),
+        plants=plants,
+        versions=versions,
+        overall=overall,
+        drift=drift,
+        drift_status=drift_status,
+        findings=findings,
+        actions=actions,
+    )
+
+
+def render_markdown(rep: WeeklyReport) -> str:
+    status_color = {"ALERT": "red", "OK": "green"}.get(rep.drift_status, "gray")
+    lines = [
+        "# Weekly Manufacturing Copilot Performance Report",
+        "",
+        f"**Date:** {rep.generated_at:%Y-%m-%d}",
+        f"**Week:** {rep.week} ({rep.start:%Y-%m-%d} to {rep.end - timedelta(days=1):%Y-%m-%d})",
+        f"**Model Version(s):** {', '.join(rep.model_versions) or '—'}",
+        "",
+        "---",
+        "",
+        "## 1. Key Performance Indicators (KPIs)",
+        "",
+        "| Plant | Requests | Avg. Latency (ms) | P95 Latency (ms) | P99 Latency (ms) "
+        "| Avg. Feedback (n) | Safety Incidents (rate) | Confirmed Escalations "
+        "| Δ Feedback | Δ Safety (pp) |",
+        "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in rep.plants:
+        lines.append(
+            f"| **{p['plant_id']}** | {p['requests']} | {_fmt(p['latency_avg_ms'], 0)} "
+            f"| {_fmt(p['latency_p95_ms'], 0)} | {_fmt(p['latency_p99_ms'], 0)} "
+            f"| {_fmt(p['feedback_avg'])} ({p['feedback_n']}) "
+            f"| {p['safety_incidents']} ({p['safety_rate'] * 100:.1f}%) "
+            f"| {p['escalations_confirmed']} "
+            f"| {_fmt(p['feedback_avg_change'], 2) if p['feedback_avg_change'] is not None else '—'} "
+            f"| {_fmt(p['safety_rate_change_pp'], 1) if p['safety_rate_change_pp'] is not None else '—'} |"
+        )
+    o = rep.overall
+    if o:
+        lines.append(
+            f"| **All plants** | {o['requests']} | {_fmt(o['latency_avg_ms'], 0)} "
+            f"| {_fmt(o['latency_p95_ms'], 0)} | {_fmt(o['latency_p99_ms'], 0)} "
+            f"| {_fmt(o['feedback_avg'])} ({o['feedback_n']}) "
+            f"| {o['safety_incidents']} ({o['safety_rate'] * 100:.1f}%) "
+            f"| {o['escalations_confirmed']} | "
+            f"{_fmt(o['feedback_avg_change'], 2) if o['feedback_avg_change'] is not None else '—'} "
+            f"| {_fmt(o['safety_rate_change_pp'], 1) if o['safety_rate_change_pp'] is not None else '—'} |"
+        )
+    lines += [
+        "",
+        "### By model version",
+        "",
+        "| Plant | Model Version | Requests | Avg. Latency (ms) | P95 Latency (ms) "
+        "| Avg. Feedback (n) | Safety Incidents (rate) | Confirmed Escalations |",
+        "|:---|:---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v in rep.versions:
+        lines.append(
+            f"| {v['plant_id']} | {v['model_version']} | {v['requests']} "
+            f"| {_fmt(v['latency_avg_ms'], 0)} | {_fmt(v['latency_p95_ms'], 0)} "
+            f"| {_fmt(v['feedback_avg'])} ({v['feedback_n']}) "
+            f"| {v['safety_incidents']} ({v['safety_rate'] * 100:.1f}%) "
+            f"| {v['escalations_confirmed']} |"
+        )
+    lines += [
+        "",
+        "---",
+        "",
+        "## 2. Model Drift Analysis",
+        "",
+    ]
+    if rep.drift:
+        d0 = rep.drift[0]
+        lines += [
+            f"Prompt embeddings ({d0['embedder']}) of the week against the baseline "
+            f"{d0['baseline']}.",
+            "",
+            "| Scope | Method | Drift Score | Threshold | n (baseline / current) | Status |",
+            "|:---|:---|---:|---:|---:|:---|",
+        ]
+        for d in rep.drift:
+            score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
+            lines.append(f"| {d['scope']} | {d['method']} | {score} | `{d['threshold']}` "
+                         f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |")
+        lines += ["", f"- **Status:** <font color='{status_color}'>**{rep.drift_status}**</font>"]
+    else:
+        lines.append("- **Status:** INSUFFICIENT_DATA (no earlier week to compare against)")
+    summary = ("The model is performing within expected parameters."
+               if not rep.findings else
+               f"{len(rep.findings)} finding(s) need attention this week.")
+    lines += [
+        "",
+        "---",
+        "",
+        "## 3. Summary & Actions",
+        "",
+        f"- **Overall Performance:** {summary}",
+        "- **Anomalies:**",
+    ]
+    lines += [f"    - {f}" for f in rep.findings] or ["    - No significant anomalies detected."]
+    lines.append("- **Action Items:**")
+    lines += [f"    {i}. {a}" for i, a in enumerate(rep.actions, 1)] or ["    - None."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(rep: WeeklyReport, out: Path | None, settings: Settings, fmt: str = "md") -> Path:
+    import json
+
+    path = out or settings.reports_dir / f"weekly-{rep.week}.{ 'json' if fmt == 'json' else 'md'}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (json.dumps(rep.to_dict(), indent=2, default=str) if fmt == "json"
+            else render_markdown(rep))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,50 @@
+"""The state store: registry, routes, rollouts, eval runs, reviews, incidents, audit log.
+
+SQLAlchemy Core over SQLite by default (``sqlite:///DATA/state.db``, WAL mode) and PostgreSQL
+when several instances share one state. Feature modules declare their tables on :data:`metadata`
+and list their module in :data:`TABLE_MODULES`, so one ``create_all`` makes every table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+# Modules whose import declares tables on ``metadata``.
+TABLE_MODULES: list[str] = []
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class StateStore:
+    """A handle on the state database; cheap to create, one per process is enough."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        for name in TABLE_MODULES:
+            importlib.import_module(name)
+        metadata.create_all(self.engine)
+
+    @classmethod
+    def at(cls, data_dir: Path) -> StateStore:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{data_dir / 'state.db'}")
+
+    def close(self) -> None:
+        self.engine.dispose()
