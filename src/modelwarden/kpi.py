@@ -42,8 +42,12 @@ METRICS = (
     "errors",
     "escalations_confirmed",
 )
-CHANGES = ("requests_change_pct", "latency_p95_change_pct", "feedback_avg_change",
-           "safety_rate_change_pp")
+CHANGES = (
+    "requests_change_pct",
+    "latency_p95_change_pct",
+    "feedback_avg_change",
+    "safety_rate_change_pp",
+)
 
 
 class KpiQuery(BaseModel):
@@ -94,13 +98,12 @@ def _in_range(table: ir.Table, since: datetime | None, until: datetime | None) -
 
 def effective_feedback(requests: ir.Table, feedback: ir.Table) -> ir.Table:
     """Requests with a ``score`` column: the latest feedback event, else the inline score."""
-    latest = feedback.group_by("request_id").agg(
-        fb_score=feedback.score.argmax(feedback.timestamp)
-    )
+    latest = feedback.group_by("request_id").agg(fb_score=feedback.score.argmax(feedback.timestamp))
     joined = requests.left_join(latest, "request_id")
     return joined.mutate(
-        score=ibis.coalesce(joined.fb_score.cast("float64"),
-                            joined.human_feedback_score.cast("float64"))
+        score=ibis.coalesce(
+            joined.fb_score.cast("float64"), joined.human_feedback_score.cast("float64")
+        )
     ).drop("fb_score", *(["request_id_right"] if "request_id_right" in joined.columns else []))
 
 
@@ -108,8 +111,10 @@ def kpi_expr(
     requests: ir.Table, feedback: ir.Table, escalations: ir.Table, q: KpiQuery
 ) -> ir.Table:
     """One row per window and group with the KPIs above, except the changes (see :func:`add_changes`)."""
-    r = requests if q.include_shadow else requests.filter(
-        requests.route.isnull() | (requests.route != "shadow")
+    r = (
+        requests
+        if q.include_shadow
+        else requests.filter(requests.route.isnull() | (requests.route != "shadow"))
     )
     r = _in_range(r, q.since, q.until)
     r = effective_feedback(r, feedback)
@@ -119,15 +124,19 @@ def kpi_expr(
     agg = r.group_by(keys).agg(
         requests=r.count(),
         latency_avg_ms=lat.mean(),
-        latency_p50_ms=lat.quantile(0.5),
-        latency_p95_ms=lat.quantile(0.95),
-        latency_p99_ms=lat.quantile(0.99),
+        # One multi-quantile aggregate selects all three ranks in a single pass per group.
+        latency_q=lat.quantile([0.5, 0.95, 0.99]),
         feedback_avg=r.score.mean(),
         feedback_n=r.score.count(),
         safety_incidents=r.contains_safety_keyword.fill_null(False).cast("int64").sum(),
         errors=r.error.notnull().cast("int64").sum(),
     )
-    agg = agg.mutate(safety_rate=agg.safety_incidents.cast("float64") / agg.requests)
+    agg = agg.mutate(
+        latency_p50_ms=agg.latency_q[0],
+        latency_p95_ms=agg.latency_q[1],
+        latency_p99_ms=agg.latency_q[2],
+        safety_rate=agg.safety_incidents.cast("float64") / agg.requests,
+    ).drop("latency_q")
 
     e = escalations.filter(escalations.confirmed)
     e = _in_range(e, q.since, q.until)
@@ -157,12 +166,16 @@ def add_changes(rows: list[dict[str, Any]], q: KpiQuery) -> list[dict[str, Any]]
     """Add the change against the previous window of the same group (None when there is none)."""
     step = q.window_length()
     prev: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: (tuple(str(r.get(c)) for c in q.by),
-                                          r["window_start"] or datetime.min)):
+    for row in sorted(
+        rows, key=lambda r: (tuple(str(r.get(c)) for c in q.by), r["window_start"] or datetime.min)
+    ):
         key = tuple(row.get(c) for c in q.by)
         before = prev.get(key)
-        consecutive = (before is not None and step is not None
-                       and row["window_start"] - before["window_start"] == step)
+        consecutive = (
+            before is not None
+            and step is not None
+            and row["window_start"] - before["window_start"] == step
+        )
         old = before if consecutive else None
         row["requests_change_pct"] = _pct(row["requests"], old and old["requests"])
         row["latency_p95_change_pct"] = _pct(row["latency_p95_ms"], old and old["latency_p95_ms"])
@@ -184,6 +197,7 @@ def parse_by(value: str | None) -> tuple[str, ...]:
     cols = tuple(c.strip() for c in value.split(",") if c.strip())
     for c in cols:
         if c not in GROUPABLE:
-            raise InputError(f"cannot group by {c!r}; choose from {', '.join(GROUPABLE)}",
-                             field="by")
+            raise InputError(
+                f"cannot group by {c!r}; choose from {', '.join(GROUPABLE)}", field="by"
+            )
     return cols

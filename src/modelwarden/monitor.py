@@ -47,10 +47,12 @@ def drift_over_windows(
     name = embedder_key(settings, embedder)
     if embed and name != "inline":
         for w in (baseline, current):
-            embed_missing(settings, kind, embedder, w.since, w.until, progress=progress,
-                          on_total=on_total)
-    scopes: list[str | None] = [plant] if plant else [None, *plants(settings, baseline.since,
-                                                                    current.until)]
+            embed_missing(
+                settings, kind, embedder, w.since, w.until, progress=progress, on_total=on_total
+            )
+    scopes: list[str | None] = (
+        [plant] if plant else [None, *plants(settings, baseline.since, current.until)]
+    )
     rows = []
     for scope in scopes:
         b = window_vectors(settings, kind, name, baseline.since, baseline.until, plant=scope)

@@ -67,7 +67,13 @@ REQUEST_FIELDS: tuple[str, ...] = (
 Route = Literal["stable", "canary", "shadow"]
 EscalationCategory = Literal["incorrect", "nonsensical", "safety", "compliance", "other"]
 ROUTES: tuple[str, ...] = ("stable", "canary", "shadow")
-ESCALATION_CATEGORIES: tuple[str, ...] = ("incorrect", "nonsensical", "safety", "compliance", "other")
+ESCALATION_CATEGORIES: tuple[str, ...] = (
+    "incorrect",
+    "nonsensical",
+    "safety",
+    "compliance",
+    "other",
+)
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT_CHARS)]
@@ -158,7 +164,9 @@ class EscalationEvent(_Base):
     @model_validator(mode="after")
     def _default_id(self) -> EscalationEvent:
         if self.event_id is None:
-            self.event_id = _event_id("esc", self.request_id, self.timestamp.isoformat(), self.reason)
+            self.event_id = _event_id(
+                "esc", self.request_id, self.timestamp.isoformat(), self.reason
+            )
         return self
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 from modelwarden.embed import get_embedder
 from modelwarden.embed.base import Embedder
 from modelwarden.errors import InputError, NotFoundError
-from modelwarden.ingest.core import IngestReport, Ingestor
+from modelwarden.ingest.core import Ingestor, IngestReport
 from modelwarden.kpi import KpiQuery, add_changes, kpi_expr
 from modelwarden.records import INLINE_EMBEDDER, KINDS
 from modelwarden.safety import SafetyChecker
@@ -58,7 +58,9 @@ def open_store(settings: Settings) -> LogStore:
 
 
 def safety_checker(settings: Settings) -> SafetyChecker:
-    return SafetyChecker.from_file(settings.safety_rules) if settings.safety_rules else SafetyChecker()
+    return (
+        SafetyChecker.from_file(settings.safety_rules) if settings.safety_rules else SafetyChecker()
+    )
 
 
 def ingest_paths(
@@ -136,9 +138,14 @@ class EmbedReport:
 TEXT_COLUMN = {"prompt": "user_prompt", "response": "generated_response"}
 
 
-def _filtered_requests(con: Any, since: datetime | None, until: datetime | None,
-                       plant: str | None = None, version: str | None = None,
-                       include_shadow: bool = True) -> Any:
+def _filtered_requests(
+    con: Any,
+    since: datetime | None,
+    until: datetime | None,
+    plant: str | None = None,
+    version: str | None = None,
+    include_shadow: bool = True,
+) -> Any:
     t = con.table("requests")
     if since is not None:
         t = t.filter(t.timestamp >= since)
@@ -170,8 +177,11 @@ def embed_missing(
         raise InputError("kind must be prompt or response", field="kind")
     embedder = resolve_embedder(settings, embedder_name)
     if embedder is None:
-        raise InputError("inline embeddings come with the records and cannot be computed; "
-                         "choose --embedder minilm or hashing", field="embedder")
+        raise InputError(
+            "inline embeddings come with the records and cannot be computed; "
+            "choose --embedder minilm or hashing",
+            field="embedder",
+        )
     store = open_store(settings)
     report = EmbedReport(embedder=embedder.name, kind=kind)
     con = store.connect()
@@ -190,8 +200,9 @@ def embed_missing(
     if on_total:
         on_total(len(uniques))
     vecs = embedder.embed(list(uniques), batch_size=settings.embed_batch_size, progress=progress)
-    report.stored = store.append_embeddings(kind, embedder.name, table.column("request_id"),
-                                            vecs[inverse])
+    report.stored = store.append_embeddings(
+        kind, embedder.name, table.column("request_id"), vecs[inverse]
+    )
     return report
 
 
@@ -226,25 +237,37 @@ def window_vectors(
     )
 
 
-def plants(settings: Settings, since: datetime | None = None,
-           until: datetime | None = None) -> list[str]:
+def plants(
+    settings: Settings, since: datetime | None = None, until: datetime | None = None
+) -> list[str]:
     store = open_store(settings)
     con = store.connect()
     t = _filtered_requests(con, since, until)
-    return sorted(x for x in con.to_pyarrow(t.select("plant_id").distinct())
-                  .column("plant_id").to_pylist() if x)
+    return sorted(
+        x
+        for x in con.to_pyarrow(t.select("plant_id").distinct()).column("plant_id").to_pylist()
+        if x
+    )
 
 
-def versions(settings: Settings, since: datetime | None = None,
-             until: datetime | None = None) -> list[str]:
+def versions(
+    settings: Settings, since: datetime | None = None, until: datetime | None = None
+) -> list[str]:
     store = open_store(settings)
     con = store.connect()
     t = _filtered_requests(con, since, until, include_shadow=False)
-    return sorted(x for x in con.to_pyarrow(t.select("model_version").distinct())
-                  .column("model_version").to_pylist() if x)
+    return sorted(
+        x
+        for x in con.to_pyarrow(t.select("model_version").distinct())
+        .column("model_version")
+        .to_pylist()
+        if x
+    )
 
 
-def rejected(settings: Settings, limit: int = 50, source: str | None = None) -> list[dict[str, Any]]:
+def rejected(
+    settings: Settings, limit: int = 50, source: str | None = None
+) -> list[dict[str, Any]]:
     store = open_store(settings)
     con = store.connect()
     t = con.table("rejected")

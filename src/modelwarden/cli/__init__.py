@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from modelwarden.cli.app import app
-
 # Command modules: importing one registers its commands.
-from modelwarden.cli import core  # noqa: E402, F401
+from modelwarden.cli import core  # noqa: F401
+from modelwarden.cli.app import app
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from enum import Enum
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,18 +35,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
 
-class TabularFormat(str, Enum):
+class TabularFormat(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
 
 
-FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="table for people, json for programs")
+FORMAT_OPTION = typer.Option(
+    Format.table, "--format", "-f", help="table for people, json for programs"
+)
 
 
 class State:
@@ -66,7 +68,9 @@ def _global(
         show_default=False,
     ),
     embedder: str = typer.Option(
-        None, "--embedder", envvar="MODELWARDEN_EMBEDDER",
+        None,
+        "--embedder",
+        envvar="MODELWARDEN_EMBEDDER",
         help="Embedder: minilm (default, all-MiniLM-L6-v2) or hashing (fast, for tests).",
     ),
 ) -> None:
@@ -131,8 +135,9 @@ def print_table(
     cols = list(columns or rows[0].keys())
     table = Table(title=title, show_lines=False)
     for c in cols:
-        numeric = any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                      for r in rows)
+        numeric = any(
+            isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows
+        )
         table.add_column((headers or {}).get(c, c), justify="right" if numeric else "left")
     for r in rows:
         table.add_row(*[_cell(r.get(c)) for c in cols])

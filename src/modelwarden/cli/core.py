@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def progress_bar(label: str, total: int | None = None, enabled: bool = True) -> 
 
 
 # ---- ingest ------------------------------------------------------------------------------------
-class KindChoice(str, Enum):
+class KindChoice(StrEnum):
     requests = "requests"
     feedback = "feedback"
     escalations = "escalations"
@@ -83,18 +83,33 @@ class KindChoice(str, Enum):
 
 def _print_ingest(report: dict[str, Any]) -> None:
     print_table(
-        [{"kind": report["kind"], "read": report["read"], "accepted": report["accepted"],
-          "duplicates": report["duplicates"], "rejected": report["rejected"],
-          "embeddings stored": report["embeddings_stored"]}],
+        [
+            {
+                "kind": report["kind"],
+                "read": report["read"],
+                "accepted": report["accepted"],
+                "duplicates": report["duplicates"],
+                "rejected": report["rejected"],
+                "embeddings stored": report["embeddings_stored"],
+            }
+        ],
         title="Ingest",
     )
     if report["duplicates"]:
-        console.print(f"{report['duplicates']} record(s) were already stored and were not added "
-                      "again.")
+        console.print(
+            f"{report['duplicates']} record(s) were already stored and were not added again."
+        )
     if report["first_rejections"]:
         print_table(
-            [{"source": r["source"], "where": r["location"], "field": r["field"],
-              "reason": r["reason"]} for r in report["first_rejections"]],
+            [
+                {
+                    "source": r["source"],
+                    "where": r["location"],
+                    "field": r["field"],
+                    "reason": r["reason"],
+                }
+                for r in report["first_rejections"]
+            ],
             title="First rejected records (all are kept: modelwarden rejected)",
         )
 
@@ -102,7 +117,9 @@ def _print_ingest(report: dict[str, Any]) -> None:
 @app.command()
 @handle_errors
 def ingest(
-    paths: list[str] = typer.Argument(..., help="JSONL, CSV or Parquet files; - reads JSONL from stdin."),
+    paths: list[str] = typer.Argument(
+        ..., help="JSONL, CSV or Parquet files; - reads JSONL from stdin."
+    ),
     kind: KindChoice = typer.Option(KindChoice.requests, "--kind", "-k"),
     embed: bool = typer.Option(False, "--embed", help="Embed prompts that arrive without vectors."),
     format: Format = FORMAT_OPTION,
@@ -135,20 +152,36 @@ def rejected(
         print_json(rows)
         return
     print_table(
-        [{"rejected at": f"{r['rejected_at']:%Y-%m-%d %H:%M:%S}", "kind": r["kind"],
-          "source": r["source"], "where": r["location"], "key": r["record_key"],
-          "field": r["field"], "reason": r["reason"]} for r in rows],
+        [
+            {
+                "rejected at": f"{r['rejected_at']:%Y-%m-%d %H:%M:%S}",
+                "kind": r["kind"],
+                "source": r["source"],
+                "where": r["location"],
+                "key": r["record_key"],
+                "field": r["field"],
+                "reason": r["reason"],
+            }
+            for r in rows
+        ],
         title="Rejected records",
     )
 
 
 # ---- embed -------------------------------------------------------------------------------------
-def _embed(s: Any, kind: str, embedder: str | None, since: datetime | None,
-           until: datetime | None, format: Format) -> service.EmbedReport:
+def _embed(
+    s: Any,
+    kind: str,
+    embedder: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    format: Format,
+) -> service.EmbedReport:
     name = service.embedder_key(s, embedder)
     with progress_bar(f"embedding {kind}s ({name})", enabled=format == Format.table) as bar:
-        return service.embed_missing(s, kind, embedder, since, until, progress=bar.advance,
-                                     on_total=bar.total)
+        return service.embed_missing(
+            s, kind, embedder, since, until, progress=bar.advance, on_total=bar.total
+        )
 
 
 @app.command()
@@ -191,9 +224,12 @@ def sibling(path: Path, part: str) -> Path:
 def simulate(
     days: int = typer.Option(28, "--days", min=1, max=3660),
     seed: int = typer.Option(0, "--seed"),
-    scenario: str = typer.Option("stable", "--scenario",
-                                 help="stable, drift, incident, or a comma list (drift,incident)"),
-    end: str = typer.Option(None, "--end", help="End (exclusive), default Monday 00:00 UTC this week"),
+    scenario: str = typer.Option(
+        "stable", "--scenario", help="stable, drift, incident, or a comma list (drift,incident)"
+    ),
+    end: str = typer.Option(
+        None, "--end", help="End (exclusive), default Monday 00:00 UTC this week"
+    ),
     scale: float = typer.Option(1.0, "--scale", help="Multiply the traffic volume."),
     out: Path = typer.Option(None, "--out", help="Write requests JSONL here (events beside it)."),
     ingest_: bool = typer.Option(False, "--ingest", help="Store the traffic directly."),
@@ -218,15 +254,20 @@ def simulate(
         _write_jsonl(out, data.requests)
         _write_jsonl(sibling(out, "feedback"), data.feedback)
         _write_jsonl(sibling(out, "escalations"), data.escalations)
-        summary["files"] = [str(out), str(sibling(out, "feedback")),
-                            str(sibling(out, "escalations"))]
+        summary["files"] = [
+            str(out),
+            str(sibling(out, "feedback")),
+            str(sibling(out, "escalations")),
+        ]
     if ingest_:
         summary["ingested"] = _ingest_simulated(data)
     if format == Format.json:
         print_json(summary)
     else:
-        print_table([{k: v for k, v in summary.items() if k not in ("files", "ingested")}],
-                    title="Simulated traffic")
+        print_table(
+            [{k: v for k, v in summary.items() if k not in ("files", "ingested")}],
+            title="Simulated traffic",
+        )
         for f in summary.get("files", []):
             console.print(f"wrote {f}")
         if "ingested" in summary:
@@ -239,23 +280,43 @@ def _ingest_simulated(data: Any) -> list[dict[str, Any]]:
     s = settings()
     ing = Ingestor(service.open_store(s), service.safety_checker(s))
     out = []
-    for kind, rows in (("requests", data.requests), ("feedback", data.feedback),
-                       ("escalations", data.escalations)):
-        rep = ing.ingest_raw(kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)],
-                             source="simulate")
-        out.append({"kind": kind, "accepted": rep.accepted, "duplicates": rep.duplicates,
-                    "rejected": rep.rejected})
+    for kind, rows in (
+        ("requests", data.requests),
+        ("feedback", data.feedback),
+        ("escalations", data.escalations),
+    ):
+        rep = ing.ingest_raw(
+            kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)], source="simulate"
+        )
+        out.append(
+            {
+                "kind": kind,
+                "accepted": rep.accepted,
+                "duplicates": rep.duplicates,
+                "rejected": rep.rejected,
+            }
+        )
     return out
 
 
 # ---- kpis --------------------------------------------------------------------------------------
 KPI_HEADERS = {
-    "window_start": "window", "plant_id": "plant", "model_version": "version",
-    "latency_avg_ms": "avg ms", "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms",
-    "latency_p99_ms": "p99 ms", "feedback_avg": "feedback", "feedback_n": "rated",
-    "safety_incidents": "safety", "safety_rate": "safety rate", "errors": "errors",
-    "escalations_confirmed": "escalations", "requests_change_pct": "Δ req %",
-    "latency_p95_change_pct": "Δ p95 %", "feedback_avg_change": "Δ feedback",
+    "window_start": "window",
+    "plant_id": "plant",
+    "model_version": "version",
+    "latency_avg_ms": "avg ms",
+    "latency_p50_ms": "p50 ms",
+    "latency_p95_ms": "p95 ms",
+    "latency_p99_ms": "p99 ms",
+    "feedback_avg": "feedback",
+    "feedback_n": "rated",
+    "safety_incidents": "safety",
+    "safety_rate": "safety rate",
+    "errors": "errors",
+    "escalations_confirmed": "escalations",
+    "requests_change_pct": "Δ req %",
+    "latency_p95_change_pct": "Δ p95 %",
+    "feedback_avg_change": "Δ feedback",
     "safety_rate_change_pp": "Δ safety pp",
 }
 
@@ -266,7 +327,9 @@ def kpis(
     since: str = typer.Option(None, "--since", help="ISO date or time (inclusive)."),
     until: str = typer.Option(None, "--until", help="ISO date or time (exclusive)."),
     window: str = typer.Option("week", "--window", help="day, week or all"),
-    by: str = typer.Option("plant_id", "--by", help="Comma list of plant_id, model_version, route."),
+    by: str = typer.Option(
+        "plant_id", "--by", help="Comma list of plant_id, model_version, route."
+    ),
     include_shadow: bool = typer.Option(False, "--include-shadow"),
     format: TabularFormat = typer.Option(TabularFormat.table, "--format", "-f"),
 ) -> None:
@@ -285,10 +348,16 @@ def kpis(
     elif format == TabularFormat.csv:
         print_csv(rows, cols)
     else:
-        shown = [{**r, "window_start": (f"{r['window_start']:%Y-%m-%d}" if r["window_start"]
-                                        else "all")} for r in rows]
-        print_table(shown, [c for c in cols if c not in ("latency_p50_ms", "errors")],
-                    title="KPIs", headers=KPI_HEADERS)
+        shown = [
+            {**r, "window_start": (f"{r['window_start']:%Y-%m-%d}" if r["window_start"] else "all")}
+            for r in rows
+        ]
+        print_table(
+            shown,
+            [c for c in cols if c not in ("latency_p50_ms", "errors")],
+            title="KPIs",
+            headers=KPI_HEADERS,
+        )
 
 
 # ---- drift -------------------------------------------------------------------------------------
@@ -301,8 +370,9 @@ def parse_window_arg(value: str, field: str) -> Window:
     elif "W" in value.upper():
         lo, hi = service.iso_week(value)
     else:
-        raise InputError(f"{value!r} is not a window: use 2026-W45 or 2026-11-01..2026-11-08",
-                         field=field)
+        raise InputError(
+            f"{value!r} is not a window: use 2026-W45 or 2026-11-01..2026-11-08", field=field
+        )
     if hi <= lo:
         raise InputError(f"window {value!r} is empty", field=field)
     return Window(lo, hi)
@@ -313,8 +383,9 @@ def default_windows(s: Any) -> tuple[Window, Window]:
     current = Window(*service.iso_week(latest_complete_week(hi)))
     baseline = Window(max(lo, current.since - timedelta(weeks=3)), current.since)
     if baseline.until <= baseline.since:
-        raise InputError("the store holds less than two weeks; give --baseline and --current",
-                         field="baseline")
+        raise InputError(
+            "the store holds less than two weeks; give --baseline and --current", field="baseline"
+        )
     return baseline, current
 
 
@@ -335,19 +406,30 @@ def drift(
     c = parse_window_arg(current, "current") if current else c
     assert b is not None and c is not None
     with progress_bar("embedding", enabled=format == Format.table) as bar:
-        rows = drift_over_windows(s, b, c, plant=plant, kind=kind, threshold=threshold,
-                                  progress=bar.advance, on_total=bar.total)
+        rows = drift_over_windows(
+            s,
+            b,
+            c,
+            plant=plant,
+            kind=kind,
+            threshold=threshold,
+            progress=bar.advance,
+            on_total=bar.total,
+        )
     if format == Format.json:
         print_json(rows)
     else:
-        print_table(rows, ["scope", "method", "score", "threshold", "n_baseline", "n_current",
-                           "status"], title=f"Drift: {b.label()} → {c.label()}")
+        print_table(
+            rows,
+            ["scope", "method", "score", "threshold", "n_baseline", "n_current", "status"],
+            title=f"Drift: {b.label()} → {c.label()}",
+        )
     if any(r["status"] == "ALERT" for r in rows):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 # ---- report ------------------------------------------------------------------------------------
-class ReportFormat(str, Enum):
+class ReportFormat(StrEnum):
     md = "md"
     json = "json"
 
@@ -355,7 +437,9 @@ class ReportFormat(str, Enum):
 @app.command()
 @handle_errors
 def report(
-    week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W47 (default: latest complete)."),
+    week: str = typer.Option(
+        None, "--week", help="ISO week, e.g. 2026-W47 (default: latest complete)."
+    ),
     format: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f"),
     out: Path = typer.Option(None, "--out", help="Where to write it (default DATA/reports/)."),
 ) -> None:
@@ -376,15 +460,20 @@ def status(format: Format = FORMAT_OPTION) -> None:
     store = service.open_store(s)
     stats = store.stats()
     bounds = service.time_bounds(s)
-    info = {"data_dir": str(s.data_dir), **{k: v for k, v in stats.items() if k != "embeddings"},
-            "embeddings": stats["embeddings"],
-            "first_request": bounds[0] if bounds else None,
-            "last_request": bounds[1] if bounds else None}
+    info = {
+        "data_dir": str(s.data_dir),
+        **{k: v for k, v in stats.items() if k != "embeddings"},
+        "embeddings": stats["embeddings"],
+        "first_request": bounds[0] if bounds else None,
+        "last_request": bounds[1] if bounds else None,
+    }
     if format == Format.json:
         print_json(info)
     else:
-        rows = [{"item": k, "value": json.dumps(v, default=str) if isinstance(v, dict) else v}
-                for k, v in info.items()]
+        rows = [
+            {"item": k, "value": json.dumps(v, default=str) if isinstance(v, dict) else v}
+            for k, v in info.items()
+        ]
         print_table(rows, title="ModelWarden data")
 
 
@@ -402,20 +491,39 @@ def demo(
     t0 = time.perf_counter()
     console.print(f"[bold]ModelWarden demo[/] — data in {s.data_dir}")
     data = run(days=days, seed=seed, scenarios=("drift", "incident"))
-    console.print(f"simulated {len(data.requests)} requests, {len(data.feedback)} feedback "
-                  f"events, {len(data.escalations)} escalations "
-                  f"({data.start:%Y-%m-%d} to {data.end:%Y-%m-%d})")
+    console.print(
+        f"simulated {len(data.requests)} requests, {len(data.feedback)} feedback "
+        f"events, {len(data.escalations)} escalations "
+        f"({data.start:%Y-%m-%d} to {data.end:%Y-%m-%d})"
+    )
     stored = _ingest_simulated(data)
     print_table(stored, title="Ingested")
-    with progress_bar("embedding prompts (all-MiniLM-L6-v2)" if s.embedder == "minilm"
-                      else f"embedding prompts ({s.embedder})") as bar:
+    with progress_bar(
+        "embedding prompts (all-MiniLM-L6-v2)"
+        if s.embedder == "minilm"
+        else f"embedding prompts ({s.embedder})"
+    ) as bar:
         emb = service.embed_missing(s, "prompt", None, progress=bar.advance, on_total=bar.total)
-    console.print(f"embedded {emb.missing} prompts ({emb.unique_texts} distinct) with {emb.embedder}")
+    console.print(
+        f"embedded {emb.missing} prompts ({emb.unique_texts} distinct) with {emb.embedder}"
+    )
     rep = build_weekly_report(s)
     path = write_report(rep, None, s)
-    rows = [{k: p[k] for k in ("plant_id", "requests", "latency_avg_ms", "latency_p95_ms",
-                                "feedback_avg", "safety_incidents", "escalations_confirmed")}
-            for p in rep.plants]
+    rows = [
+        {
+            k: p[k]
+            for k in (
+                "plant_id",
+                "requests",
+                "latency_avg_ms",
+                "latency_p95_ms",
+                "feedback_avg",
+                "safety_incidents",
+                "escalations_confirmed",
+            )
+        }
+        for p in rep.plants
+    ]
     print_table(rows, title=f"Weekly KPIs {rep.week}", headers=KPI_HEADERS)
     if rep.findings:
         console.print("[bold]Findings[/]")

@@ -19,8 +19,9 @@ def _as_matrix(x: object, name: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2:
-        raise InputError(f"{name} must be a 2-D array of embeddings, got {arr.ndim} dimensions",
-                         field=name)
+        raise InputError(
+            f"{name} must be a 2-D array of embeddings, got {arr.ndim} dimensions", field=name
+        )
     if arr.shape[0] == 0:
         raise InputError(f"{name} is empty", field=name)
     if not np.isfinite(arr).all():

@@ -17,8 +17,9 @@ def get_embedder(name: str, threads: int = 0) -> Embedder:
     if name == "hashing" or name.startswith("hashing-"):
         dim = int(name.split("-", 1)[1]) if "-" in name else 384
         return HashingEmbedder(dim)
-    raise InputError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}",
-                     field="embedder")
+    raise InputError(
+        f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}", field="embedder"
+    )
 
 
 __all__ = ["EMBEDDERS", "Embedder", "HashingEmbedder", "MiniLMEmbedder", "get_embedder"]

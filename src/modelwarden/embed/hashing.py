@@ -9,6 +9,7 @@ enough to exercise drift and clustering code, but it knows nothing of meaning: u
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Sequence
 
@@ -39,7 +40,7 @@ class HashingEmbedder:
         cache: dict[str, tuple[int, float]] = {}
         for i, text in enumerate(texts):
             words = _WORD.findall(text.lower())
-            tokens = words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+            tokens = words + [f"{a}_{b}" for a, b in itertools.pairwise(words)]
             for tok in tokens:
                 if tok not in cache:
                     cache[tok] = self._bucket(tok)

@@ -138,35 +138,52 @@ def validate_requests(
             probs.flag(pc.is_null(table.column(req)), req, "required field is missing")
     if "latency_ms" in names:
         lat = pc.cast(table.column("latency_ms"), pa.float64())
-        probs.flag(pc.invert(pc.is_finite(lat)), "latency_ms",
-                   "must be a finite number (no NaN or infinity)")
+        probs.flag(
+            pc.invert(pc.is_finite(lat)),
+            "latency_ms",
+            "must be a finite number (no NaN or infinity)",
+        )
         probs.flag(pc.less(lat, 0), "latency_ms", "input should be greater than or equal to 0")
     if "human_feedback_score" in names and not pa.types.is_null(table["human_feedback_score"].type):
         fb = table.column("human_feedback_score")
-        probs.flag(pc.or_(pc.less(fb, 1), pc.greater(fb, 5)), "human_feedback_score",
-                   "input should be an integer from 1 to 5")
+        probs.flag(
+            pc.or_(pc.less(fb, 1), pc.greater(fb, 5)),
+            "human_feedback_score",
+            "input should be an integer from 1 to 5",
+        )
     for tok in ("prompt_tokens", "completion_tokens"):
         if tok in names and not pa.types.is_null(table[tok].type):
-            probs.flag(pc.less(table.column(tok), 0), tok,
-                       "input should be greater than or equal to 0")
+            probs.flag(
+                pc.less(table.column(tok), 0), tok, "input should be greater than or equal to 0"
+            )
     if "route" in names and not pa.types.is_null(table["route"].type):
         route = table.column("route")
-        bad = pc.and_(pc.invert(pc.is_null(route)),
-                      pc.invert(pc.is_in(route, value_set=pa.array(ROUTES))))
+        bad = pc.and_(
+            pc.invert(pc.is_null(route)), pc.invert(pc.is_in(route, value_set=pa.array(ROUTES)))
+        )
         probs.flag(bad, "route", "input should be 'stable', 'canary' or 'shadow'")
-    response_missing = (pc.is_null(table.column("generated_response"))
-                        if "generated_response" in names else pa.array(np.ones(n, dtype=bool)))
+    response_missing = (
+        pc.is_null(table.column("generated_response"))
+        if "generated_response" in names
+        else pa.array(np.ones(n, dtype=bool))
+    )
     if "error" in names and not pa.types.is_null(table["error"].type):
         has_error = pc.greater(pc.utf8_length(pc.fill_null(table.column("error"), "")), 0)
     else:
         has_error = pa.array(np.zeros(n, dtype=bool))
-    probs.flag(pc.and_(response_missing, pc.invert(has_error)), "generated_response",
-               "required unless 'error' is set")
+    probs.flag(
+        pc.and_(response_missing, pc.invert(has_error)),
+        "generated_response",
+        "required unless 'error' is set",
+    )
 
-    embedders = (pc.fill_null(table.column("embedding_model"), INLINE_EMBEDDER)
-                 if "embedding_model" in names and not pa.types.is_null(table["embedding_model"].type)
-                 else pa.array([INLINE_EMBEDDER] * n) if n and any(e in names for e in EMBEDDINGS)
-                 else None)
+    embedders = (
+        pc.fill_null(table.column("embedding_model"), INLINE_EMBEDDER)
+        if "embedding_model" in names and not pa.types.is_null(table["embedding_model"].type)
+        else pa.array([INLINE_EMBEDDER] * n)
+        if n and any(e in names for e in EMBEDDINGS)
+        else None
+    )
     dims = dict(known_dims)
     for col_name in EMBEDDINGS:
         if col_name not in names or pa.types.is_null(table[col_name].type):
@@ -174,8 +191,11 @@ def validate_requests(
         col = table.column(col_name).combine_chunks()
         lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
         present = lengths >= 0
-        probs.flag_rows(np.flatnonzero(present & ((lengths < 1) | (lengths > MAX_EMBEDDING_DIM))),
-                        col_name, f"must have 1 to {MAX_EMBEDDING_DIM} values")
+        probs.flag_rows(
+            np.flatnonzero(present & ((lengths < 1) | (lengths > MAX_EMBEDDING_DIM))),
+            col_name,
+            f"must have 1 to {MAX_EMBEDDING_DIM} values",
+        )
         flat = pc.list_flatten(col)
         parents = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
         values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -194,8 +214,11 @@ def validate_requests(
             if expected is not None:
                 wrong = np.flatnonzero(rows & (lengths != expected) & (lengths >= 1))
                 for i in wrong:
-                    probs.flag_rows(np.array([i]), col_name,
-                                    f"has {lengths[i]} dimensions; embedder {name!r} has {expected}")
+                    probs.flag_rows(
+                        np.array([i]),
+                        col_name,
+                        f"has {lengths[i]} dimensions; embedder {name!r} has {expected}",
+                    )
 
     bad = np.zeros(n, dtype=bool)
     if probs.by_row:
@@ -204,9 +227,15 @@ def validate_requests(
     for i in sorted(probs.by_row):
         row = table.slice(i, 1).to_pylist()[0]
         key = row.get("request_id")
-        rejections.append(Rejection(source, f"row {row_offset + i + 1}",
-                                    str(key) if key is not None else None,
-                                    probs.by_row[i], _raw_text(_jsonable(row))))
+        rejections.append(
+            Rejection(
+                source,
+                f"row {row_offset + i + 1}",
+                str(key) if key is not None else None,
+                probs.by_row[i],
+                _raw_text(_jsonable(row)),
+            )
+        )
     good = table.filter(pa.array(~bad)) if probs.by_row else table
 
     result = ColumnarResult(table=_to_store_schema(good, source), rejections=rejections)
@@ -221,8 +250,9 @@ def validate_requests(
             for name in np.unique(good_emb[present]):
                 rows = np.flatnonzero(present & (good_emb == name))
                 sub = col.take(pa.array(rows))
-                vecs = np.asarray(pc.list_flatten(sub).to_numpy(zero_copy_only=False),
-                                  dtype=np.float32).reshape(len(rows), -1)
+                vecs = np.asarray(
+                    pc.list_flatten(sub).to_numpy(zero_copy_only=False), dtype=np.float32
+                ).reshape(len(rows), -1)
                 result.embeddings[(kind, str(name))] = (ids.take(pa.array(rows)), vecs)
     return result
 
@@ -239,7 +269,11 @@ def _to_store_schema(table: pa.Table, source: str) -> pa.Table:
         if f.name == "source":
             cols.append(pa.repeat(pa.scalar(source, pa.string()), n))
         elif f.name == "safety_computed":
-            flags = table.column("contains_safety_keyword") if "contains_safety_keyword" in table.column_names else pa.nulls(n, pa.bool_())
+            flags = (
+                table.column("contains_safety_keyword")
+                if "contains_safety_keyword" in table.column_names
+                else pa.nulls(n, pa.bool_())
+            )
             cols.append(pc.is_null(flags))
         elif f.name in table.column_names and not pa.types.is_null(table[f.name].type):
             cols.append(pc.cast(table.column(f.name), f.type))

@@ -21,8 +21,6 @@ from modelwarden.ingest import readers
 from modelwarden.records import (
     INLINE_EMBEDDER,
     KINDS,
-
-
     FieldProblem,
     RequestRecord,
     validate,
@@ -119,7 +117,9 @@ def rejections_table(kind: str, rejections: Sequence[Rejection]) -> pa.Table:
     )
 
 
-def _requests_table(recs: Sequence[RequestRecord], sources: Sequence[str], now: datetime) -> pa.Table:
+def _requests_table(
+    recs: Sequence[RequestRecord], sources: Sequence[str], now: datetime
+) -> pa.Table:
     cols: dict[str, list[Any]] = {n: [] for n in SCHEMAS["requests"].names}
     for r, src in zip(recs, sources, strict=True):
         cols["request_id"].append(r.request_id)
@@ -144,7 +144,9 @@ def _requests_table(recs: Sequence[RequestRecord], sources: Sequence[str], now: 
     return pa.table(cols, schema=SCHEMAS["requests"])
 
 
-def _events_table(kind: str, recs: Sequence[Any], sources: Sequence[str], now: datetime) -> pa.Table:
+def _events_table(
+    kind: str, recs: Sequence[Any], sources: Sequence[str], now: datetime
+) -> pa.Table:
     schema = SCHEMAS[kind]
     cols: dict[str, list[Any]] = {n: [] for n in schema.names}
     for r, src in zip(recs, sources, strict=True):
@@ -178,8 +180,9 @@ class Ingestor:
             pf = readers.open_parquet(path)
             if kind == "requests" and columnar.is_native(pf.schema_arrow):
                 for batch in pf.iter_batches(batch_size=256 * 1024):
-                    part = self.ingest_arrow(pa.Table.from_batches([batch]), source=path,
-                                             row_offset=report.read)
+                    part = self.ingest_arrow(
+                        pa.Table.from_batches([batch]), source=path, row_offset=report.read
+                    )
                     report.merge(part)
                     if progress:
                         progress(batch.num_rows)
@@ -195,9 +198,7 @@ class Ingestor:
                 progress(len(chunk))
         return report
 
-    def ingest_raw(
-        self, kind: str, items: Sequence[tuple[str, Any]], source: str
-    ) -> IngestReport:
+    def ingest_raw(self, kind: str, items: Sequence[tuple[str, Any]], source: str) -> IngestReport:
         """Validate and store raw records given as ``(location, raw)`` pairs."""
         report = IngestReport(kind=kind, sources=[source], read=len(items))
         good: list[Any] = []
@@ -205,15 +206,28 @@ class Ingestor:
         rejections: list[Rejection] = []
         for location, raw in items:
             if isinstance(raw, readers.BadLine):
-                rejections.append(Rejection(source, location, None,
-                                            [FieldProblem(field=raw.field, reason=raw.reason)],
-                                            _raw_text(raw)))
+                rejections.append(
+                    Rejection(
+                        source,
+                        location,
+                        None,
+                        [FieldProblem(field=raw.field, reason=raw.reason)],
+                        _raw_text(raw),
+                    )
+                )
                 continue
             rec, problems = validate(kind, raw)
             if rec is None:
                 key = raw.get("request_id") if isinstance(raw, dict) else None
-                rejections.append(Rejection(source, location, str(key) if key is not None else None,
-                                            problems, _raw_text(raw)))
+                rejections.append(
+                    Rejection(
+                        source,
+                        location,
+                        str(key) if key is not None else None,
+                        problems,
+                        _raw_text(raw),
+                    )
+                )
             else:
                 good.append(rec)
                 good_loc.append(location)
@@ -237,14 +251,17 @@ class Ingestor:
             flags = good.column("contains_safety_keyword")
             if flags.null_count:
                 good = columnar.fill_safety(good, self.safety)
-            now = pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")),
-                            good.num_rows)
+            now = pa.repeat(
+                pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), good.num_rows
+            )
             good = good.set_column(good.schema.get_field_index("ingested_at"), "ingested_at", now)
             appended = self.store.append("requests", good)
             report.accepted = appended.accepted
             report.duplicates = appended.duplicates
             for (kind, embedder), (ids, vectors) in result.embeddings.items():
-                report.embeddings_stored += self.store.append_embeddings(kind, embedder, ids, vectors)
+                report.embeddings_stored += self.store.append_embeddings(
+                    kind, embedder, ids, vectors
+                )
         self._reject("requests", result.rejections, report)
         return report
 
@@ -265,13 +282,22 @@ class Ingestor:
                     continue
                 expected = dims.setdefault(embedder, len(vec))
                 if len(vec) != expected:
-                    problems.append(FieldProblem(
-                        field=fname,
-                        reason=f"has {len(vec)} dimensions; embedder {embedder!r} has {expected}",
-                    ))
+                    problems.append(
+                        FieldProblem(
+                            field=fname,
+                            reason=f"has {len(vec)} dimensions; embedder {embedder!r} has {expected}",
+                        )
+                    )
             if problems:
-                rejected.append(Rejection(source, loc, rec.request_id, problems,
-                                          _raw_text(rec.model_dump(mode="json"))))
+                rejected.append(
+                    Rejection(
+                        source,
+                        loc,
+                        rec.request_id,
+                        problems,
+                        _raw_text(rec.model_dump(mode="json")),
+                    )
+                )
             else:
                 keep.append(rec)
                 keep_loc.append(loc)
@@ -290,8 +316,11 @@ class Ingestor:
                     r.contains_safety_keyword = self.safety.flags(r.generated_response)
                 computed.append(missing)
             table = _requests_table(recs, sources, now)
-            table = table.set_column(table.schema.get_field_index("safety_computed"),
-                                     "safety_computed", pa.array(computed, pa.bool_()))
+            table = table.set_column(
+                table.schema.get_field_index("safety_computed"),
+                "safety_computed",
+                pa.array(computed, pa.bool_()),
+            )
         else:
             table = _events_table(kind, recs, sources, now)
         appended = self.store.append(kind, table)
@@ -311,8 +340,9 @@ class Ingestor:
                     vecs.append(vec)
         stored = 0
         for (kind, embedder), (ids, vecs) in groups.items():
-            stored += self.store.append_embeddings(kind, embedder, ids,
-                                                   np.asarray(vecs, dtype=np.float32))
+            stored += self.store.append_embeddings(
+                kind, embedder, ids, np.asarray(vecs, dtype=np.float32)
+            )
         return stored
 
     def _reject(self, kind: str, rejections: Sequence[Rejection], report: IngestReport) -> None:
@@ -321,7 +351,6 @@ class Ingestor:
         self.store.append_rejected(rejections_table(kind, rejections))
         report.rejected += len(rejections)
         report.first_rejections.extend(r.to_dict() for r in rejections[:SAMPLE_REJECTIONS])
-
 
 
 __all__ = ["IngestReport", "Ingestor", "Rejection"]

@@ -96,8 +96,12 @@ def read_jsonl(path: str) -> Iterator[Chunk]:
                 chunk.append((f"line {lineno}", BadLine(reason, text[:2000])))
                 continue
             if not isinstance(obj, dict):
-                chunk.append((f"line {lineno}", BadLine("a record must be a JSON object", text[:2000],
-                                                        field="(record)")))
+                chunk.append(
+                    (
+                        f"line {lineno}",
+                        BadLine("a record must be a JSON object", text[:2000], field="(record)"),
+                    )
+                )
                 continue
             chunk.append((f"line {lineno}", obj))
             if len(chunk) >= CHUNK:
@@ -142,16 +146,23 @@ def read_csv(path: str) -> Iterator[Chunk]:
     try:
         for rowno, row in enumerate(reader, start=1):
             if None in row:  # more cells than header columns
-                chunk.append((f"row {rowno}", BadLine("more cells than header columns",
-                                                      json.dumps(row, default=str)[:2000])))
+                chunk.append(
+                    (
+                        f"row {rowno}",
+                        BadLine(
+                            "more cells than header columns", json.dumps(row, default=str)[:2000]
+                        ),
+                    )
+                )
                 continue
             chunk.append((f"row {rowno}", {k: _csv_value(k, v) for k, v in row.items()}))
             if len(chunk) >= CHUNK:
                 yield chunk
                 chunk = []
     except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV at line {reader.line_num}: {exc}",
-                         field="path") from exc
+        raise InputError(
+            f"{path}: malformed CSV at line {reader.line_num}: {exc}", field="path"
+        ) from exc
     if chunk:
         yield chunk
 

@@ -76,24 +76,40 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def _findings(plants: list[dict[str, Any]], versions: list[dict[str, Any]],
-              drift: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+def _findings(
+    plants: list[dict[str, Any]], versions: list[dict[str, Any]], drift: list[dict[str, Any]]
+) -> tuple[list[str], list[str]]:
     r = FINDING_RULES
     findings: list[str] = []
     actions: list[str] = []
     for p in plants:
         name = p["plant_id"]
-        if (p["feedback_avg_change"] is not None and p["feedback_n"] >= r["min_rated"]
-                and p["feedback_avg_change"] <= -r["feedback_drop_points"]):
-            findings.append(f"Average feedback at {name} fell by {-p['feedback_avg_change']:.2f} "
-                            f"points against the previous week (now {p['feedback_avg']:.2f}).")
-        if p["safety_rate_change_pp"] is not None and p["safety_rate_change_pp"] >= r["safety_rate_rise_pp"]:
-            findings.append(f"Safety incident rate at {name} rose by "
-                            f"{p['safety_rate_change_pp']:.1f} percentage points "
-                            f"({p['safety_incidents']} incidents in {p['requests']} requests).")
-        if p["latency_p95_change_pct"] is not None and p["latency_p95_change_pct"] >= r["p95_latency_rise_pct"]:
-            findings.append(f"P95 latency at {name} rose by {p['latency_p95_change_pct']:.0f}% "
-                            f"to {p['latency_p95_ms']:.0f} ms.")
+        if (
+            p["feedback_avg_change"] is not None
+            and p["feedback_n"] >= r["min_rated"]
+            and p["feedback_avg_change"] <= -r["feedback_drop_points"]
+        ):
+            findings.append(
+                f"Average feedback at {name} fell by {-p['feedback_avg_change']:.2f} "
+                f"points against the previous week (now {p['feedback_avg']:.2f})."
+            )
+        if (
+            p["safety_rate_change_pp"] is not None
+            and p["safety_rate_change_pp"] >= r["safety_rate_rise_pp"]
+        ):
+            findings.append(
+                f"Safety incident rate at {name} rose by "
+                f"{p['safety_rate_change_pp']:.1f} percentage points "
+                f"({p['safety_incidents']} incidents in {p['requests']} requests)."
+            )
+        if (
+            p["latency_p95_change_pct"] is not None
+            and p["latency_p95_change_pct"] >= r["p95_latency_rise_pct"]
+        ):
+            findings.append(
+                f"P95 latency at {name} rose by {p['latency_p95_change_pct']:.0f}% "
+                f"to {p['latency_p95_ms']:.0f} ms."
+            )
     by_plant: dict[str, list[dict[str, Any]]] = {}
     for v in versions:
         by_plant.setdefault(v["plant_id"], []).append(v)
@@ -103,33 +119,48 @@ def _findings(plants: list[dict[str, Any]], versions: list[dict[str, Any]],
             if v is main:
                 continue
             gaps = []
-            if (v["feedback_avg"] is not None and main["feedback_avg"] is not None
-                    and main["feedback_avg"] - v["feedback_avg"] >= r["version_feedback_gap_points"]):
+            if (
+                v["feedback_avg"] is not None
+                and main["feedback_avg"] is not None
+                and main["feedback_avg"] - v["feedback_avg"] >= r["version_feedback_gap_points"]
+            ):
                 gaps.append(f"feedback {v['feedback_avg']:.2f} vs {main['feedback_avg']:.2f}")
             gap_pp = (v["safety_rate"] - main["safety_rate"]) * 100
             if gap_pp >= r["version_safety_gap_pp"]:
-                gaps.append(f"safety incident rate {v['safety_rate'] * 100:.1f}% vs "
-                            f"{main['safety_rate'] * 100:.1f}%")
-            if v["latency_p95_ms"] and main["latency_p95_ms"] and (
-                    v["latency_p95_ms"] > 1.5 * main["latency_p95_ms"]):
-                gaps.append(f"P95 latency {v['latency_p95_ms']:.0f} ms vs "
-                            f"{main['latency_p95_ms']:.0f} ms")
+                gaps.append(
+                    f"safety incident rate {v['safety_rate'] * 100:.1f}% vs "
+                    f"{main['safety_rate'] * 100:.1f}%"
+                )
+            if (
+                v["latency_p95_ms"]
+                and main["latency_p95_ms"]
+                and (v["latency_p95_ms"] > 1.5 * main["latency_p95_ms"])
+            ):
+                gaps.append(
+                    f"P95 latency {v['latency_p95_ms']:.0f} ms vs {main['latency_p95_ms']:.0f} ms"
+                )
             if gaps:
-                findings.append(f"{v['model_version']} at {plant} ({v['requests']} requests) "
-                                f"underperforms {main['model_version']}: " + "; ".join(gaps) + ".")
-                actions.append(f"Roll {plant} back from {v['model_version']} to "
-                               f"{main['model_version']} per SOP-MLOPS-003, open an incident with "
-                               "the logs of the affected window, and quarantine the version "
-                               "until it is re-validated and approved.")
+                findings.append(
+                    f"{v['model_version']} at {plant} ({v['requests']} requests) "
+                    f"underperforms {main['model_version']}: " + "; ".join(gaps) + "."
+                )
+                actions.append(
+                    f"Roll {plant} back from {v['model_version']} to "
+                    f"{main['model_version']} per SOP-MLOPS-003, open an incident with "
+                    "the logs of the affected window, and quarantine the version "
+                    "until it is re-validated and approved."
+                )
     alerts = [d for d in drift if d["status"] == "ALERT"]
     if alerts:
         scopes = ", ".join(d["scope"] for d in alerts)
         findings.append(f"Prompt drift detected ({scopes}): users are asking about new things.")
-        actions.extend([
-            f"Analyze new query clusters from production logs ({scopes}).",
-            "Curate new training data reflecting these patterns.",
-            "Schedule a potential retraining cycle.",
-        ])
+        actions.extend(
+            [
+                f"Analyze new query clusters from production logs ({scopes}).",
+                "Curate new training data reflecting these patterns.",
+                "Schedule a potential retraining cycle.",
+            ]
+        )
     return findings, actions
 
 
@@ -146,20 +177,34 @@ def build_weekly_report(
     week = week or latest_complete_week(hi)
     start, end = iso_week(week)
     if end <= lo or start > hi:
-        raise NotFoundError(f"no requests in {week}; the store holds {lo:%Y-%m-%d} to {hi:%Y-%m-%d}",
-                            field="week")
-    plants = compute_kpis(settings, KpiQuery(since=start, until=end, window="week", by=("plant_id",)))
-    versions = compute_kpis(settings, KpiQuery(since=start, until=end, window="week",
-                                               by=("plant_id", "model_version")))
+        raise NotFoundError(
+            f"no requests in {week}; the store holds {lo:%Y-%m-%d} to {hi:%Y-%m-%d}", field="week"
+        )
+    plants = compute_kpis(
+        settings, KpiQuery(since=start, until=end, window="week", by=("plant_id",))
+    )
+    versions = compute_kpis(
+        settings, KpiQuery(since=start, until=end, window="week", by=("plant_id", "model_version"))
+    )
     overall_rows = compute_kpis(settings, KpiQuery(since=start, until=end, window="week", by=()))
     overall = overall_rows[0] if overall_rows else {}
     baseline = Window(max(lo, start - timedelta(weeks=BASELINE_WEEKS)), start)
     drift: list[dict[str, Any]] = []
     if baseline.since < baseline.until:
-        drift = drift_over_windows(settings, baseline, Window(start, end), embedder=embedder,
-                                   threshold=threshold, progress=progress, on_total=on_total)
-    drift_status = "ALERT" if any(d["status"] == "ALERT" for d in drift) else (
-        "OK" if drift else "INSUFFICIENT_DATA")
+        drift = drift_over_windows(
+            settings,
+            baseline,
+            Window(start, end),
+            embedder=embedder,
+            threshold=threshold,
+            progress=progress,
+            on_total=on_total,
+        )
+    drift_status = (
+        "ALERT"
+        if any(d["status"] == "ALERT" for d in drift)
+        else ("OK" if drift else "INSUFFICIENT_DATA")
+    )
     findings, actions = _findings(plants, versions, drift)
     return WeeklyReport(
         week=week,
@@ -250,14 +295,18 @@ def render_markdown(rep: WeeklyReport) -> str:
         ]
         for d in rep.drift:
             score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
-            lines.append(f"| {d['scope']} | {d['method']} | {score} | `{d['threshold']}` "
-                         f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |")
+            lines.append(
+                f"| {d['scope']} | {d['method']} | {score} | `{d['threshold']}` "
+                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
+            )
         lines += ["", f"- **Status:** <font color='{status_color}'>**{rep.drift_status}**</font>"]
     else:
         lines.append("- **Status:** INSUFFICIENT_DATA (no earlier week to compare against)")
-    summary = ("The model is performing within expected parameters."
-               if not rep.findings else
-               f"{len(rep.findings)} finding(s) need attention this week.")
+    summary = (
+        "The model is performing within expected parameters."
+        if not rep.findings
+        else f"{len(rep.findings)} finding(s) need attention this week."
+    )
     lines += [
         "",
         "---",
@@ -277,10 +326,11 @@ def render_markdown(rep: WeeklyReport) -> str:
 def write_report(rep: WeeklyReport, out: Path | None, settings: Settings, fmt: str = "md") -> Path:
     import json
 
-    path = out or settings.reports_dir / f"weekly-{rep.week}.{ 'json' if fmt == 'json' else 'md'}"
+    path = out or settings.reports_dir / f"weekly-{rep.week}.{'json' if fmt == 'json' else 'md'}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = (json.dumps(rep.to_dict(), indent=2, default=str) if fmt == "json"
-            else render_markdown(rep))
+    text = (
+        json.dumps(rep.to_dict(), indent=2, default=str) if fmt == "json" else render_markdown(rep)
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

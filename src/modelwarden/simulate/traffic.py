@@ -40,12 +40,21 @@ INCIDENT_DAYS = 4
 INCIDENT_USER_SHARE = 0.25
 DRIFT_SHARE = 0.35
 
-PREFIXES = ("", "", "", "Quick question: ", "Hi, ", "Night shift here. ", "Line 3: ",
-            "For the audit, ")
+PREFIXES = (
+    "",
+    "",
+    "",
+    "Quick question: ",
+    "Hi, ",
+    "Night shift here. ",
+    "Line 3: ",
+    "For the audit, ",
+)
 SUFFIXES = ("", "", " Thanks.", " Please be specific.", " Need it before the next shift.")
 # Hour-of-day weights: day and swing shifts ask most, nights much less.
-HOUR_WEIGHTS = np.array([1, 1, 1, 1, 1, 2, 5, 8, 9, 9, 8, 7, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 2, 1],
-                        dtype=float)
+HOUR_WEIGHTS = np.array(
+    [1, 1, 1, 1, 1, 2, 5, 8, 9, 9, 8, 7, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 2, 1], dtype=float
+)
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,9 @@ def parse_scenarios(value: str | Sequence[str]) -> tuple[str, ...]:
     out = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
     for s in out:
         if s not in SCENARIOS:
-            raise InputError(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}",
-                             field="scenario")
+            raise InputError(
+                f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}", field="scenario"
+            )
     return out or ("stable",)
 
 
@@ -161,30 +171,46 @@ def simulate(
             hours = rng.choice(24, size=n, p=hour_p)
             seconds = rng.integers(0, 3600, size=n)
             for i in range(n):
-                ts = day_start + timedelta(hours=int(hours[i]), seconds=int(seconds[i]),
-                                           microseconds=int(rng.integers(0, 1_000_000)))
+                ts = day_start + timedelta(
+                    hours=int(hours[i]),
+                    seconds=int(seconds[i]),
+                    microseconds=int(rng.integers(0, 1_000_000)),
+                )
                 user = f"{plant.lower()}-op{int(rng.integers(prof.users)):03d}"
-                drifting = ("drift" in scen and plant == DRIFT_PLANT and days_left <= DRIFT_DAYS
-                            and rng.random() < DRIFT_SHARE)
+                drifting = (
+                    "drift" in scen
+                    and plant == DRIFT_PLANT
+                    and days_left <= DRIFT_DAYS
+                    and rng.random() < DRIFT_SHARE
+                )
                 if drifting:
                     topic = _pick(rng, drift_topics)
                 else:
                     topic = base_topics[int(rng.choice(len(base_topics), p=topic_mix[plant]))]
                 qa = _pick(rng, topic.items)
                 prompt = _pick(rng, PREFIXES) + _pick(rng, qa.questions) + _pick(rng, SUFFIXES)
-                canary = ("incident" in scen and plant == INCIDENT_PLANT
-                          and days_left <= INCIDENT_DAYS
-                          and _user_share(user) < INCIDENT_USER_SHARE)
+                canary = (
+                    "incident" in scen
+                    and plant == INCIDENT_PLANT
+                    and days_left <= INCIDENT_DAYS
+                    and _user_share(user) < INCIDENT_USER_SHARE
+                )
                 version = CANDIDATE_VERSION if canary else STABLE_VERSION
                 q = QUALITY[version]
                 u = rng.random()
-                quality = "unsafe" if u < q.p_unsafe else "poor" if u < q.p_unsafe + q.p_poor else "good"
+                quality = (
+                    "unsafe" if u < q.p_unsafe else "poor" if u < q.p_unsafe + q.p_poor else "good"
+                )
                 if drifting and quality == "good" and rng.random() < 0.3:
                     quality = "poor"  # the model was not tuned on the new topics
-                answer = {"good": qa.answer, "poor": qa.poor_answer,
-                          "unsafe": qa.unsafe_answer}[quality]
-                latency = float(rng.lognormal(np.log(prof.latency_median_ms * q.latency_factor),
-                                              prof.latency_sigma))
+                answer = {"good": qa.answer, "poor": qa.poor_answer, "unsafe": qa.unsafe_answer}[
+                    quality
+                ]
+                latency = float(
+                    rng.lognormal(
+                        np.log(prof.latency_median_ms * q.latency_factor), prof.latency_sigma
+                    )
+                )
                 request_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
                 score: int | None = None
                 late = False
@@ -211,24 +237,31 @@ def simulate(
                 data.requests.append(rec)
                 if late and score is not None:
                     fts = ts + timedelta(minutes=float(rng.uniform(2, 240)))
-                    data.feedback.append({
-                        "request_id": request_id,
-                        "timestamp": fts.isoformat().replace("+00:00", "Z"),
-                        "score": score,
-                        "user_id": user,
-                    })
+                    data.feedback.append(
+                        {
+                            "request_id": request_id,
+                            "timestamp": fts.isoformat().replace("+00:00", "Z"),
+                            "score": score,
+                            "user_id": user,
+                        }
+                    )
                 if rng.random() < P_ESCALATE[quality]:
                     ets = ts + timedelta(minutes=float(rng.uniform(5, 120)))
-                    category = ("safety" if quality == "unsafe"
-                                else _pick(rng, ("incorrect", "nonsensical")))
-                    data.escalations.append({
-                        "request_id": request_id,
-                        "timestamp": ets.isoformat().replace("+00:00", "Z"),
-                        "reason": f"operator reported an {category} answer about {topic.name}",
-                        "category": category,
-                        "confirmed": bool(rng.random() < P_CONFIRM[quality]),
-                        "reporter": user,
-                    })
+                    category = (
+                        "safety"
+                        if quality == "unsafe"
+                        else _pick(rng, ("incorrect", "nonsensical"))
+                    )
+                    data.escalations.append(
+                        {
+                            "request_id": request_id,
+                            "timestamp": ets.isoformat().replace("+00:00", "Z"),
+                            "reason": f"operator reported an {category} answer about {topic.name}",
+                            "category": category,
+                            "confirmed": bool(rng.random() < P_CONFIRM[quality]),
+                            "reporter": user,
+                        }
+                    )
     data.requests.sort(key=lambda r: r["timestamp"])
     data.feedback.sort(key=lambda r: r["timestamp"])
     data.escalations.sort(key=lambda r: r["timestamp"])

@@ -45,7 +45,9 @@ def read_parquet_sql(files: Sequence[str]) -> str:
     return f"read_parquet({_files_sql(files)}, union_by_name=true, hive_partitioning=false)"
 
 
-def keep_mask(keys: pa.Array, stored_files: Sequence[str], key_column: str) -> tuple[np.ndarray, int]:
+def keep_mask(
+    keys: pa.Array, stored_files: Sequence[str], key_column: str
+) -> tuple[np.ndarray, int]:
     """Which rows of a batch are new: first occurrence of their key and not already stored.
 
     Returns the mask and the number of rows that were already stored.

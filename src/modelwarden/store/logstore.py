@@ -137,7 +137,7 @@ class LogStore:
             return AppendResult()
         key = KEYS[kind]
         with self.lock():
-            mask, n_stored = duckdb_sql.keep_mask(table.column(key), self.files(kind), key)
+            mask, _n_stored = duckdb_sql.keep_mask(table.column(key), self.files(kind), key)
             new = table.filter(pa.array(mask))
             result = AppendResult(accepted=new.num_rows, duplicates=table.num_rows - new.num_rows)
             if new.num_rows:
@@ -193,7 +193,11 @@ class LogStore:
         if vectors.ndim != 2:
             raise DimensionError("vectors must be a 2-D array", field="vectors")
         n, dim = vectors.shape
-        ids = pa.array(request_ids, pa.string()) if not isinstance(request_ids, pa.Array) else request_ids
+        ids = (
+            pa.array(request_ids, pa.string())
+            if not isinstance(request_ids, pa.Array)
+            else request_ids
+        )
         if len(ids) != n:
             raise InputError("one request_id per vector is required", field="request_ids")
         if n == 0:
@@ -205,7 +209,9 @@ class LogStore:
             {
                 "request_id": ids.cast(pa.string()),
                 "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
-                "embedded_at": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), n),
+                "embedded_at": pa.repeat(
+                    pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), n
+                ),
             },
             schema=embedding_schema(dim),
         )
@@ -245,7 +251,9 @@ class LogStore:
             )
         else:
             dim = self.embedders().get(embedder, 1)
-            con.con.register(name, embedding_schema(dim).empty_table().select(["request_id", "vector"]))
+            con.con.register(
+                name, embedding_schema(dim).empty_table().select(["request_id", "vector"])
+            )
         return con.table(name)
 
     def count(self, kind: str) -> int:

@@ -1,0 +1,164 @@
+"""Weekly KPIs over 1M and 10M requests: ModelWarden (Ibis on DuckDB) against a pandas groupby.
+
+    .venv/bin/python bench/kpis/run.py [--sizes 1000000,10000000]
+
+Both read the same day-partitioned Parquet store and compute the same table: per ISO week, plant
+and model version the request count, mean/p50/p95/p99 latency, mean feedback and rated count and
+safety incidents. pandas (the seed's tool) runs in this benchmark's own virtual environment; it is
+timed for reading plus grouping, and for grouping alone on an already loaded frame. Each side runs
+in its own process so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from common import Timer, anchor_venv, machine, peak_rss_mb, run_json, table, write_section  # noqa: E402
+
+PANDAS = r"""
+import json, resource, sys, time, glob
+import pandas as pd
+files = sorted(glob.glob(sys.argv[1] + "/log/requests/**/*.parquet", recursive=True))
+cols = ["timestamp", "plant_id", "model_version", "latency_ms", "human_feedback_score",
+        "contains_safety_keyword"]
+t0 = time.perf_counter()
+df = pd.concat([pd.read_parquet(f, columns=cols) for f in files], ignore_index=True)
+t1 = time.perf_counter()
+df["week"] = df["timestamp"].dt.tz_convert(None).dt.to_period("W-SUN").dt.start_time
+g = df.groupby(["week", "plant_id", "model_version"], sort=True, observed=True)
+out = g.agg(requests=("latency_ms", "size"), latency_avg_ms=("latency_ms", "mean"),
+            feedback_avg=("human_feedback_score", "mean"),
+            feedback_n=("human_feedback_score", "count"),
+            safety_incidents=("contains_safety_keyword", "sum"))
+q = g["latency_ms"].quantile([0.5, 0.95, 0.99]).unstack()
+out = out.join(q)
+t2 = time.perf_counter()
+print(json.dumps({"rows": int(len(df)), "groups": int(len(out)), "read_s": t1 - t0,
+                  "group_s": t2 - t1, "seconds": t2 - t0,
+                  "p95_first": float(out.iloc[0][0.95]),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def make_store(root: Path, n: int, seed: int = 0) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from modelwarden.store.logstore import write_parquet_atomic
+    from modelwarden.store.schema import REQUESTS
+
+    rng = np.random.default_rng(seed)
+    chunk = 1_000_000
+    for c0 in range(0, n, chunk):
+        m = min(chunk, n - c0)
+        start = np.datetime64("2026-10-26T00:00:00", "us")
+        ts = np.sort(start + rng.integers(0, 28 * 86400 * 10**6, m).astype("timedelta64[us]"))
+        plants = np.array(["Plant_A", "Plant_B", "Plant_C", "Plant_D"])
+        versions = np.array(["sop-assistant-v1.1", "sop-assistant-v1.2"])
+        fb = rng.integers(1, 6, m).astype("float64")
+        fb[rng.random(m) < 0.6] = np.nan
+        cols = {
+            "request_id": pa.array(np.char.add("r", np.arange(c0, c0 + m).astype(str))),
+            "timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "plant_id": pa.array(plants[rng.integers(0, 4, m)]),
+            "model_version": pa.array(versions[(rng.random(m) < 0.05).astype(int)]),
+            "user_prompt": pa.array(["What is the lubrication schedule?"] * m),
+            "generated_response": pa.array(["Every 200 operating hours."] * m),
+            "latency_ms": pa.array(rng.lognormal(5.6, 0.4, m)),
+            "human_feedback_score": pa.array(fb, pa.float64(), from_pandas=True).cast(pa.int8()),
+            "contains_safety_keyword": pa.array(rng.random(m) < 0.02),
+        }
+        t = pa.table(cols)
+        full = pa.table(
+            {
+                f.name: (t[f.name] if f.name in t.column_names else pa.nulls(m, f.type))
+                for f in REQUESTS
+            },
+            schema=REQUESTS,
+        )
+        days = pc.cast(full["timestamp"], pa.date32())
+        for day in pc.unique(days).to_pylist():
+            part = full.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+            write_parquet_atomic(
+                part, root / "log" / "requests" / f"date={day}" / f"part-{c0:010d}.parquet"
+            )
+
+
+def side_warden(data: str) -> dict:
+    from modelwarden.kpi import KpiQuery
+    from modelwarden.service import compute_kpis
+    from modelwarden.settings import Settings
+
+    s = Settings(data_dir=Path(data))
+    q = KpiQuery(window="week", by=("plant_id", "model_version"))
+    with Timer() as t:
+        rows = compute_kpis(s, q)
+    return {
+        "groups": len(rows),
+        "seconds": t.seconds,
+        "peak_mb": peak_rss_mb(),
+        "p95_first": rows[0]["latency_p95_ms"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--side", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        print(json.dumps(side_warden(args.data)))
+        return
+    py = anchor_venv("kpis", ["pandas", "pyarrow"])
+    script = HERE / ".venv" / "pandas_kpis.py"
+    script.write_text(PANDAS)
+    rows = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        tmp = Path(tempfile.mkdtemp(prefix="mw-bench-kpis-"))
+        try:
+            print(f"building a store of {n:,} requests", flush=True)
+            make_store(tmp, n)
+            w = run_json([sys.executable, __file__, "--side", "warden", "--data", str(tmp)])
+            p = run_json([str(py), str(script), str(tmp)])
+            assert abs(w["p95_first"] - p["p95_first"]) < 1e-6 * max(1, p["p95_first"]), (w, p)
+            rows.append(
+                {
+                    "requests": f"{n:,}",
+                    "groups": w["groups"],
+                    "ModelWarden s": f"{w['seconds']:.2f}",
+                    "pandas read+group s": f"{p['seconds']:.2f}",
+                    "pandas group only s": f"{p['group_s']:.2f}",
+                    "speed-up (read+group)": f"{p['seconds'] / w['seconds']:.1f}×",
+                    "speed-up (group only)": f"{p['group_s'] / w['seconds']:.1f}×",
+                    "ModelWarden peak MiB": f"{w['peak_mb']:,.0f}",
+                    "pandas peak MiB": f"{p['peak_mb']:,.0f}",
+                }
+            )
+            print(rows[-1], flush=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    cols = list(rows[0])
+    md = (
+        f"## Weekly KPIs (`bench/kpis/run.py`)\n\n{machine()}.\n\n"
+        "Per ISO week × plant × model version: requests, mean/p50/p95/p99 latency, mean feedback "
+        "and rated count, safety incidents; both sides read the same Parquet store and agree on "
+        "the p95 of the first group. ModelWarden's time includes reading the store, the "
+        "feedback-event join and the escalation join. Goal: at least 5× faster than pandas at "
+        "10M.\n\n" + table(rows, cols)
+    )
+    write_section("kpis", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
