@@ -354,7 +354,8 @@ def kpis(
         ]
         print_table(
             shown,
-            [c for c in cols if c not in ("latency_p50_ms", "errors")],
+            [c for c in cols if c not in ("latency_p50_ms", "errors", "requests_change_pct",
+                                          "latency_p95_change_pct")],
             title="KPIs",
             headers=KPI_HEADERS,
         )
