@@ -144,8 +144,19 @@ def kpi_expr(
     e = e.select("request_id", "timestamp").inner_join(req_keys, "request_id")
     e = e.mutate(window_start=_window_start(e.timestamp, q.window))
     esc = e.group_by(keys).agg(escalations_confirmed=e.count())
-    out = agg.left_join(esc, keys)
-    out = out.mutate(escalations_confirmed=out.escalations_confirmed.fill_null(0))
+    esc = esc.rename({f"{k}_esc": k for k in keys})
+    # A full outer join keeps escalations about a group with no requests in that window (a
+    # version rolled back on Sunday and escalated on Monday); keys can be NULL (the "all"
+    # window, records without a route), so they are matched null-safely.
+    out = agg.outer_join(esc, [agg[k].identical_to(esc[f"{k}_esc"]) for k in keys])
+    out = out.mutate(
+        **{k: ibis.coalesce(out[k], out[f"{k}_esc"]) for k in keys},
+        requests=out.requests.fill_null(0),
+        feedback_n=out.feedback_n.fill_null(0),
+        safety_incidents=out.safety_incidents.fill_null(0),
+        errors=out.errors.fill_null(0),
+        escalations_confirmed=out.escalations_confirmed.fill_null(0),
+    )
     out = out.select(*keys, *METRICS)
     return out.order_by(keys)
 

@@ -83,8 +83,33 @@ Embedding = Annotated[
 ]
 
 
+NUMERIC_FIELDS = (
+    "latency_ms",
+    "human_feedback_score",
+    "score",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+
 class _Base(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False, frozen=False)
+
+    @field_validator("timestamp", mode="before", check_fields=False)
+    @classmethod
+    def _iso_only(cls, v: Any) -> Any:
+        # A bare number would be read as Unix seconds; the schema promises ISO-8601 with a zone.
+        if not isinstance(v, (str, datetime)):
+            raise ValueError("timestamp must be an ISO-8601 string with a time zone")
+        return v
+
+    @field_validator(*NUMERIC_FIELDS, mode="before", check_fields=False)
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        # JSON true would otherwise count as 1 (the worst rating, or a 1 ms latency).
+        if isinstance(v, bool):
+            raise ValueError("must be a number, not a boolean")
+        return v
 
     @field_validator("timestamp", mode="after", check_fields=False)
     @classmethod

@@ -136,6 +136,10 @@ def ingest(
     else:
         _print_ingest(out)
     if report.rejected:
+        err_console.print(
+            f"[bold red]error[/]: {report.rejected} record(s) rejected and kept with their reasons; "
+            "list them with: modelwarden rejected"
+        )
         raise typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -184,12 +184,13 @@ def validate_requests(
         if n and any(e in names for e in EMBEDDINGS)
         else None
     )
-    dims = dict(known_dims)
+    lengths_of: dict[str, np.ndarray] = {}
     for col_name in EMBEDDINGS:
         if col_name not in names or pa.types.is_null(table[col_name].type):
             continue
         col = table.column(col_name).combine_chunks()
         lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
+        lengths_of[col_name] = lengths
         present = lengths >= 0
         probs.flag_rows(
             np.flatnonzero(present & ((lengths < 1) | (lengths > MAX_EMBEDDING_DIM))),
@@ -201,24 +202,10 @@ def validate_requests(
         values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
         bad_rows = np.unique(parents[~np.isfinite(values)])
         probs.flag_rows(bad_rows, col_name, "must be a finite number (no NaN or infinity)")
+    if lengths_of:
         assert embedders is not None
-        emb_np = np.asarray(embedders.to_numpy(zero_copy_only=False))
-        for name in np.unique(emb_np[present]):
-            rows = present & (emb_np == name)
-            expected = dims.get(str(name))
-            if expected is None:
-                ok_len = lengths[rows & (lengths >= 1)]
-                expected = int(ok_len[0]) if len(ok_len) else None
-                if expected is not None:
-                    dims[str(name)] = expected
-            if expected is not None:
-                wrong = np.flatnonzero(rows & (lengths != expected) & (lengths >= 1))
-                for i in wrong:
-                    probs.flag_rows(
-                        np.array([i]),
-                        col_name,
-                        f"has {lengths[i]} dimensions; embedder {name!r} has {expected}",
-                    )
+        _check_dims(lengths_of, np.asarray(embedders.to_numpy(zero_copy_only=False)),
+                    dict(known_dims), probs)
 
     bad = np.zeros(n, dtype=bool)
     if probs.by_row:
@@ -255,6 +242,38 @@ def validate_requests(
                 ).reshape(len(rows), -1)
                 result.embeddings[(kind, str(name))] = (ids.take(pa.array(rows)), vecs)
     return result
+
+
+def _check_dims(
+    lengths_of: dict[str, np.ndarray], emb: np.ndarray, dims: dict[str, int], probs: _Problems
+) -> None:
+    """One dimension per embedder, as the record-by-record path decides it.
+
+    An embedder new to the store takes its dimension from the first row, in row order, that has
+    no other problem, looking at the prompt embedding before the response embedding.
+    """
+    n = len(emb)
+    clean = np.ones(n, dtype=bool)
+    if probs.by_row:
+        clean[np.fromiter(probs.by_row.keys(), dtype=np.int64)] = False
+    cols = [c for c in EMBEDDINGS if c in lengths_of]
+    for name in np.unique(emb):
+        rows = emb == name
+        expected = dims.get(str(name))
+        if expected is None:
+            for i in np.flatnonzero(rows & clean):
+                first = next((int(lengths_of[c][i]) for c in cols if lengths_of[c][i] >= 1), None)
+                if first is not None:
+                    expected = first
+                    break
+        if expected is None:
+            continue
+        for c in cols:
+            lengths = lengths_of[c]
+            # Like the record path, a row rejected for another reason is not also judged here.
+            for i in np.flatnonzero(rows & clean & (lengths >= 1) & (lengths != expected)):
+                probs.flag_rows(np.array([i]), c,
+                                f"has {lengths[i]} dimensions; embedder {str(name)!r} has {expected}")
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -172,6 +172,7 @@ class Ingestor:
     def ingest_path(self, path: str, kind: str, progress: Progress | None = None) -> IngestReport:
         if kind not in KINDS:
             raise InputError(f"--kind must be one of {', '.join(KINDS)}", field="kind")
+        readers.check_readable(path)
         fmt = readers.detect_format(path)
         report = IngestReport(kind=kind, sources=[path])
         if fmt == "parquet":

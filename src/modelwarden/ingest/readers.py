@@ -38,6 +38,16 @@ Raw = dict[str, Any] | BadLine
 Chunk = list[tuple[str, Raw]]
 
 
+def check_readable(path: str) -> None:
+    if path == "-":
+        return
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file", field="path")
+    if p.is_dir():
+        raise InputError(f"{path}: is a directory, not a file", field="path")
+
+
 def detect_format(path: str) -> str:
     if path == "-":
         return "jsonl"
@@ -116,9 +126,21 @@ def read_jsonl(path: str) -> Iterator[Chunk]:
         yield chunk
 
 
+BOOLEAN_COLUMNS = ("contains_safety_keyword", "confirmed")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
 def _csv_value(key: str, value: str | None) -> Any:
     if value is None or value == "":
         return None
+    if key in BOOLEAN_COLUMNS:
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        return value  # validation names the field and the reason
     if key in EMBEDDING_COLUMNS:
         try:
             return json.loads(value)

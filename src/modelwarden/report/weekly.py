@@ -93,6 +93,10 @@ def _findings(
                 f"Average feedback at {name} fell by {-p['feedback_avg_change']:.2f} "
                 f"points against the previous week (now {p['feedback_avg']:.2f})."
             )
+            actions.append(
+                f"Review low-rated answers at {name} from this week and check SOP-MLOPS-003 "
+                "trigger 2 (average feedback down by more than 0.5 points over 24 hours)."
+            )
         if (
             p["safety_rate_change_pp"] is not None
             and p["safety_rate_change_pp"] >= r["safety_rate_rise_pp"]
@@ -102,6 +106,10 @@ def _findings(
                 f"{p['safety_rate_change_pp']:.1f} percentage points "
                 f"({p['safety_incidents']} incidents in {p['requests']} requests)."
             )
+            actions.append(
+                f"Review the flagged responses at {name} and check SOP-MLOPS-003 trigger 1 "
+                "(safety incident rate up by more than 1 percentage point over 12 hours)."
+            )
         if (
             p["latency_p95_change_pct"] is not None
             and p["latency_p95_change_pct"] >= r["p95_latency_rise_pct"]
@@ -109,6 +117,10 @@ def _findings(
             findings.append(
                 f"P95 latency at {name} rose by {p['latency_p95_change_pct']:.0f}% "
                 f"to {p['latency_p95_ms']:.0f} ms."
+            )
+            actions.append(
+                f"Check upstream capacity at {name} and SOP-MLOPS-003 trigger 3 "
+                "(P95 latency up by more than 50 % for more than 1 hour)."
             )
     by_plant: dict[str, list[dict[str, Any]]] = {}
     for v in versions:

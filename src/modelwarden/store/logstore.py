@@ -215,13 +215,14 @@ class LogStore:
             },
             schema=embedding_schema(dim),
         )
+        target = self.embedding_dir(kind, embedder)  # checks the kind before anything is kept
         with self.lock():
             self.register_embedder(embedder, dim)
             files = self.embedding_files(kind, embedder)
             mask, _ = duckdb_sql.keep_mask(table.column("request_id"), files, "request_id")
             new = table.filter(pa.array(mask))
             if new.num_rows:
-                write_parquet_atomic(new, self.embedding_dir(kind, embedder) / self._part_name())
+                write_parquet_atomic(new, target / self._part_name())
         return new.num_rows
 
     # ---- reads -------------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""Shared fixtures: a data directory, the real ``modelwarden`` command, and one seeded dataset.
+
+The seeded dataset is three weeks of simulated traffic from four plants with the drift and the
+incident scenarios, ingested once per session into a real store with the hashing embedder (the
+real MiniLM model has its own tests).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from modelwarden import service
+from modelwarden.ingest.core import Ingestor
+from modelwarden.settings import Settings
+from modelwarden.simulate.traffic import SimulatedData, simulate
+
+SIM_DAYS = 21
+SIM_SEED = 3
+SIM_SCENARIOS = ("drift", "incident")
+SIM_END = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def _cli_path() -> str:
+    beside = Path(sys.executable).parent / "modelwarden"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("modelwarden")
+    if found is None:  # pragma: no cover - the package is installed in the venv
+        raise RuntimeError("the modelwarden console script is not installed")
+    return found
+
+
+CLI = _cli_path()
+
+
+class CliResult(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+RunCli = Callable[..., CliResult]
+
+
+def _run_cli(
+    *args: str,
+    data: Path | str | None = None,
+    embedder: str | None = "hashing",
+    stdin: bytes | str | None = None,
+    cwd: Path | str | None = None,
+    timeout: float = 120,
+) -> CliResult:
+    """Run the installed ``modelwarden`` script; returns (exit code, stdout, stderr)."""
+    env = dict(os.environ)
+    for var in ("MODELWARDEN_DATA", "MODELWARDEN_EMBEDDER"):
+        env.pop(var, None)
+    if embedder is not None:
+        env["MODELWARDEN_EMBEDDER"] = embedder
+    # Wide, plain output so that table cells are not wrapped or coloured.
+    env.update(COLUMNS="250", NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8")
+    cmd = [CLI, *(["--data", str(data)] if data is not None else []), *args]
+    proc = subprocess.run(
+        cmd,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+    )
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> RunCli:
+    """``run_cli(*args, data=DIR, embedder="hashing", stdin=None)`` → (code, stdout, stderr)."""
+    return _run_cli
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An empty data directory of its own for one test."""
+    d = tmp_path / "warden-data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(scope="session")
+def sim_data() -> SimulatedData:
+    """Three weeks of seeded traffic ending Monday 2026-11-23 00:00 UTC (ISO weeks 45-47)."""
+    return simulate(days=SIM_DAYS, seed=SIM_SEED, scenarios=SIM_SCENARIOS, end=SIM_END)
+
+
+@pytest.fixture(scope="session")
+def seeded_data_dir(tmp_path_factory: pytest.TempPathFactory, sim_data: SimulatedData) -> Path:
+    """A data directory holding ``sim_data`` and its hashing prompt embeddings. Read only."""
+    data = tmp_path_factory.mktemp("seeded") / "warden-data"
+    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
+    ingestor = Ingestor(service.open_store(settings), service.safety_checker(settings))
+    for kind, rows in (
+        ("requests", sim_data.requests),
+        ("feedback", sim_data.feedback),
+        ("escalations", sim_data.escalations),
+    ):
+        report = ingestor.ingest_raw(
+            kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)], source="simulate"
+        )
+        assert (report.accepted, report.rejected) == (len(rows), 0), report.first_rejections
+    emb = service.embed_missing(settings, "prompt")
+    assert emb.missing == len(sim_data.requests)
+    return data

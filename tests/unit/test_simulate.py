@@ -1,0 +1,192 @@
+"""The traffic simulator: deterministic, four plants, and scenarios that show what they claim."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from modelwarden.errors import InputError
+from modelwarden.records import validate
+from modelwarden.simulate import corpus
+from modelwarden.simulate.traffic import (
+    CANDIDATE_VERSION,
+    PLANTS,
+    STABLE_VERSION,
+    SimulatedData,
+    parse_scenarios,
+    simulate,
+)
+
+END = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _dump(data: SimulatedData) -> str:
+    return json.dumps([data.requests, data.feedback, data.escalations], sort_keys=True)
+
+
+QUESTION_TOPIC = {q: t.name for t in corpus.all_topics() for qa in t.items for q in qa.questions}
+DRIFT_NAMES = {t.name for t in corpus.DRIFT_TOPICS}
+
+
+def _topic_of(prompt: str) -> str:
+    found = {name for q, name in QUESTION_TOPIC.items() if q in prompt}
+    assert len(found) == 1, (prompt, found)
+    return found.pop()
+
+
+@pytest.fixture(scope="module")
+def topics_of(sim_data: SimulatedData) -> dict[str, str]:
+    return {r["request_id"]: _topic_of(r["user_prompt"]) for r in sim_data.requests}
+
+
+def test_same_seed_and_end_give_identical_output(sim_data: SimulatedData) -> None:
+    again = simulate(days=21, seed=3, scenarios=("drift", "incident"), end=END)
+    assert _dump(again) == _dump(sim_data)
+    assert (again.start, again.end) == (END - timedelta(days=21), END)
+
+
+def test_different_seed_gives_different_output(sim_data: SimulatedData) -> None:
+    other = simulate(days=21, seed=4, scenarios=("drift", "incident"), end=END)
+    assert _dump(other) != _dump(sim_data)
+    assert {r["request_id"] for r in other.requests}.isdisjoint(
+        r["request_id"] for r in sim_data.requests
+    )
+
+
+def test_end_in_another_zone_is_the_same_instant() -> None:
+    a = simulate(days=2, seed=9, end=END)
+    b = simulate(days=2, seed=9, end=END.astimezone(ZoneInfo("Asia/Tokyo")))
+    assert _dump(a) == _dump(b)
+
+
+def test_records_lie_in_the_range_and_are_sorted(sim_data: SimulatedData) -> None:
+    start = END - timedelta(days=21)
+    times = [_ts(r["timestamp"]) for r in sim_data.requests]
+    assert times == sorted(times)
+    assert start <= times[0] and times[-1] < END
+    assert all(r["timestamp"].endswith("Z") for r in sim_data.requests)
+    ids = [r["request_id"] for r in sim_data.requests]
+    assert len(set(ids)) == len(ids)
+    by_id = {r["request_id"]: _ts(r["timestamp"]) for r in sim_data.requests}
+    for ev in (*sim_data.feedback, *sim_data.escalations):
+        assert _ts(ev["timestamp"]) > by_id[ev["request_id"]]
+
+
+def test_four_plants_with_their_own_volume(sim_data: SimulatedData) -> None:
+    counts: dict[str, int] = defaultdict(int)
+    for r in sim_data.requests:
+        counts[r["plant_id"]] += 1
+    assert sorted(counts) == list(PLANTS) == ["Plant_A", "Plant_B", "Plant_C", "Plant_D"]
+    # Profiles: A is the busiest plant and D the quietest.
+    assert counts["Plant_A"] > counts["Plant_B"] > counts["Plant_C"] > counts["Plant_D"]
+    # Every plant has traffic every day.
+    days = {(r["plant_id"], r["timestamp"][:10]) for r in sim_data.requests}
+    assert len(days) == 4 * 21
+
+
+def test_all_topics_appear(sim_data: SimulatedData, topics_of: dict[str, str]) -> None:
+    assert set(topics_of.values()) == {t.name for t in corpus.all_topics()}
+    stable = simulate(days=21, seed=3, scenarios=("stable",), end=END)
+    names = {_topic_of(r["user_prompt"]) for r in stable.requests}
+    assert names == {t.name for t in corpus.TOPICS}
+
+
+def test_drift_topics_only_at_plant_c_in_the_last_week(
+    sim_data: SimulatedData, topics_of: dict[str, str]
+) -> None:
+    drift_start = END - timedelta(days=7)
+    drifted = [r for r in sim_data.requests if topics_of[r["request_id"]] in DRIFT_NAMES]
+    assert len(drifted) > 50
+    assert {r["plant_id"] for r in drifted} == {"Plant_C"}
+    assert min(_ts(r["timestamp"]) for r in drifted) >= drift_start
+    last_week_c = [
+        r
+        for r in sim_data.requests
+        if r["plant_id"] == "Plant_C" and _ts(r["timestamp"]) >= drift_start
+    ]
+    share = len(drifted) / len(last_week_c)
+    assert 0.2 < share < 0.5  # about a third of Plant_C's traffic
+
+
+def test_incident_canary_only_at_plant_b_in_the_last_four_days(sim_data: SimulatedData) -> None:
+    incident_start = END - timedelta(days=4)
+    canary = [r for r in sim_data.requests if r["model_version"] == CANDIDATE_VERSION]
+    assert len(canary) > 20
+    assert {r["plant_id"] for r in canary} == {"Plant_B"}
+    assert {r["route"] for r in canary} == {"canary"}
+    assert min(_ts(r["timestamp"]) for r in canary) >= incident_start
+    others = [r for r in sim_data.requests if r["model_version"] != CANDIDATE_VERSION]
+    assert {r["model_version"] for r in others} == {STABLE_VERSION}
+    assert {r["route"] for r in others} == {"stable"}
+
+
+def test_incident_canary_is_sticky_by_user(sim_data: SimulatedData) -> None:
+    incident_start = END - timedelta(days=4)
+    versions: dict[str, set[str]] = defaultdict(set)
+    for r in sim_data.requests:
+        if r["plant_id"] == "Plant_B" and _ts(r["timestamp"]) >= incident_start:
+            versions[r["user_id"]].add(r["model_version"])
+    assert all(len(v) == 1 for v in versions.values()), versions
+    on_canary = [u for u, v in versions.items() if v == {CANDIDATE_VERSION}]
+    assert 0 < len(on_canary) < len(versions)
+
+
+def test_candidate_is_worse_than_stable(sim_data: SimulatedData) -> None:
+    late = {f["request_id"]: f["score"] for f in sim_data.feedback}
+    stats: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    incident_start = END - timedelta(days=4)
+    for r in sim_data.requests:
+        if r["plant_id"] != "Plant_B" or _ts(r["timestamp"]) < incident_start:
+            continue
+        s = stats[r["model_version"]]
+        score = late.get(r["request_id"], r["human_feedback_score"])
+        if score is not None:
+            s["feedback"].append(score)
+        s["safety"].append(float(r["contains_safety_keyword"]))
+        s["latency"].append(r["latency_ms"])
+    new, old = stats[CANDIDATE_VERSION], stats[STABLE_VERSION]
+    assert np.mean(new["feedback"]) < np.mean(old["feedback"]) - 1.0
+    assert np.mean(new["safety"]) > np.mean(old["safety"]) + 0.05
+    assert np.median(new["latency"]) > np.median(old["latency"])
+
+
+def test_all_simulated_records_validate(sim_data: SimulatedData) -> None:
+    for kind, rows in (
+        ("requests", sim_data.requests),
+        ("feedback", sim_data.feedback),
+        ("escalations", sim_data.escalations),
+    ):
+        assert rows
+        for raw in rows:
+            rec, problems = validate(kind, raw)
+            assert problems == [], (kind, raw, problems)
+            assert rec is not None
+
+
+def test_late_feedback_replaces_the_inline_score(sim_data: SimulatedData) -> None:
+    late_ids = {f["request_id"] for f in sim_data.feedback}
+    assert late_ids
+    by_id = {r["request_id"]: r for r in sim_data.requests}
+    assert all(by_id[i]["human_feedback_score"] is None for i in late_ids)
+    assert all(1 <= f["score"] <= 5 for f in sim_data.feedback)
+
+
+def test_scenario_parsing() -> None:
+    assert parse_scenarios("drift, incident,drift") == ("drift", "incident")
+    assert parse_scenarios("") == ("stable",)
+    with pytest.raises(InputError) as info:
+        parse_scenarios("meltdown")
+    assert info.value.field == "scenario"
+    with pytest.raises(InputError):
+        simulate(days=0, end=END)
+    with pytest.raises(InputError):
+        simulate(days=1, scale=0, end=END)
