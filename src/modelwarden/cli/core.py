@@ -436,6 +436,7 @@ def drift(
 # ---- report ------------------------------------------------------------------------------------
 class ReportFormat(StrEnum):
     md = "md"
+    html = "html"
     json = "json"
 
 
@@ -448,7 +449,7 @@ def report(
     format: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f"),
     out: Path = typer.Option(None, "--out", help="Where to write it (default DATA/reports/)."),
 ) -> None:
-    """Write the weekly governance report: KPIs, drift, findings and action items."""
+    """Write the weekly governance report (Markdown, HTML with trend charts, or JSON)."""
     s = settings()
     with progress_bar("embedding for drift", enabled=True) as bar:
         rep = build_weekly_report(s, week, progress=bar.advance, on_total=bar.total)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from modelwarden.errors import NotFoundError
+from modelwarden.errors import InputError, NotFoundError
 from modelwarden.kpi import KpiQuery
 from modelwarden.monitor import Window, drift_over_windows
 from modelwarden.service import (
@@ -335,14 +335,34 @@ def render_markdown(rep: WeeklyReport) -> str:
     return "\n".join(lines)
 
 
+TREND_WEEKS = 8
+
+
+def trend_rows(settings: Settings, rep: WeeklyReport) -> list[dict[str, Any]]:
+    """Weekly KPIs per plant for the report's week and the weeks before it, for the charts."""
+    lo, _ = require_data(settings)
+    since = max(rep.start - timedelta(weeks=TREND_WEEKS - 1), lo - timedelta(weeks=1))
+    return compute_kpis(
+        settings, KpiQuery(since=since, until=rep.end, window="week", by=("plant_id",))
+    )
+
+
 def write_report(rep: WeeklyReport, out: Path | None, settings: Settings, fmt: str = "md") -> Path:
+    """Write the report as Markdown, HTML (with trend charts) or JSON; returns the path."""
     import json
 
-    path = out or settings.reports_dir / f"weekly-{rep.week}.{'json' if fmt == 'json' else 'md'}"
+    if fmt not in ("md", "html", "json"):
+        raise InputError("format must be md, html or json", field="format")
+    path = out or settings.reports_dir / f"weekly-{rep.week}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = (
-        json.dumps(rep.to_dict(), indent=2, default=str) if fmt == "json" else render_markdown(rep)
-    )
+    if fmt == "json":
+        text = json.dumps(rep.to_dict(), indent=2, default=str)
+    elif fmt == "html":
+        from modelwarden.report.html import render_html
+
+        text = render_html(rep, trend_rows(settings, rep))
+    else:
+        text = render_markdown(rep)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -1,0 +1,131 @@
+"""The weekly report as one self-contained HTML page with trend charts (no network, no browser).
+
+Charts are rendered by matplotlib's Agg backend to PNG and embedded as data URIs, so the page can
+be mailed or archived as a single file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import timedelta
+from typing import Any
+
+from modelwarden.report.weekly import WeeklyReport, render_markdown
+
+TREND_METRICS = (
+    ("latency_p95_ms", "P95 latency (ms)"),
+    ("feedback_avg", "Average feedback (1-5)"),
+    ("safety_rate", "Safety incident rate"),
+)
+
+
+def _chart(trend: list[dict[str, Any]], metric: str, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 2.6), dpi=110)
+    plants = sorted({r["plant_id"] for r in trend})
+    for plant in plants:
+        rows = sorted((r for r in trend if r["plant_id"] == plant), key=lambda r: r["window_start"])
+        xs = [r["window_start"].strftime("%m-%d") for r in rows]
+        ys = [r[metric] if r[metric] is not None else float("nan") for r in rows]
+        ax.plot(xs, ys, marker="o", label=plant)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=4, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _ in cols:
+            v = r.get(key)
+            if isinstance(v, float):
+                text = f"{v * 100:.1f}%" if key == "safety_rate" else f"{v:,.2f}"
+            else:
+                text = "—" if v is None else str(v)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
+    """The report page: status, KPI table, trend charts per plant, drift, findings and actions."""
+    status_class = {"ALERT": "alert", "OK": "ok"}.get(rep.drift_status, "muted")
+    charts = "".join(
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
+        f'{_chart(trend, key, title)}"></figure>'
+        for key, title in TREND_METRICS
+        if trend
+    )
+    kpi_cols = [
+        ("plant_id", "Plant"),
+        ("requests", "Requests"),
+        ("latency_avg_ms", "Avg. latency (ms)"),
+        ("latency_p95_ms", "P95 latency (ms)"),
+        ("latency_p99_ms", "P99 latency (ms)"),
+        ("feedback_avg", "Avg. feedback"),
+        ("feedback_n", "Rated"),
+        ("safety_incidents", "Safety incidents"),
+        ("safety_rate", "Safety rate"),
+        ("escalations_confirmed", "Confirmed escalations"),
+    ]
+    version_cols = [("plant_id", "Plant"), ("model_version", "Model version"), *kpi_cols[1:]]
+    drift_cols = [
+        ("scope", "Scope"),
+        ("method", "Method"),
+        ("score", "Score"),
+        ("threshold", "Threshold"),
+        ("n_baseline", "n baseline"),
+        ("n_current", "n current"),
+        ("status", "Status"),
+    ]
+    findings = "".join(f"<li>{html.escape(f)}</li>" for f in rep.findings) or (
+        "<li>No significant anomalies detected.</li>"
+    )
+    actions = "".join(f"<li>{html.escape(a)}</li>" for a in rep.actions) or "<li>None.</li>"
+    last_day = rep.end - timedelta(days=1)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Weekly Manufacturing Copilot Performance Report {html.escape(rep.week)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}}
+table{{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}}
+th,td{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}
+th:first-child,td:first-child{{text-align:left}}
+.status{{font-weight:bold;padding:.1rem .5rem;border-radius:.3rem}}
+.alert{{background:#fdd;color:#900}} .ok{{background:#dfd;color:#060}} .muted{{background:#eee}}
+figure{{display:inline-block;margin:0 1rem 1rem 0}}
+</style></head><body>
+<h1>Weekly Manufacturing Copilot Performance Report</h1>
+<p><b>Date:</b> {rep.generated_at:%Y-%m-%d} &middot; <b>Week:</b> {html.escape(rep.week)}
+({rep.start:%Y-%m-%d} to {last_day:%Y-%m-%d}) &middot; <b>Model version(s):</b>
+{html.escape(", ".join(rep.model_versions))}</p>
+<p>Drift status: <span class="status {status_class}" id="drift-status">{rep.drift_status}</span>
+&middot; Findings: <b id="finding-count">{len(rep.findings)}</b></p>
+<h2>1. Key Performance Indicators</h2>
+{_table(rep.plants, kpi_cols)}
+<h3>By model version</h3>
+{_table(rep.versions, version_cols)}
+<h3>Trends</h3>
+{charts}
+<h2>2. Model Drift Analysis</h2>
+{_table(rep.drift, drift_cols)}
+<h2>3. Summary &amp; Actions</h2>
+<h3>Anomalies</h3><ul id="findings">{findings}</ul>
+<h3>Action items</h3><ol id="actions">{actions}</ol>
+<details><summary>Markdown version</summary><pre>{html.escape(render_markdown(rep))}</pre></details>
+</body></html>
+"""
