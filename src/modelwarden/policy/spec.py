@@ -1,0 +1,232 @@
+"""SOP rules as data: the policy file that the engine enforces and the SOP document is rendered from.
+
+Terms, exactly:
+
+- **window**: the rule looks at requests whose timestamp is in ``(t - window, t]`` at evaluation
+  time ``t`` (a rolling window, re-evaluated on every tick).
+- **candidate**: the version under watch — the canary while a rollout runs, else the live version.
+- **baseline** ``stable_same_window``: the stable version's requests in the same window and scope.
+  A concurrent control cancels time-of-day, shift and topic effects that a before/after comparison
+  would mistake for the model. When the stable version has no traffic in scope (after 100 %), the
+  rule falls back to ``previous_window``: the candidate's own requests in
+  ``(t - 2·window, t - window]``.
+- **increase_pp** / **decrease_pp**: a difference of rates in percentage points (1 % of traffic
+  means 1 point: 2.0 % against 0.9 % is an increase of 1.1 points).
+- **increase_pct**: a relative change in percent of the baseline value.
+- **decrease**: a difference in the metric's own unit (feedback points on the 1-5 scale).
+- **count_above**: a count in the window greater than ``threshold`` (no baseline).
+- **min_samples**: the fewest requests (rated requests for feedback) on each side for the rule
+  to judge at all; below it the result is ``NO_DATA`` and nothing fires.
+- **alpha**: a comparison fires only when, besides the threshold, a one-sided test says the change
+  is real at this level; on low traffic this is what prevents false rollbacks.
+- **sustain**: how long the condition must hold on every tick before the rule fires (0 = at once).
+- **scope**: ``per_plant`` evaluates each plant and ``overall`` all plants together; both by default.
+- **severity**: ``rollback`` runs the rollback transaction; ``alert`` only notifies.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelwarden.errors import InputError
+
+Metric = Literal[
+    "safety_rate",
+    "feedback_avg",
+    "latency_p95_ms",
+    "error_rate",
+    "confirmed_escalations",
+]
+Comparator = Literal["increase_pp", "decrease_pp", "increase_pct", "decrease", "count_above"]
+Baseline = Literal["stable_same_window", "previous_window", "none"]
+Scope = Literal["per_plant", "overall"]
+Severity = Literal["rollback", "alert"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """``12h``, ``30m``, ``2d``, ``90s`` or a number of seconds."""
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=float(value))
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration like 12h, 30m, 2d or 90s")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def format_duration(td: timedelta) -> str:
+    s = int(td.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    title: str
+    metric: Metric
+    window: str
+    comparator: Comparator
+    threshold: float = Field(ge=0)
+    baseline: Baseline = "stable_same_window"
+    scope: list[Scope] = Field(default_factory=lambda: ["per_plant", "overall"])
+    min_samples: int = Field(default=30, ge=0)
+    alpha: float | None = Field(default=0.05, gt=0, lt=1)
+    sustain: str = "0s"
+    severity: Severity = "rollback"
+    categories: list[str] = Field(
+        default_factory=list, description="Escalation categories counted (confirmed_escalations)."
+    )
+    rationale: str = ""
+
+    @field_validator("window", "sustain")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def window_td(self) -> timedelta:
+        return parse_duration(self.window)
+
+    @property
+    def sustain_td(self) -> timedelta:
+        return parse_duration(self.sustain)
+
+
+class Notify(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slack_channel: str = "#manufacturing-ai-status"
+    slack_webhook_url: str | None = None
+    webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    email_from: str = "modelwarden@localhost"
+    email_to: list[str] = Field(default_factory=list)
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sop_id: str = "SOP-MLOPS-003"
+    title: str = "Emergency Model Rollback"
+    rules: list[Rule]
+    notify: Notify = Field(default_factory=Notify)
+    rca_lookback: str = "24h"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, rules: list[Rule]) -> list[Rule]:
+        ids = [r.id for r in rules]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"rule ids must be unique; repeated: {', '.join(sorted(dup))}")
+        return rules
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "policy") -> Policy:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"{source}: not valid YAML ({exc})", field="policy") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise InputError(f"{source}: {loc}: {err['msg']}", field=loc) from exc
+
+    @classmethod
+    def load(cls, path: Path | None) -> Policy:
+        if path is None:
+            return default_policy()
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read policy {path}: {exc.strerror}", field="policy") from exc
+        return cls.from_yaml(text, str(path))
+
+
+def default_policy() -> Policy:
+    """SOP-MLOPS-003 with its four trigger conditions and the fifth from the lab."""
+    return Policy(
+        rules=[
+            Rule(
+                id="safety_incident_rate",
+                title="Critical safety incident rate (as defined by contains_safety_keyword) "
+                "increases by more than 1 percentage point over a 12-hour rolling window",
+                metric="safety_rate",
+                window="12h",
+                comparator="increase_pp",
+                threshold=1.0,
+                min_samples=30,
+                rationale="Flagged answers are the earliest sign of unsafe advice on the floor.",
+            ),
+            Rule(
+                id="feedback_drop",
+                title="Average human feedback score drops by more than 0.5 points over a "
+                "24-hour period at any plant",
+                metric="feedback_avg",
+                window="24h",
+                comparator="decrease",
+                threshold=0.5,
+                scope=["per_plant"],
+                min_samples=20,
+                rationale="Operators stop trusting an assistant long before they file reports.",
+            ),
+            Rule(
+                id="p95_latency",
+                title="P95 latency increases by more than 50 % for more than 1 hour",
+                metric="latency_p95_ms",
+                window="1h",
+                comparator="increase_pct",
+                threshold=50.0,
+                sustain="1h",
+                min_samples=20,
+                rationale="A slow answer at the line is an answer not used.",
+            ),
+            Rule(
+                id="confirmed_violation",
+                title="A response is confirmed to violate a documented safety or compliance "
+                "rule (a confirmed escalation of that category)",
+                metric="confirmed_escalations",
+                window="24h",
+                comparator="count_above",
+                threshold=0,
+                baseline="none",
+                min_samples=0,
+                alpha=None,
+                categories=["safety", "compliance"],
+                rationale="One confirmed dangerous answer is one too many.",
+            ),
+            Rule(
+                id="confirmed_incorrect_escalations",
+                title="More than 3 user-reported escalations related to incorrect or nonsensical "
+                "answers are confirmed within a 4-hour window",
+                metric="confirmed_escalations",
+                window="4h",
+                comparator="count_above",
+                threshold=3,
+                baseline="none",
+                min_samples=0,
+                alpha=None,
+                categories=["incorrect", "nonsensical"],
+                rationale="Confirmed wrong answers in a burst mean the model, not the user.",
+            ),
+        ]
+    )
