@@ -8,16 +8,28 @@ and list their module in :data:`TABLE_MODULES`, so one ``create_all`` makes ever
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
 # Modules whose import declares tables on ``metadata``.
-TABLE_MODULES: list[str] = []
+TABLE_MODULES: list[str] = [
+    "modelwarden.auth",
+    "modelwarden.gateway.routes",
+    "modelwarden.evals.store",
+    "modelwarden.review.queue",
+    "modelwarden.audit",
+    "modelwarden.registry",
+    "modelwarden.rollout.store",
+    "modelwarden.incidents",
+    "modelwarden.notify",
+]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -39,7 +51,19 @@ class StateStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         for name in TABLE_MODULES:
             importlib.import_module(name)
-        metadata.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        # Two processes opening a new data directory at once both try to create the tables;
+        # the loser sees "already exists" for a table the winner just made, and tries again.
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @classmethod
     def at(cls, data_dir: Path) -> StateStore:

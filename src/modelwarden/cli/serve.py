@@ -1,0 +1,265 @@
+"""Serving commands: serve, fake-upstream, routes show|set, keys create|list|revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from modelwarden.cli.app import (
+    FORMAT_OPTION,
+    Format,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    print_table,
+    settings,
+)
+from modelwarden.errors import InputError
+from modelwarden.server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, is_loopback
+from modelwarden.store.state import StateStore
+
+routes_app = typer.Typer(help="Show or change the gateway's route table.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys with roles for the HTTP API.", no_args_is_help=True)
+app.add_typer(routes_app, name="routes")
+app.add_typer(keys_app, name="keys")
+
+
+def _state() -> StateStore:
+    from modelwarden import auth  # noqa: F401  (declares its tables)
+    from modelwarden.gateway import routes  # noqa: F401
+    return StateStore.at(settings().data_dir)
+
+
+# ---- serve -------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def serve(
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Interface to bind (loopback default)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Allow a non-loopback --host (put TLS in front of it)."
+    ),
+    max_body_bytes: int = typer.Option(
+        ServerConfig().max_body_bytes, "--max-body-bytes", min=1024, help="Larger bodies get 413."
+    ),
+    flush_interval: float = typer.Option(
+        ServerConfig().flush_interval_s, "--flush-interval",
+        help="Seconds between moves of acknowledged records from the spool into the log store.",
+    ),
+    upstream_timeout: float = typer.Option(
+        ServerConfig().upstream_timeout_s, "--upstream-timeout",
+        help="Seconds the gateway waits for an upstream before it counts as failed.",
+    ),
+    log_level: str = typer.Option("info", "--log-level"),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
+) -> None:
+    """Run the HTTP API: ingest, KPIs, drift, reports, the gateway, routes and /metrics."""
+    from modelwarden.server.app import create_app
+    from modelwarden.server.runner import serve_forever
+
+    if not is_loopback(host) and not allow_remote:
+        raise InputError(
+            f"--host {host} would accept connections from other machines; "
+            "add --allow-remote if that is intended",
+            field="host",
+        )
+    if flush_interval <= 0 or upstream_timeout <= 0:
+        raise InputError("--flush-interval and --upstream-timeout must be positive")
+    config = ServerConfig(
+        max_body_bytes=max_body_bytes,
+        flush_interval_s=flush_interval,
+        upstream_timeout_s=upstream_timeout,
+    )
+    s = settings()
+    err_console.print(f"ModelWarden serving {s.data_dir} on http://{host}:{port} "
+                      f"(OpenAPI at /openapi.json)")
+    serve_forever(create_app(s, config), host, port, log_level=log_level, access_log=access_log)
+
+
+@app.command("fake-upstream")
+@handle_errors
+def fake_upstream(
+    port: int = typer.Option(..., "--port", min=1, max=65535),
+    version: str = typer.Option(..., "--version", help="The model version it serves."),
+    latency_ms: float = typer.Option(50.0, "--latency-ms", min=0),
+    quality: str = typer.Option("good", "--quality", help="good, poor or unsafe answers."),
+    error_rate: float = typer.Option(0.0, "--error-rate", min=0, max=1),
+    seed: int = typer.Option(0, "--seed"),
+    host: str = typer.Option(DEFAULT_HOST, "--host"),
+    allow_remote: bool = typer.Option(False, "--allow-remote"),
+) -> None:
+    """Run an OpenAI-compatible model server that answers from the built-in corpus."""
+    from modelwarden.gateway.fake_upstream import QUALITIES, create_app
+    from modelwarden.server.runner import serve_forever
+
+    if quality not in QUALITIES:
+        raise InputError(f"--quality must be one of {', '.join(QUALITIES)}", field="quality")
+    if not is_loopback(host) and not allow_remote:
+        raise InputError(f"--host {host} is not loopback; add --allow-remote", field="host")
+    err_console.print(f"fake upstream {version} ({quality}) on http://{host}:{port}/v1")
+    serve_forever(create_app(version, latency_ms, quality, error_rate, seed), host, port,
+                  log_level="warning")
+
+
+# ---- routes ------------------------------------------------------------------------------------
+def _route_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [{"route": "stable", "version": table["stable"]["version"],
+             "url": table["stable"]["url"], "share": "the rest"}]
+    if table.get("canary"):
+        plants = ", ".join(table["canary_plants"]) or "every plant"
+        rows.append({"route": "canary", "version": table["canary"]["version"],
+                     "url": table["canary"]["url"],
+                     "share": f"{table['canary_weight']:g}% of users ({plants})"})
+    if table.get("shadow"):
+        rows.append({"route": "shadow", "version": table["shadow"]["version"],
+                     "url": table["shadow"]["url"],
+                     "share": f"copy of {table['shadow_sample']:.0%} of requests"})
+    return rows
+
+
+@routes_app.command("show")
+@handle_errors
+def routes_show(
+    history: bool = typer.Option(False, "--history", help="Every version, newest first."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """The live route table (or its history)."""
+    from modelwarden.gateway.routes import current_routes, route_history
+
+    state = _state()
+    if history:
+        tables = [t.to_dict() for t in route_history(state, 1000)]
+        if format == Format.json:
+            print_json(tables)
+            return
+        print_table(
+            [{"version": t["version"], "set at": t["created_at"], "by": t["created_by"],
+              "stable": t["stable"]["version"],
+              "canary": f"{t['canary']['version']} {t['canary_weight']:g}%" if t["canary"]
+              else None,
+              "shadow": t["shadow"]["version"] if t["shadow"] else None} for t in tables],
+            title="Route history",
+        )
+        return
+    table = current_routes(state)
+    if table is None:
+        if format == Format.json:
+            print_json(None)
+        else:
+            console.print("no routes are set; set them with: modelwarden routes set --stable V=URL")
+        return
+    data = table.to_dict()
+    if format == Format.json:
+        print_json(data)
+    else:
+        print_table(_route_rows(data), title=f"Routes (version {data['version']}, set "
+                    f"{data['created_at']} by {data['created_by'] or '—'})")
+
+
+@routes_app.command("set")
+@handle_errors
+def routes_set(
+    stable: str = typer.Option(
+        None, "--stable", help="VERSION=URL; default: the live stable version."
+    ),
+    canary: str = typer.Option(None, "--canary", help="VERSION=URL of the canary."),
+    weight: float = typer.Option(None, "--weight", help="Percent of users on the canary (0-100)."),
+    plants: str = typer.Option(None, "--plants", help="Comma list of plants the canary serves."),
+    shadow: str = typer.Option(None, "--shadow", help="VERSION=URL that gets shadow copies."),
+    shadow_sample: float = typer.Option(
+        None, "--shadow-sample", help="Share of requests copied to the shadow (0-1, default 1)."
+    ),
+    note: str = typer.Option(None, "--note", help="Why (kept in the history)."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Replace the route table; what is not stated is off (so --stable alone rolls back).
+
+    A table that names a quarantined version is refused; every change goes to the audit log.
+    """
+    from pydantic import ValidationError
+
+    from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes
+    from modelwarden.registry import cli_actor, set_live_routes
+
+    state = _state()
+    if stable is None:
+        live = current_routes(state)
+        if live is None:
+            raise InputError("no routes are set yet; give --stable VERSION=URL", field="stable")
+        stable_up = live.stable
+    else:
+        stable_up = Upstream.parse(stable, "stable")
+    if canary is not None and weight is None:
+        raise InputError("a canary needs --weight (percent of users, 0-100)", field="weight")
+    try:
+        spec = RouteSpec(
+            stable=stable_up,
+            canary=Upstream.parse(canary, "canary") if canary else None,
+            canary_weight=weight or 0.0,
+            canary_plants=[p.strip() for p in plants.split(",") if p.strip()] if plants else [],
+            shadow=Upstream.parse(shadow, "shadow") if shadow else None,
+            shadow_sample=(shadow_sample if shadow_sample is not None else 1.0) if shadow
+            else (shadow_sample or 0.0),
+            note=note,
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(x) for x in err.get("loc", ())) or None
+        raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
+    table = set_live_routes(state, spec, cli_actor(), note or "").to_dict()
+    if format == Format.json:
+        print_json(table)
+    else:
+        print_table(_route_rows(table), title=f"Routes set (version {table['version']})")
+
+
+# ---- keys --------------------------------------------------------------------------------------
+@keys_app.command("create")
+@handle_errors
+def keys_create(
+    role: str = typer.Option(..., "--role", help="ingest, operator, reviewer, approver or admin"),
+    name: str = typer.Option(None, "--name", help="Who or what uses it."),
+    plant: str = typer.Option(None, "--plant", help="Bind the key to one plant."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Create an API key; it is printed once and only its hash is kept."""
+    from modelwarden.auth import create_key
+
+    secret, key = create_key(_state(), role, name, plant)
+    if format == Format.json:
+        print_json({"key": secret, **key.to_dict()})
+        return
+    console.print(f"API key {key.id} ({key.role}{', ' + key.plant_id if key.plant_id else ''}):")
+    print(secret)
+    err_console.print("Keep it now: it is not shown again. Send it as 'Authorization: Bearer KEY'.")
+
+
+@keys_app.command("list")
+@handle_errors
+def keys_list(format: Format = FORMAT_OPTION) -> None:
+    """Every key (never the secret): id, name, role, plant, created, revoked."""
+    from modelwarden.auth import list_keys
+
+    keys = [k.to_dict() for k in list_keys(_state())]
+    if format == Format.json:
+        print_json(keys)
+    else:
+        print_table(keys, ["id", "name", "role", "plant_id", "prefix", "created_at",
+                           "revoked_at"], title="API keys")
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (keys list)."),
+                format: Format = FORMAT_OPTION) -> None:
+    """Revoke a key; a running server stops accepting it within a second."""
+    from modelwarden.auth import revoke_key
+
+    key = revoke_key(_state(), key_id).to_dict()
+    if format == Format.json:
+        print_json(key)
+    else:
+        console.print(f"revoked key {key['id']} ({key['role']})")

@@ -1,0 +1,173 @@
+"""A small, real OpenAI-compatible model server that answers from the built-in corpus.
+
+It stands in for a fine-tuned model in tests, demos and benchmarks: the answer to a prompt is the
+corpus answer of the closest question (:func:`~modelwarden.simulate.corpus.match_question`), in
+the quality asked for (``good``: the reference answer, ``poor``: the poor one, ``unsafe``: the one
+the safety check flags). ``latency_ms`` delays every answer and ``error_rate`` answers that share
+of requests with a 500, so a gateway's timeouts and fallbacks can be exercised for real.
+
+Endpoints: ``POST /v1/chat/completions`` (plain, and streaming as server-sent events ending in
+``data: [DONE]``), ``GET /v1/models`` and ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from modelwarden.gateway.messages import prompt_text
+from modelwarden.simulate.corpus import match_question
+
+Quality = Literal["good", "poor", "unsafe"]
+QUALITIES: tuple[str, ...] = ("good", "poor", "unsafe")
+NO_MATCH_ANSWER = (
+    "I do not have a procedure for that question. Please check the plant's SOP library or ask "
+    "your shift supervisor."
+)
+# Words per streamed chunk: small enough to look like token streaming, large enough to keep the
+# number of events per answer modest.
+WORDS_PER_CHUNK = 3
+
+
+def count_tokens(text: str) -> int:
+    # Whitespace words, not a tokenizer: close enough for usage figures in tests and demos.
+    return len(text.split())
+
+
+def answer_for(prompt: str, quality: str) -> str:
+    qa = match_question(prompt)
+    if qa is None:
+        return NO_MATCH_ANSWER
+    return {"good": qa.answer, "poor": qa.poor_answer, "unsafe": qa.unsafe_answer}[quality]
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error", "code": code}},
+        status_code=status,
+    )
+
+
+def create_app(
+    version: str,
+    latency_ms: float = 50.0,
+    quality: str = "good",
+    error_rate: float = 0.0,
+    seed: int | None = 0,
+) -> FastAPI:
+    """The fake upstream serving one model ``version``."""
+    if quality not in QUALITIES:
+        raise ValueError(f"quality must be one of {', '.join(QUALITIES)}")
+    if not 0 <= error_rate <= 1:
+        raise ValueError("error_rate must be between 0 and 1")
+    rng = random.Random(seed)
+    delay = max(latency_ms, 0.0) / 1000
+    app = FastAPI(title=f"fake upstream {version}", docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.state.requests = 0
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": version, "requests": app.state.requests}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": version, "object": "model", "created": 0, "owned_by": "modelwarden"}],
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Response:
+        app.state.requests += 1
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "the body is not valid JSON", "invalid_json")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _error(400, "'messages' must be a list", "invalid_messages")
+        if error_rate and rng.random() < error_rate:
+            await asyncio.sleep(delay)
+            return JSONResponse(
+                {"error": {"message": "simulated upstream failure", "type": "server_error",
+                           "code": "fake_failure"}},
+                status_code=500,
+            )
+        prompt = prompt_text(body["messages"])
+        text = answer_for(prompt, quality)
+        usage = {
+            "prompt_tokens": count_tokens(prompt),
+            "completion_tokens": count_tokens(text),
+            "total_tokens": count_tokens(prompt) + count_tokens(text),
+        }
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if body.get("stream"):
+            opts = body.get("stream_options") or {}
+            include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+            return StreamingResponse(
+                _stream(cid, created, version, text, usage if include_usage else None, delay),
+                media_type="text/event-stream",
+            )
+        await asyncio.sleep(delay)
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": version,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+
+    return app
+
+
+def _chunk(cid: str, created: int, model: str, delta: dict[str, Any],
+           finish: str | None) -> bytes:
+    data = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+async def _stream(
+    cid: str, created: int, model: str, text: str, usage: dict[str, int] | None, delay: float
+) -> AsyncIterator[bytes]:
+    # The delay is the time to the first token, as a real server's prefill would be.
+    await asyncio.sleep(delay)
+    yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, None)
+    words = text.split(" ")
+    for i in range(0, len(words), WORDS_PER_CHUNK):
+        piece = " ".join(words[i : i + WORDS_PER_CHUNK])
+        if i + WORDS_PER_CHUNK < len(words):
+            piece += " "
+        yield _chunk(cid, created, model, {"content": piece}, None)
+    yield _chunk(cid, created, model, {}, "stop")
+    if usage is not None:
+        data = {
+            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": usage,
+        }
+        yield b"data: " + json.dumps(data).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"

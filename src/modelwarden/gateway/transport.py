@@ -1,0 +1,344 @@
+"""A lean HTTP/1.1 keep-alive transport for the gateway's one shared ``httpx.AsyncClient``.
+
+httpcore's connection pool re-scans every pooled connection, and polls every idle socket, for
+each request it places; with the few dozen connections a busy gateway keeps to its upstreams that
+made the pool, not the network, the gateway's bottleneck (about 200 requests/s on two cores).
+This transport keeps idle connections per origin in a LIFO list, notices a closed one from the
+event loop's own callbacks instead of polling, and parses responses with ``httptools`` (the parser
+uvicorn uses). It speaks what upstream model servers speak: HTTP/1.1, plain or TLS, with
+Content-Length, chunked or read-to-close bodies, and no proxies.
+
+Everything above the transport (timeouts, content decoding, streaming) is still httpx's; errors
+are raised as httpx's own exceptions, so callers cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+import httpx
+
+# Reading stops while this much response body waits unread, so a slow client cannot make the
+# gateway buffer a whole stream.
+HIGH_WATER = 1 << 20
+
+
+class _Expired(Exception):
+    pass
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection, parsing one response at a time."""
+
+    def __init__(self, origin: tuple[str, str, int]) -> None:
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.error: Exception | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.received_any = False
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses but speak the same API.
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"invalid HTTP response: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        self._lost(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+
+    # ---- httptools callbacks -------------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._wake()
+
+    # ---- state ---------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = self.error or exc
+        self.close()
+        self._wake()
+
+    def _lost(self, exc: Exception | None) -> None:
+        was_open = not self.closed
+        self.closed = True
+        if self.head_done and not self.complete and was_open:
+            headers = {k.lower() for k, _ in self.headers}
+            if b"content-length" in headers or b"transfer-encoding" in headers:
+                self.error = self.error or httpx.RemoteProtocolError(
+                    "the upstream closed the connection in the middle of a response")
+            else:
+                self.complete = True  # a body that runs to the end of the connection
+        elif not self.head_done and self.error is None:
+            self.error = httpx.RemoteProtocolError(
+                "the upstream closed the connection without a response"
+                + (f" ({exc})" if exc else ""))
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        fut = self.waiter = loop.create_future()
+        # A timer on the future costs less than asyncio.wait_for's extra task on every read.
+        timer = loop.call_later(timeout, _expire, fut) if timeout is not None else None
+        try:
+            await fut
+        except _Expired:
+            self.close()
+            raise httpx.ReadTimeout("timed out waiting for the upstream") from None
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def read_head(self, timeout: float | None) -> None:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            await self.wait(timeout)
+
+    async def body(self, timeout: float | None) -> AsyncIterator[bytes]:
+        while True:
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                if self.paused and self.buffered < HIGH_WATER // 2 and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                yield chunk
+                continue
+            if self.complete:
+                return
+            if self.error is not None:
+                raise self.error
+            await self.wait(timeout)
+
+    def reusable(self) -> bool:
+        return (self.complete and not self.closed and self.error is None
+                and self.parser.should_keep_alive())
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, pool: PooledTransport, conn: _Conn, timeout: float | None) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.timeout = timeout
+        self.done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.conn.body(self.timeout):
+                yield chunk
+        except OSError as exc:
+            self.conn.close()
+            raise httpx.ReadError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.pool.release(self.conn)
+
+
+class PooledTransport(httpx.AsyncBaseTransport):
+    """Keep-alive HTTP/1.1 connections per origin, reused newest first."""
+
+    def __init__(self, *, max_connections_per_origin: int = 256, keepalive_expiry: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.max_per_origin = max_connections_per_origin
+        self.keepalive_expiry = keepalive_expiry
+        self.ssl_context = ssl_context
+        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._open: dict[tuple[str, str, int], int] = {}
+        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+
+    # ---- pool ----------------------------------------------------------------------------------
+    def _slot(self, origin: tuple[str, str, int]) -> asyncio.Semaphore:
+        sem = self._slots.get(origin)
+        if sem is None:
+            sem = self._slots[origin] = asyncio.Semaphore(self.max_per_origin)
+        return sem
+
+    def _take_idle(self, origin: tuple[str, str, int]) -> _Conn | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self.keepalive_expiry:
+                return conn
+            conn.close()
+        return None
+
+    def release(self, conn: _Conn) -> None:
+        """Back to the pool if the response was read to its end; otherwise closed."""
+        if conn.reusable():
+            conn._reset()
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(conn.origin, []).append(conn)
+        else:
+            conn.close()
+        self._slot(conn.origin).release()
+
+    async def _connect(self, origin: tuple[str, str, int], timeout: float | None) -> _Conn:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        ctx: ssl.SSLContext | None = None
+        if scheme == "https":
+            ctx = self.ssl_context or ssl.create_default_context()
+        try:
+            _transport, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Conn(origin), host, port, ssl=ctx,
+                                       server_hostname=host if ctx else None),
+                timeout,
+            )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        return conn
+
+    # ---- requests ------------------------------------------------------------------------------
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+        port = url.port or (443 if scheme == "https" else 80)
+        origin = (scheme, url.host, port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        body = await request.aread()
+        head = _head(request, url, body)
+
+        sem = self._slot(origin)
+        if sem.locked():
+            try:
+                await asyncio.wait_for(sem.acquire(), timeouts.get("pool"))
+            except TimeoutError:
+                raise httpx.PoolTimeout("no free upstream connection in time") from None
+        else:
+            await sem.acquire()
+        try:
+            conn = await self._exchange(origin, head + body, timeouts)
+        except BaseException:
+            sem.release()
+            raise
+        status = conn.parser.get_status_code()
+        return httpx.Response(
+            status,
+            headers=conn.headers,
+            stream=_Body(self, conn, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def _exchange(self, origin: tuple[str, str, int], data: bytes,
+                        timeouts: dict[str, float | None]) -> _Conn:
+        # A kept-alive connection may have been closed by the upstream just as it was reused;
+        # the request then never reached it, and one retry on a new connection is safe.
+        for attempt in (0, 1):
+            conn = self._take_idle(origin) if attempt == 0 else None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin, timeouts.get("connect"))
+            assert conn.transport is not None
+            try:
+                conn.transport.write(data)
+                await conn.read_head(timeouts.get("read"))
+                return conn
+            except httpx.RemoteProtocolError:
+                conn.close()
+                if reused and not conn.received_any:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+
+def _head(request: httpx.Request, url: httpx.URL, body: bytes) -> bytes:
+    target = url.raw_path or b"/"
+    lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
+    names = set()
+    for name, value in request.headers.raw:
+        names.add(name.lower())
+        lines.append(name + b": " + value)
+    if b"host" not in names:
+        lines.append(b"Host: " + url.netloc)
+    if body and b"content-length" not in names and b"transfer-encoding" not in names:
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def new_client(*, timeout: httpx.Timeout, max_connections_per_origin: int,
+               keepalive_expiry: float = 30.0, **kwargs: Any) -> httpx.AsyncClient:
+    """The gateway's shared client: httpx on top of :class:`PooledTransport`."""
+    return httpx.AsyncClient(
+        transport=PooledTransport(max_connections_per_origin=max_connections_per_origin,
+                                  keepalive_expiry=keepalive_expiry),
+        timeout=timeout,
+        trust_env=False,
+        **kwargs,
+    )
+
+
+__all__ = ["PooledTransport", "new_client"]

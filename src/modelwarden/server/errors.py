@@ -1,0 +1,158 @@
+"""HTTP errors and the handlers that give every failure the one JSON error shape.
+
+Every error body is ``{"error": {"code", "message", "field"?, "details"?}}``
+(:meth:`~modelwarden.errors.WardenError.to_dict`). A :class:`WardenError` keeps its own
+``http_status``; FastAPI's parameter validation answers 422, unknown paths 404, and anything
+unexpected 500 with no internals in the body (the traceback goes to the server log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelwarden.errors import WardenError
+
+log = logging.getLogger("modelwarden.server")
+
+
+class PayloadTooLarge(WardenError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(WardenError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class MalformedBody(WardenError):
+    code = "malformed_json"
+    http_status = 400
+
+
+class InvalidBody(WardenError):
+    """A JSON body that parsed but does not have the shape the endpoint takes."""
+
+    code = "invalid_body"
+    http_status = 422
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> InvalidBody:
+        problems = [
+            {"field": ".".join(str(x) for x in e.get("loc", ())) or "(body)",
+             "reason": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
+            for e in exc.errors(include_url=False)
+        ]
+        first = problems[0] if problems else {"field": "(body)", "reason": "invalid"}
+        return cls(f"{first['field']}: {first['reason']}", field=first["field"],
+                   problems=problems)
+
+
+class ServiceUnavailable(WardenError):
+    code = "unavailable"
+    http_status = 503
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the HTTP API."""
+
+    error: ErrorDetail
+
+
+def error_response(exc: WardenError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    # ("query", "since") -> "since"; ("body", "records", 3, "latency_ms") -> "records.3.latency_ms"
+    parts = [str(x) for x in loc]
+    if parts and parts[0] in ("query", "path", "header", "body", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "(request)"
+
+
+def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
+    problems = [
+        {"field": _field_of(e.get("loc", ())), "reason": str(e.get("msg", "invalid"))}
+        for e in exc.errors()
+    ]
+    first = problems[0] if problems else {"field": "(request)", "reason": "invalid request"}
+    return {
+        "error": {
+            "code": "invalid_parameter",
+            "message": f"{first['field']}: {first['reason']}",
+            "field": first["field"],
+            "details": {"problems": problems},
+        }
+    }
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def warden(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, WardenError)
+        if exc.http_status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        headers = getattr(exc, "headers", None)
+        return error_response(exc, headers)
+
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(validation_error_body(exc), status_code=422)
+
+    async def http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        body = {"error": {"code": "internal", "message": "internal error; see the server log"}}
+        return JSONResponse(body, status_code=500)
+
+    app.add_exception_handler(WardenError, warden)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries that document the error shape for ``statuses``."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "error")} for s in statuses}
+
+
+_DESCRIPTIONS = {
+    400: "bad input (malformed JSON, an invalid parameter)",
+    401: "no API key, or an unknown or revoked one",
+    403: "the API key's role may not do this",
+    404: "not found",
+    409: "the current state forbids it",
+    413: "the body is larger than the server's limit",
+    415: "the body is not JSON",
+    422: "a parameter failed validation",
+    502: "the upstream model server failed",
+    503: "not ready (no routes set)",
+}

@@ -1,0 +1,169 @@
+"""The ingest API: request logs, feedback and escalations, answered per record.
+
+A batch is a JSON list of records, ``{"records": [...]}``, a single record object, or NDJSON
+(``application/x-ndjson``, one record per line). Each record is validated on arrival and the
+answer says, per record, ``accepted`` or ``invalid`` with the field and the reason. The whole
+batch (invalid records included, which go to the rejected store with their reasons) is written
+to the spool and fsync'd before the answer; the log store takes it in moments later. So
+``accepted`` means durably kept: a record whose key is already stored is then counted as a
+duplicate by the store and not added twice, so re-sending a batch is always safe.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from modelwarden.records import FieldProblem
+from modelwarden.server.body import read_json
+from modelwarden.server.deps import requires, runtime_of
+from modelwarden.server.errors import MalformedBody, PayloadTooLarge, error_responses
+from modelwarden.server.validation import check_batch
+from modelwarden.store.spool import SpoolBatch
+
+router = APIRouter(tags=["ingest"])
+
+# Validating more records than this on the event loop would stall other requests.
+INLINE_VALIDATION_MAX = 64
+
+
+class RecordResult(BaseModel):
+    index: int
+    key: str | None = None
+    status: Literal["accepted", "invalid"]
+    field: str | None = None
+    reason: str | None = None
+    problems: list[FieldProblem] | None = None
+
+
+class IngestResponse(BaseModel):
+    batch_id: str
+    kind: str
+    received: int
+    accepted: int
+    invalid: int
+    results: list[RecordResult]
+
+
+def batch_records(body: Any) -> list[Any]:
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        if "records" in body:
+            records = body["records"]
+            if not isinstance(records, list):
+                raise MalformedBody("'records' must be a list of records", field="records")
+            return records
+        return [body]
+    raise MalformedBody(
+        "the body must be a list of records, {\"records\": [...]} or one record object",
+        field="(body)",
+    )
+
+
+async def ingest_batch(request: Request, kind: str, source: str) -> JSONResponse:
+    rt = runtime_of(request)
+    t0 = time.perf_counter()
+    body = await read_json(request, rt.config.max_body_bytes, ndjson=True)
+    records = batch_records(body)
+    if len(records) > rt.config.max_batch_records:
+        raise PayloadTooLarge(
+            f"a batch holds at most {rt.config.max_batch_records} records; "
+            f"this one has {len(records)}",
+            limit_records=rt.config.max_batch_records,
+        )
+    embedders = rt.store.embedders() if kind == "requests" else {}
+    batch_id = uuid.uuid4().hex
+    if len(records) > INLINE_VALIDATION_MAX:
+        results, accepted, items = await run_in_threadpool(
+            check_batch, kind, records, embedders, batch_id
+        )
+    else:
+        results, accepted, items = check_batch(kind, records, embedders, batch_id)
+    if items:
+        await rt.spool_batch(SpoolBatch(kind, source, items, batch_id=batch_id))
+    invalid = len(records) - accepted
+    rt.metrics.ingest_records.inc(accepted)
+    rt.metrics.ingest_invalid.inc(invalid)
+    rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
+    return JSONResponse(
+        {
+            "batch_id": batch_id,
+            "kind": kind,
+            "received": len(records),
+            "accepted": accepted,
+            "invalid": invalid,
+            "results": results,
+        }
+    )
+
+
+def _body_doc(record_schema: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{record_schema}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"type": "array", "items": ref},
+                            {
+                                "type": "object",
+                                "properties": {"records": {"type": "array", "items": ref}},
+                                "required": ["records"],
+                            },
+                            ref,
+                        ]
+                    }
+                },
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "one record per line"}
+                },
+            },
+        }
+    }
+
+
+_ERRORS = error_responses(400, 401, 403, 413, 415)
+
+
+@router.post(
+    "/v1/logs",
+    response_model=IngestResponse,
+    responses=_ERRORS,
+    openapi_extra=_body_doc("RequestRecord"),
+    summary="Store request logs (the seed's schema)",
+)
+async def post_logs(request: Request, _key: Any = Depends(requires("ingest"))) -> JSONResponse:
+    return await ingest_batch(request, "requests", "http:/v1/logs")
+
+
+@router.post(
+    "/v1/feedback",
+    response_model=IngestResponse,
+    responses=_ERRORS,
+    openapi_extra=_body_doc("FeedbackEvent"),
+    summary="Store feedback events (1-5 scores that arrive after the request)",
+)
+async def post_feedback(request: Request, _key: Any = Depends(requires("events"))) -> JSONResponse:
+    return await ingest_batch(request, "feedback", "http:/v1/feedback")
+
+
+@router.post(
+    "/v1/escalations",
+    response_model=IngestResponse,
+    responses=_ERRORS,
+    openapi_extra=_body_doc("EscalationEvent"),
+    summary="Store escalations (user-reported problems with an answer)",
+)
+async def post_escalations(
+    request: Request, _key: Any = Depends(requires("events"))
+) -> JSONResponse:
+    return await ingest_batch(request, "escalations", "http:/v1/escalations")

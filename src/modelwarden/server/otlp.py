@@ -1,0 +1,347 @@
+"""OpenTelemetry GenAI spans (OTLP traces) as request records.
+
+An application that already traces its LLM calls with the OpenTelemetry GenAI semantic
+conventions can export them to ``POST /v1/traces`` instead of writing logs of its own. Each span
+that carries ``gen_ai.*`` attributes becomes one request record:
+
+=====================================  ==============================================
+record field                           from
+=====================================  ==============================================
+``request_id``                         ``modelwarden.request_id``, else ``TRACEID-SPANID``
+``timestamp``, ``latency_ms``          the span's start, and end minus start
+``model_version``                      ``gen_ai.request.model``, else ``gen_ai.response.model``
+``user_prompt``                        the last user message of ``gen_ai.input.messages``
+                                       (or the older ``gen_ai.prompt``)
+``generated_response``                 the assistant's text in ``gen_ai.output.messages``
+                                       (or the older ``gen_ai.completion``)
+``prompt_tokens``, ``completion_tokens``  ``gen_ai.usage.input_tokens`` / ``output_tokens``
+``plant_id``                           ``modelwarden.plant_id`` or ``plant.id`` on the span or
+                                       its resource, else ``unknown``
+``user_id``, ``session_id``            ``user.id`` / ``enduser.id``; ``session.id`` /
+                                       ``gen_ai.conversation.id``
+``route``                              ``modelwarden.route``
+``error``                              the span's error status (message or ``error.type``)
+=====================================  ==============================================
+
+Spans without ``gen_ai.*`` attributes (HTTP, database, ...) are ignored. Both OTLP/HTTP
+encodings are read: JSON (ids in hex) and, with ``opentelemetry-proto`` installed, protobuf.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modelwarden.server.errors import MalformedBody
+
+UNKNOWN_PLANT = "unknown"
+STATUS_ERROR = 2
+
+
+@dataclass
+class Span:
+    trace_id: str
+    span_id: str
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    resource: dict[str, Any] = field(default_factory=dict)
+    status_code: int = 0
+    status_message: str = ""
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def attr(self, *names: str) -> Any:
+        for n in names:
+            if n in self.attributes and self.attributes[n] not in (None, ""):
+                return self.attributes[n]
+        for n in names:
+            if n in self.resource and self.resource[n] not in (None, ""):
+                return self.resource[n]
+        return None
+
+    @property
+    def is_genai(self) -> bool:
+        return any(k.startswith("gen_ai.") for k in self.attributes)
+
+
+# ---- OTLP/JSON -----------------------------------------------------------------------------
+def _any_value(v: Any) -> Any:
+    if not isinstance(v, dict):
+        return v
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        try:
+            return int(v["intValue"])
+        except (TypeError, ValueError):
+            return None
+    if "doubleValue" in v:
+        return v["doubleValue"]
+    if "boolValue" in v:
+        return v["boolValue"]
+    if "arrayValue" in v:
+        return [_any_value(x) for x in (v["arrayValue"] or {}).get("values", []) or []]
+    if "kvlistValue" in v:
+        return _attributes((v["kvlistValue"] or {}).get("values", []))
+    if "bytesValue" in v:
+        return v["bytesValue"]
+    return None
+
+
+def _attributes(items: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(items, list):
+        return out
+    for kv in items:
+        if isinstance(kv, dict) and isinstance(kv.get("key"), str):
+            out[kv["key"]] = _any_value(kv.get("value"))
+    return out
+
+
+def _nanos(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _hex_id(v: Any) -> str:
+    # OTLP/JSON carries ids as hex; some exporters send protobuf's base64 form instead.
+    if not isinstance(v, str):
+        return ""
+    try:
+        int(v, 16)
+        return v.lower()
+    except ValueError:
+        try:
+            return base64.b64decode(v, validate=True).hex()
+        except ValueError:
+            return v
+
+
+def spans_from_json(doc: Any) -> Iterator[Span]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans", []), list):
+        raise MalformedBody("an OTLP trace export needs 'resourceSpans' (a list)",
+                            field="resourceSpans")
+    for rs in doc.get("resourceSpans") or []:
+        if not isinstance(rs, dict):
+            continue
+        resource = _attributes((rs.get("resource") or {}).get("attributes"))
+        for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []:
+            if not isinstance(ss, dict):
+                continue
+            for sp in ss.get("spans") or []:
+                if not isinstance(sp, dict):
+                    continue
+                status = sp.get("status") or {}
+                code = status.get("code", 0) if isinstance(status, dict) else 0
+                if code == "STATUS_CODE_ERROR":
+                    code = STATUS_ERROR
+                yield Span(
+                    trace_id=_hex_id(sp.get("traceId")),
+                    span_id=_hex_id(sp.get("spanId")),
+                    name=str(sp.get("name", "")),
+                    start_ns=_nanos(sp.get("startTimeUnixNano")),
+                    end_ns=_nanos(sp.get("endTimeUnixNano")),
+                    attributes=_attributes(sp.get("attributes")),
+                    resource=resource,
+                    status_code=code if isinstance(code, int) else 0,
+                    status_message=str(status.get("message", "")) if isinstance(status, dict)
+                    else "",
+                    events=[
+                        (str(e.get("name", "")), _attributes(e.get("attributes")))
+                        for e in sp.get("events") or []
+                        if isinstance(e, dict)
+                    ],
+                )
+
+
+# ---- OTLP/protobuf -------------------------------------------------------------------------
+def protobuf_available() -> bool:
+    try:
+        import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pb_value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_pb_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    return getattr(v, kind)
+
+
+def spans_from_protobuf(body: bytes) -> Iterator[Span]:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    req = ExportTraceServiceRequest()
+    try:
+        req.ParseFromString(body)
+    except DecodeError as exc:
+        raise MalformedBody("the body is not an OTLP ExportTraceServiceRequest") from exc
+    for rs in req.resource_spans:
+        resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                yield Span(
+                    trace_id=sp.trace_id.hex(),
+                    span_id=sp.span_id.hex(),
+                    name=sp.name,
+                    start_ns=sp.start_time_unix_nano,
+                    end_ns=sp.end_time_unix_nano,
+                    attributes={kv.key: _pb_value(kv.value) for kv in sp.attributes},
+                    resource=resource,
+                    status_code=sp.status.code,
+                    status_message=sp.status.message,
+                    events=[
+                        (e.name, {kv.key: _pb_value(kv.value) for kv in e.attributes})
+                        for e in sp.events
+                    ],
+                )
+
+
+def protobuf_response(rejected: int, message: str) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    resp = ExportTraceServiceResponse()
+    if rejected:
+        resp.partial_success.rejected_spans = rejected
+        resp.partial_success.error_message = message
+    return resp.SerializeToString()
+
+
+# ---- spans to records ----------------------------------------------------------------------
+def _messages(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    if isinstance(value, dict):
+        value = [value]
+    return value if isinstance(value, list) else []
+
+
+def _message_text(msg: Any) -> str:
+    if not isinstance(msg, dict):
+        return ""
+    parts = msg.get("parts")
+    if isinstance(parts, list):
+        texts = [
+            str(p.get("content", ""))
+            for p in parts
+            if isinstance(p, dict) and p.get("type", "text") == "text" and p.get("content")
+        ]
+        return "\n".join(texts)
+    content = msg.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("text")
+        )
+    return ""
+
+
+def _last_with_role(messages: list[Any], role: str) -> str | None:
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == role:
+            return _message_text(m)
+    return None
+
+
+def _legacy_text(value: Any, role: str) -> str | None:
+    if value is None:
+        return None
+    msgs = _messages(value)
+    if msgs:
+        found = _last_with_role(msgs, role)
+        if found is not None:
+            return found
+    return value if isinstance(value, str) else None
+
+
+def _event_attr(span: Span, event: str, key: str) -> Any:
+    for name, attrs in span.events:
+        if name == event and key in attrs:
+            return attrs[key]
+    return None
+
+
+def _iso_from_ns(ns: int) -> str | None:
+    if ns <= 0:
+        return None
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _str_or_none(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def span_to_record(span: Span) -> dict[str, Any]:
+    """The request record a GenAI span describes (validated later like any other record)."""
+    prompt = _last_with_role(_messages(span.attr("gen_ai.input.messages")), "user")
+    if prompt is None:
+        prompt = _legacy_text(
+            span.attr("gen_ai.prompt")
+            or _event_attr(span, "gen_ai.content.prompt", "gen_ai.prompt"),
+            "user",
+        )
+    response = _last_with_role(_messages(span.attr("gen_ai.output.messages")), "assistant")
+    if response is None:
+        response = _legacy_text(
+            span.attr("gen_ai.completion")
+            or _event_attr(span, "gen_ai.content.completion", "gen_ai.completion"),
+            "assistant",
+        )
+    error = None
+    if span.status_code == STATUS_ERROR:
+        error = span.status_message or _str_or_none(span.attr("error.type")) or "span error"
+    record: dict[str, Any] = {
+        "request_id": _str_or_none(span.attr("modelwarden.request_id"))
+        or (f"{span.trace_id}-{span.span_id}" if span.trace_id and span.span_id else None),
+        "timestamp": _iso_from_ns(span.start_ns),
+        "plant_id": _str_or_none(span.attr("modelwarden.plant_id", "plant.id", "plant_id"))
+        or UNKNOWN_PLANT,
+        "model_version": _str_or_none(span.attr("gen_ai.request.model", "gen_ai.response.model")),
+        "user_prompt": prompt,
+        "generated_response": response,
+        "latency_ms": (span.end_ns - span.start_ns) / 1e6
+        if span.end_ns >= span.start_ns > 0 else None,
+        "prompt_tokens": span.attr("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
+        "completion_tokens": span.attr(
+            "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"
+        ),
+        "user_id": _str_or_none(span.attr("user.id", "enduser.id")),
+        "session_id": _str_or_none(span.attr("session.id", "gen_ai.conversation.id")),
+        "route": _str_or_none(span.attr("modelwarden.route")),
+        "error": error,
+    }
+    return {k: v for k, v in record.items() if v is not None}
+
+
+__all__ = [
+    "Span",
+    "protobuf_available",
+    "protobuf_response",
+    "span_to_record",
+    "spans_from_json",
+    "spans_from_protobuf",
+]

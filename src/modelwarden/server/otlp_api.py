@@ -1,0 +1,124 @@
+"""``POST /v1/traces``: an OTLP/HTTP trace receiver that keeps GenAI spans as request records.
+
+The answer is OTLP's own (``ExportTraceServiceResponse``, with ``partialSuccess`` when spans were
+rejected), in the encoding of the request, so any OpenTelemetry exporter can send here. Rejected
+spans go to the rejected store with their reasons, like any record.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from modelwarden.server import otlp
+from modelwarden.server.body import (
+    JSON_TYPES,
+    parse_json,
+    read_body,
+    require_media_type,
+)
+from modelwarden.server.deps import requires, runtime_of
+from modelwarden.server.errors import (
+    MalformedBody,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_responses,
+)
+from modelwarden.server.validation import check_batch
+from modelwarden.store.spool import SpoolBatch
+
+router = APIRouter(tags=["ingest"])
+
+PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+SOURCE = "http:/v1/traces"
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise UnsupportedMediaType(f"content encoding {encoding!r} is not accepted; send gzip",
+                                   field="content-encoding")
+    # Bounded, so that a small compressed body cannot expand past the size limit.
+    d = zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise MalformedBody(f"the body is not valid {encoding}") from exc
+    if len(out) > limit or d.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed body is larger than {limit} bytes",
+                              limit_bytes=limit)
+    return out
+
+
+@router.post(
+    "/v1/traces",
+    responses={
+        **error_responses(400, 401, 403, 413, 415),
+        200: {
+            "description": "OTLP ExportTraceServiceResponse",
+            "content": {"application/json": {}, "application/x-protobuf": {}},
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"resourceSpans": {"type": "array"}},
+                        "description": "OTLP/HTTP JSON ExportTraceServiceRequest",
+                    }
+                },
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+    summary="OpenTelemetry GenAI spans as request records (OTLP/HTTP)",
+)
+async def post_traces(request: Request, _key: Any = Depends(requires("ingest"))) -> Response:
+    rt = runtime_of(request)
+    t0 = time.perf_counter()
+    protobuf = otlp.protobuf_available()
+    if not protobuf and request.headers.get("content-type", "").startswith(PROTOBUF_TYPES):
+        raise UnsupportedMediaType(
+            "OTLP protobuf needs opentelemetry-proto: pip install 'modelwarden[otlp]'; "
+            "or export OTLP/HTTP JSON",
+            field="content-type",
+        )
+    media = require_media_type(request, JSON_TYPES + (PROTOBUF_TYPES if protobuf else ()))
+    raw = await read_body(request, rt.config.max_body_bytes)
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    body = _inflate(raw, encoding, rt.config.max_body_bytes)
+    if media in PROTOBUF_TYPES:
+        spans = await run_in_threadpool(lambda: list(otlp.spans_from_protobuf(body)))
+    else:
+        spans = list(otlp.spans_from_json(parse_json(body)))
+    records = [otlp.span_to_record(s) for s in spans if s.is_genai]
+    batch_id = uuid.uuid4().hex
+    results, accepted, items = await run_in_threadpool(
+        check_batch, "requests", records, rt.store.embedders(), batch_id
+    )
+    if items:
+        await rt.spool_batch(SpoolBatch("requests", SOURCE, items, batch_id=batch_id))
+    rejected = len(records) - accepted
+    rt.metrics.ingest_records.inc(accepted)
+    rt.metrics.ingest_invalid.inc(rejected)
+    rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
+    message = ""
+    if rejected:
+        first = next(r for r in results if r["status"] == "invalid")
+        message = f"{rejected} span(s) rejected; first: {first['field']}: {first['reason']}"
+    if media in PROTOBUF_TYPES:
+        return Response(otlp.protobuf_response(rejected, message), media_type=PROTOBUF_TYPES[0])
+    out: dict[str, Any] = {}
+    if rejected:
+        out["partialSuccess"] = {"rejectedSpans": rejected, "errorMessage": message}
+    return JSONResponse(out)

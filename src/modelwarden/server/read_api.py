@@ -1,0 +1,127 @@
+"""The read API: KPIs, drift and the weekly report, with the CLI's parameters and JSON.
+
+Each endpoint calls the same library function as its command and answers the same JSON as the
+command's ``--format json`` (values the CLI prints with ``str``, such as times, read the same
+here), except that a NaN, which is not JSON, is answered as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import StrEnum
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from modelwarden import service
+from modelwarden.cli.core import default_windows, parse_window_arg
+from modelwarden.errors import InputError
+from modelwarden.kpi import KpiQuery, parse_by, parse_window
+from modelwarden.monitor import drift_over_windows
+from modelwarden.report.weekly import build_weekly_report, render_markdown
+from modelwarden.server.deps import json_default, runtime_of
+from modelwarden.server.errors import error_responses
+
+router = APIRouter(tags=["read"])
+
+_ERRORS = error_responses(400, 404, 422)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def json_text(data: Any) -> Response:
+    body = json.dumps(_clean(data), default=json_default, ensure_ascii=False, allow_nan=False)
+    return Response(body, media_type="application/json")
+
+
+class WindowName(StrEnum):
+    day = "day"
+    week = "week"
+    all = "all"
+
+
+class EmbeddingKind(StrEnum):
+    prompt = "prompt"
+    response = "response"
+
+
+class ReportFormat(StrEnum):
+    json = "json"
+    md = "md"
+
+
+@router.get("/v1/kpis", responses=_ERRORS, summary="KPIs per window and group (as `kpis`)")
+def get_kpis(
+    request: Request,
+    since: str | None = Query(None, description="ISO date or time (inclusive)"),
+    until: str | None = Query(None, description="ISO date or time (exclusive)"),
+    window: WindowName = Query(WindowName.week),
+    by: str = Query("plant_id", description="Comma list of plant_id, model_version, route"),
+    include_shadow: bool = Query(False),
+) -> Response:
+    settings = runtime_of(request).settings
+    try:
+        q = KpiQuery(
+            since=service.parse_time(since, "since") if since else None,
+            until=service.parse_time(until, "until") if until else None,
+            window=parse_window(window.value),
+            by=parse_by(by),
+            include_shadow=include_shadow,
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = str(err["loc"][0]) if err.get("loc") else "query"
+        raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
+    return json_text(service.compute_kpis(settings, q))
+
+
+@router.get("/v1/drift", responses=_ERRORS, summary="Prompt drift between two windows (as `drift`)")
+def get_drift(
+    request: Request,
+    baseline: str | None = Query(None, description="2026-W43..2026-W45 or dates"),
+    current: str | None = Query(None, description="2026-W46 or dates"),
+    plant: str | None = Query(None),
+    kind: EmbeddingKind = Query(EmbeddingKind.prompt),
+    threshold: float = Query(0.02, ge=0, le=2, allow_inf_nan=False),
+) -> Response:
+    settings = runtime_of(request).settings
+    b, c = default_windows(settings) if not (baseline and current) else (None, None)
+    b = parse_window_arg(baseline, "baseline") if baseline else b
+    c = parse_window_arg(current, "current") if current else c
+    assert b is not None and c is not None
+    rows = drift_over_windows(settings, b, c, plant=plant, kind=kind.value, threshold=threshold)
+    return json_text(rows)
+
+
+@router.get(
+    "/v1/reports/weekly",
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "the report as JSON, or Markdown with format=md",
+            "content": {"application/json": {}, "text/markdown": {}},
+        },
+    },
+    summary="The weekly governance report (as `report`)",
+)
+def get_weekly_report(
+    request: Request,
+    week: str | None = Query(None, description="ISO week, e.g. 2026-W47 (default: latest)"),
+    format: ReportFormat = Query(ReportFormat.json),
+) -> Response:
+    settings = runtime_of(request).settings
+    rep = build_weekly_report(settings, week)
+    if format == ReportFormat.md:
+        return Response(render_markdown(rep), media_type="text/markdown; charset=utf-8")
+    return json_text(rep.to_dict())

@@ -1,0 +1,220 @@
+"""The gateway with the official ``openai`` client, against real fake upstreams over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from modelwarden.auth import create_key
+from modelwarden.gateway import fake_upstream
+from modelwarden.gateway.routes import RouteSpec, Upstream, set_routes
+from modelwarden.server.app import create_app
+from modelwarden.server.config import ServerConfig
+from modelwarden.server.runner import ServerThread, free_port, wait_for_spool
+from modelwarden.settings import Settings
+from modelwarden.simulate.corpus import match_question
+from modelwarden.store.logstore import LogStore
+from modelwarden.store.state import StateStore
+
+V11, V12 = "sop-assistant-v1.1", "sop-assistant-v1.2"
+QUESTION = "How often does the main conveyor need lubrication?"
+QA = match_question(QUESTION)
+assert QA is not None
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, str]]:
+    good = ServerThread(fake_upstream.create_app(V11, latency_ms=0)).start()
+    unsafe = ServerThread(fake_upstream.create_app(V12, latency_ms=0, quality="unsafe")).start()
+    failing = ServerThread(fake_upstream.create_app(V12, latency_ms=0, error_rate=1.0)).start()
+    slow = ServerThread(fake_upstream.create_app(V12, latency_ms=1500)).start()
+    yield {"good": good.url, "unsafe": unsafe.url, "failing": failing.url, "slow": slow.url,
+           "closed": f"http://127.0.0.1:{free_port()}"}
+    for s in (good, unsafe, failing, slow):
+        s.stop()
+
+
+class Gw:
+    def __init__(self, data: Path, thread: ServerThread) -> None:
+        self.data = data
+        self.thread = thread
+        self.url = thread.url
+        self.state = StateStore.at(data)
+
+    def client(self, key: str = "no-key-needed", **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, **kw)
+
+    def routes(self, **spec: Any) -> None:
+        set_routes(self.state, RouteSpec(**spec), created_by="test")
+        self.thread.server.config.app.state.runtime.routes.invalidate()
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        wait_for_spool(self.url)
+        con = LogStore(self.data / "log").connect()
+        rows = con.to_pyarrow(con.table("requests")).to_pylist()
+        return {r["request_id"]: r for r in rows}
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics").text
+
+
+@pytest.fixture
+def gw(tmp_path: Path, upstreams: dict[str, str]) -> Iterator[Gw]:
+    data = tmp_path / "warden-data"
+    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
+    config = ServerConfig(flush_interval_s=0.1, upstream_timeout_s=0.5)
+    thread = ServerThread(create_app(settings, config)).start()
+    g = Gw(data, thread)
+    g.routes(stable=Upstream(version=V11, url=upstreams["good"]))
+    yield g
+    thread.stop()
+    g.state.close()
+
+
+def ask(client: openai.OpenAI, **kw: Any) -> Any:
+    return client.chat.completions.with_raw_response.create(
+        model="whatever-the-client-says",
+        messages=[{"role": "system", "content": "You are the plant assistant."},
+                  {"role": "user", "content": QUESTION}],
+        **kw,
+    )
+
+
+def test_plain_completion_through_the_openai_client_is_answered_and_logged(gw: Gw) -> None:
+    raw = ask(gw.client(), user="op-17", extra_headers={"X-Plant-Id": "Plant_B"})
+    completion = raw.parse()
+    assert completion.choices[0].message.content == QA.answer
+    assert completion.model == V11
+    assert completion.usage.prompt_tokens == len(QUESTION.split())
+    assert completion.usage.completion_tokens == len(QA.answer.split())
+    request_id = raw.headers["x-request-id"]
+    assert raw.headers["x-modelwarden-route"] == "stable"
+
+    rec = gw.records()[request_id]
+    assert rec["model_version"] == V11
+    assert rec["route"] == "stable"
+    assert rec["plant_id"] == "Plant_B"
+    assert rec["user_id"] == "op-17"
+    assert rec["user_prompt"] == QUESTION
+    assert rec["generated_response"] == QA.answer
+    assert rec["prompt_tokens"] == len(QUESTION.split())
+    assert rec["completion_tokens"] == len(QA.answer.split())
+    assert rec["contains_safety_keyword"] is False
+    assert rec["latency_ms"] > 0
+    assert rec["source"] == "gateway"
+
+
+def test_streaming_through_the_openai_client_is_relayed_and_logged(gw: Gw) -> None:
+    client = gw.client()
+    chunks = list(client.chat.completions.create(
+        model="x", stream=True, user="op-18",
+        messages=[{"role": "user", "content": QUESTION}],
+    ))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == QA.answer
+    # The gateway asked the upstream for usage; the client did not, so it gets none.
+    assert all(c.choices for c in chunks)
+    assert all(getattr(c, "usage", None) is None for c in chunks)
+
+    with_usage = list(client.chat.completions.create(
+        model="x", stream=True, user="op-18", stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": QUESTION}],
+    ))
+    assert with_usage[-1].usage.completion_tokens == len(QA.answer.split())
+
+    streamed = [r for r in gw.records().values() if r["user_id"] == "op-18"]
+    assert len(streamed) == 2
+    for rec in streamed:
+        assert rec["generated_response"] == QA.answer
+        assert rec["completion_tokens"] == len(QA.answer.split())
+        assert rec["error"] is None
+
+
+def test_an_unsafe_answer_is_returned_but_flagged_and_counted(
+    gw: Gw, upstreams: dict[str, str]
+) -> None:
+    gw.routes(stable=Upstream(version=V11, url=upstreams["good"]),
+              canary=Upstream(version=V12, url=upstreams["unsafe"]), canary_weight=100)
+    raw = ask(gw.client(), user="op-19", extra_headers={"X-Plant-Id": "Plant_C"})
+    assert raw.parse().choices[0].message.content == QA.unsafe_answer
+    assert raw.headers["x-modelwarden-route"] == "canary"
+    rec = gw.records()[raw.headers["x-request-id"]]
+    assert rec["contains_safety_keyword"] is True
+    assert rec["route"] == "canary" and rec["model_version"] == V12
+    assert ('modelwarden_safety_flags_total{model_version="sop-assistant-v1.2",'
+            'plant="Plant_C",route="canary"} 1.0') in gw.metrics()
+
+
+def test_a_failing_canary_falls_back_to_stable(gw: Gw, upstreams: dict[str, str]) -> None:
+    for name in ("failing", "closed", "slow"):
+        gw.routes(stable=Upstream(version=V11, url=upstreams["good"]),
+                  canary=Upstream(version=V12, url=upstreams[name]), canary_weight=100)
+        raw = ask(gw.client(), user=f"op-{name}", extra_headers={"X-Plant-Id": "Plant_A"})
+        assert raw.parse().choices[0].message.content == QA.answer
+        assert raw.headers["x-modelwarden-route"] == "stable"
+        rid = raw.headers["x-request-id"]
+        recs = gw.records()
+        assert recs[rid]["route"] == "stable" and recs[rid]["error"] is None
+        failed = recs[f"{rid}.canary-failed"]
+        assert failed["route"] == "canary" and failed["model_version"] == V12
+        assert failed["parent_request_id"] == rid
+        assert failed["error"]
+        if name == "slow":  # the upstream timeout (0.5 s here), not the upstream's 1.5 s
+            assert failed["error"] == "upstream timed out"
+            assert recs[rid]["latency_ms"] < 1500
+    metrics = gw.metrics()
+    assert ('modelwarden_canary_fallbacks_total{model_version="sop-assistant-v1.2",'
+            'plant="Plant_A",route="canary"} 3.0') in metrics
+    assert ('modelwarden_upstream_errors_total{model_version="sop-assistant-v1.2",'
+            'plant="Plant_A",route="canary"} 3.0') in metrics
+
+
+def test_a_failing_stable_is_a_502_in_the_error_shape(gw: Gw, upstreams: dict[str, str]) -> None:
+    gw.routes(stable=Upstream(version=V11, url=upstreams["closed"]))
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(gw.client(), user="op-20")
+    assert caught.value.status_code == 502
+    error = caught.value.response.json()["error"]
+    assert error["code"] == "upstream_error"
+    assert error["details"] == {"model_version": V11, "route": "stable"}
+    rec = gw.records()[caught.value.response.headers["x-request-id"]]
+    assert rec["user_id"] == "op-20" and rec["error"].startswith("upstream")
+    assert rec["generated_response"] is None
+
+
+def test_no_routes_is_a_503(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", embedder="hashing")
+    with ServerThread(create_app(settings)) as srv:
+        resp = httpx.post(f"{srv.url}/v1/chat/completions",
+                          json={"messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "no_route"
+
+
+def test_bad_chat_requests_are_400_not_500(gw: Gw) -> None:
+    for body in ({"messages": []}, {"messages": "hi"}, [1, 2], {"model": "x"}):
+        resp = httpx.post(f"{gw.url}/v1/chat/completions", json=body)
+        assert resp.status_code == 400, (body, resp.text)
+        assert resp.json()["error"]["code"] == "bad_input"
+    resp = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{oops",
+                      headers={"content-type": "application/json"})
+    assert resp.status_code == 400
+
+
+def test_the_gateway_needs_a_key_once_any_key_exists(gw: Gw) -> None:
+    assert ask(gw.client(), user="before-keys").parse().choices[0].message.content == QA.answer
+    ingest, _ = create_key(gw.state, "ingest", name="plant b line", plant="Plant_B")
+    reviewer, _ = create_key(gw.state, "reviewer")
+    gw.thread.server.config.app.state.runtime.keys.invalidate()
+    with pytest.raises(openai.AuthenticationError):
+        ask(gw.client())
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(gw.client(reviewer))
+    raw = ask(gw.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_D"})
+    # A key bound to a plant speaks for that plant, whatever the header says.
+    assert gw.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"
