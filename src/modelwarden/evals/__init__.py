@@ -3,7 +3,12 @@
 - :mod:`~modelwarden.evals.golden`: the versioned JSONL format, ``load_golden``, ``starter_set``;
 - :mod:`~modelwarden.evals.metrics`: BLEU, chrF, ROUGE, semantic similarity, required facts,
   forbidden content and safety per item (``Evaluator``, ``TextMetrics``);
-- :mod:`~modelwarden.evals.compare`: ``compare_runs`` and ``GateSpec``.
+- :mod:`~modelwarden.evals.compare`: ``compare_runs`` and ``GateSpec``;
+- :mod:`~modelwarden.evals.runner`: ``run_eval`` against any OpenAI-compatible endpoint, with
+  bounded concurrency, retries and a generation cache;
+- :mod:`~modelwarden.evals.store`: runs, items, cached generations and comparisons in the state
+  store (``compare_stored`` compares two stored runs);
+- :mod:`~modelwarden.evals.scorecard`: ``scorecard`` of a model version and the default gate.
 
 Names are imported on first use, so loading a golden set does not load the metric libraries.
 """
@@ -31,6 +36,18 @@ _EXPORTS = {
     "HardGate": "compare",
     "NonInferiorityCheck": "compare",
     "compare_runs": "compare",
+    "RunOptions": "runner",
+    "RunResult": "runner",
+    "UpstreamError": "runner",
+    "run_eval": "runner",
+    "compare_stored": "store",
+    "get_run": "store",
+    "latest_run": "store",
+    "list_runs": "store",
+    "run_scores": "store",
+    "default_gate": "scorecard",
+    "render_markdown": "scorecard",
+    "scorecard": "scorecard",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,146 @@
+"""The human review API: a reviewer's next item, submitting a review, queue status, agreement.
+
+The same library functions as ``modelwarden review next | submit | status | agreement``, with the
+same JSON. Asking for the next item claims it (so two reviewers never get the same slot), and so
+does posting a review; both need an API key whose role may record events (``reviewer`` among
+them). A ``reviewer`` key with a name may only act as that reviewer; operators and admins may act
+for anyone, for instance from a review front end that signs reviewers in itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from modelwarden.auth import ApiKey, ForbiddenError
+from modelwarden.errors import NotFoundError
+from modelwarden.review import queue as review_queue
+from modelwarden.review.reliability import RELIABILITY_THRESHOLD, agreement_report
+from modelwarden.server.deps import json_default, requires, runtime_of
+from modelwarden.server.errors import error_responses
+
+router = APIRouter(prefix="/v1/review", tags=["review"])
+
+_READ_ERRORS = error_responses(400, 404, 422)
+_WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 422)
+
+
+class ReviewIn(BaseModel):
+    """One reviewer's answers to one item, by the rubric the item came with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=32)
+    reviewer: str = Field(min_length=1, max_length=100)
+    answers: dict[str, Any] = Field(
+        examples=[{"correctness": 4, "safety": True, "helpfulness": 4, "issue": "none"}]
+    )
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(_clean(data), default=json_default, ensure_ascii=False, allow_nan=False)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _acting_as(key: ApiKey | None, reviewer: str) -> None:
+    if key is not None and key.role == "reviewer" and key.name and key.name != reviewer:
+        raise ForbiddenError(
+            f"this key belongs to reviewer {key.name!r} and cannot act as {reviewer!r}",
+            role=key.role,
+        )
+
+
+@router.get("/queues", responses=_READ_ERRORS, summary="Every review queue")
+def list_queues(request: Request) -> Response:
+    state = runtime_of(request).state
+    return _json(review_queue.list_queues(state))
+
+
+@router.get(
+    "/queues/{queue}/next",
+    responses={**_WRITE_ERRORS, 204: {"description": "nothing left for this reviewer"}},
+    summary="Claim and return the reviewer's next item (as `review next --format json`)",
+)
+async def next_item(
+    request: Request,
+    queue: str,
+    reviewer: str = Query(..., min_length=1, max_length=100),
+    key: ApiKey | None = Depends(requires("events")),
+) -> Response:
+    _acting_as(key, reviewer)
+    state = runtime_of(request).state
+    item = await run_in_threadpool(review_queue.next_item, state, queue, reviewer)
+    if item is None:
+        return Response(status_code=204)
+    return _json(item)
+
+
+@router.post(
+    "/queues/{queue}/reviews",
+    status_code=201,
+    responses={**_WRITE_ERRORS, 200: {"description": "the same review was stored before"}},
+    summary="Store a review (as `review submit`)",
+)
+async def post_review(
+    request: Request,
+    queue: str,
+    body: ReviewIn,
+    key: ApiKey | None = Depends(requires("events")),
+) -> Response:
+    _acting_as(key, body.reviewer)
+    state = runtime_of(request).state
+
+    def submit() -> tuple[dict[str, Any], bool]:
+        item = review_queue.get_item(state, body.item_id)
+        if item["queue"] != queue:
+            raise NotFoundError(f"no item {body.item_id!r} in queue {queue!r}", field="item_id")
+        return review_queue.submit_review(
+            state, body.item_id, body.reviewer, body.answers, body.comment, origin="http"
+        )
+
+    review, created = await run_in_threadpool(submit)
+    return _json({**review, "created": created}, status=201 if created else 200)
+
+
+@router.get(
+    "/queues/{queue}/status",
+    responses=_READ_ERRORS,
+    summary="Items, reviews given and needed (as `review status`)",
+)
+async def queue_status(request: Request, queue: str) -> Response:
+    state = runtime_of(request).state
+    return _json(await run_in_threadpool(review_queue.queue_status, state, queue))
+
+
+@router.get(
+    "/queues/{queue}/agreement",
+    responses=_READ_ERRORS,
+    summary="Agreement per rubric dimension (as `review agreement`)",
+)
+async def agreement(
+    request: Request,
+    queue: str,
+    threshold: float = Query(RELIABILITY_THRESHOLD, ge=0.0, le=1.0),
+) -> Response:
+    state = runtime_of(request).state
+    return _json(await run_in_threadpool(agreement_report, state, queue, threshold))
+
+
+__all__ = ["router"]
