@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from modelwarden import __version__
 from modelwarden.gateway.routes import PutRoutes
 from modelwarden.records import EscalationEvent, FeedbackEvent, RequestRecord
-from modelwarden.server import gateway_api, ingest_api, ops_api, otlp_api, read_api
+from modelwarden.server import gateway_api, ingest_api, ops_api, otlp_api, read_api, review_api
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.errors import ErrorBody, install_error_handlers
 from modelwarden.server.runtime import Runtime
@@ -120,7 +120,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (ingest_api, otlp_api, read_api, gateway_api, ops_api):
+    for module in (ingest_api, otlp_api, read_api, gateway_api, ops_api, review_api):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
