@@ -493,8 +493,9 @@ def seeded(
             ),
             kw,
         ),
-        "drift_alert": (("drift", "--format", "json"), kw),
-        "drift_ok": (("drift", "--threshold", "0.2", "--format", "json"), kw),
+        "drift_alert": (("drift", "--method", "seed", "--format", "json"), kw),
+        "drift_suite": (("drift", "--plant", "Plant_C", "--format", "json"), kw),
+        "drift_ok": (("drift", "--method", "seed", "--threshold", "0.2", "--format", "json"), kw),
         "drift_bad": (("drift", "--baseline", "2026-W45", "--current", "yesterday"), kw),
         "report": (("report", "--week", WEEK, "--out", str(out)), kw),
         "report_bad_week": (("report", "--week", "1999-W01", "--out", str(bad_out)), kw),
@@ -576,6 +577,18 @@ def test_drift_alert_exits_1(seeded: dict[str, Any]) -> None:
     )
 
 
+def test_calibrated_suite_finds_and_explains_the_planted_topic(seeded: dict[str, Any]) -> None:
+    code, out, err = seeded["drift_suite"]
+    assert code == 1, err
+    (row,) = json.loads(out)
+    assert (row["scope"], row["method"], row["status"]) == ("Plant_C", "suite", "ALERT")
+    assert row["p_value"] <= row["alpha"] == 0.05
+    top = row["explanation"]["topics"][0]
+    assert top["share_current"] > top["share_baseline"]
+    words = " ".join(top["key_terms"] + top["examples"]).lower()
+    assert any(w in words for w in ("battery", "lithium", "charging", "thermal", "pack"))
+
+
 def test_drift_without_alert_exits_0(seeded: dict[str, Any]) -> None:
     code, out, err = seeded["drift_ok"]
     assert code == 0, err
@@ -645,7 +658,7 @@ def test_report_matches_the_kpis(seeded: dict[str, Any]) -> None:
     assert total.split("|")[2].strip() == str(sum(k["requests"] for k in kpis))
 
     drift = _section(md, "## 2. Model Drift Analysis")
-    assert "| Plant_C | centroid_cosine (seed) |" in drift
+    assert "| Plant_C | suite |" in drift
     assert "<font color='red'>**ALERT**</font>" in drift
 
     summary = _section(md, "## 3. Summary & Actions")

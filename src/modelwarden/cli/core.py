@@ -394,41 +394,110 @@ def default_windows(s: Any) -> tuple[Window, Window]:
     return baseline, current
 
 
+def load_vectors(path: str, field: str) -> Any:
+    """Reference embeddings from ``.npy``, Parquet or JSONL (a ``prompt_embedding`` column)."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file", field=field)
+    try:
+        if p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif p.suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            col = next((c for c in ("prompt_embedding", "embedding", "vector")
+                        if c in pq.read_schema(p).names), None)
+            if col is None:
+                raise InputError(f"{path}: no prompt_embedding, embedding or vector column",
+                                 field=field)
+            arr = np.asarray(pq.read_table(p, columns=[col]).column(col).to_pylist(), float)
+        else:
+            rows = [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines()
+                    if ln.strip()]
+            arr = np.asarray([r.get("prompt_embedding") or r.get("embedding") for r in rows],
+                             dtype=float)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read embeddings ({exc})", field=field) from exc
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise InputError(f"{path}: expected a non-empty 2-D array of embeddings", field=field)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: embeddings contain NaN or infinite values", field=field)
+    return arr.astype(np.float32)
+
+
+def _is_file(value: str | None) -> bool:
+    return bool(value) and value.lower().endswith((".npy", ".parquet", ".pq", ".jsonl"))
+
+
 @app.command()
 @handle_errors
 def drift(
-    baseline: str = typer.Option(None, "--baseline", help="Window: 2026-W43..2026-W45 or dates."),
-    current: str = typer.Option(None, "--current", help="Window: 2026-W46 or dates."),
+    baseline: str = typer.Option(None, "--baseline",
+                                 help="Window (2026-W43..2026-W45, dates) or a file (.npy, .parquet, .jsonl)."),
+    current: str = typer.Option(None, "--current", help="Window (2026-W46, dates) or a file."),
     plant: str = typer.Option(None, "--plant"),
     kind: str = typer.Option("prompt", "--kind", help="prompt or response embeddings"),
-    threshold: float = typer.Option(0.02, "--threshold", help="The seed's fixed threshold."),
+    method: str = typer.Option("suite", "--method",
+                               help="suite (default), mmd, classifier, clusters, centroid_cosine, "
+                               "centroid_euclidean, or seed (the notebook's fixed threshold)"),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5,
+                                help="False alarm rate of the calibrated tests."),
+    threshold: float = typer.Option(0.02, "--threshold", help="Only for --method seed."),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Prompt drift between two stored windows, per plant and overall. Exit 1 on an alert."""
+    """Prompt drift between two windows or files, per plant and overall. Exit 1 on an alert."""
+    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+
+    if method not in EMBEDDING_DETECTORS:
+        raise InputError(f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
+                         field="method")
     s = settings()
-    b, c = default_windows(s) if not (baseline and current) else (None, None)
-    b = parse_window_arg(baseline, "baseline") if baseline else b
-    c = parse_window_arg(current, "current") if current else c
-    assert b is not None and c is not None
-    with progress_bar("embedding", enabled=format == Format.table) as bar:
-        rows = drift_over_windows(
-            s,
-            b,
-            c,
-            plant=plant,
-            kind=kind,
-            threshold=threshold,
-            progress=bar.advance,
-            on_total=bar.total,
-        )
+    if _is_file(baseline) or _is_file(current):
+        from modelwarden.drift.centroid import check_drift
+        from modelwarden.monitor import test_vectors
+
+        if not (baseline and current):
+            raise InputError("give both --baseline and --current", field="baseline")
+        if not (_is_file(baseline) and _is_file(current)):
+            raise InputError("compare a file with a file (or a window with a window)",
+                             field="current")
+        b_arr = load_vectors(baseline, "baseline")
+        c_arr = load_vectors(current, "current")
+        if b_arr.shape[1] != c_arr.shape[1]:
+            raise InputError(f"baseline has {b_arr.shape[1]} dimensions and current has "
+                             f"{c_arr.shape[1]}", field="current")
+        row: dict[str, Any] = {"scope": "files", "method": method, "n_baseline": len(b_arr),
+                               "n_current": len(c_arr)}
+        if method == "seed":
+            score, status = check_drift(b_arr, c_arr, threshold)
+            row.update(score=score, threshold=threshold, p_value=None, status=status)
+        else:
+            row.update(test_vectors(b_arr, c_arr, method, alpha))
+        rows = [row]
+        title = f"Drift: {baseline} → {current}"
+    else:
+        b, c = default_windows(s) if not (baseline and current) else (None, None)
+        b = parse_window_arg(baseline, "baseline") if baseline else b
+        c = parse_window_arg(current, "current") if current else c
+        assert b is not None and c is not None
+        with progress_bar("embedding", enabled=format == Format.table) as bar:
+            rows = drift_over_windows(s, b, c, plant=plant, kind=kind, threshold=threshold,
+                                      method=method, alpha=alpha, progress=bar.advance,
+                                      on_total=bar.total)
+        title = f"Drift ({kind}s): {b.label()} → {c.label()}"
     if format == Format.json:
         print_json(rows)
     else:
-        print_table(
-            rows,
-            ["scope", "method", "score", "threshold", "n_baseline", "n_current", "status"],
-            title=f"Drift: {b.label()} → {c.label()}",
-        )
+        print_table(rows, ["scope", "method", "score", "p_value", "threshold", "n_baseline",
+                           "n_current", "status"], title=title)
+        for r in rows:
+            for t in (r.get("explanation") or {}).get("topics", []):
+                console.print(
+                    f"  {r['scope']}: {t['status']} topic {', '.join(t['key_terms'][:4])} — "
+                    f"{t['share_baseline'] * 100:.1f}% → {t['share_current'] * 100:.1f}% "
+                    f"(e.g. “{(t['examples'] or [''])[0]}”)", highlight=False)
     if any(r["status"] == "ALERT" for r in rows):
         raise typer.Exit(EXIT_CHECK_FAILED)
 

@@ -302,15 +302,28 @@ def render_markdown(rep: WeeklyReport) -> str:
             f"Prompt embeddings ({d0['embedder']}) of the week against the baseline "
             f"{d0['baseline']}.",
             "",
-            "| Scope | Method | Drift Score | Threshold | n (baseline / current) | Status |",
-            "|:---|:---|---:|---:|---:|:---|",
+            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status |",
+            "|:---|:---|---:|---:|---:|---:|:---|",
         ]
         for d in rep.drift:
             score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
+            p = "—" if d.get("p_value") is None else f"`{d['p_value']:.4f}`"
+            thr = "—" if d.get("threshold") is None else f"`{d['threshold']:.4g}`"
             lines.append(
-                f"| {d['scope']} | {d['method']} | {score} | `{d['threshold']}` "
+                f"| {d['scope']} | {d['method']} | {score} | {p} | {thr} "
                 f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
             )
+        topics = [(d["scope"], t) for d in rep.drift
+                  for t in (d.get("explanation") or {}).get("topics", [])]
+        if topics:
+            lines += ["", "**Top new topics:**", ""]
+            for scope, t in topics:
+                example = (t.get("examples") or [""])[0]
+                lines.append(
+                    f"- {scope}: {t['status']} topic *{', '.join(t['key_terms'][:5])}*, "
+                    f"{t['share_baseline'] * 100:.1f}% → {t['share_current'] * 100:.1f}% of "
+                    f"prompts (e.g. “{example}”)"
+                )
         lines += ["", f"- **Status:** <font color='{status_color}'>**{rep.drift_status}**</font>"]
     else:
         lines.append("- **Status:** INSUFFICIENT_DATA (no earlier week to compare against)")
