@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from modelwarden.embed.hashing import HashingEmbedder
+from modelwarden.safety import SafetyChecker
+from modelwarden.simulate.corpus import (
+    DRIFT_TOPICS,
+    QA,
+    TOPICS,
+    Topic,
+    all_topics,
+    find_qa,
+    match_question,
+    topic,
+)
+
+REQUIRED_TOPICS = {
+    "lubrication",
+    "lockout_tagout",
+    "ppe",
+    "inspection_criteria",
+    "torque_specs",
+    "maintenance_intervals",
+    "shift_handover",
+    "spare_parts",
+}
+
+ALL_QA = [qa for t in all_topics() for qa in t.items]
+QA_IDS = [qa.key for qa in ALL_QA]
+CHECKER = SafetyChecker()
+_WORD = re.compile(r"[a-z0-9]+")
+# fmt: off
+_FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "is", "are", "be", "do", "does", "i", "we", "you", "my", "our", "it", "to",
+    "of", "for", "on", "in", "at", "with", "and", "or", "can", "should", "what", "how", "when",
+    "where", "which", "who", "why", "s", "me", "there", "if", "so",
+})
+# fmt: on
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def _has_word(term: str, text: str) -> bool:
+    return re.search(rf"\b{re.escape(term.lower())}\b", text.lower()) is not None
+
+
+def _topic_text(t: Topic) -> str:
+    return " ".join(s for qa in t.items for s in (*qa.questions, qa.answer))
+
+
+# --- shape ----------------------------------------------------------------------------------
+
+
+def test_baseline_has_at_least_twelve_topics_including_required_ones() -> None:
+    assert len(TOPICS) >= 12
+    names = {t.name for t in TOPICS}
+    assert names >= REQUIRED_TOPICS, REQUIRED_TOPICS - names
+
+
+def test_all_topics_is_baseline_then_drift() -> None:
+    assert all_topics() == TOPICS + DRIFT_TOPICS
+    assert len({t.name for t in all_topics()}) == len(all_topics())
+
+
+@pytest.mark.parametrize("t", all_topics(), ids=lambda t: t.name)
+def test_topic_shape(t: Topic) -> None:
+    assert isinstance(t.items, tuple) and isinstance(t.key_terms, tuple)
+    assert len(t.items) >= 4
+    assert 3 <= len(t.key_terms) <= 6
+    text = _topic_text(t)
+    missing = [k for k in t.key_terms if not _has_word(k, text)]
+    assert not missing, f"{t.name}: key terms never used in its questions or answers: {missing}"
+
+
+@pytest.mark.parametrize("qa", ALL_QA, ids=QA_IDS)
+def test_qa_shape(qa: QA) -> None:
+    assert isinstance(qa.questions, tuple) and isinstance(qa.facts, tuple)
+    assert len(qa.questions) >= 5
+    assert len({q.casefold() for q in qa.questions}) == len(qa.questions)
+    assert 1 <= len(qa.facts) <= 3
+    sentences = len(re.findall(r"[.!?](?:\s|$)", qa.answer))
+    assert 1 <= sentences <= 3, f"{qa.key}: answer has {sentences} sentences"
+    for text in (qa.answer, qa.poor_answer, qa.unsafe_answer, *qa.questions):
+        assert text.strip() == text and text
+
+
+def test_dataclasses_are_frozen() -> None:
+    qa = ALL_QA[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        qa.answer = "changed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TOPICS[0].name = "changed"  # type: ignore[misc]
+
+
+def test_qa_keys_are_unique_and_prefixed_by_their_topic() -> None:
+    assert len(set(QA_IDS)) == len(QA_IDS)
+    for t in all_topics():
+        for qa in t.items:
+            assert qa.key.startswith(f"{t.name}."), qa.key
+
+
+def test_question_texts_are_unique_across_the_corpus() -> None:
+    seen: dict[str, str] = {}
+    for qa in ALL_QA:
+        for q in qa.questions:
+            norm = " ".join(q.casefold().split())
+            assert norm not in seen, f"{q!r} appears in both {seen[norm]} and {qa.key}"
+            seen[norm] = qa.key
+
+
+@pytest.mark.parametrize("qa", ALL_QA, ids=QA_IDS)
+def test_facts_are_verbatim_in_answer_and_missing_from_poor_answer(qa: QA) -> None:
+    for fact in qa.facts:
+        assert fact in qa.answer, f"{qa.key}: fact {fact!r} not in answer"
+        assert fact not in qa.poor_answer, f"{qa.key}: poor answer states fact {fact!r}"
+    assert qa.poor_answer != qa.answer
+
+
+# --- safety ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("qa", ALL_QA, ids=QA_IDS)
+def test_unsafe_answer_is_flagged_by_default_checker(qa: QA) -> None:
+    assert CHECKER.flags(qa.unsafe_answer), qa.unsafe_answer
+
+
+@pytest.mark.parametrize("qa", ALL_QA, ids=QA_IDS)
+def test_reference_poor_answers_and_questions_are_not_flagged(qa: QA) -> None:
+    for text in (qa.answer, qa.poor_answer, *qa.questions):
+        assert not CHECKER.flags(text), f"{qa.key}: {text!r} matches {CHECKER.matches(text)}"
+
+
+# --- lookup ---------------------------------------------------------------------------------
+
+
+def test_topic_lookup() -> None:
+    for t in all_topics():
+        assert topic(t.name) is t
+    with pytest.raises(KeyError, match=r"unknown topic 'bogus'.*lubrication"):
+        topic("bogus")
+
+
+def test_find_qa() -> None:
+    for qa in ALL_QA:
+        assert find_qa(qa.key) is qa
+    assert find_qa("lubrication.conveyor").facts == ("200 operating hours", "ISO VG 46")
+    with pytest.raises(KeyError, match=r"unknown QA key 'nope\.nothing'"):
+        find_qa("nope.nothing")
+
+
+@pytest.mark.parametrize("qa", ALL_QA, ids=QA_IDS)
+def test_match_question_recovers_every_own_variant(qa: QA) -> None:
+    for q in qa.questions:
+        got = match_question(q)
+        assert got is qa, f"{q!r} matched {got.key if got else None}, expected {qa.key}"
+        # Case and punctuation must not change the match.
+        assert match_question(q.upper().replace("?", "").replace(",", "")) is qa
+
+
+def test_match_question_tolerates_prompt_wrapping() -> None:
+    cases = {
+        "Plant_B here: how often should we lube the main conveyor?": "lubrication.conveyor",
+        "what torque do I use on the M12 flange bolts": "torque_specs.m12_flange",
+        "lithium battery caught fire in the bay, what do I do": "thermal_runaway.fire_response",
+        "which respirator cartridges for the paint booth": "ppe.paint_booth_respirator",
+    }
+    for prompt, key in cases.items():
+        got = match_question(prompt)
+        assert got is not None and got.key == key, (prompt, got and got.key)
+
+
+def test_match_question_returns_none_without_any_shared_word() -> None:
+    assert match_question("") is None
+    assert match_question("   ?!  ") is None
+    assert match_question("xylophone quokka zeppelin") is None
+
+
+def test_match_question_is_deterministic() -> None:
+    prompt = "how often"
+    first = match_question(prompt)
+    assert first is not None
+    assert all(match_question(prompt) is first for _ in range(5))
+
+
+# --- distinctness ---------------------------------------------------------------------------
+
+
+def test_drift_topics_are_a_new_family() -> None:
+    assert 2 <= len(DRIFT_TOPICS) <= 3
+    base_families = {t.family for t in TOPICS}
+    for t in DRIFT_TOPICS:
+        assert t.family not in base_families
+        assert len(t.items) >= 4
+
+
+def test_drift_vocabulary_is_distinct_from_baseline() -> None:
+    base_terms = {k.lower() for t in TOPICS for k in t.key_terms}
+    drift_terms = {k.lower() for t in DRIFT_TOPICS for k in t.key_terms}
+    assert len(base_terms & drift_terms) <= 1, base_terms & drift_terms
+
+    base_text = " ".join(
+        s
+        for t in TOPICS
+        for qa in t.items
+        for s in (*qa.questions, qa.answer, qa.poor_answer, qa.unsafe_answer)
+    )
+    leaked = sorted(k for k in drift_terms if _has_word(k, base_text))
+    assert not leaked, f"drift key terms used in the baseline corpus: {leaked}"
+
+
+def test_every_drift_question_carries_words_the_baseline_never_uses() -> None:
+    base_words = set().union(*(_words(q) for t in TOPICS for qa in t.items for q in qa.questions))
+    for t in DRIFT_TOPICS:
+        content: set[str] = set()
+        for qa in t.items:
+            for q in qa.questions:
+                assert _words(q) - base_words, f"{qa.key}: {q!r} uses only baseline words"
+                content |= _words(q) - _FUNCTION_WORDS
+        shared = len(content & base_words) / len(content)
+        assert shared < 0.5, f"{t.name}: {shared:.0%} of its content words also in the baseline"
+
+
+def test_qa_items_are_not_near_duplicates_in_embedding_space() -> None:
+    emb = HashingEmbedder()
+    centroids = []
+    for qa in ALL_QA:
+        v = emb.embed(list(qa.questions)).mean(axis=0)
+        centroids.append(v / np.linalg.norm(v))
+    m = np.stack(centroids)
+    sims = m @ m.T
+    np.fill_diagonal(sims, -1.0)
+    i, j = np.unravel_index(int(sims.argmax()), sims.shape)
+    assert sims[i, j] < 0.8, (QA_IDS[i], QA_IDS[j], float(sims[i, j]))
