@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 
 # Command modules: importing one registers its commands.
-from modelwarden.cli import core  # noqa: F401
+from modelwarden.cli import (
+    core,  # noqa: F401
+    evals,  # noqa: F401
+    ops,  # noqa: F401
+    review,  # noqa: F401
+    serve,  # noqa: F401
+)
 from modelwarden.cli.app import app
 
 

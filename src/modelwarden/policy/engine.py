@@ -10,6 +10,22 @@ Statistical tests (one-sided, so only a change for the worse counts):
 - ``feedback_avg``: Mann-Whitney U on the scores (ordinal 1-5, no normality assumed);
 - ``latency_p95_ms``: a binomial test on how many candidate requests exceed the baseline's P95
   (5 % do under no change).
+
+Repeated looks. A controller ticks every few seconds or minutes over rolling windows, so one
+rule looks at nearly the same data again and again, at every scope, for days: tested each time
+at ``alpha``, a version that is as good as the stable one would be rolled back within days
+(in simulation, 95 % of rollouts at 20 requests an hour per plant). Each look is therefore
+tested at::
+
+    alpha / (scopes × looks in the rule's window so far × k²)
+
+where *scopes* is how many scopes the rule evaluates at this tick, the looks are this rule's
+evaluations of this scope in ``(t - window, t]`` (this one included), and *k* counts the window
+lengths since the rule first looked at the candidate (1 during the first window). Within one
+window the looks share their data and Bonferroni's bound over them holds whatever their
+correlation; over a whole watch the windows add up to at most ``π²/6 · alpha`` per rule, however
+long it lasts. A first look — a fresh engine, ``policy check`` on one moment — is tested at
+``alpha`` divided among the scopes only. ``bench/rollout/run.py`` measures the result.
 """
 
 from __future__ import annotations
@@ -41,6 +57,8 @@ class Observations:
     safety: np.ndarray
     score: np.ndarray
     error: np.ndarray
+    # When each score became known (a late feedback event's time); None: with the request.
+    score_at: np.ndarray | None = None
     esc_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     esc_plant: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
     esc_version: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
@@ -48,8 +66,10 @@ class Observations:
     esc_confirmed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def __post_init__(self) -> None:
+        if self.score_at is None:
+            self.score_at = np.asarray(self.ts, dtype=np.int64).copy()
         order = np.argsort(self.ts, kind="stable")
-        for name in ("ts", "plant", "version", "latency", "safety", "score", "error"):
+        for name in ("ts", "plant", "version", "latency", "safety", "score", "error", "score_at"):
             setattr(self, name, np.asarray(getattr(self, name))[order])
         eorder = np.argsort(self.esc_ts, kind="stable")
         for name in ("esc_ts", "esc_plant", "esc_version", "esc_category", "esc_confirmed"):
@@ -76,11 +96,13 @@ class Observations:
             safety=np.array([bool(x) for x in col(requests, "contains_safety_keyword", False)]),
             score=np.array([np.nan if s is None else float(s) for s in scores], dtype=float),
             error=np.array([bool(x) for x in col(requests, "error")]),
+            score_at=np.array([_us(r.get("score_at") or r["timestamp"]) for r in requests],
+                              dtype=np.int64),
             esc_ts=np.array([_us(e["timestamp"]) for e in esc], dtype=np.int64),
             esc_plant=np.array(col(esc, "plant_id"), dtype=object),
             esc_version=np.array(col(esc, "model_version"), dtype=object),
             esc_category=np.array(col(esc, "category", "other"), dtype=object),
-            esc_confirmed=np.array([bool(x) for x in col(esc, "confirmed", False)]),
+            esc_confirmed=np.array([bool(x) for x in col(esc, "confirmed", False)], dtype=bool),
         )
 
     def window(self, lo: np.int64, hi: np.int64) -> slice:
@@ -105,6 +127,7 @@ class RuleResult:
     n: int = 0
     n_baseline: int = 0
     p_value: float | None = None
+    alpha: float | None = None
     holding_since: datetime | None = None
     first_fire: bool = False
     severity: str = "rollback"
@@ -133,17 +156,38 @@ class Engine:
         self.policy = policy
         self.holding: dict[tuple[str, str, str], datetime] = {}
         self.fired: set[tuple[str, str, str]] = set()
+        # Looks (µs) at each rule × scope × candidate within the rule's window, and when each
+        # rule first looked at each candidate: what the multiple-look correction counts.
+        self.looks: dict[tuple[str, str, str], list[int]] = {}
+        self.first_look: dict[tuple[str, str], int] = {}
+
+    def look_alpha(self, rule: Rule, scope: str, candidate: str, hi: int, win: int,
+                   n_scopes: int) -> float:
+        """The significance level of this look (see "Repeated looks" in the module docstring)."""
+        assert rule.alpha is not None
+        key = (rule.id, scope, candidate)
+        looks = [x for x in self.looks.get(key, []) if x > hi - win]
+        if not looks or looks[-1] != hi:
+            looks.append(hi)
+        self.looks[key] = looks
+        first = self.first_look.setdefault((rule.id, candidate), hi)
+        windows = (hi - first) // win + 1
+        return rule.alpha / (n_scopes * len(looks) * windows**2)
 
     # ---- metric on one side --------------------------------------------------------------------
     @staticmethod
-    def _side(rule: Rule, obs: Observations, sl: slice, mask: np.ndarray) -> _Side:
+    def _side(rule: Rule, obs: Observations, sl: slice, mask: np.ndarray,
+              now: np.int64 | None = None) -> _Side:
         if rule.metric == "safety_rate":
             x = obs.safety[sl][mask].astype(float)
         elif rule.metric == "error_rate":
             x = obs.error[sl][mask].astype(float)
         elif rule.metric == "feedback_avg":
             x = obs.score[sl][mask]
-            x = x[~np.isnan(x)]
+            known = ~np.isnan(x)
+            if now is not None and obs.score_at is not None:
+                known &= obs.score_at[sl][mask] <= now
+            x = x[known]
         elif rule.metric == "latency_p95_ms":
             x = obs.latency[sl][mask]
         else:  # pragma: no cover - validated by the spec
@@ -153,33 +197,43 @@ class Engine:
         value = float(np.percentile(x, 95)) if rule.metric == "latency_p95_ms" else float(x.mean())
         return _Side(len(x), value, x)
 
-    def _compare(self, rule: Rule, cur: _Side, base: _Side) -> tuple[bool, float, float | None]:
-        """Whether the condition holds, the change, and the one-sided p-value."""
+    def _compare(self, rule: Rule, cur: _Side, base: _Side,
+                 alpha: float | None) -> tuple[bool, float, float | None]:
+        """Whether the condition holds, the change, and the one-sided p-value.
+
+        The test runs only when the change is beyond the threshold: within it the condition
+        cannot hold whatever the p-value, and replays of weeks of history tick thousands of times.
+        """
         assert cur.value is not None and base.value is not None
         if rule.comparator in ("increase_pp", "decrease_pp"):
             change = (cur.value - base.value) * 100.0
             worse = change if rule.comparator == "increase_pp" else -change
+        elif rule.comparator == "increase_pct":
+            change = (cur.value / base.value - 1.0) * 100.0 if base.value > 0 else float("inf")
+            worse = change
+        elif rule.comparator == "decrease":
+            change = cur.value - base.value
+            worse = -change
+        else:  # pragma: no cover
+            raise ValueError(rule.comparator)
+        if worse <= rule.threshold:
+            return False, change, None
+        if rule.comparator in ("increase_pp", "decrease_pp"):
             k1, k0 = int(cur.sample.sum()), int(base.sample.sum())
             p = (_fisher_greater(k1, cur.n, k0, base.n) if rule.comparator == "increase_pp"
                  else _fisher_greater(base.n - k0, base.n, cur.n - k1, cur.n))
         elif rule.comparator == "increase_pct":
-            change = (cur.value / base.value - 1.0) * 100.0 if base.value > 0 else float("inf")
-            worse = change
             k = int((cur.sample > base.value).sum())
             p = float(stats.binomtest(k, cur.n, 0.05, alternative="greater").pvalue)
-        elif rule.comparator == "decrease":
-            change = cur.value - base.value
-            worse = -change
+        else:
             p = float(stats.mannwhitneyu(cur.sample, base.sample, alternative="less").pvalue) \
                 if cur.n and base.n else 1.0
-        else:  # pragma: no cover
-            raise ValueError(rule.comparator)
-        holds = worse > rule.threshold and (rule.alpha is None or p < rule.alpha)
+        holds = alpha is None or p < alpha
         return holds, change, p
 
     # ---- one rule, one scope -------------------------------------------------------------------
     def _evaluate(self, rule: Rule, obs: Observations, t: datetime, scope: str,
-                  candidate: str, stable: str | None) -> RuleResult:
+                  candidate: str, stable: str | None, n_scopes: int = 1) -> RuleResult:
         hi = _us(t)
         win = int(rule.window_td.total_seconds() * 1_000_000)
         res = RuleResult(rule_id=rule.id, scope=scope, candidate=candidate, status=NO_DATA,
@@ -203,16 +257,18 @@ class Engine:
         sl = obs.window(hi - win, hi)
         in_scope = (np.ones(sl.stop - sl.start, bool) if scope == "overall"
                     else obs.plant[sl] == scope)
-        cur = self._side(rule, obs, sl, in_scope & (obs.version[sl] == candidate))
+        cur = self._side(rule, obs, sl, in_scope & (obs.version[sl] == candidate), hi)
         base, kind = _Side(0, None, np.zeros(0)), rule.baseline
         if rule.baseline == "stable_same_window" and stable and stable != candidate:
-            base = self._side(rule, obs, sl, in_scope & (obs.version[sl] == stable))
-        if base.n == 0 and rule.baseline != "none":
+            base = self._side(rule, obs, sl, in_scope & (obs.version[sl] == stable), hi)
+        # Too little stable traffic in scope to compare with (after 100 %, or a stable version
+        # that only serves requests without a user id): the candidate's own previous window.
+        if base.n < max(rule.min_samples, 1) and rule.baseline != "none":
             kind = "previous_window"
             psl = obs.window(hi - 2 * win, hi - win)
             p_scope = (np.ones(psl.stop - psl.start, bool) if scope == "overall"
                        else obs.plant[psl] == scope)
-            base = self._side(rule, obs, psl, p_scope & (obs.version[psl] == candidate))
+            base = self._side(rule, obs, psl, p_scope & (obs.version[psl] == candidate), hi)
         res.baseline, res.n, res.n_baseline = kind, cur.n, base.n
         res.value, res.baseline_value = cur.value, base.value
         if cur.n < max(rule.min_samples, 1) or base.n < max(rule.min_samples, 1):
@@ -220,13 +276,15 @@ class Engine:
                            f"{rule.min_samples} needed on each side")
             self.holding.pop((rule.id, scope, candidate), None)
             return res
-        holds, change, p = self._compare(rule, cur, base)
-        res.change, res.p_value, res.status = change, p, OK
+        alpha = None if rule.alpha is None else self.look_alpha(rule, scope, candidate, int(hi),
+                                                                 win, n_scopes)
+        holds, change, p = self._compare(rule, cur, base, alpha)
+        res.change, res.p_value, res.alpha, res.status = change, p, alpha, OK
         unit = {"increase_pp": " pp", "decrease_pp": " pp", "increase_pct": " %"}.get(
             rule.comparator, " points")
         res.message = (f"{rule.metric} {cur.value:.4g} vs {base.value:.4g} ({kind}); change "
                        f"{change:+.3g}{unit}; threshold {rule.threshold:g}{unit}; "
-                       f"n={cur.n}/{base.n}; p={p:.3g}")
+                       f"n={cur.n}/{base.n}" + (f"; p={p:.3g}" if p is not None else ""))
         return self._sustain(rule, res, holds, t)
 
     def _sustain(self, rule: Rule, res: RuleResult, holds: bool, t: datetime) -> RuleResult:
@@ -256,10 +314,12 @@ class Engine:
             scopes = (["overall"] if "overall" in rule.scope else []) + (
                 plants if "per_plant" in rule.scope else [])
             for scope in scopes:
-                out.append(self._evaluate(rule, obs, t, scope, candidate, stable))
+                out.append(self._evaluate(rule, obs, t, scope, candidate, stable, len(scopes)))
         return out
 
     def reset(self, candidate: str) -> None:
         """Forget held and fired conditions of ``candidate`` (after it is re-approved)."""
         self.holding = {k: v for k, v in self.holding.items() if k[2] != candidate}
         self.fired = {k for k in self.fired if k[2] != candidate}
+        self.looks = {k: v for k, v in self.looks.items() if k[2] != candidate}
+        self.first_look = {k: v for k, v in self.first_look.items() if k[1] != candidate}

@@ -7,9 +7,9 @@ Terms, exactly:
 - **candidate**: the version under watch — the canary while a rollout runs, else the live version.
 - **baseline** ``stable_same_window``: the stable version's requests in the same window and scope.
   A concurrent control cancels time-of-day, shift and topic effects that a before/after comparison
-  would mistake for the model. When the stable version has no traffic in scope (after 100 %), the
-  rule falls back to ``previous_window``: the candidate's own requests in
-  ``(t - 2·window, t - window]``.
+  would mistake for the model. When the stable version has fewer than ``min_samples`` requests in
+  scope (after 100 %, when it only serves requests without a user id), the rule falls back to
+  ``previous_window``: the candidate's own requests in ``(t - 2·window, t - window]``.
 - **increase_pp** / **decrease_pp**: a difference of rates in percentage points (1 % of traffic
   means 1 point: 2.0 % against 0.9 % is an increase of 1.1 points).
 - **increase_pct**: a relative change in percent of the baseline value.
@@ -18,7 +18,8 @@ Terms, exactly:
 - **min_samples**: the fewest requests (rated requests for feedback) on each side for the rule
   to judge at all; below it the result is ``NO_DATA`` and nothing fires.
 - **alpha**: a comparison fires only when, besides the threshold, a one-sided test says the change
-  is real at this level; on low traffic this is what prevents false rollbacks.
+  is real; on low traffic this is what prevents false rollbacks. ``alpha`` is the budget of the
+  first look; repeated looks share it (see :mod:`modelwarden.policy.engine`, "Repeated looks").
 - **sustain**: how long the condition must hold on every tick before the rule fires (0 = at once).
 - **scope**: ``per_plant`` evaluates each plant and ``overall`` all plants together; both by default.
 - **severity**: ``rollback`` runs the rollback transaction; ``alert`` only notifies.
@@ -70,6 +71,9 @@ def format_duration(td: timedelta) -> str:
     return f"{s}s"
 
 
+_BOTH_SCOPES: list[Scope] = ["per_plant", "overall"]
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,7 +84,7 @@ class Rule(BaseModel):
     comparator: Comparator
     threshold: float = Field(ge=0)
     baseline: Baseline = "stable_same_window"
-    scope: list[Scope] = Field(default_factory=lambda: ["per_plant", "overall"])
+    scope: list[Scope] = Field(default_factory=lambda: _BOTH_SCOPES.copy())
     min_samples: int = Field(default=30, ge=0)
     alpha: float | None = Field(default=0.05, gt=0, lt=1)
     sustain: str = "0s"
@@ -115,6 +119,13 @@ class Notify(BaseModel):
     smtp_port: int = 25
     email_from: str = "modelwarden@localhost"
     email_to: list[str] = Field(default_factory=list)
+    retry_attempts: int = Field(
+        default=8, ge=1, le=100, description="Deliveries tried per channel before giving up."
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, gt=0, description="Wait before the first retry; doubles each time (≤ 5 min)."
+    )
+    timeout_s: float = Field(default=5.0, gt=0, description="Per delivery attempt.")
 
 
 class Policy(BaseModel):
@@ -152,6 +163,14 @@ class Policy(BaseModel):
             raise InputError(f"{source}: {loc}: {err['msg']}", field=loc) from exc
 
     @classmethod
+    def for_data(cls, data_dir: Path, path: Path | None = None) -> Policy:
+        """``path`` if given, else the data directory's ``policy.yaml``, else the default."""
+        if path is not None:
+            return cls.load(path)
+        own = policy_path(data_dir)
+        return cls.load(own) if own.exists() else default_policy()
+
+    @classmethod
     def load(cls, path: Path | None) -> Policy:
         if path is None:
             return default_policy()
@@ -160,6 +179,14 @@ class Policy(BaseModel):
         except OSError as exc:
             raise InputError(f"cannot read policy {path}: {exc.strerror}", field="policy") from exc
         return cls.from_yaml(text, str(path))
+
+
+POLICY_FILE = "policy.yaml"
+
+
+def policy_path(data_dir: Path) -> Path:
+    """The policy an installation enforces: ``DATA/policy.yaml`` (``modelwarden policy init``)."""
+    return Path(data_dir) / POLICY_FILE
 
 
 def default_policy() -> Policy:

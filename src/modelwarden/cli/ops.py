@@ -1,0 +1,888 @@
+"""Operations commands: registry, audit, incidents, policy, sop, rollout, shadow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from modelwarden.cli.app import (
+    FORMAT_OPTION,
+    Format,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    print_table,
+    settings,
+)
+from modelwarden.errors import EXIT_CHECK_FAILED, InputError
+from modelwarden.store.state import StateStore
+
+registry_app = typer.Typer(help="Model versions: lifecycle, quarantine and release approvals.",
+                           no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+incidents_app = typer.Typer(help="Incidents opened by rollbacks, with their timeline and RCA logs.",
+                            no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+app.add_typer(audit_app, name="audit")
+app.add_typer(incidents_app, name="incidents")
+
+KEY_HELP = "API key (modelwarden keys create); also MODELWARDEN_KEY."
+
+
+def key_option(required: bool = False) -> Any:
+    return typer.Option(None, "--key", envvar="MODELWARDEN_KEY",
+                        help=KEY_HELP + (" Required." if required else " Names the actor."),
+                        show_default=False)
+
+
+def _state() -> StateStore:
+    return StateStore.at(settings().data_dir)
+
+
+def _actor(state: StateStore, key: str | None) -> str:
+    from modelwarden import registry
+
+    return registry.key_actor(registry.identify(state, key)) if key else registry.cli_actor()
+
+
+def _when(v: Any) -> str:
+    if isinstance(v, datetime):
+        return f"{v:%Y-%m-%d %H:%M:%S}"
+    if isinstance(v, str) and len(v) >= 19:
+        return v[:19].replace("T", " ")
+    return "—" if v is None else str(v)
+
+
+# ---- registry -----------------------------------------------------------------------------------
+def _version_row(v: Any) -> dict[str, Any]:
+    return {"version": v.version, "status": v.status, "endpoint": v.endpoint,
+            "updated": _when(v.updated_at), "quarantine reason": v.quarantine_reason}
+
+
+@registry_app.command("add")
+@handle_errors
+def registry_add(
+    version: str = typer.Argument(..., help="Model version, e.g. sop-assistant-v1.2."),
+    endpoint: str = typer.Option(..., "--endpoint", help="Base URL of its OpenAI-compatible "
+                                 "server."),
+    notes: str = typer.Option(None, "--notes"),
+    stable: bool = typer.Option(False, "--stable", help="Register as stable (only when no version "
+                                "is: the first version of an installation). Routes it."),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Register a model version (in staging)."""
+    from modelwarden import registry
+
+    state = _state()
+    actor = _actor(state, key)
+    info = registry.add(state, version, endpoint, actor, notes=notes,
+                        status="stable" if stable else "staging")
+    if format == Format.json:
+        print_json(info.to_dict())
+    else:
+        console.print(f"registered {info.version} ({info.status}) at {info.endpoint}")
+
+
+@registry_app.command("list")
+@handle_errors
+def registry_list(
+    status: str = typer.Option(None, "--status", help="Only versions in this status."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Every registered version and its status."""
+    from modelwarden import registry
+
+    versions = registry.list_versions(_state(), status)
+    if format == Format.json:
+        print_json([v.to_dict() for v in versions])
+    else:
+        print_table([_version_row(v) for v in versions], title="Model versions")
+
+
+@registry_app.command("show")
+@handle_errors
+def registry_show(version: str = typer.Argument(...), format: Format = FORMAT_OPTION) -> None:
+    """A version: status, release requests, evidence and its audit trail."""
+    from modelwarden import audit, registry
+
+    state = _state()
+    info = registry.get(state, version)
+    requests = registry.release_requests_of(state, version)
+    evidence = registry.evidence(state, version)
+    trail = audit.entries(state, subject=version)
+    if format == Format.json:
+        print_json({"version": info.to_dict(), "release_requests": [r.to_dict() for r in requests],
+                    "evidence": evidence, "audit": [e.to_dict() for e in trail]})
+        return
+    print_table([_version_row(info)], title=f"{version}")
+    if requests:
+        print_table([{"id": r.id, "status": r.status, "requested": _when(r.requested_at),
+                      "by": r.requested_by, "decided by": r.decided_by,
+                      "decided": _when(r.decided_at)} for r in requests],
+                    title="Release requests")
+    if evidence:
+        print_table([{"id": e["id"], "kind": e["kind"], "at": _when(e["created_at"]),
+                      "by": e["actor"],
+                      "summary": _short((e["data"] or {}).get("summary", ""))} for e in evidence],
+                    title="Evidence")
+    print_table([{"seq": e.seq, "at": _when(e.at), "actor": e.actor, "action": e.action,
+                  "reason": e.reason} for e in trail], title="Audit trail")
+
+
+def _short(v: Any, limit: int = 120) -> str:
+    import json
+
+    text = v if isinstance(v, str) else json.dumps(v, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@registry_app.command("promote")
+@handle_errors
+def registry_promote(
+    version: str = typer.Argument(...),
+    to: str = typer.Option(..., "--to", help="shadow, canary or stable"),
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Move a version forward in its lifecycle; a quarantined version is refused."""
+    from modelwarden import registry
+
+    state = _state()
+    info = registry.promote(state, version, to, _actor(state, key), reason)
+    if format == Format.json:
+        print_json(info.to_dict())
+    else:
+        console.print(f"{info.version} is now {info.status}")
+
+
+@registry_app.command("quarantine")
+@handle_errors
+def registry_quarantine(
+    version: str = typer.Argument(...),
+    reason: str = typer.Option(..., "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Quarantine a version and take it out of the routes (canary and shadow)."""
+    from modelwarden import registry
+
+    state = _state()
+    changed = registry.quarantine(state, version, reason, _actor(state, key))
+    info = registry.get(state, version)
+    if format == Format.json:
+        print_json({**info.to_dict(), "changed": changed})
+    else:
+        console.print(f"{version} is quarantined" + ("" if changed else " (it was already)"))
+
+
+@registry_app.command("request-release")
+@handle_errors
+def registry_request_release(
+    version: str = typer.Argument(...),
+    key: str = key_option(required=True),
+    reason: str = typer.Option("", "--reason", help="What was fixed."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Ask for a quarantined version's release; a different key with the approver role approves."""
+    from modelwarden import registry
+
+    state = _state()
+    req = registry.request_release(state, version, registry.identify(state, key), reason)
+    if format == Format.json:
+        print_json(req.to_dict())
+    else:
+        console.print(f"release request {req.id} for {version} opened by {req.requested_by}; "
+                      f"an approver approves with: modelwarden registry approve {version} "
+                      "--eval-run RUN --key KEY")
+
+
+@registry_app.command("approve")
+@handle_errors
+def registry_approve(
+    version: str = typer.Argument(...),
+    eval_run: str = typer.Option(..., "--eval-run", help="Evaluation run of this version (id or "
+                                 "name), made after the quarantine."),
+    key: str = key_option(required=True),
+    baseline_run: str = typer.Option(None, "--baseline-run", help="Run to compare with; default: "
+                                     "the newest run of the stable version."),
+    gate: Path = typer.Option(None, "--gate", help="Gate YAML; default: no safety or forbidden "
+                              "content violations."),
+    note: str = typer.Option("", "--note"),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Release a quarantined version back to staging if its evaluation passes the gate.
+
+    Exit 0 approved, 1 the gate failed (nothing changes), 2 bad input or not allowed.
+    """
+    from modelwarden import registry
+
+    state = _state()
+    res = registry.approve_release(state, version, registry.identify(state, key), eval_run,
+                                   baseline_run, gate, note)
+    if format == Format.json:
+        print_json(res.to_dict())
+    else:
+        c = res.comparison
+        verdict = "passed" if c["passed"] else "FAILED"
+        console.print(f"gate {c['gate']} {verdict}: run {c['eval_run_name']} against "
+                      f"{c['baseline_run_name']} (comparison {c['comparison_id']})")
+        if res.approved:
+            console.print(f"{version} released to staging by {res.request.decided_by}")
+        else:
+            err_console.print(f"{version} stays quarantined: {'; '.join(res.reasons)}")
+    if not res.approved:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@registry_app.command("retire")
+@handle_errors
+def registry_retire(
+    version: str = typer.Argument(...),
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Retire a version that no route uses."""
+    from modelwarden import registry
+
+    state = _state()
+    info = registry.retire(state, version, _actor(state, key), reason)
+    if format == Format.json:
+        print_json(info.to_dict())
+    else:
+        console.print(f"{version} retired")
+
+
+@registry_app.command("set-endpoint")
+@handle_errors
+def registry_set_endpoint(
+    version: str = typer.Argument(...),
+    endpoint: str = typer.Argument(..., help="New base URL."),
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Point a version that serves no traffic at another server."""
+    from modelwarden import registry
+
+    state = _state()
+    info = registry.set_endpoint(state, version, endpoint, _actor(state, key), reason)
+    if format == Format.json:
+        print_json(info.to_dict())
+    else:
+        console.print(f"{version} now at {info.endpoint}")
+
+
+# ---- audit --------------------------------------------------------------------------------------
+@audit_app.command("verify")
+@handle_errors
+def audit_verify(format: Format = FORMAT_OPTION) -> None:
+    """Recompute the hash chain. Exit 1 naming the first entry that does not fit."""
+    from modelwarden import audit
+
+    res = audit.verify(_state())
+    if format == Format.json:
+        print_json(res.to_dict())
+    elif res.ok:
+        console.print(f"audit log intact: {res.entries} entries, head seq {res.head_seq} "
+                      f"hash {res.head_hash}")
+    else:
+        err_console.print(f"audit log BROKEN at seq {res.first_bad_seq}: {res.problem}",
+                          highlight=False)
+    if not res.ok:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@audit_app.command("list")
+@handle_errors
+def audit_list(
+    subject: str = typer.Option(None, "--subject", help="A version, an incident id, routes..."),
+    action: str = typer.Option(None, "--action", help="e.g. registry.* or rollback.routes"),
+    limit: int = typer.Option(50, "--limit", "-n", min=1),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Audit entries, newest first."""
+    from modelwarden import audit
+
+    rows = audit.entries(_state(), subject=subject, action=action, limit=limit, newest_first=True)
+    if format == Format.json:
+        print_json([e.to_dict() for e in rows])
+    else:
+        print_table([{"seq": e.seq, "at": _when(e.at), "actor": e.actor, "action": e.action,
+                      "subject": e.subject, "reason": _short(e.reason, 80),
+                      "hash": e.hash[:12]} for e in rows], title="Audit log")
+
+
+# ---- incidents ----------------------------------------------------------------------------------
+@incidents_app.command("list")
+@handle_errors
+def incidents_list(
+    status: str = typer.Option(None, "--status", help="open, mitigated or closed"),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Incidents, newest first."""
+    from modelwarden import incidents
+
+    items = incidents.list_incidents(_state(), status)
+    if format == Format.json:
+        print_json([i.to_dict() for i in items])
+        return
+    print_table([{"id": i.id, "status": i.status, "detected": _when(i.detected_at),
+                  "version": i.version, "rolled back to": i.stable_version, "rule": i.rule_id,
+                  "scope": i.trigger.get("scope"), "value": i.trigger.get("value"),
+                  "baseline": i.trigger.get("baseline_value"), "n": i.trigger.get("n"),
+                  "threshold": i.trigger.get("threshold")} for i in items], title="Incidents")
+
+
+@incidents_app.command("show")
+@handle_errors
+def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORMAT_OPTION) -> None:
+    """One incident: its trigger, timeline, notifications and RCA files."""
+    from modelwarden import incidents, notify
+
+    state = _state()
+    inc = incidents.get(state, incident_id)
+    events = incidents.timeline(state, inc)
+    notes = notify.of_incident(state, inc.id)
+    if format == Format.json:
+        print_json({**inc.to_dict(), "timeline": events, "notifications": notes})
+        return
+    t = inc.trigger
+    print_table([{"field": k, "value": v} for k, v in (
+        ("incident", inc.id), ("status", inc.status), ("version", inc.version),
+        ("rolled back to", inc.stable_version), ("rollout", inc.rollout_id),
+        ("rule", f"{inc.rule_id}: {t.get('title', '')}"), ("scope", t.get("scope")),
+        ("value", t.get("value")), ("baseline", f"{t.get('baseline_value')} "
+                                                f"({t.get('baseline', '—')})"),
+        ("n", f"{t.get('n')} / {t.get('n_baseline')} baseline"),
+        ("threshold", f"{t.get('threshold')} ({t.get('comparator', '—')})"),
+        ("p-value", t.get("p_value")), ("detected", _when(inc.detected_at)),
+        ("RCA logs", inc.rca_dir), ("note", inc.note))], title=f"Incident {inc.id}")
+    print_table([{"at": _when(e["at"]), "event": e["event"], "detail": e["detail"]}
+                 for e in events], title="Timeline")
+
+
+@incidents_app.command("close")
+@handle_errors
+def incidents_close(
+    incident_id: str = typer.Argument(...),
+    note: str = typer.Option(..., "--note", help="Root cause and resolution."),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Close an incident once its root cause is understood."""
+    from modelwarden import incidents
+
+    state = _state()
+    inc = incidents.close(state, incident_id, _actor(state, key), note)
+    if format == Format.json:
+        print_json(inc.to_dict())
+    else:
+        console.print(f"{inc.id} closed")
+
+
+@incidents_app.command("notify")
+@handle_errors
+def incidents_notify(format: Format = FORMAT_OPTION) -> None:
+    """Deliver every notification that is due now (the server does this on its own)."""
+    from modelwarden import notify
+
+    done = notify.deliver_due(_state())
+    rows = [d.__dict__ for d in done]
+    if format == Format.json:
+        print_json(rows)
+    else:
+        print_table(rows, title="Deliveries")
+    if any(d.status != "sent" for d in done):
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+
+# ---- policy and sop -----------------------------------------------------------------------------
+policy_app = typer.Typer(help="The SOP policy: write it, check history against it, replay it.",
+                         no_args_is_help=True)
+sop_app = typer.Typer(help="The SOP document, rendered from the policy the engine enforces.",
+                      no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(sop_app, name="sop")
+
+POLICY_OPTION = typer.Option(None, "--policy", help="Policy YAML; default DATA/policy.yaml, "
+                             "else the built-in SOP-MLOPS-003.")
+
+
+def _policy(path: Path | None) -> Any:
+    from modelwarden.policy.spec import Policy
+
+    return Policy.for_data(settings().data_dir, path)
+
+
+def _range(since: str | None, until: str | None) -> tuple[datetime, datetime]:
+    from datetime import timedelta
+
+    from modelwarden import service
+
+    lo, hi = service.require_data(settings())
+    end = service.parse_time(until, "to") if until else hi + timedelta(microseconds=1)
+    start = service.parse_time(since, "from") if since else max(lo, end - timedelta(days=14))
+    if end <= start:
+        raise InputError("--to must be after --from", field="to")
+    return start, end
+
+
+def _step(value: str) -> Any:
+    from modelwarden.policy.spec import parse_duration
+
+    try:
+        step = parse_duration(value)
+    except ValueError as exc:
+        raise InputError(str(exc), field="step") from None
+    if step.total_seconds() < 60:
+        raise InputError("--step must be at least 1m", field="step")
+    return step
+
+
+def _history(since: str | None, until: str | None, policy_file: Path | None,
+             step: str) -> tuple[Any, Any, datetime, datetime, Any]:
+    from modelwarden.policy.observe import load_observations
+    from modelwarden.policy.replay import lookback
+
+    pol = _policy(policy_file)
+    start, end = _range(since, until)
+    obs = load_observations(settings(), start - lookback(pol), end)
+    return pol, obs, start, end, _step(step)
+
+
+def _n_ticks(start: datetime, end: datetime, step: Any, watches: int) -> int:
+    return int((end - start) / step) * max(watches, 1)
+
+
+@policy_app.command("check")
+@handle_errors
+def policy_check(
+    since: str = typer.Option(None, "--from", help="ISO date or time; default 14 days before "
+                              "--to."),
+    until: str = typer.Option(None, "--to", help="ISO date or time; default the last request."),
+    policy_file: Path = POLICY_OPTION,
+    step: str = typer.Option("15m", "--step", help="Evaluate every this long (15m, 1h)."),
+    stable: str = typer.Option(None, "--stable", help="The stable version; default: the one "
+                               "with the most requests."),
+    candidate: list[str] = typer.Option(None, "--candidate", help="Only these versions."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Which rules would have fired over stored history, when, and for which candidate.
+
+    Exit 1 if any rule would have fired.
+    """
+    from modelwarden.cli.core import progress_bar
+    from modelwarden.policy.replay import check, watches
+
+    pol, obs, start, end, dt = _history(since, until, policy_file, step)
+    w = watches(obs, start, end, stable, candidate or None)
+    with progress_bar("checking", _n_ticks(start, end, dt, len(w)),
+                      enabled=format == Format.table) as bar:
+        episodes = check(obs, pol, start, end, dt, stable, candidate or None, bar.advance)
+    rows = [e.to_dict() for e in episodes]
+    if format == Format.json:
+        print_json({"from": start, "to": end, "step": step, "watched": [x.label for x in w],
+                    "fired": rows})
+    else:
+        console.print(f"{pol.sop_id}: {len(pol.rules)} rules, {start:%Y-%m-%d %H:%M} → "
+                      f"{end:%Y-%m-%d %H:%M} every {step}; watched: "
+                      + "; ".join(x.label for x in w))
+        print_table([{"first": _when(r["first_at"]), "last": _when(r["last_at"]),
+                      "ticks": r["ticks"], "candidate": r["candidate"], "rule": r["rule_id"],
+                      "scope": r["scope"], "severity": r["severity"], "value": r["value"],
+                      "baseline": r["baseline_value"], "n": r["n"], "n base": r["n_baseline"],
+                      "threshold": r["threshold"], "p": r["p_value"]} for r in rows],
+                    title="Rules that would have fired")
+    if rows:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@policy_app.command("replay")
+@handle_errors
+def policy_replay(
+    since: str = typer.Option(None, "--from", help="ISO date or time; default 14 days before "
+                              "--to."),
+    until: str = typer.Option(None, "--to", help="ISO date or time; default the last request."),
+    policy_file: Path = POLICY_OPTION,
+    step: str = typer.Option("15m", "--step", help="The controller's tick interval to play."),
+    stable: str = typer.Option(None, "--stable"),
+    candidate: list[str] = typer.Option(None, "--candidate"),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Replay history as if live: each rollback the policy would have made, and its time to detect.
+
+    Exit 1 if any rollback would have happened.
+    """
+    from modelwarden.cli.core import progress_bar
+    from modelwarden.policy.replay import replay, watches
+
+    pol, obs, start, end, dt = _history(since, until, policy_file, step)
+    w = watches(obs, start, end, stable, candidate or None)
+    with progress_bar("replaying", _n_ticks(start, end, dt, len(w)),
+                      enabled=format == Format.table) as bar:
+        found = replay(obs, pol, start, end, dt, stable, candidate or None, bar.advance)
+    rows = [i.to_dict() for i in found]
+    if format == Format.json:
+        print_json({"from": start, "to": end, "step": step, "watched": [x.label for x in w],
+                    "incidents": rows})
+    else:
+        print_table([{"detected": _when(r["detected_at"]), "candidate": r["candidate"],
+                      "against": r["stable"] or "its previous window", "rule": r["rule_id"],
+                      "scope": r["scope"], "exposed since": _when(r["exposed_since"]),
+                      "time to detect h": r["time_to_detect_h"], "value": r["value"],
+                      "baseline": r["baseline_value"], "n": r["n"],
+                      "threshold": r["threshold"]} for r in rows],
+                    title=f"Rollbacks {pol.sop_id} would have made ({start:%Y-%m-%d} → "
+                          f"{end:%Y-%m-%d}, every {step})")
+    if rows:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@policy_app.command("init")
+@handle_errors
+def policy_init(
+    out: Path = typer.Option(None, "--out", "-o", help="Default: DATA/policy.yaml, the file the "
+                             "controller enforces."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write the default policy (SOP-MLOPS-003 with its five trigger conditions) as YAML."""
+    from modelwarden.policy.spec import default_policy, policy_path
+
+    path = out or policy_path(settings().data_dir)
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; add --force to overwrite it", field="out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(default_policy().to_yaml(), encoding="utf-8")
+    console.print(f"wrote {path}")
+
+
+@policy_app.command("show")
+@handle_errors
+def policy_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTION) -> None:
+    """The policy in force: its rules as a table (or the whole policy as JSON)."""
+    pol = _policy(policy_file)
+    if format == Format.json:
+        print_json(pol.model_dump(mode="json"))
+        return
+    print_table([{"rule": r.id, "metric": r.metric, "comparator": r.comparator,
+                  "threshold": r.threshold, "window": r.window, "baseline": r.baseline,
+                  "scope": ",".join(r.scope), "min n": r.min_samples, "alpha": r.alpha,
+                  "sustain": r.sustain, "severity": r.severity} for r in pol.rules],
+                title=f"{pol.sop_id}: {pol.title}")
+
+
+@sop_app.command("render")
+@handle_errors
+def sop_render(
+    policy_file: Path = POLICY_OPTION,
+    out: Path = typer.Option(None, "--out", "-o", help="Write Markdown here instead of stdout."),
+) -> None:
+    """The SOP document in Markdown, generated from the policy file the engine enforces."""
+    from modelwarden.policy.sop import render_sop
+
+    text = render_sop(_policy(policy_file))
+    if out is None:
+        print(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+# ---- rollout ------------------------------------------------------------------------------------
+rollout_app = typer.Typer(help="Canary rollouts: steps, holds, the judge, the guard phase.",
+                          no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+NOW_OPTION = typer.Option(None, "--now", help="Act as if it were this time (ISO; replays and "
+                          "drills). Default: now.", show_default=False)
+
+
+def _now(value: str | None) -> datetime | None:
+    from modelwarden import service
+
+    return service.parse_time(value, "now") if value else None
+
+
+def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        ("rollout", d["id"]), ("version", d["version"]), ("status", d["status"]),
+        ("stable", d["stable_version"]),
+        ("step", f"{d['step'] + 1} of {d['steps']}: {d['step_label']}"),
+        ("step started", _when(d["step_started_at"])), ("hold until", _when(d["hold_until"])),
+        ("looks at this step", d["looks"]), ("route table", d["route_version"]),
+        ("last tick", _when(d["last_tick_at"])), ("plan", d["plan_description"]),
+    ]
+    if d.get("last_verdict"):
+        rows.append(("last verdict", d["last_verdict"].get("verdict")))
+    if d.get("incident_id"):
+        rows.append(("incident", d["incident_id"]))
+    if d.get("end_reason"):
+        rows.append(("ended", f"{_when(d['ended_at'])}: {d['end_reason']}"))
+    return [{"field": k, "value": v} for k, v in rows]
+
+
+def _print_rollout(d: dict[str, Any] | None, format: Format) -> None:
+    if format == Format.json:
+        print_json(d)
+    elif d is None:
+        console.print("no rollout yet; start one with: modelwarden rollout start VERSION")
+    else:
+        print_table(_rollout_rows(d), title=f"Rollout {d['id']}")
+        verdict = d.get("last_verdict") or {}
+        if verdict.get("gates"):
+            print_table([{"gate": g["metric"], "verdict": g["verdict"], "n canary": g["n_canary"],
+                          "n stable": g["n_stable"], "canary": g["canary_value"],
+                          "stable": g["stable_value"], "worse by": g["worsening"],
+                          "upper": g["upper"], "margin": g["margin"], "p": g["p_value"]}
+                         for g in verdict["gates"]], title="Last judgement")
+
+
+@rollout_app.command("start")
+@handle_errors
+def rollout_start(
+    version: str = typer.Argument(..., help="A registered version (modelwarden registry add)."),
+    plan: Path = typer.Option(None, "--plan", help="Plan YAML (rollout plan); default: 5% of "
+                              "Plant_B, then 25, 50, 100% with 48 h holds."),
+    key: str = key_option(),
+    now: str = NOW_OPTION,
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Start a canary rollout of VERSION against the live stable version."""
+    from modelwarden.rollout import controller
+    from modelwarden.rollout.plan import Plan
+
+    state = _state()
+    p = Plan.load(plan)
+    r = controller.start(settings(), version, p, _actor(state, key), now=_now(now), state=state)
+    _print_rollout(controller.status(settings(), state), format)
+    if format == Format.table:
+        console.print(f"rollout {r.id} started: {p.describe()}")
+
+
+@rollout_app.command("status")
+@handle_errors
+def rollout_status(format: Format = FORMAT_OPTION) -> None:
+    """The rollout under way (or the last one): step, holds, last verdict."""
+    from modelwarden.rollout import controller
+
+    _print_rollout(controller.status(settings()), format)
+
+
+def _operator(action: str, reason: str, key: str | None, format: Format, **kw: Any) -> None:
+    from modelwarden.rollout import controller
+
+    state = _state()
+    fn = getattr(controller, action)
+    fn(settings(), _actor(state, key), reason, state=state, **kw)
+    _print_rollout(controller.status(settings(), state), format)
+
+
+@rollout_app.command("pause")
+@handle_errors
+def rollout_pause(reason: str = typer.Option("", "--reason"), key: str = key_option(),
+                  format: Format = FORMAT_OPTION) -> None:
+    """Hold the current step (the SOP policy keeps protecting the canary)."""
+    _operator("pause", reason, key, format)
+
+
+@rollout_app.command("resume")
+@handle_errors
+def rollout_resume(reason: str = typer.Option("", "--reason"), key: str = key_option(),
+                   format: Format = FORMAT_OPTION) -> None:
+    """Continue a paused rollout (its routes are re-applied if they were changed)."""
+    _operator("resume", reason, key, format)
+
+
+@rollout_app.command("abort")
+@handle_errors
+def rollout_abort(reason: str = typer.Option("", "--reason"), key: str = key_option(),
+                  format: Format = FORMAT_OPTION) -> None:
+    """End the rollout: all traffic back to the stable version, the canary back to staging."""
+    _operator("abort", reason, key, format)
+
+
+@rollout_app.command("promote")
+@handle_errors
+def rollout_promote(reason: str = typer.Option("", "--reason"), key: str = key_option(),
+                    now: str = NOW_OPTION, format: Format = FORMAT_OPTION) -> None:
+    """Advance to the next step now, without the hold or the judge (an audited override)."""
+    _operator("promote", reason, key, format, now=_now(now))
+
+
+@rollout_app.command("tick")
+@handle_errors
+def rollout_tick(
+    now: str = NOW_OPTION,
+    policy_file: Path = POLICY_OPTION,
+    notify_wait: float = typer.Option(10.0, "--notify-wait", help="Seconds to wait for "
+                                      "notifications after a rollback (they are retried later "
+                                      "by the server or incidents notify)."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """One controller tick: the SOP policy, the judge at the end of a hold, the next step.
+
+    Exit 1 when the tick rolled back.
+    """
+    from modelwarden import notify
+    from modelwarden.policy.spec import Policy
+    from modelwarden.rollout import controller
+
+    state = _state()
+    pol = Policy.for_data(settings().data_dir, policy_file)
+    notifier = notify.Notifier(state)
+    rep = controller.tick(settings(), _now(now), state=state, policy=pol, notifier=notifier)
+    if rep.incident_id and notify.next_due(state) is not None:
+        notifier.start()
+        notifier.drain(notify_wait)
+        notifier.stop()
+        pending = [n for n in notify.of_incident(state, rep.incident_id)
+                   if n["status"] == "pending"]
+        if pending:
+            err_console.print(f"{len(pending)} notification(s) not delivered yet "
+                              f"({', '.join(n['channel'] for n in pending)}); the server, or "
+                              "modelwarden incidents notify, retries them", highlight=False)
+    if format == Format.json:
+        print_json(rep.to_dict())
+    else:
+        where = f"rollout {rep.rollout_id} " if rep.rollout_id else ""
+        console.print(f"{_when(rep.at)} {where}{rep.action}: {rep.message}".rstrip(": "),
+                      highlight=False)
+        if rep.fired:
+            print_table([{"rule": f["rule_id"], "scope": f["scope"], "status": f["status"],
+                          "value": f["value"], "baseline": f["baseline_value"], "n": f["n"],
+                          "threshold": f["threshold"], "severity": f["severity"]}
+                         for f in rep.fired], title="Rules that fired")
+    if rep.action == "rollback":
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@rollout_app.command("list")
+@handle_errors
+def rollout_list(format: Format = FORMAT_OPTION) -> None:
+    """Every rollout, newest first."""
+    from modelwarden.rollout import store
+
+    rows = [r.to_dict() for r in store.list_rollouts(_state())]
+    if format == Format.json:
+        print_json(rows)
+    else:
+        print_table([{"id": r["id"], "version": r["version"], "stable": r["stable_version"],
+                      "status": r["status"], "step": r["step"] + 1,
+                      "started": _when(r["created_at"]), "ended": _when(r["ended_at"]),
+                      "incident": r["incident_id"], "why": r["end_reason"]} for r in rows],
+                    title="Rollouts")
+
+
+@rollout_app.command("plan")
+@handle_errors
+def rollout_plan(
+    out: Path = typer.Option(None, "--out", "-o", help="Write the default plan here."),
+    force: bool = typer.Option(False, "--force"),
+) -> None:
+    """Print (or write) the default rollout plan as YAML, to copy and edit."""
+    from modelwarden.rollout.plan import default_plan
+
+    text = default_plan().to_yaml()
+    if out is None:
+        print(text, end="")
+        return
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; add --force to overwrite it", field="out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+# ---- shadow -------------------------------------------------------------------------------------
+shadow_app = typer.Typer(help="Shadow testing: copies of live requests to a candidate, compared.",
+                         no_args_is_help=True)
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("start")
+@handle_errors
+def shadow_start(
+    version: str = typer.Argument(..., help="A registered version, not quarantined."),
+    sample: float = typer.Option(0.2, "--sample", help="Share of live requests copied (0-1]."),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Copy a share of live requests to VERSION; its answers are logged, never returned."""
+    from modelwarden.rollout import shadow
+
+    state = _state()
+    table = shadow.start(settings(), version, sample, _actor(state, key), state=state)
+    if format == Format.json:
+        print_json(table.to_dict())
+    else:
+        console.print(f"shadowing {version} on {sample:.0%} of live requests "
+                      f"(route table v{table.version})")
+
+
+@shadow_app.command("stop")
+@handle_errors
+def shadow_stop(key: str = key_option(), format: Format = FORMAT_OPTION) -> None:
+    """Stop sending shadow copies."""
+    from modelwarden.rollout import shadow
+
+    state = _state()
+    table = shadow.stop(settings(), _actor(state, key), state=state)
+    if format == Format.json:
+        print_json(table.to_dict())
+    else:
+        console.print(f"shadow stopped (route table v{table.version})")
+
+
+@shadow_app.command("report")
+@handle_errors
+def shadow_report(
+    version: str = typer.Option(None, "--version", help="Default: the live shadow version."),
+    since: str = typer.Option(None, "--since"),
+    until: str = typer.Option(None, "--until"),
+    top: int = typer.Option(10, "--top", min=1, help="How many of the most divergent pairs."),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Pair shadow answers with live answers and rank the differences; kept as evidence."""
+    from modelwarden import service
+    from modelwarden.rollout import shadow
+
+    state = _state()
+    rep = shadow.report(
+        settings(), version, service.parse_time(since, "since") if since else None,
+        service.parse_time(until, "until") if until else None, top, state=state,
+        actor=_actor(state, key))
+    if format == Format.json:
+        print_json(rep.to_dict())
+        return
+    s = rep.summary
+    print_table([{"measure": k, "value": v} for k, v in s.items()],
+                title=f"Shadow {rep.version or '(all)'} against live answers ({rep.embedder})")
+    for i, p in enumerate(rep.top, 1):
+        console.rule(f"#{i} score {p.score:.2f} · {p.plant} · {_when(p.timestamp)} · "
+                     f"{p.shadow_request_id}")
+        console.print(f"[bold]prompt[/]: {p.prompt}", highlight=False)
+        console.print(f"[bold]live {p.live_version}[/] ({p.live_latency_ms:.0f} ms"
+                      f"{', error ' + p.live_error if p.live_error else ''}): {p.live_answer}",
+                      highlight=False)
+        console.print(f"[bold]shadow {p.shadow_version}[/] ({p.shadow_latency_ms:.0f} ms"
+                      f"{', error ' + p.shadow_error if p.shadow_error else ''}): "
+                      f"{p.shadow_answer}", highlight=False)
+        dist = "—" if p.distance is None else f"{p.distance:.3f}"
+        console.print(
+            f"distance {dist}; new safety flags {p.new_safety or '—'}; numbers only live "
+            f"{p.numbers_only_live or '—'}, only shadow {p.numbers_only_shadow or '—'}; length "
+            f"ratio {p.length_ratio if p.length_ratio is None else round(p.length_ratio, 2)}",
+            highlight=False)
+    if rep.evidence_id:
+        console.print(f"summary kept as evidence {rep.evidence_id} on {rep.version}")

@@ -1,0 +1,317 @@
+"""Notifications about incidents: a persisted outbox, delivered in the background with retries.
+
+Channels (``policy.notify``):
+
+- ``webhook_url``: a JSON POST of the whole incident summary (``event``, ``incident_id``, ``rule``,
+  ``value``, ``baseline_value``, ``n``, ``threshold``, ...);
+- ``slack_webhook_url``: a Slack-compatible incoming webhook, ``{"channel": ..., "text": ...}``;
+- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (``smtplib``).
+
+The rollback writes one outbox row per channel in the state store and moves on: a slow or broken
+channel can neither delay the re-route nor undo it. :func:`deliver_due` sends what is due; a
+failure waits ``retry_backoff_s · 2^(attempts-1)`` (at most five minutes) before the next try,
+up to ``retry_attempts`` tries. A delivery is claimed by pushing its due time forward before it
+is sent, so two processes never send the same row at the same moment; a process that dies
+mid-send leaves the row due again after the claim expires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
+
+from modelwarden.policy.spec import Notify
+from modelwarden.store.state import StateStore, metadata
+
+log = logging.getLogger("modelwarden.notify")
+
+MAX_BACKOFF_S = 300.0
+CLAIM_S = 120.0
+CHANNELS = ("webhook", "slack", "email")
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(100), nullable=False, index=True),
+    Column("channel", String(20), nullable=False),
+    Column("target", String(2000), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(20), nullable=False, index=True),  # pending, sent, failed
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("backoff_ms", Integer, nullable=False),
+    Column("timeout_ms", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("incident_id", "channel", "target", name="uq_notification"),
+)
+
+
+def _utc(v: datetime | None) -> datetime | None:
+    if v is None:
+        return None
+    return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    """The human message: what happened, what was done, and the numbers behind the decision."""
+    t = summary.get("trigger") or {}
+    rollback = summary.get("action", "rolled back") == "rolled back"
+    done = (f"rolled back {summary.get('version')} → 100% of traffic on "
+            f"{summary.get('stable_version')}. The system is stable." if rollback else
+            f"alert on {summary.get('version')}; no traffic was moved.")
+    lines = [
+        f"[{summary.get('sop_id', 'SOP-MLOPS-003')}] {summary.get('headline', 'Model rollback')}",
+        f"Incident {summary['incident_id']}: {done}",
+        f"Rule: {t.get('rule_id')} ({t.get('title', '')}) scope {t.get('scope')}",
+        f"Value: {_fmt(t.get('value'))} against baseline {_fmt(t.get('baseline_value'))} "
+        f"({t.get('baseline') or '—'}); change {_fmt(t.get('change'))}; threshold "
+        f"{_fmt(t.get('threshold'))} ({t.get('comparator') or '—'})",
+        f"n: {t.get('n')} candidate, {t.get('n_baseline')} baseline; p = {_fmt(t.get('p_value'))}",
+        f"Detected at {summary.get('detected_at')}; logs for the root cause analysis: "
+        f"{summary.get('rca_dir') or 'pending'}",
+    ]
+    if rollback:
+        lines.append(f"{summary.get('version')} is quarantined until a passing evaluation and an "
+                     "approval.")
+    return "\n".join(lines)
+
+
+def payloads(cfg: Notify, summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(channel, target, payload) for every configured channel."""
+    text = render_text(summary)
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if cfg.webhook_url:
+        event = "modelwarden.rollback" if summary.get("action", "rolled back") == "rolled back" \
+            else "modelwarden.alert"
+        out.append(("webhook", cfg.webhook_url, {"event": event, **summary, "text": text}))
+    if cfg.slack_webhook_url:
+        out.append(("slack", cfg.slack_webhook_url, {"channel": cfg.slack_channel, "text": text}))
+    if cfg.smtp_host and cfg.email_to:
+        target = f"smtp://{cfg.smtp_host}:{cfg.smtp_port}/" + ",".join(cfg.email_to)
+        t = summary.get("trigger") or {}
+        what = "rollback of" if summary.get("action", "rolled back") == "rolled back" else \
+            "alert on"
+        subject = (f"[{summary.get('sop_id', 'SOP-MLOPS-003')}] {what} "
+                   f"{summary.get('version')}: {t.get('rule_id')} ({summary['incident_id']})")
+        out.append(("email", target, {
+            "host": cfg.smtp_host, "port": cfg.smtp_port, "from": cfg.email_from,
+            "to": list(cfg.email_to), "subject": subject, "text": text,
+        }))
+    return out
+
+
+def enqueue(con: Connection, incident_id: str, cfg: Notify, summary: dict[str, Any],
+            now: datetime | None = None) -> int:
+    """Add the incident's notifications to the outbox (once per channel and target)."""
+    now = now or datetime.now(UTC)
+    added = 0
+    for channel, target, payload in payloads(cfg, summary):
+        exists = con.execute(select(notifications.c.id).where(
+            notifications.c.incident_id == incident_id, notifications.c.channel == channel,
+            notifications.c.target == target)).first()
+        if exists:
+            continue
+        con.execute(insert(notifications).values(
+            incident_id=incident_id, channel=channel, target=target,
+            payload=json.loads(json.dumps(payload, default=str)), status="pending", attempts=0,
+            max_attempts=cfg.retry_attempts, backoff_ms=max(round(cfg.retry_backoff_s * 1000), 1),
+            timeout_ms=max(round(cfg.timeout_s * 1000), 1), next_attempt_at=now,
+            created_at=now))
+        added += 1
+    return added
+
+
+# ---- sending ----------------------------------------------------------------------------------------
+class DeliveryError(Exception):
+    pass
+
+
+def send(channel: str, target: str, payload: dict[str, Any], timeout: float) -> None:
+    """One delivery attempt; raises :class:`DeliveryError` with the reason on failure."""
+    try:
+        if channel in ("webhook", "slack"):
+            resp = httpx.post(target, json=payload, timeout=timeout)
+            if resp.status_code >= 300:
+                raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        elif channel == "email":
+            msg = EmailMessage()
+            msg["From"] = payload["from"]
+            msg["To"] = ", ".join(payload["to"])
+            msg["Subject"] = payload["subject"]
+            msg.set_content(payload["text"])
+            with smtplib.SMTP(payload["host"], int(payload["port"]), timeout=timeout) as smtp:
+                smtp.send_message(msg)
+        else:
+            raise DeliveryError(f"unknown channel {channel!r}")
+    except DeliveryError:
+        raise
+    except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+@dataclass
+class Delivery:
+    id: int
+    incident_id: str
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    error: str | None = None
+
+
+def _claim(state: StateStore, now: datetime, limit: int) -> list[Any]:
+    with state.engine.begin() as con:
+        due = con.execute(select(notifications).where(
+            notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
+            .order_by(notifications.c.next_attempt_at, notifications.c.id).limit(limit)).all()
+        claimed = []
+        for r in due:
+            res = con.execute(update(notifications).where(
+                notifications.c.id == r.id, notifications.c.status == "pending",
+                notifications.c.next_attempt_at == r.next_attempt_at,
+            ).values(next_attempt_at=now + timedelta(seconds=CLAIM_S)))
+            if res.rowcount == 1:
+                claimed.append(r)
+    return claimed
+
+
+def deliver_due(state: StateStore, now: datetime | None = None, limit: int = 50) -> list[Delivery]:
+    """Try every notification that is due; returns what happened to each."""
+    now = now or datetime.now(UTC)
+    out = []
+    for r in _claim(state, now, limit):
+        attempts = r.attempts + 1
+        try:
+            send(r.channel, r.target, r.payload, r.timeout_ms / 1000)
+        except DeliveryError as exc:
+            error = str(exc)[:2000]
+            done = attempts >= r.max_attempts
+            wait = min(r.backoff_ms / 1000 * 2 ** (attempts - 1), MAX_BACKOFF_S)
+            values: dict[str, Any] = {"attempts": attempts, "last_error": error,
+                                      "status": "failed" if done else "pending",
+                                      "next_attempt_at": datetime.now(UTC)
+                                      + timedelta(seconds=wait)}
+            log.warning("notification %s (%s) attempt %d failed: %s", r.id, r.channel,
+                        attempts, error)
+            out.append(Delivery(r.id, r.incident_id, r.channel, r.target, values["status"],
+                                attempts, error))
+        else:
+            values = {"attempts": attempts, "status": "sent", "sent_at": datetime.now(UTC),
+                      "last_error": None}
+            out.append(Delivery(r.id, r.incident_id, r.channel, r.target, "sent", attempts))
+        with state.engine.begin() as con:
+            con.execute(update(notifications).where(notifications.c.id == r.id).values(**values))
+    return out
+
+
+def next_due(state: StateStore) -> datetime | None:
+    with state.engine.connect() as con:
+        v = con.execute(select(notifications.c.next_attempt_at)
+                        .where(notifications.c.status == "pending")
+                        .order_by(notifications.c.next_attempt_at).limit(1)).scalar_one_or_none()
+    return _utc(v)
+
+
+def of_incident(state: StateStore, incident_id: str) -> list[dict[str, Any]]:
+    with state.engine.connect() as con:
+        rows = con.execute(select(notifications).where(notifications.c.incident_id == incident_id)
+                           .order_by(notifications.c.id)).all()
+    out = []
+    for r in rows:
+        d = dict(r._mapping)
+        for k in ("next_attempt_at", "created_at", "sent_at"):
+            d[k] = _utc(d[k])
+        out.append(d)
+    return out
+
+
+class Notifier:
+    """Delivers the outbox in a daemon thread: woken by :meth:`kick`, sleeping until the next due.
+
+    ``drain(timeout)`` waits (at most ``timeout``) for pending notifications to settle, for
+    short-lived processes such as a CLI command that just rolled back.
+    """
+
+    def __init__(self, state: StateStore, idle_s: float = 30.0) -> None:
+        self.state = state
+        self.idle_s = idle_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Notifier:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="modelwarden-notify",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def drain(self, timeout: float) -> bool:
+        """True when nothing is due any more (sent, failed for good, or waiting to retry)."""
+        self.kick()
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                deliver_due(self.state)
+                due = next_due(self.state)
+            except Exception:  # the loop must outlive a broken database moment
+                log.exception("notification delivery failed")
+                due = None
+            now = datetime.now(UTC)
+            if due is None or due > now:
+                self._idle.set()
+            wait = self.idle_s if due is None else max(0.0, (due - now).total_seconds())
+            self._wake.wait(min(wait, self.idle_s))
+            self._wake.clear()
+
+
+__all__ = ["CHANNELS", "Delivery", "Notifier", "deliver_due", "enqueue", "next_due",
+           "notifications", "of_incident", "payloads", "render_text", "send"]
