@@ -14,6 +14,7 @@ import pytest
 
 from modelwarden import registry
 from modelwarden.auth import create_key
+from modelwarden.errors import ConflictError
 from modelwarden.gateway import fake_upstream
 from modelwarden.gateway.routes import RouteSpec, Upstream, route_history, set_routes
 from modelwarden.server.app import create_app
@@ -225,9 +226,10 @@ def test_a_quarantined_version_is_refused_and_never_served(
                                                 "canary_weight": 100})
         assert refused.status_code == 409
         assert refused.json()["error"]["details"]["quarantined"] == [V12]
-        # A table naming it, written past the registry's check, still never reaches it.
-        set_routes(state, RouteSpec(stable=Upstream(version=V11, url=ups[0]),
-                                    canary=Upstream(version=V12, url=ups[1]),
-                                    canary_weight=100))
+        # The live table, written before the quarantine, still names it; it is never served.
+        with pytest.raises(ConflictError):
+            set_routes(state, RouteSpec(stable=Upstream(version=V11, url=ups[0]),
+                                        canary=Upstream(version=V12, url=ups[1]),
+                                        canary_weight=100))
         time.sleep(0.6)
         assert {route_of(http, f"op-{i}") for i in range(10)} == {"stable"}

@@ -199,7 +199,13 @@ def set_routes(
     state: StateStore, spec: RouteSpec, created_by: str | None = None,
     if_version: int | None = None,
 ) -> RouteTable:
-    """Make ``spec`` the live table as a new version; the old one stays in the history."""
+    """Make ``spec`` the live table as a new version; the old one stays in the history.
+
+    A version quarantined under the rollback SOP is refused (409) until it is approved again.
+    """
+    from modelwarden.registry import check_routes  # the registry imports this module
+
+    check_routes(state, spec)
     with state.engine.begin() as con:
         if if_version is not None:
             live = con.execute(select(gateway_routes.c.version).order_by(

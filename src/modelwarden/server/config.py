@@ -25,6 +25,9 @@ class ServerConfig(BaseModel):
         description="Route changes made elsewhere reach every request within this time.",
     )
     keys_ttl_s: float = Field(default=1.0, gt=0, description="A revoked key stops within this.")
+    tick_interval_s: float = Field(
+        default=15.0, gt=0, description="How often the rollout controller and SOP policy tick."
+    )
     upstream_timeout_s: float = Field(default=60.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)

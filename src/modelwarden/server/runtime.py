@@ -22,6 +22,7 @@ from modelwarden.gateway.transport import new_client
 from modelwarden.ingest.core import MAX_RAW_CHARS, Ingestor, Rejection, rejections_table
 from modelwarden.records import KEY_FIELD, FieldProblem
 from modelwarden.registry import GuardedRoutes
+from modelwarden.rollout.controller import ControllerLoop
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.metrics import Metrics
 from modelwarden.server.validation import as_bad_line, clean_text
@@ -82,8 +83,13 @@ class Runtime:
             self.safety,
             shadow_max_in_flight=self.config.shadow_max_in_flight,
         )
+        # The rollout controller and the SOP policy tick inside the server.
+        self.controller = ControllerLoop(self.settings, interval_s=self.config.tick_interval_s)
+        self.controller.start()
 
     async def stop(self) -> None:
+        if getattr(self, "controller", None) is not None:
+            await run_in_threadpool(self.controller.stop)
         if self._gateway is not None:
             await self._gateway.drain()
         if self._client is not None:
