@@ -130,6 +130,7 @@ class Spool:
         self._lock = threading.Lock()
         self._sealed: list[Path] = []
         self._counts: dict[Path, int] = {}
+        self._queued = 0
         self._active: IO[bytes] | None = None
         self._active_path: Path | None = None
         self._next_seq = 1
@@ -175,7 +176,11 @@ class Spool:
         if self._thread is None:
             raise StoreError("the spool is not started")
         done: Future[None] = Future()
-        self._queue.put((batch.to_line(), len(batch.items), done))
+        line = batch.to_line()
+        # Counted from now, so that "nothing pending" never hides a batch still in the queue.
+        with self._lock:
+            self._queued += len(batch.items)
+        self._queue.put((line, len(batch.items), done))
         return done
 
     def seal(self, timeout: float | None = 30) -> list[Path]:
@@ -210,8 +215,9 @@ class Spool:
 
     # ---- figures -----------------------------------------------------------------------------
     def pending_records(self) -> int:
+        """Records acknowledged or queued that the log store does not hold yet."""
         with self._lock:
-            return sum(self._counts.values())
+            return self._queued + sum(self._counts.values())
 
     def pending_segments(self) -> int:
         with self._lock:
@@ -261,10 +267,13 @@ class Spool:
                 os.fsync(self._active.fileno())
             with self._lock:
                 self._counts[self._active_path] += sum(counts)
+                self._queued -= sum(counts)
             if self._active.tell() >= self.segment_bytes:
                 self._seal_active()
         except OSError as exc:
             err = StoreError(f"cannot write the spool in {self.dir}: {exc.strerror or exc}")
+            with self._lock:
+                self._queued -= sum(counts)
             for w in waiters:
                 w.set_exception(err)
             # A half-written segment must not take more lines: start a fresh one next time.
