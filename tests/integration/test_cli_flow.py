@@ -583,9 +583,11 @@ def test_calibrated_suite_finds_and_explains_the_planted_topic(seeded: dict[str,
     (row,) = json.loads(out)
     assert (row["scope"], row["method"], row["status"]) == ("Plant_C", "suite", "ALERT")
     assert row["p_value"] <= row["alpha"] == 0.05
-    top = row["explanation"]["topics"][0]
-    assert top["share_current"] > top["share_baseline"]
-    words = " ".join(top["key_terms"] + top["examples"]).lower()
+    exp = row["explanation"]
+    assert all(t["share_current"] > t["share_baseline"] for t in exp["topics"])
+    # The planted topic is named by a grown cluster or among the most novel prompts.
+    words = " ".join([w for t in exp["topics"] for w in t["key_terms"] + t["examples"]]
+                     + exp["novel_prompts"]).lower()
     assert any(w in words for w in ("battery", "lithium", "charging", "thermal", "pack"))
 
 

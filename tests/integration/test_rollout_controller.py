@@ -24,6 +24,7 @@ from modelwarden.rollout import controller, store
 from modelwarden.rollout.plan import Gate, Hold, Plan, Step
 from modelwarden.safety import SafetyChecker
 from modelwarden.server.app import create_app
+from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread
 from modelwarden.settings import Settings
 from modelwarden.store.logstore import LogStore
@@ -138,7 +139,9 @@ def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
 
     def routes_seen() -> dict[str, str]:
         seen = {}
-        with ServerThread(create_app(settings)) as gw, httpx.Client(base_url=gw.url) as http:
+        # This test moves time by hand; the server's own real-time controller stays off.
+        app = create_app(settings, ServerConfig(run_controller=False))
+        with ServerThread(app) as gw, httpx.Client(base_url=gw.url) as http:
             for user, plant in users:
                 resp = http.post("/v1/chat/completions", headers={"X-Plant-Id": plant},
                                  json={"user": user, "messages": [

@@ -25,6 +25,9 @@ class ServerConfig(BaseModel):
         description="Route changes made elsewhere reach every request within this time.",
     )
     keys_ttl_s: float = Field(default=1.0, gt=0, description="A revoked key stops within this.")
+    run_controller: bool = Field(
+        default=True, description="Tick the rollout controller and SOP policy inside the server."
+    )
     tick_interval_s: float = Field(
         default=15.0, gt=0, description="How often the rollout controller and SOP policy tick."
     )

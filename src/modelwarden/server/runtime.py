@@ -84,8 +84,10 @@ class Runtime:
             shadow_max_in_flight=self.config.shadow_max_in_flight,
         )
         # The rollout controller and the SOP policy tick inside the server.
-        self.controller = ControllerLoop(self.settings, interval_s=self.config.tick_interval_s)
-        self.controller.start()
+        self.controller = None
+        if self.config.run_controller:
+            self.controller = ControllerLoop(self.settings, interval_s=self.config.tick_interval_s)
+            self.controller.start()
 
     async def stop(self) -> None:
         if getattr(self, "controller", None) is not None:
