@@ -11,9 +11,15 @@ Validation rules (shared by every reader; the columnar Parquet path in
 - ``timestamp``: ISO-8601 with a zone (``Z`` or ``+hh:mm``), stored in UTC;
 - ``latency_ms``: a finite number >= 0;
 - ``human_feedback_score``: null or an integer 1-5;
-- embeddings: finite numbers, 1 to ``MAX_EMBEDDING_DIM`` of them; every embedding of one embedder
-  has one dimension (checked against the store at ingest);
-- text size limits below.
+- token counts: null or an integer from 0 to ``MAX_TOKENS`` (the store's 32-bit column);
+- embeddings: finite numbers that fit a 32-bit float (``|x| < FLOAT32_LIMIT``, the store keeps
+  float32 vectors), 1 to ``MAX_EMBEDDING_DIM`` of them; every embedding of one embedder has one
+  dimension (checked against the store at ingest);
+- text: valid Unicode that UTF-8 can encode (JSON's ``"\\ud800"``, a lone surrogate, cannot be
+  stored), within the size limits below.
+
+These are the only rules: the CLI, the HTTP API and the gateway all call :func:`validate`, so a
+record accepted here is one the store can hold.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -41,6 +48,14 @@ MAX_RESPONSE_CHARS = 65_536
 MAX_SHORT_TEXT_CHARS = 4_000
 MAX_EMBEDDING_DIM = 4_096
 INLINE_EMBEDDER = "inline"
+# What the store's columns can hold (store/schema.py; a test keeps the two in step).
+MAX_TOKENS = 2**31 - 1  # int32 token counts
+# The smallest magnitude that rounds to infinity as a float32 (halfway between the largest
+# float32, 3.4028234663852886e38, and 2**128); the largest float32 itself is accepted.
+FLOAT32_LIMIT = 2.0**128 - 2.0**103
+UTF8_BYTES_REASON = "is not valid Unicode text (its bytes are not UTF-8)"
+TIMESTAMP_RANGE_REASON = "is out of range (years 1 to 9999 in UTC)"
+UNICODE_REASON = "is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
 
 REQUEST_FIELDS: tuple[str, ...] = (
     "request_id",
@@ -75,12 +90,42 @@ ESCALATION_CATEGORIES: tuple[str, ...] = (
     "other",
 )
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
-ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT_CHARS)]
+
+def is_utf8(text: str) -> bool:
+    """False for text UTF-8 cannot encode: lone surrogates, which JSON's escapes can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode replaced by ``?``, for messages and raw copies."""
+    return text if is_utf8(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _utf8(v: str) -> str:
+    if not is_utf8(v):
+        raise ValueError(UNICODE_REASON)
+    return v
+
+
+def _fits_float32(v: list[float]) -> list[float]:
+    if any(abs(x) >= FLOAT32_LIMIT for x in v):
+        raise ValueError("values must fit a 32-bit float (|x| <= 3.4e38)")
+    return v
+
+
+UTF8 = AfterValidator(_utf8)  # last in each Annotated[str, ...], after the length limits
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), UTF8]
+ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT_CHARS), UTF8]
 Embedding = Annotated[
     list[Annotated[float, Field(allow_inf_nan=False)]],
     Field(min_length=1, max_length=MAX_EMBEDDING_DIM),
+    AfterValidator(_fits_float32),
 ]
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 
 
 NUMERIC_FIELDS = (
@@ -114,7 +159,10 @@ class _Base(BaseModel):
     @field_validator("timestamp", mode="after", check_fields=False)
     @classmethod
     def _to_utc(cls, v: datetime) -> datetime:
-        return v.astimezone(UTC)
+        try:
+            return v.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+05:00 is before the first representable UTC time
+            raise ValueError(TIMESTAMP_RANGE_REASON) from None
 
 
 class RequestRecord(_Base):
@@ -122,11 +170,11 @@ class RequestRecord(_Base):
 
     request_id: Id
     timestamp: AwareDatetime
-    plant_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
-    model_version: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
-    user_prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    plant_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), UTF8]
+    model_version: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), UTF8]
+    user_prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), UTF8]
     prompt_embedding: Embedding | None = None
-    generated_response: Annotated[str, Field(max_length=MAX_RESPONSE_CHARS)] | None = None
+    generated_response: Annotated[str, Field(max_length=MAX_RESPONSE_CHARS), UTF8] | None = None
     response_embedding: Embedding | None = None
     latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     human_feedback_score: Annotated[int, Field(ge=1, le=5)] | None = None
@@ -135,8 +183,8 @@ class RequestRecord(_Base):
     session_id: Id | None = None
     route: Route | None = None
     parent_request_id: Id | None = None
-    prompt_tokens: Annotated[int, Field(ge=0)] | None = None
-    completion_tokens: Annotated[int, Field(ge=0)] | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
     error: ShortText | None = None
     embedding_model: Id | None = Field(
         default=None,
@@ -181,7 +229,7 @@ class EscalationEvent(_Base):
     event_id: Id | None = None
     request_id: Id
     timestamp: AwareDatetime
-    reason: Annotated[str, Field(min_length=1, max_length=MAX_SHORT_TEXT_CHARS)]
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_SHORT_TEXT_CHARS), UTF8]
     category: EscalationCategory = "other"
     confirmed: StrictBool = False
     reporter: Id | None = None
@@ -227,6 +275,8 @@ def problems_from(exc: ValidationError) -> list[FieldProblem]:
             reason = "required field is missing"
         elif err.get("type") == "timezone_aware":
             reason = "timestamp must be ISO-8601 with a time zone (e.g. 2024-10-28T10:05:00Z)"
+        elif err.get("type") == "string_unicode":  # pydantic's own check, on some fields
+            reason = UNICODE_REASON
         elif err.get("type") == "finite_number":
             reason = "must be a finite number (no NaN or infinity)"
         elif msg.startswith("Value error, "):

@@ -72,9 +72,9 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     assert [b.items[0][0] for b in read_segment(seg)] == ["x"]
 
 
-def test_a_record_the_store_refuses_is_isolated_and_kept_as_rejected(tmp_path: Path) -> None:
-    # A segment as an older server could have left it: records that pass validation but that
-    # the store's columns cannot hold, between good ones.
+def test_a_record_the_store_cannot_hold_is_kept_as_rejected(tmp_path: Path) -> None:
+    # A segment as an older server could have left it: records that the store's columns cannot
+    # hold (validation now refuses them), between good ones.
     data = tmp_path / "warden-data"
     spool_dir = data / "spool"
     spool_dir.mkdir(parents=True)
@@ -99,10 +99,14 @@ def test_a_record_the_store_refuses_is_isolated_and_kept_as_rejected(tmp_path: P
     con = store.connect()
     stored = sorted(con.to_pyarrow(con.table("requests").select("request_id"))
                     .column("request_id").to_pylist())
-    # The store writes a request before its inline vectors, so that record is kept without
-    # its vector; the rejected store says why.
-    assert stored == ["huge-vector", *(f"ok-{i}" for i in range(6))]
-    assert sorted(unstorable) == ["huge", "vector"]
+    assert stored == [f"ok-{i}" for i in range(6)]
+    # Refused by validation, they never reach the store's own refusal.
+    assert unstorable == []
+    rejected = con.to_pyarrow(con.table("rejected")).to_pylist()
+    assert sorted((r["location"], r["record_key"], r["field"]) for r in rejected) == [
+        ("huge", "huge-tokens", "prompt_tokens"),
+        ("vector", "huge-vector", "prompt_embedding"),
+    ]
     assert list(spool_dir.glob("seg-*.jsonl")) == []
 
 

@@ -380,6 +380,8 @@ def corpus() -> list[tuple[str | None, dict[str, Any]]]:
         ("response_embedding", _good(40, response_embedding=[0.1] * 5)),
         ("prompt_embedding", _good(41, embedding_model="other-emb", prompt_embedding=[0.5] * 5)),
         ("embedding_model", _good(42, embedding_model="")),
+        ("prompt_tokens", _good(44, prompt_tokens=2**31)),
+        ("completion_tokens", _good(45, completion_tokens=3_000_000_000)),
         (None, _good(43, prompt_embedding=VEC4, response_embedding=VEC4)),
     ]
     return items
@@ -538,3 +540,98 @@ def test_vectors_of_an_existing_embedder_must_match_it(tmp_path: Path) -> None:
     fields = {(r["location"], r["field"]) for r in _stored(store, "rejected")}
     assert fields == {("line 1", "prompt_embedding"), ("row 1", "prompt_embedding")}
     assert store.embedders() == {"inline": 4}
+
+
+# ---- values the store's columns cannot hold, on both paths ---------------------------------------
+def test_embedding_values_beyond_float32_are_rejected_on_both_paths(tmp_path: Path) -> None:
+    rows = [
+        _good(0, prompt_embedding=VEC4),
+        _good(1, prompt_embedding=[0.1, 1e39, 0.0, 0.0]),
+        _good(2, response_embedding=[-3.5e38, 0.0, 0.0, 0.0]),
+        _good(3, prompt_embedding=[3.4028235e38, 0.0, 0.0, 0.0]),  # the largest float32
+        _good(4, prompt_embedding=[math.inf, 1e39, 0.0, 0.0]),
+    ]
+    schema = pa.schema(
+        [
+            f if f.name not in columnar.EMBEDDINGS else pa.field(f.name, pa.list_(pa.float64()))
+            for f in TYPED
+        ]
+    )
+    folder = tmp_path / "files"
+    jsonl, _ = _write_both(rows, folder)
+    parquet = folder / "f64.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), parquet)
+    reasons = {}
+    for path, prefix in ((jsonl, "line"), (parquet, "row")):
+        store, rep = _ingest(path, tmp_path / prefix)
+        assert (rep.read, rep.accepted, rep.rejected) == (5, 2, 3)
+        reasons[prefix] = {
+            (r["location"].split()[1], r["field"], r["reason"]) for r in _stored(store, "rejected")
+        }
+        con = store.connect()
+        vectors = vectors_of(con.to_pyarrow(store.embeddings_table(con, "prompt", "inline")))
+        assert vectors.shape == (2, 4) and np.isfinite(vectors).all()
+    fits = "values must fit a 32-bit float (|x| <= 3.4e38)"
+    assert (
+        reasons["line"]
+        == reasons["row"]
+        == {
+            ("2", "prompt_embedding", fits),
+            ("3", "response_embedding", fits),
+            ("5", "prompt_embedding", "must be a finite number (no NaN or infinity)"),
+        }
+    )
+
+
+def _bad_utf8_strings(values: list[bytes]) -> pa.Array:
+    """A string array holding bytes that are not UTF-8, as a foreign Parquet writer can."""
+    offsets = np.cumsum([0, *(len(v) for v in values)]).astype(np.int32)
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(values),
+        [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(values))],
+    )
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_parquet_cells_python_cannot_hold_are_rejected_with_their_field(
+    tmp_path: Path, native: bool
+) -> None:
+    n = 5
+    table = pa.table(
+        {
+            "request_id": [f"p{i}" for i in range(n)],
+            # 2**60 ms is far beyond the year 9999.
+            "timestamp": pa.array(
+                [1_793_000_000_000, 2**60, 1_793_000_000_000, 1_793_000_000_000, -(2**60)],
+                pa.timestamp("ms", tz="UTC"),
+            ),
+            "plant_id": ["Plant_A"] * n,
+            "model_version": ["v1"] * n,
+            "user_prompt": _bad_utf8_strings([b"ok", b"ok", b"torque \xed\xa0\x80", b"ok", b"ok"]),
+            "generated_response": ["fine"] * n,
+            # A latency beyond 2**53 is rounded into the float column, as JSON's would be.
+            "latency_ms": pa.array([5, 6, 7, 2**53 + 1, 9], pa.int64()),
+            # A float score is not a native type: the file takes the record-by-record path.
+            "human_feedback_score": pa.array([4] * n, pa.int64() if native else pa.float64()),
+        }
+    )
+    path = tmp_path / "cells.parquet"
+    pq.write_table(table, path)
+    assert columnar.is_native(pq.read_schema(path)) is native
+    store, rep = _ingest(path, tmp_path / "s")
+    assert (rep.read, rep.accepted, rep.rejected) == (5, 2, 3)
+    stored = sorted(_stored(store, "requests"), key=lambda r: r["request_id"])
+    assert [(r["request_id"], r["latency_ms"]) for r in stored] == [
+        ("p0", 5.0),
+        ("p3", float(2**53)),
+    ]
+    rejected = {r["location"]: r for r in _stored(store, "rejected")}
+    assert {loc: (r["field"], r["reason"]) for loc, r in rejected.items()} == {
+        "row 2": ("timestamp", "is out of range (years 1 to 9999 in UTC)"),
+        "row 3": ("user_prompt", "is not valid Unicode text (its bytes are not UTF-8)"),
+        "row 5": ("timestamp", "is out of range (years 1 to 9999 in UTC)"),
+    }
+    # The raw copy is readable text that still shows the row.
+    assert "torque \ufffd" in rejected["row 3"]["raw"]
+    assert "1152921504606846976 ms since 1970" in rejected["row 2"]["raw"]

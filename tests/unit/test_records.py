@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 import pytest
 
 from modelwarden.records import (
+    FLOAT32_LIMIT,
     MAX_EMBEDDING_DIM,
     MAX_ID_CHARS,
     MAX_PROMPT_CHARS,
     MAX_RESPONSE_CHARS,
     MAX_SHORT_TEXT_CHARS,
+    MAX_TOKENS,
     EscalationEvent,
     FeedbackEvent,
     RequestRecord,
@@ -456,3 +459,106 @@ def test_given_event_id_is_kept() -> None:
     assert _ok("feedback", _with(FEEDBACK, event_id="fb-1")).event_id == "fb-1"
     assert _ok("escalations", _with(ESCALATION, event_id="esc-1")).event_id == "esc-1"
     assert _fields("feedback", _with(FEEDBACK, event_id="")) == ["event_id"]
+
+
+# ---- what the store's columns can hold ---------------------------------------------------------
+def test_store_limits_match_the_store_schema() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from modelwarden.store.schema import REQUESTS, embedding_schema
+
+    for name in ("prompt_tokens", "completion_tokens"):
+        t = REQUESTS.field(name).type
+        assert pa.types.is_integer(t) and 2 ** (t.bit_width - 1) - 1 == MAX_TOKENS
+    assert embedding_schema(4).field("vector").type.value_type == pa.float32()
+    # FLOAT32_LIMIT is the first magnitude that a float32 cannot hold.
+    below = float(np.nextafter(FLOAT32_LIMIT, 0))
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(FLOAT32_LIMIT))
+        assert np.float32(below) == np.finfo(np.float32).max
+
+
+@pytest.mark.parametrize("name", ["prompt_tokens", "completion_tokens"])
+def test_token_counts_fit_the_stores_32_bit_column(name: str) -> None:
+    assert getattr(_ok("requests", _with(REQUEST, **{name: MAX_TOKENS})), name) == MAX_TOKENS
+    for value in (MAX_TOKENS + 1, 3_000_000_000, 10**30):
+        assert _reasons("requests", _with(REQUEST, **{name: value})) == {
+            name: "input should be less than or equal to 2147483647"
+        }
+
+
+@pytest.mark.parametrize("name", ["prompt_embedding", "response_embedding"])
+def test_embedding_values_fit_a_32_bit_float(name: str) -> None:
+    # The largest float32, as it is usually printed, rounds to itself and is kept.
+    assert getattr(_ok("requests", _with(REQUEST, **{name: [3.4028235e38, -1.0]})), name)[0] == (
+        3.4028235e38
+    )
+    for value in ([0.5, 1e39], [-3.5e38, 0.0], [FLOAT32_LIMIT], [1e300]):
+        assert _reasons("requests", _with(REQUEST, **{name: value})) == {
+            name: "values must fit a 32-bit float (|x| <= 3.4e38)"
+        }
+
+
+LONE = json.loads('"a\\ud800b"')  # what JSON's escapes can carry and UTF-8 cannot
+UNICODE = "is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
+
+
+@pytest.mark.parametrize(
+    ("kind", "base", "name"),
+    [
+        *(
+            ("requests", REQUEST, n)
+            for n in (
+                "request_id",
+                "plant_id",
+                "model_version",
+                "user_prompt",
+                "generated_response",
+                "user_id",
+                "session_id",
+                "parent_request_id",
+                "error",
+                "embedding_model",
+            )
+        ),
+        ("feedback", FEEDBACK, "request_id"),
+        ("feedback", FEEDBACK, "comment"),
+        ("feedback", FEEDBACK, "user_id"),
+        ("feedback", FEEDBACK, "event_id"),
+        ("escalations", ESCALATION, "reason"),
+        ("escalations", ESCALATION, "reporter"),
+    ],
+)
+def test_text_that_utf8_cannot_encode_is_rejected(
+    kind: str, base: dict[str, Any], name: str
+) -> None:
+    assert _reasons(kind, _with(base, **{name: LONE})) == {name: UNICODE}
+    # A paired surrogate is a real character and fine.
+    text = json.loads('"gear \\ud83d\\udd27"')
+    assert getattr(_ok(kind, _with(base, **{name: text})), name) == "gear \U0001f527"
+
+
+def test_a_lone_surrogate_in_an_unknown_field_is_ignored_with_the_field() -> None:
+    rec = _ok("requests", _with(REQUEST, note=LONE, **{LONE: 1}))
+    assert not hasattr(rec, "note")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T04:59:59+05:00"],
+)
+def test_timestamp_out_of_range_in_utc_is_rejected(value: str) -> None:
+    for kind, base in (("requests", REQUEST), ("feedback", FEEDBACK), ("escalations", ESCALATION)):
+        assert _reasons(kind, _with(base, timestamp=value)) == {
+            "timestamp": "is out of range (years 1 to 9999 in UTC)"
+        }
+
+
+def test_timestamp_at_the_ends_of_the_range_is_accepted() -> None:
+    assert _ok("requests", _with(REQUEST, timestamp="0001-01-01T05:00:00+05:00")).timestamp == (
+        datetime(1, 1, 1, tzinfo=UTC)
+    )
+    assert _ok("requests", _with(REQUEST, timestamp="9999-12-31T23:59:59.999999Z")).timestamp == (
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    )

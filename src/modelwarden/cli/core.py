@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -366,20 +367,73 @@ def kpis(
 
 
 # ---- drift -------------------------------------------------------------------------------------
+WINDOW_HELP = "use 2026-W45 or 2026-11-01..2026-11-08"
+_WEEK_RE = re.compile(r"([0-9]{4})-W([0-9]{2})", re.IGNORECASE)
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?")
+_ZONE_RE = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}")
+
+
+def _window_bound(text: str, upper: bool, value: str, field: str) -> datetime:
+    """One end of a window: an ISO week (its Monday, or the next Monday as an upper end), a
+    date (00:00 UTC) or an ISO-8601 date-time with a zone."""
+    if m := _WEEK_RE.fullmatch(text):
+        try:
+            monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
+        except ValueError:
+            raise InputError(
+                f"{value!r}: {text!r} is not an ISO week (weeks run 01 to 52 or 53)", field=field
+            ) from None
+        start = datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
+        return start + timedelta(weeks=1) if upper else start
+    if _DATE_RE.fullmatch(text):
+        try:
+            d = date.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"{value!r}: {text!r} is not a valid date", field=field) from None
+        return datetime(d.year, d.month, d.day, tzinfo=UTC)
+    stamp = _TIME_RE.match(text)
+    if stamp:
+        zone = text[stamp.end() :]
+        if not zone:
+            raise InputError(
+                f"{value!r}: {text!r} has no time zone; add Z or an offset such as +01:00",
+                field=field,
+            )
+        if _ZONE_RE.fullmatch(zone):
+            try:
+                return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+            except (ValueError, OverflowError):
+                raise InputError(
+                    f"{value!r}: {text!r} is not a valid date and time", field=field
+                ) from None
+    raise InputError(f"{value!r} is not a window: {WINDOW_HELP}", field=field)
+
+
 def parse_window_arg(value: str, field: str) -> Window:
-    """``2026-W45``, ``2026-11-01..2026-11-08`` or ``2026-W43..2026-W45`` (inclusive weeks)."""
-    if ".." in value:
-        a, b = value.split("..", 1)
-        lo = service.iso_week(a)[0] if "W" in a.upper() else service.parse_time(a, field)
-        hi = service.iso_week(b)[1] if "W" in b.upper() else service.parse_time(b, field)
-    elif "W" in value.upper():
-        lo, hi = service.iso_week(value)
+    """A window given on the command line or in a query.
+
+    ``2026-W45`` (one ISO week), or ``FROM..TO`` where each end is an ISO week (``2026-W43..
+    2026-W45`` takes the weeks whole), a date (``2026-11-01..2026-11-08``: from 00:00 UTC of the
+    first to 00:00 UTC of the second) or an ISO-8601 date-time with a zone
+    (``2026-11-01T06:00:00+01:00``). Anything else is an :class:`InputError` naming ``field``.
+    """
+    from modelwarden.monitor import Window
+
+    text = value.strip()
+    if ".." in text:
+        a, b = text.split("..", 1)
+        if not a or not b or ".." in b:
+            raise InputError(f"{value!r} is not a window: {WINDOW_HELP}", field=field)
+        lo = _window_bound(a, False, value, field)
+        hi = _window_bound(b, True, value, field)
+    elif _WEEK_RE.fullmatch(text):
+        lo = _window_bound(text, False, value, field)
+        hi = _window_bound(text, True, value, field)
     else:
-        raise InputError(
-            f"{value!r} is not a window: use 2026-W45 or 2026-11-01..2026-11-08", field=field
-        )
+        raise InputError(f"{value!r} is not a window: {WINDOW_HELP}", field=field)
     if hi <= lo:
-        raise InputError(f"window {value!r} is empty", field=field)
+        raise InputError(f"window {value!r} is empty (its end is not after its start)", field=field)
     return Window(lo, hi)
 
 

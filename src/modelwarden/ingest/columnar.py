@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelwarden.records import (
+    FLOAT32_LIMIT,
     INLINE_EMBEDDER,
     MAX_EMBEDDING_DIM,
     MAX_ID_CHARS,
     MAX_PROMPT_CHARS,
     MAX_RESPONSE_CHARS,
     MAX_SHORT_TEXT_CHARS,
+    MAX_TOKENS,
     ROUTES,
+    TIMESTAMP_RANGE_REASON,
+    UTF8_BYTES_REASON,
     FieldProblem,
 )
 from modelwarden.safety import SafetyChecker
@@ -46,6 +51,11 @@ OPTIONAL_STRINGS = {
     "route": (0, MAX_ID_CHARS),
 }
 EMBEDDINGS = {"prompt_embedding": "prompt", "response_embedding": "response"}
+# The range of Python's datetime, which the record path and the store's readers share.
+_FIRST = datetime(1, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -123,6 +133,7 @@ def validate_requests(
     n = table.num_rows
     names = set(table.column_names)
     probs = _Problems(n)
+    table = _repair_utf8(table, probs)
     for name, (lo, hi) in REQUIRED_STRINGS.items():
         if name not in names:
             probs.flag_all(name, "required field is missing")
@@ -136,8 +147,10 @@ def validate_requests(
             probs.flag_all(req, "required field is missing")
         else:
             probs.flag(pc.is_null(table.column(req)), req, "required field is missing")
+    if "timestamp" in names:
+        _check_timestamp_range(table.column("timestamp"), probs)
     if "latency_ms" in names:
-        lat = pc.cast(table.column("latency_ms"), pa.float64())
+        lat = pc.cast(table.column("latency_ms"), pa.float64(), safe=False)
         probs.flag(
             pc.invert(pc.is_finite(lat)),
             "latency_ms",
@@ -155,6 +168,11 @@ def validate_requests(
         if tok in names and not pa.types.is_null(table[tok].type):
             probs.flag(
                 pc.less(table.column(tok), 0), tok, "input should be greater than or equal to 0"
+            )
+            probs.flag(
+                pc.greater(table.column(tok), MAX_TOKENS),
+                tok,
+                f"input should be less than or equal to {MAX_TOKENS}",
             )
     if "route" in names and not pa.types.is_null(table["route"].type):
         route = table.column("route")
@@ -200,19 +218,32 @@ def validate_requests(
         flat = pc.list_flatten(col)
         parents = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
         values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
-        bad_rows = np.unique(parents[~np.isfinite(values)])
+        finite = np.isfinite(values)
+        bad_rows = np.unique(parents[~finite])
         probs.flag_rows(bad_rows, col_name, "must be a finite number (no NaN or infinity)")
+        # The store keeps float32 vectors; a finite float64 beyond their range would become inf.
+        with np.errstate(invalid="ignore"):
+            huge = finite & (np.abs(values) >= FLOAT32_LIMIT)
+        probs.flag_rows(
+            np.setdiff1d(np.unique(parents[huge]), bad_rows),
+            col_name,
+            "values must fit a 32-bit float (|x| <= 3.4e38)",
+        )
     if lengths_of:
         assert embedders is not None
-        _check_dims(lengths_of, np.asarray(embedders.to_numpy(zero_copy_only=False)),
-                    dict(known_dims), probs)
+        _check_dims(
+            lengths_of,
+            np.asarray(embedders.to_numpy(zero_copy_only=False)),
+            dict(known_dims),
+            probs,
+        )
 
     bad = np.zeros(n, dtype=bool)
     if probs.by_row:
         bad[np.fromiter(probs.by_row.keys(), dtype=np.int64)] = True
     rejections = []
     for i in sorted(probs.by_row):
-        row = table.slice(i, 1).to_pylist()[0]
+        row = _row(table, i)
         key = row.get("request_id")
         rejections.append(
             Rejection(
@@ -272,8 +303,79 @@ def _check_dims(
             lengths = lengths_of[c]
             # Like the record path, a row rejected for another reason is not also judged here.
             for i in np.flatnonzero(rows & clean & (lengths >= 1) & (lengths != expected)):
-                probs.flag_rows(np.array([i]), c,
-                                f"has {lengths[i]} dimensions; embedder {str(name)!r} has {expected}")
+                probs.flag_rows(
+                    np.array([i]),
+                    c,
+                    f"has {lengths[i]} dimensions; embedder {str(name)!r} has {expected}",
+                )
+
+
+def _repair_utf8(table: pa.Table, probs: _Problems) -> pa.Table:
+    """Flag string cells whose bytes are not UTF-8, and make them readable for what follows.
+
+    Parquet can carry such bytes (the record path's equivalent is a lone surrogate). The cells
+    are rejected with their field; the table goes on with them decoded leniently, so that the
+    raw copy kept in the rejected store and the other checks can read the row.
+    """
+    for name in (*REQUIRED_STRINGS, *OPTIONAL_STRINGS):
+        if name not in table.column_names or pa.types.is_null(table[name].type):
+            continue
+        col = table.column(name).combine_chunks()
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        binary = col.view(pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary())
+        values: list[str | None] = []
+        bad: list[int] = []
+        for i, b in enumerate(binary.to_pylist()):
+            if b is None:
+                values.append(None)
+                continue
+            try:
+                values.append(b.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad.append(i)
+                values.append(b.decode("utf-8", "replace"))
+        probs.flag_rows(np.asarray(bad, dtype=np.int64), name, UTF8_BYTES_REASON)
+        idx = table.schema.get_field_index(name)
+        table = table.set_column(idx, name, pa.array(values, col.type))
+    return table
+
+
+def _check_timestamp_range(col: pa.ChunkedArray, probs: _Problems) -> None:
+    unit = col.type.unit
+    if unit == "ns":
+        return  # 64-bit nanoseconds span 1677-2262, inside the range
+    lo, hi = (_in_unit(t - _EPOCH, unit) for t in (_FIRST, _LAST))
+    ints = pc.cast(col, pa.int64())
+    probs.flag(pc.or_(pc.less(ints, lo), pc.greater(ints, hi)), "timestamp", TIMESTAMP_RANGE_REASON)
+
+
+def _in_unit(delta: timedelta, unit: str) -> int:
+    per = _PER_SECOND[unit]
+    return (delta.days * 86_400 + delta.seconds) * per + delta.microseconds * per // 1_000_000
+
+
+def _row(table: pa.Table, i: int) -> dict[str, Any]:
+    """Row ``i`` as Python values; a value Python cannot hold is shown as Arrow prints it."""
+    one = table.slice(i, 1)
+    try:
+        return one.to_pylist()[0]
+    except (ValueError, OverflowError, pa.ArrowException):
+        pass
+    row: dict[str, Any] = {}
+    for name in one.column_names:
+        col = one.column(name)
+        try:
+            row[name] = col.to_pylist()[0]
+        except (ValueError, OverflowError, pa.ArrowException):
+            if pa.types.is_timestamp(col.type):
+                row[name] = f"{pc.cast(col, pa.int64())[0].as_py()} {col.type.unit} since 1970"
+            else:
+                row[name] = str(col[0])
+    return row
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -295,7 +397,10 @@ def _to_store_schema(table: pa.Table, source: str) -> pa.Table:
             )
             cols.append(pc.is_null(flags))
         elif f.name in table.column_names and not pa.types.is_null(table[f.name].type):
-            cols.append(pc.cast(table.column(f.name), f.type))
+            # Integers beyond 2**53 are rounded into a float column, as the record path does.
+            cols.append(
+                pc.cast(table.column(f.name), f.type, safe=not pa.types.is_floating(f.type))
+            )
         else:
             cols.append(pa.nulls(n, f.type))
     return pa.Table.from_arrays(cols, schema=schema)

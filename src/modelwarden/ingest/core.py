@@ -23,6 +23,8 @@ from modelwarden.records import (
     KINDS,
     FieldProblem,
     RequestRecord,
+    clean_text,
+    is_utf8,
     validate,
 )
 from modelwarden.safety import SafetyChecker
@@ -94,9 +96,13 @@ def _raw_text(raw: Any) -> str:
     if isinstance(raw, readers.BadLine):
         return raw.text[:MAX_RAW_CHARS]
     try:
-        return json.dumps(raw, default=str, ensure_ascii=False)[:MAX_RAW_CHARS]
+        text = json.dumps(raw, default=str, ensure_ascii=False)
+        if not is_utf8(text):
+            # JSON escapes keep a lone surrogate exactly as it came, in text UTF-8 can store.
+            text = json.dumps(raw, default=str, ensure_ascii=True)
+        return text[:MAX_RAW_CHARS]
     except (TypeError, ValueError):
-        return repr(raw)[:MAX_RAW_CHARS]
+        return clean_text(repr(raw)[:MAX_RAW_CHARS])
 
 
 def rejections_table(kind: str, rejections: Sequence[Rejection]) -> pa.Table:
@@ -201,6 +207,7 @@ class Ingestor:
 
     def ingest_raw(self, kind: str, items: Sequence[tuple[str, Any]], source: str) -> IngestReport:
         """Validate and store raw records given as ``(location, raw)`` pairs."""
+        source = clean_text(source)  # a file name need not be UTF-8
         report = IngestReport(kind=kind, sources=[source], read=len(items))
         good: list[Any] = []
         good_loc: list[str] = []
@@ -224,7 +231,7 @@ class Ingestor:
                     Rejection(
                         source,
                         location,
-                        str(key) if key is not None else None,
+                        clean_text(str(key)) if key is not None else None,
                         problems,
                         _raw_text(raw),
                     )
@@ -245,6 +252,7 @@ class Ingestor:
         """The columnar path for typed request tables (Parquet, Arrow)."""
         from modelwarden.ingest import columnar
 
+        source = clean_text(source)  # a file name need not be UTF-8
         report = IngestReport(kind="requests", sources=[source], read=table.num_rows)
         result = columnar.validate_requests(table, self.store.embedders(), source, row_offset)
         good = result.table

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from modelwarden.errors import InputError
+from modelwarden.records import TIMESTAMP_RANGE_REASON, UTF8_BYTES_REASON
 
 CHUNK = 20_000
 JSONL_EXT = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz")
@@ -191,17 +192,51 @@ def read_csv(path: str) -> Iterator[Chunk]:
 
 def read_parquet_rows(path: str) -> Iterator[Chunk]:
     """Row-wise reading of a Parquet file whose types need record-by-record validation."""
-    import pyarrow.parquet as pq
-
     pf = open_parquet(path)
     row = 0
     for batch in pf.iter_batches(batch_size=CHUNK):
+        try:
+            rows: list[Raw] = batch.to_pylist()
+        except (ValueError, OverflowError):  # a cell Python cannot hold; find it row by row
+            rows = [_parquet_row(batch, i) for i in range(batch.num_rows)]
         chunk: Chunk = []
-        for rec in batch.to_pylist():
+        for rec in rows:
             row += 1
             chunk.append((f"row {row}", rec))
         yield chunk
-    del pq
+
+
+def _parquet_row(batch: Any, i: int) -> Raw:
+    """Row ``i`` of a batch, or a :class:`BadLine` naming the cell Python cannot hold."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    one = batch.slice(i, 1)
+    try:
+        return one.to_pylist()[0]
+    except (ValueError, OverflowError):
+        pass
+    shown: dict[str, Any] = {}
+    problem: tuple[str, str] | None = None
+    for name in one.schema.names:
+        col = one.column(name)
+        try:
+            shown[name] = col.to_pylist()[0]
+        except (ValueError, OverflowError):
+            if pa.types.is_timestamp(col.type):
+                shown[name] = f"{pc.cast(col, pa.int64())[0].as_py()} {col.type.unit} since 1970"
+                reason = TIMESTAMP_RANGE_REASON
+            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                raw = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+                binary = pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary()
+                shown[name] = raw.view(binary).to_pylist()[0].decode("utf-8", "replace")
+                reason = UTF8_BYTES_REASON
+            else:
+                shown[name] = str(col[0])
+                reason = "cannot be read as a Python value"
+            problem = problem or (name, reason)
+    field, reason = problem or ("(record)", "cannot be read as a Python value")
+    return BadLine(reason, json.dumps(shown, default=str, ensure_ascii=False)[:2000], field=field)
 
 
 def open_parquet(path: str) -> Any:
