@@ -21,7 +21,17 @@ record field                           from
                                        ``gen_ai.conversation.id``
 ``route``                              ``modelwarden.route``
 ``error``                              the span's error status (message or ``error.type``)
+``human_feedback_score``               a ``gen_ai.evaluation.result`` event on the span (below)
 =====================================  ==============================================
+
+User feedback travels as the GenAI ``gen_ai.evaluation.result`` event whose
+``gen_ai.evaluation.name`` is ``human_feedback_score`` or ``user_feedback``, with the 1-5 score
+in ``gen_ai.evaluation.score.value`` and an optional ``gen_ai.evaluation.explanation``. On the
+GenAI span itself it becomes the record's ``human_feedback_score``. Feedback usually comes later,
+on a span of its own: such a span (one without ``gen_ai.operation.name``) becomes a feedback
+event for the request of its parent span (``TRACEID-PARENTSPANID``, or
+``modelwarden.request_id`` on the event or the span), timed by the event. Other evaluations
+(automated relevance scores and the like) are not feedback and are left out.
 
 Spans without ``gen_ai.*`` attributes (HTTP, database, ...) are ignored. Both OTLP/HTTP
 encodings are read: JSON (ids in hex) and, with ``opentelemetry-proto`` installed, protobuf.
@@ -54,6 +64,8 @@ class Span:
     status_code: int = 0
     status_message: str = ""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    parent_span_id: str = ""
+    event_times: list[int] = field(default_factory=list)
 
     def attr(self, *names: str) -> Any:
         for n in names:
@@ -67,6 +79,13 @@ class Span:
     @property
     def is_genai(self) -> bool:
         return any(k.startswith("gen_ai.") for k in self.attributes)
+
+    @property
+    def is_request(self) -> bool:
+        """A GenAI operation: one request record. A span that only carries feedback is not."""
+        if not self.is_genai:
+            return False
+        return "gen_ai.operation.name" in self.attributes or not feedback_events(self)
 
 
 # ---- OTLP/JSON -----------------------------------------------------------------------------
@@ -126,8 +145,9 @@ def _hex_id(v: Any) -> str:
 
 def spans_from_json(doc: Any) -> Iterator[Span]:
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans", []), list):
-        raise MalformedBody("an OTLP trace export needs 'resourceSpans' (a list)",
-                            field="resourceSpans")
+        raise MalformedBody(
+            "an OTLP trace export needs 'resourceSpans' (a list)", field="resourceSpans"
+        )
     for rs in doc.get("resourceSpans") or []:
         if not isinstance(rs, dict):
             continue
@@ -142,22 +162,24 @@ def spans_from_json(doc: Any) -> Iterator[Span]:
                 code = status.get("code", 0) if isinstance(status, dict) else 0
                 if code == "STATUS_CODE_ERROR":
                     code = STATUS_ERROR
+                events = [e for e in sp.get("events") or [] if isinstance(e, dict)]
                 yield Span(
                     trace_id=_hex_id(sp.get("traceId")),
                     span_id=_hex_id(sp.get("spanId")),
+                    parent_span_id=_hex_id(sp.get("parentSpanId")),
                     name=str(sp.get("name", "")),
                     start_ns=_nanos(sp.get("startTimeUnixNano")),
                     end_ns=_nanos(sp.get("endTimeUnixNano")),
                     attributes=_attributes(sp.get("attributes")),
                     resource=resource,
                     status_code=code if isinstance(code, int) else 0,
-                    status_message=str(status.get("message", "")) if isinstance(status, dict)
+                    status_message=str(status.get("message", ""))
+                    if isinstance(status, dict)
                     else "",
                     events=[
-                        (str(e.get("name", "")), _attributes(e.get("attributes")))
-                        for e in sp.get("events") or []
-                        if isinstance(e, dict)
+                        (str(e.get("name", "")), _attributes(e.get("attributes"))) for e in events
                     ],
+                    event_times=[_nanos(e.get("timeUnixNano")) for e in events],
                 )
 
 
@@ -201,6 +223,7 @@ def spans_from_protobuf(body: bytes) -> Iterator[Span]:
                 yield Span(
                     trace_id=sp.trace_id.hex(),
                     span_id=sp.span_id.hex(),
+                    parent_span_id=sp.parent_span_id.hex(),
                     name=sp.name,
                     start_ns=sp.start_time_unix_nano,
                     end_ns=sp.end_time_unix_nano,
@@ -212,6 +235,7 @@ def spans_from_protobuf(body: bytes) -> Iterator[Span]:
                         (e.name, {kv.key: _pb_value(kv.value) for kv in e.attributes})
                         for e in sp.events
                     ],
+                    event_times=[e.time_unix_nano for e in sp.events],
                 )
 
 
@@ -285,6 +309,50 @@ def _event_attr(span: Span, event: str, key: str) -> Any:
     return None
 
 
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+FEEDBACK_EVALUATIONS = ("human_feedback_score", "user_feedback")
+
+
+def feedback_events(span: Span) -> list[tuple[dict[str, Any], int]]:
+    """The span's user-feedback evaluations, as (event attributes, event time in ns)."""
+    out = []
+    times = span.event_times or [0] * len(span.events)
+    for (name, attrs), t in zip(span.events, times, strict=False):
+        evaluation = attrs.get("gen_ai.evaluation.name")
+        if (
+            name == EVALUATION_EVENT
+            and isinstance(evaluation, str)
+            and evaluation.lower() in FEEDBACK_EVALUATIONS
+        ):
+            out.append((attrs, t))
+    return out
+
+
+def _score(attrs: dict[str, Any]) -> Any:
+    # Validated later like any score: an integer 1-5 (4.0 counts as 4; 4.5 is refused).
+    return attrs.get("gen_ai.evaluation.score.value")
+
+
+def span_feedback(span: Span) -> list[dict[str, Any]]:
+    """Feedback events from a span that is not itself a request (validated later)."""
+    out = []
+    for attrs, t in feedback_events(span):
+        request_id = _str_or_none(attrs.get("modelwarden.request_id")) or _str_or_none(
+            span.attr("modelwarden.request_id")
+        )
+        if request_id is None and span.trace_id and span.parent_span_id:
+            request_id = f"{span.trace_id}-{span.parent_span_id}"
+        event = {
+            "request_id": request_id,
+            "timestamp": _iso_from_ns(t) or _iso_from_ns(span.start_ns),
+            "score": _score(attrs),
+            "comment": _str_or_none(attrs.get("gen_ai.evaluation.explanation")),
+            "user_id": _str_or_none(span.attr("user.id", "enduser.id")),
+        }
+        out.append({k: v for k, v in event.items() if v is not None})
+    return out
+
+
 def _iso_from_ns(ns: int) -> str | None:
     if ns <= 0:
         return None
@@ -324,7 +392,8 @@ def span_to_record(span: Span) -> dict[str, Any]:
         "user_prompt": prompt,
         "generated_response": response,
         "latency_ms": (span.end_ns - span.start_ns) / 1e6
-        if span.end_ns >= span.start_ns > 0 else None,
+        if span.end_ns >= span.start_ns > 0
+        else None,
         "prompt_tokens": span.attr("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
         "completion_tokens": span.attr(
             "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"
@@ -334,13 +403,18 @@ def span_to_record(span: Span) -> dict[str, Any]:
         "route": _str_or_none(span.attr("modelwarden.route")),
         "error": error,
     }
+    feedback = feedback_events(span)
+    if feedback:
+        record["human_feedback_score"] = _score(feedback[-1][0])
     return {k: v for k, v in record.items() if v is not None}
 
 
 __all__ = [
     "Span",
+    "feedback_events",
     "protobuf_available",
     "protobuf_response",
+    "span_feedback",
     "span_to_record",
     "spans_from_json",
     "spans_from_protobuf",

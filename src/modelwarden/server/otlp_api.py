@@ -43,8 +43,9 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "deflate"):
-        raise UnsupportedMediaType(f"content encoding {encoding!r} is not accepted; send gzip",
-                                   field="content-encoding")
+        raise UnsupportedMediaType(
+            f"content encoding {encoding!r} is not accepted; send gzip", field="content-encoding"
+        )
     # Bounded, so that a small compressed body cannot expand past the size limit.
     d = zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding == "gzip" else zlib.MAX_WBITS)
     try:
@@ -52,8 +53,9 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise MalformedBody(f"the body is not valid {encoding}") from exc
     if len(out) > limit or d.unconsumed_tail:
-        raise PayloadTooLarge(f"the decompressed body is larger than {limit} bytes",
-                              limit_bytes=limit)
+        raise PayloadTooLarge(
+            f"the decompressed body is larger than {limit} bytes", limit_bytes=limit
+        )
     return out
 
 
@@ -101,20 +103,29 @@ async def post_traces(request: Request, _key: Any = Depends(requires("ingest")))
         spans = await run_in_threadpool(lambda: list(otlp.spans_from_protobuf(body)))
     else:
         spans = list(otlp.spans_from_json(parse_json(body)))
-    records = [otlp.span_to_record(s) for s in spans if s.is_genai]
-    batch_id = uuid.uuid4().hex
-    results, accepted, items = await run_in_threadpool(
-        check_batch, "requests", records, rt.store.embedders(), batch_id
-    )
-    if items:
-        await rt.spool_batch(SpoolBatch("requests", SOURCE, items, batch_id=batch_id))
-    rejected = len(records) - accepted
-    rt.metrics.ingest_records.inc(accepted)
+    by_kind = {
+        "requests": [otlp.span_to_record(s) for s in spans if s.is_request],
+        "feedback": [fb for s in spans if not s.is_request for fb in otlp.span_feedback(s)],
+    }
+    embedders = rt.store.embedders()
+    rejected = 0
+    first: dict[str, Any] | None = None
+    for kind, records in by_kind.items():
+        if not records:
+            continue
+        batch_id = uuid.uuid4().hex
+        results, accepted, items = await run_in_threadpool(
+            check_batch, kind, records, embedders, batch_id
+        )
+        if items:
+            await rt.spool_batch(SpoolBatch(kind, SOURCE, items, batch_id=batch_id))
+        rejected += len(records) - accepted
+        rt.metrics.ingest_records.inc(accepted)
+        first = first or next((r for r in results if r["status"] == "invalid"), None)
     rt.metrics.ingest_invalid.inc(rejected)
     rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
     message = ""
-    if rejected:
-        first = next(r for r in results if r["status"] == "invalid")
+    if rejected and first is not None:
         message = f"{rejected} span(s) rejected; first: {first['field']}: {first['reason']}"
     if media in PROTOBUF_TYPES:
         return Response(otlp.protobuf_response(rejected, message), media_type=PROTOBUF_TYPES[0])
