@@ -26,6 +26,7 @@ import ibis.expr.types as ir
 from pydantic import BaseModel, Field, field_validator
 
 from modelwarden.errors import InputError
+from modelwarden.store.duckdb_sql import epoch_micros
 
 Window = Literal["day", "week", "all"]
 GROUPABLE = ("plant_id", "model_version", "route")
@@ -80,12 +81,35 @@ class KpiQuery(BaseModel):
         return {"day": timedelta(days=1), "week": timedelta(weeks=1)}.get(self.window)
 
 
-def _window_start(ts: ir.TimestampValue, window: Window) -> ir.Value:
+_DAY_US = 86_400_000_000
+_WEEK_US = 7 * _DAY_US
+# 1970-01-01 was a Thursday; ISO weeks start on the Monday three days before.
+_WEEK_SHIFT_US = 3 * _DAY_US
+
+
+def _window_key(ts: ir.TimestampValue, window: Window) -> ir.IntegerValue:
+    """The window of each timestamp as an integer (cheap to group by, see ``epoch_micros``)."""
+    if window == "all":
+        return ibis.literal(0, type="int64")
+    us = epoch_micros(ts)
     if window == "day":
-        return ts.truncate("D")
-    if window == "week":
-        return ts.truncate("W")
-    return ibis.literal(None, type="timestamp('UTC')")
+        return us // _DAY_US
+    return (us + _WEEK_SHIFT_US) // _WEEK_US
+
+
+def _window_start(key: ir.IntegerValue, window: Window) -> ir.Value:
+    """The start of a window from its key, in UTC."""
+    if window == "all":
+        return ibis.literal(None, type="timestamp('UTC')")
+    seconds = key * 86_400 if window == "day" else key * 604_800 - 259_200
+    return seconds.as_timestamp("s").cast("timestamp('UTC')")
+
+
+def _served(table: ir.Table, include_shadow: bool) -> ir.Table:
+    """Requests answered to users; shadow copies only when asked for."""
+    if include_shadow:
+        return table
+    return table.filter(table.route.isnull() | (table.route != "shadow"))
 
 
 def _in_range(table: ir.Table, since: datetime | None, until: datetime | None) -> ir.Table:
@@ -111,38 +135,60 @@ def kpi_expr(
     requests: ir.Table, feedback: ir.Table, escalations: ir.Table, q: KpiQuery
 ) -> ir.Table:
     """One row per window and group with the KPIs above, except the changes (see :func:`add_changes`)."""
-    r = (
-        requests
-        if q.include_shadow
-        else requests.filter(requests.route.isnull() | (requests.route != "shadow"))
+    r = _in_range(_served(requests, q.include_shadow), q.since, q.until)
+    r = r.mutate(
+        window_key=_window_key(r.timestamp, q.window),
+        inline=r.human_feedback_score.cast("float64"),
     )
-    r = _in_range(r, q.since, q.until)
-    r = effective_feedback(r, feedback)
-    r = r.mutate(window_start=_window_start(r.timestamp, q.window))
-    keys = ["window_start", *q.by]
+    keys = ["window_key", *q.by]
     lat = r.latency_ms
     agg = r.group_by(keys).agg(
         requests=r.count(),
         latency_avg_ms=lat.mean(),
         # One multi-quantile aggregate selects all three ranks in a single pass per group.
         latency_q=lat.quantile([0.5, 0.95, 0.99]),
-        feedback_avg=r.score.mean(),
-        feedback_n=r.score.count(),
+        fb_sum=r.inline.sum(),
+        fb_n=r.inline.count(),
         safety_incidents=r.contains_safety_keyword.fill_null(False).cast("int64").sum(),
         errors=r.error.notnull().cast("int64").sum(),
     )
+    # Feedback events override the inline score of their request. Rather than joining every
+    # request to the events (which reads every request id even when there are no events), the
+    # requests that have events are joined on their own and their change to the sums is added.
+    # The rated requests are built from the table itself, not from ``r``: a shared subexpression
+    # becomes a materialised CTE holding every request id.
+    latest = feedback.group_by("request_id").agg(event=feedback.score.argmax(feedback.timestamp))
+    rated = latest.inner_join(requests, "request_id")
+    rated = _served(rated, q.include_shadow)
+    rated = _in_range(rated, q.since, q.until)
+    rated = rated.mutate(
+        window_key=_window_key(rated.timestamp, q.window),
+        inline=rated.human_feedback_score.cast("float64"),
+        event=rated.event.cast("float64"),
+    )
+    delta = rated.group_by(keys).agg(
+        d_sum=rated.event.sum() - rated.inline.sum().fill_null(0.0),
+        d_n=rated.event.count() - rated.inline.count(),
+    )
+    delta = delta.rename({f"{k}_fb": k for k in keys})
+    agg = agg.left_join(delta, [agg[k].identical_to(delta[f"{k}_fb"]) for k in keys])
+    agg = agg.drop(*(f"{k}_fb" for k in keys))
+    fb_sum = ibis.coalesce(agg.fb_sum, 0.0) + agg.d_sum.fill_null(0.0)
+    fb_n = agg.fb_n + agg.d_n.fill_null(0)
     agg = agg.mutate(
         latency_p50_ms=agg.latency_q[0],
         latency_p95_ms=agg.latency_q[1],
         latency_p99_ms=agg.latency_q[2],
+        feedback_avg=ibis.ifelse(fb_n > 0, fb_sum / fb_n, ibis.null("float64")),
+        feedback_n=fb_n,
         safety_rate=agg.safety_incidents.cast("float64") / agg.requests,
-    ).drop("latency_q")
+    ).drop("latency_q", "fb_sum", "fb_n", "d_sum", "d_n")
 
     e = escalations.filter(escalations.confirmed)
     e = _in_range(e, q.since, q.until)
     req_keys = requests.select("request_id", *q.by)
     e = e.select("request_id", "timestamp").inner_join(req_keys, "request_id")
-    e = e.mutate(window_start=_window_start(e.timestamp, q.window))
+    e = e.mutate(window_key=_window_key(e.timestamp, q.window))
     esc = e.group_by(keys).agg(escalations_confirmed=e.count())
     esc = esc.rename({f"{k}_esc": k for k in keys})
     # A full outer join keeps escalations about a group with no requests in that window (a
@@ -157,8 +203,9 @@ def kpi_expr(
         errors=out.errors.fill_null(0),
         escalations_confirmed=out.escalations_confirmed.fill_null(0),
     )
-    out = out.select(*keys, *METRICS)
-    return out.order_by(keys)
+    out = out.mutate(window_start=_window_start(out.window_key, q.window))
+    out = out.select("window_start", *q.by, *METRICS)
+    return out.order_by(["window_start", *q.by])
 
 
 def _pct(new: Any, old: Any) -> float | None:
