@@ -356,7 +356,11 @@ def span_feedback(span: Span) -> list[dict[str, Any]]:
 def _iso_from_ns(ns: int) -> str | None:
     if ns <= 0:
         return None
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        # Validation refuses it, naming the timestamp, as it does any time it cannot read.
+        return f"{ns} ns since 1970 (out of range)"
 
 
 def _str_or_none(v: Any) -> str | None:

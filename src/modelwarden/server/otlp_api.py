@@ -36,6 +36,68 @@ from modelwarden.store.spool import SpoolBatch
 router = APIRouter(tags=["ingest"])
 
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+
+
+def _kv(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key, "value": value}
+
+
+# A chat span with the user's feedback on it, as an instrumented assistant exports it.
+EXAMPLE = {
+    "resourceSpans": [
+        {
+            "resource": {"attributes": [_kv("modelwarden.plant_id", {"stringValue": "Plant_B"})]},
+            "scopeSpans": [
+                {
+                    "spans": [
+                        {
+                            "traceId": "5b8efff798038103d269b633813fc60c",
+                            "spanId": "a1b2c3d4e5f60718",
+                            "name": "chat sop-assistant-v1.2",
+                            "kind": 3,
+                            "startTimeUnixNano": "1793610000000000000",
+                            "endTimeUnixNano": "1793610000412500000",
+                            "attributes": [
+                                _kv("gen_ai.operation.name", {"stringValue": "chat"}),
+                                _kv("gen_ai.request.model", {"stringValue": "sop-assistant-v1.2"}),
+                                _kv("gen_ai.usage.input_tokens", {"intValue": "12"}),
+                                _kv("gen_ai.usage.output_tokens", {"intValue": "7"}),
+                                _kv(
+                                    "gen_ai.input.messages",
+                                    {
+                                        "stringValue": '[{"role": "user", "parts": [{"type": '
+                                        '"text", "content": "Torque for M12 flange bolts?"}]}]'
+                                    },
+                                ),
+                                _kv(
+                                    "gen_ai.output.messages",
+                                    {
+                                        "stringValue": '[{"role": "assistant", "parts": [{"type": '
+                                        '"text", "content": "85 Nm in a star pattern."}]}]'
+                                    },
+                                ),
+                            ],
+                            "events": [
+                                {
+                                    "name": "gen_ai.evaluation.result",
+                                    "timeUnixNano": "1793610000300000000",
+                                    "attributes": [
+                                        _kv(
+                                            "gen_ai.evaluation.name",
+                                            {"stringValue": "human_feedback_score"},
+                                        ),
+                                        _kv("gen_ai.evaluation.score.value", {"doubleValue": 4}),
+                                    ],
+                                }
+                            ],
+                            "status": {},
+                        }
+                    ]
+                }
+            ],
+        }
+    ]
+}
 SOURCE = "http:/v1/traces"
 
 
@@ -77,7 +139,8 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
                         "type": "object",
                         "properties": {"resourceSpans": {"type": "array"}},
                         "description": "OTLP/HTTP JSON ExportTraceServiceRequest",
-                    }
+                    },
+                    "example": EXAMPLE,
                 },
                 "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             },
