@@ -5,6 +5,13 @@ level, topic mix and lognormal latency; feedback depends on the quality of the a
 flags come from the real safety check; escalations follow poor and unsafe answers. The same seed
 and end time give the same data, byte for byte.
 
+Every plant and day, and every request, draws from a random stream of its own (keyed by the seed,
+the plant and the calendar day), so a scenario changes exactly the requests it names: with the
+same seed, ``drift,incident`` and ``stable`` hold the same requests at every plant and day except
+Plant_C's drifted prompts and Plant_B's canary requests, and a shorter run is the tail of a longer
+one with the same end. A comparison between scenarios is then about the scenario, not about
+another draw of the traffic.
+
 Scenarios (combinable):
 
 - ``stable``: every plant on ``sop-assistant-v1.1``; nothing changes;
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -165,28 +173,37 @@ def simulate(
     for d in range(days):
         day_start = start + timedelta(days=d)
         days_left = days - d
+        day_key = int(day_start.timestamp()) // 86400
         for plant in plants:
+            plant_key = zlib.crc32(plant.encode())
             prof = PROFILES.get(plant) or PlantProfile(plant, 40, 280, 0.35, 20)
-            n = int(rng.poisson(prof.requests_per_day * scale))
-            hours = rng.choice(24, size=n, p=hour_p)
-            seconds = rng.integers(0, 3600, size=n)
+            # Streams of their own per plant and day, and per request: a scenario changes the
+            # requests it names and nothing else, so the same seed gives the same traffic at
+            # every other plant and day whatever the scenarios.
+            day_rng = np.random.default_rng([seed, plant_key, day_key])
+            n = int(day_rng.poisson(prof.requests_per_day * scale))
+            hours = day_rng.choice(24, size=n, p=hour_p)
+            seconds = day_rng.integers(0, 3600, size=n)
             for i in range(n):
+                rng = np.random.default_rng([seed, plant_key, day_key, i])
                 ts = day_start + timedelta(
                     hours=int(hours[i]),
                     seconds=int(seconds[i]),
                     microseconds=int(rng.integers(0, 1_000_000)),
                 )
                 user = f"{plant.lower()}-op{int(rng.integers(prof.users)):03d}"
+                request_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+                # Drawn for every request, used only by the scenarios.
+                u_drift, u_drift_quality = rng.random(2)
                 drifting = (
                     "drift" in scen
                     and plant == DRIFT_PLANT
                     and days_left <= DRIFT_DAYS
-                    and rng.random() < DRIFT_SHARE
+                    and u_drift < DRIFT_SHARE
                 )
+                topic = base_topics[int(rng.choice(len(base_topics), p=topic_mix[plant]))]
                 if drifting:
                     topic = _pick(rng, drift_topics)
-                else:
-                    topic = base_topics[int(rng.choice(len(base_topics), p=topic_mix[plant]))]
                 qa = _pick(rng, topic.items)
                 prompt = _pick(rng, PREFIXES) + _pick(rng, qa.questions) + _pick(rng, SUFFIXES)
                 canary = (
@@ -201,7 +218,7 @@ def simulate(
                 quality = (
                     "unsafe" if u < q.p_unsafe else "poor" if u < q.p_unsafe + q.p_poor else "good"
                 )
-                if drifting and quality == "good" and rng.random() < 0.3:
+                if drifting and quality == "good" and u_drift_quality < 0.3:
                     quality = "poor"  # the model was not tuned on the new topics
                 answer = {"good": qa.answer, "poor": qa.poor_answer, "unsafe": qa.unsafe_answer}[
                     quality
@@ -211,7 +228,6 @@ def simulate(
                         np.log(prof.latency_median_ms * q.latency_factor), prof.latency_sigma
                     )
                 )
-                request_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
                 score: int | None = None
                 late = False
                 if rng.random() < P_RATED:
