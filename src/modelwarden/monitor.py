@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,11 +10,18 @@ from typing import Any
 import numpy as np
 
 from modelwarden.drift.centroid import SEED_THRESHOLD, check_drift
-from modelwarden.errors import InputError
-from modelwarden.service import embed_missing, embedder_key, plants, window_vectors
+from modelwarden.errors import InputError, NotFoundError
+from modelwarden.service import (
+    WindowVectors,
+    embed_missing,
+    embedder_key,
+    plants,
+    window_vectors,
+)
 from modelwarden.settings import Settings
 
 MIN_SAMPLES = 20
+ALL_SCOPE = "all plants"
 
 
 @dataclass
@@ -26,12 +33,73 @@ class Window:
         return f"{self.since:%Y-%m-%d} .. {self.until:%Y-%m-%d}"
 
 
-def drift_over_windows(
+BASELINE_RESERVOIR = "reservoir"
+BY_COLUMNS = ("plant_id", "model_version")
+
+
+def parse_drift_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``plant_id,model_version`` → the grouping of drift rows (besides the all-plants row)."""
+    if value is None:
+        return ("plant_id",)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    cols = tuple(dict.fromkeys(c.strip() for c in items if c.strip()))
+    for c in cols:
+        if c not in BY_COLUMNS:
+            raise InputError(
+                f"cannot group drift by {c!r}; choose from {', '.join(BY_COLUMNS)}", field="by"
+            )
+    return cols
+
+
+def drift_scopes(
     settings: Settings,
-    baseline: Window,
     current: Window,
     *,
     plant: str | None = None,
+    version: str | None = None,
+    by: Sequence[str] = ("plant_id",),
+) -> list[tuple[str | None, str | None]]:
+    """The (plant, version) pairs to test, None meaning all; the overall row comes first.
+
+    The overall row is all plants (or ``plant``) and all versions (or ``version``); then one row
+    per plant, per version, or per plant and version of the current window, as ``by`` asks.
+    """
+    from modelwarden.service import _filtered_requests, open_store
+
+    scopes: list[tuple[str | None, str | None]] = [(plant, version)]
+    cols = [c for c in BY_COLUMNS if c in by]
+    if not cols or (plant and cols == ["plant_id"]) or (version and cols == ["model_version"]):
+        return scopes
+    con = open_store(settings).connect()
+    t = _filtered_requests(con, current.since, current.until, plant, version, include_shadow=False)
+    found = con.to_pyarrow(t.select(*cols).distinct()).to_pylist()
+    keys = {
+        (
+            r["plant_id"] if "plant_id" in cols else plant,
+            r["model_version"] if "model_version" in cols else version,
+        )
+        for r in found
+    }
+    scopes += sorted(
+        (
+            k
+            for k in keys
+            if k != (plant, version)
+            and all(v is not None for v, c in zip(k, BY_COLUMNS, strict=True) if c in cols)
+        ),
+        key=lambda k: (str(k[0]), str(k[1])),
+    )
+    return scopes
+
+
+def drift_over_windows(
+    settings: Settings,
+    baseline: Window | str,
+    current: Window,
+    *,
+    plant: str | None = None,
+    version: str | None = None,
+    by: Sequence[str] = ("plant_id",),
     kind: str = "prompt",
     embedder: str | None = None,
     threshold: float = SEED_THRESHOLD,
@@ -39,10 +107,18 @@ def drift_over_windows(
     alpha: float = 0.05,
     explain: bool = True,
     embed: bool = True,
+    record: bool = True,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Drift per plant and over all plants (``plant=None``), by ``method`` (default the suite).
+    """Drift of the ``current`` window against ``baseline``, overall and per plant or version.
+
+    ``baseline`` is a :class:`Window` or ``"reservoir"`` (the reservoir-sampled reference of
+    each plant, see :mod:`modelwarden.baseline`). ``by`` splits the current window by
+    ``plant_id`` and/or ``model_version``; a version's traffic is compared with its plant's
+    baseline (every version), so a version new this week is compared with what the plant saw
+    before. ``kind`` is ``prompt``, ``response`` or ``quality`` (feedback scores and safety
+    rates, see :func:`quality_over_windows`).
 
     ``method="seed"`` is the notebook's uncalibrated centroid check against ``threshold``;
     every other method is calibrated at ``alpha``. An alert comes with its explanation: the
@@ -50,49 +126,205 @@ def drift_over_windows(
 
     Requests of either window without a stored vector from this embedder are embedded first
     (unless ``embed`` is False). A scope with fewer than ``MIN_SAMPLES`` vectors on either side
-    is reported as ``INSUFFICIENT_DATA`` rather than guessed.
+    is reported as ``INSUFFICIENT_DATA`` rather than guessed. With ``record`` the rows are
+    stored in the drift history (:mod:`modelwarden.drift_store`), replacing an earlier run of
+    the same window, scope, baseline and method.
     """
+    by = parse_drift_by(by)
+    if kind == "quality":
+        if not isinstance(baseline, Window):
+            raise InputError(
+                "quality drift compares two windows; give --baseline WINDOW", field="baseline"
+            )
+        rows = quality_over_windows(
+            settings, baseline, current, plant=plant, version=version, by=by, alpha=alpha
+        )
+    else:
+        rows = _embedding_drift(
+            settings,
+            baseline,
+            current,
+            plant=plant,
+            version=version,
+            by=by,
+            kind=kind,
+            embedder=embedder,
+            threshold=threshold,
+            method=method,
+            alpha=alpha,
+            explain=explain,
+            embed=embed,
+            progress=progress,
+            on_total=on_total,
+        )
+    if record:
+        from modelwarden.drift_store import record_results
+
+        record_results(settings, rows)
+    return rows
+
+
+def _embedding_drift(
+    settings: Settings,
+    baseline: Window | str,
+    current: Window,
+    *,
+    plant: str | None,
+    version: str | None,
+    by: Sequence[str],
+    kind: str,
+    embedder: str | None,
+    threshold: float,
+    method: str,
+    alpha: float,
+    explain: bool,
+    embed: bool,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> list[dict[str, Any]]:
+    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+
+    if kind not in ("prompt", "response"):
+        raise InputError("kind must be prompt, response or quality", field="kind")
+    if method not in EMBEDDING_DETECTORS:
+        raise InputError(
+            f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
+            field="method",
+        )
+    if not isinstance(baseline, Window) and baseline != BASELINE_RESERVOIR:
+        raise InputError("baseline must be a window or 'reservoir'", field="baseline")
     name = embedder_key(settings, embedder)
     if embed and name != "inline":
-        for w in (baseline, current):
+        windows = [current] if not isinstance(baseline, Window) else [baseline, current]
+        for w in windows:
             embed_missing(
                 settings, kind, embedder, w.since, w.until, progress=progress, on_total=on_total
             )
-    scopes: list[str | None] = (
-        [plant] if plant else [None, *plants(settings, baseline.since, current.until)]
-    )
+    scopes = drift_scopes(settings, current, plant=plant, version=version, by=by)
+    if plant is None and isinstance(baseline, Window) and by == ("plant_id",) and not version:
+        # Plants of the baseline too: a plant that went quiet is reported, not skipped.
+        seen = {p for p, _ in scopes}
+        scopes += [
+            (p, None) for p in plants(settings, baseline.since, current.until) if p not in seen
+        ]
+        scopes = scopes[:1] + sorted(scopes[1:], key=lambda k: (str(k[0]), str(k[1])))
     rows = []
-    for scope in scopes:
-        b = window_vectors(settings, kind, name, baseline.since, baseline.until, plant=scope)
-        c = window_vectors(settings, kind, name, current.since, current.until, plant=scope)
-        row: dict[str, Any] = {
-            "scope": scope or "all plants",
-            "kind": kind,
-            "embedder": name,
-            "method": "centroid_cosine (seed)" if method == "seed" else method,
-            "baseline": baseline.label(),
-            "current": current.label(),
-            "n_baseline": len(b.request_ids),
-            "n_current": len(c.request_ids),
-            "threshold": threshold if method == "seed" else None,
-            "p_value": None,
-            "alpha": None if method == "seed" else alpha,
-        }
-        if min(len(b.request_ids), len(c.request_ids)) < MIN_SAMPLES:
-            row.update(score=None, status="INSUFFICIENT_DATA")
-        elif method == "seed":
-            score, status = check_drift(b.vectors, c.vectors, threshold)
-            row.update(score=float(np.round(score, 6)), status=status)
+    for scope_plant, scope_version in scopes:
+        if isinstance(baseline, Window):
+            b = window_vectors(
+                settings, kind, name, baseline.since, baseline.until, plant=scope_plant
+            )
+            b_label, b_key = baseline.label(), baseline.label()
         else:
-            row.update(test_vectors(b.vectors, c.vectors, method, alpha))
-            if explain and row["status"] == "ALERT":
-                row["explanation"] = explanation(b, c, alpha)
+            b, b_label = reservoir_vectors(settings, scope_plant, kind, name, current)
+            b_key = BASELINE_RESERVOIR
+        c = window_vectors(
+            settings,
+            kind,
+            name,
+            current.since,
+            current.until,
+            plant=scope_plant,
+            version=scope_version,
+        )
+        row = drift_row(
+            b,
+            c,
+            scope_plant,
+            scope_version,
+            kind=kind,
+            embedder=name,
+            method=method,
+            alpha=alpha,
+            threshold=threshold,
+            explain=explain,
+        )
+        row.update(
+            baseline=b_label,
+            baseline_key=b_key,
+            current=current.label(),
+            window_start=current.since,
+            window_end=current.until,
+        )
         rows.append(row)
     return rows
 
 
-def test_vectors(baseline: np.ndarray, current: np.ndarray, method: str,
-                 alpha: float) -> dict[str, Any]:
+def reservoir_vectors(
+    settings: Settings, plant: str | None, kind: str, embedder: str, current: Window | None = None
+) -> tuple[WindowVectors, str]:
+    """The stored reservoir of ``plant`` (None: all plants) as a baseline, and its description.
+
+    A reservoir that already holds rows of the ``current`` window cannot judge it: that is an
+    input error rather than a test of a window against itself.
+    """
+    from modelwarden.drift_store import ALL_PLANTS, load_reservoir
+
+    loaded = load_reservoir(settings, plant or ALL_PLANTS, kind, embedder)
+    if loaded is None:
+        if plant is None:
+            raise NotFoundError(
+                f"no reservoir baseline for all plants ({kind}, {embedder}); "
+                "build one with: modelwarden baseline update",
+                field="baseline",
+            )
+        empty = WindowVectors([], [], np.zeros((0, 0), np.float32))
+        return empty, "reservoir (none for this plant)"
+    res, info = loaded
+    if current is not None:
+        for w in info.folded:
+            if datetime.fromisoformat(
+                w["since"]
+            ) < current.until and current.since < datetime.fromisoformat(w["until"]):
+                raise InputError(
+                    f"the {plant or 'all plants'} reservoir already holds {w['label']}, which "
+                    f"overlaps {current.label()}; compare a later window or a baseline window",
+                    field="current",
+                )
+    return WindowVectors(list(res.ids), list(res.texts), res.vectors), info.describe(res)
+
+
+def drift_row(
+    b: WindowVectors,
+    c: WindowVectors,
+    plant: str | None,
+    version: str | None,
+    *,
+    kind: str,
+    embedder: str,
+    method: str,
+    alpha: float,
+    threshold: float = SEED_THRESHOLD,
+    explain: bool = True,
+) -> dict[str, Any]:
+    """One scope's verdict as a flat row (the shape the CLI, API, report and history share)."""
+    row: dict[str, Any] = {
+        "scope": plant or ALL_SCOPE,
+        "model_version": version,
+        "kind": kind,
+        "embedder": embedder,
+        "method": "centroid_cosine (seed)" if method == "seed" else method,
+        "n_baseline": len(b.request_ids),
+        "n_current": len(c.request_ids),
+        "threshold": threshold if method == "seed" else None,
+        "p_value": None,
+        "alpha": None if method == "seed" else alpha,
+    }
+    if min(len(b.request_ids), len(c.request_ids)) < MIN_SAMPLES:
+        row.update(score=None, status="INSUFFICIENT_DATA")
+    elif method == "seed":
+        score, status = check_drift(b.vectors, c.vectors, threshold)
+        row.update(score=float(np.round(score, 6)), status=status)
+    else:
+        row.update(test_vectors(b.vectors, c.vectors, method, alpha))
+        if explain and row["status"] == "ALERT":
+            row["explanation"] = explanation(b, c, alpha)
+    return row
+
+
+def test_vectors(
+    baseline: np.ndarray, current: np.ndarray, method: str, alpha: float
+) -> dict[str, Any]:
     """A calibrated detector's verdict on two sets of vectors, as a flat row."""
     from modelwarden.drift import get_detector
 
@@ -113,7 +345,8 @@ def test_vectors(baseline: np.ndarray, current: np.ndarray, method: str,
     if isinstance(members, dict):
         out["members"] = {
             k: {f: v.get(f) for f in ("status", "score", "p_value", "threshold")}
-            for k, v in members.items() if isinstance(v, dict)
+            for k, v in members.items()
+            if isinstance(v, dict)
         }
     return out
 
@@ -122,17 +355,180 @@ def explanation(b: Any, c: Any, alpha: float, top: int = 3) -> dict[str, Any]:
     """The clusters that are new or grew most, and the single most novel prompts."""
     from modelwarden.drift import explain_drift
 
-    exp = explain_drift(b.vectors, c.vectors, texts_current=c.texts, texts_baseline=b.texts,
-                        alpha=alpha)
+    exp = explain_drift(
+        b.vectors, c.vectors, texts_current=c.texts, texts_baseline=b.texts, alpha=alpha
+    )
     topics = []
     for ch in exp.emerging[:top]:
         reps = [getattr(e, "text", None) or str(e) for e in ch.representatives]
-        topics.append({
-            "status": ch.status,
-            "share_baseline": round(float(ch.share_baseline), 4),
-            "share_current": round(float(ch.share_current), 4),
-            "key_terms": list(ch.key_terms)[:6],
-            "examples": [r for r in reps if r][:2],
-        })
+        topics.append(
+            {
+                "status": ch.status,
+                "share_baseline": round(float(ch.share_baseline), 4),
+                "share_current": round(float(ch.share_current), 4),
+                "key_terms": list(ch.key_terms)[:6],
+                "examples": [r for r in reps if r][:2],
+            }
+        )
     novel = [getattr(n, "text", None) for n in exp.novel[:top]]
     return {"topics": topics, "novel_prompts": [t for t in novel if t]}
+
+
+# ---- quality drift -----------------------------------------------------------------------------
+
+QUALITY_MIN_DAYS = 7
+
+
+def quality_frame(
+    settings: Settings, since: datetime, until: datetime, plant: str | None = None
+) -> dict[str, np.ndarray]:
+    """Per request of ``[since, until)``: time, plant, version, effective score, safety flag."""
+    from modelwarden.kpi import effective_feedback
+    from modelwarden.service import _filtered_requests, open_store
+
+    con = open_store(settings).connect()
+    t = _filtered_requests(con, since, until, plant, include_shadow=False)
+    t = effective_feedback(t, con.table("feedback"))
+    t = t.select("timestamp", "plant_id", "model_version", "score", "contains_safety_keyword")
+    table = con.to_pyarrow(t.order_by("timestamp"))
+    ts = table.column("timestamp").to_pylist()
+    return {
+        "day": np.array([x.date().isoformat() for x in ts], dtype=object),
+        "timestamp": np.array(ts, dtype=object),
+        "plant": np.array(table.column("plant_id").to_pylist(), dtype=object),
+        "version": np.array(table.column("model_version").to_pylist(), dtype=object),
+        "score": np.array(
+            [np.nan if v is None else float(v) for v in table.column("score").to_pylist()]
+        ),
+        "unsafe": np.array(
+            [bool(v) for v in table.column("contains_safety_keyword").to_pylist()], dtype=float
+        ),
+    }
+
+
+def _daily_means(days: np.ndarray, values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    keep = np.isfinite(values)
+    days, values = days[keep], values[keep]
+    labels = sorted(set(days.tolist()))
+    return labels, np.array([values[days == d].mean() for d in labels])
+
+
+def quality_over_windows(
+    settings: Settings,
+    baseline: Window,
+    current: Window,
+    *,
+    plant: str | None = None,
+    version: str | None = None,
+    by: Sequence[str] = ("plant_id",),
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
+    """Feedback and safety drift per scope: two-sample tests between the windows, CUSUM by day.
+
+    For every scope (as in :func:`drift_over_windows`) four rows: ``feedback_score`` (a
+    one-sided Mann-Whitney test that ratings fell), ``safety_rate`` (Fisher's exact test that the
+    flag rate rose), and ``cusum`` on the daily average rating (downwards) and on the daily
+    safety rate (upwards), standardised by the baseline days. The row's ``signal`` says which
+    series it is about; ``n_baseline`` and ``n_current`` count ratings, requests or days.
+    """
+    from modelwarden.drift.quality import CusumDetector, RateDriftDetector, ScoreDriftDetector
+
+    scopes = drift_scopes(settings, current, plant=plant, version=version, by=by)
+    base = quality_frame(settings, baseline.since, baseline.until, plant)
+    cur = quality_frame(settings, current.since, current.until, plant)
+    rows: list[dict[str, Any]] = []
+    for scope_plant, scope_version in scopes:
+        bm = np.ones(base["day"].size, dtype=bool)
+        cm = np.ones(cur["day"].size, dtype=bool)
+        if scope_plant:
+            bm &= base["plant"] == scope_plant
+            cm &= cur["plant"] == scope_plant
+        if scope_version:
+            cm &= cur["version"] == scope_version
+        common = {
+            "scope": scope_plant or ALL_SCOPE,
+            "model_version": scope_version,
+            "kind": "quality",
+            "alpha": alpha,
+            "baseline": baseline.label(),
+            "baseline_key": baseline.label(),
+            "current": current.label(),
+            "window_start": current.since,
+            "window_end": current.until,
+        }
+        b_score, c_score = base["score"][bm], cur["score"][cm]
+        b_score, c_score = b_score[np.isfinite(b_score)], c_score[np.isfinite(c_score)]
+        tests: list[tuple[str, Any, Any, Any]] = [
+            ("feedback", ScoreDriftDetector(alpha=alpha, min_n=MIN_SAMPLES), b_score, c_score),
+            (
+                "safety",
+                RateDriftDetector(alpha=alpha, min_n=MIN_SAMPLES),
+                base["unsafe"][bm],
+                cur["unsafe"][cm],
+            ),
+        ]
+        for signal, det, b, c in tests:
+            rows.append({**common, "signal": signal, **_quality_result(det, b, c)})
+        for signal, column, direction in (
+            ("feedback", "score", "decrease"),
+            ("safety", "unsafe", "increase"),
+        ):
+            _, b_days = _daily_means(base["day"][bm], base[column][bm])
+            c_labels, c_days = _daily_means(cur["day"][cm], cur[column][cm])
+            det = CusumDetector(direction=direction, alpha=alpha, min_n=QUALITY_MIN_DAYS)
+            row = {**common, "signal": signal}
+            row.update(_quality_result(det, b_days, c_days, index=c_labels))
+            rows.append(row)
+    return rows
+
+
+def _quality_result(
+    det: Any, baseline: np.ndarray, current: np.ndarray, index: list[str] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "method": det.method,
+        "n_baseline": int(baseline.size),
+        "n_current": int(current.size),
+        "score": None,
+        "p_value": None,
+        "threshold": None,
+        "status": "INSUFFICIENT_DATA",
+    }
+    if baseline.size == 0 or current.size == 0:
+        return out
+    det.fit(baseline)
+    res = det.test(current, index=index) if index is not None else det.test(current)
+    d = res.details
+    out.update(
+        score=None if res.status == "INSUFFICIENT_DATA" else _num(res.score),
+        p_value=_num(res.p_value),
+        threshold=_num(res.threshold),
+        status=res.status,
+    )
+    if res.status == "INSUFFICIENT_DATA":
+        return out
+    if det.method == "cusum":
+        out["detail"] = {
+            "direction": d.get("alarm_direction"),
+            "alarm_day": d.get("alarm_label"),
+            "change_day": d.get("change_label"),
+            "baseline_mean": _num(d.get("baseline_mean")),
+        }
+    elif det.method == "feedback_score":
+        out["detail"] = {
+            "mean_baseline": _num(d.get("mean_baseline")),
+            "mean_current": _num(d.get("mean_current")),
+        }
+    else:
+        out["detail"] = {
+            "rate_baseline": _num(d.get("rate_baseline")),
+            "rate_current": _num(d.get("rate_current")),
+        }
+    return out
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return round(f, 10) if np.isfinite(f) else None

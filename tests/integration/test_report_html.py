@@ -20,7 +20,10 @@ def test_html_report_is_self_contained_and_matches_the_report(seeded_data_dir: P
     # Nothing is fetched: every chart is an embedded PNG.
     assert "http://" not in page and "https://" not in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 3
+    # Three KPI trends, and the prompt and response drift trends from the drift history (which
+    # holds at least this report's own week).
+    assert len(images) == 5
+    assert 'alt="prompt drift trend"' in page and 'alt="response drift trend"' in page
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert f'id="finding-count">{len(rep.findings)}<' in page
     assert f'id="drift-status">{rep.drift_status}<' in page

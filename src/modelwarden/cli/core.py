@@ -485,14 +485,43 @@ def _is_file(value: str | None) -> bool:
     return bool(value) and value.lower().endswith((".npy", ".parquet", ".pq", ".jsonl"))
 
 
+DRIFT_COLUMNS = ["scope", "model_version", "signal", "method", "score", "p_value", "threshold",
+                 "n_baseline", "n_current", "status"]
+
+
+def print_drift_rows(rows: list[dict[str, Any]], title: str) -> None:
+    """The drift table, with the version and signal columns only when some row has one."""
+    cols = [c for c in DRIFT_COLUMNS
+            if c not in ("model_version", "signal") or any(r.get(c) for r in rows)]
+    print_table(rows, cols, title=title, headers={"model_version": "version"})
+    for r in rows:
+        where = r["scope"] + (f" / {r['model_version']}" if r.get("model_version") else "")
+        for t in (r.get("explanation") or {}).get("topics", []):
+            console.print(
+                f"  {where}: {t['status']} topic {', '.join(t['key_terms'][:4])} — "
+                f"{t['share_baseline'] * 100:.1f}% → {t['share_current'] * 100:.1f}% "
+                f"(e.g. “{(t['examples'] or [''])[0]}”)", highlight=False)
+        detail = r.get("detail") or {}
+        if r["status"] == "ALERT" and detail.get("alarm_day"):
+            console.print(f"  {where}: {r['signal']} CUSUM alarm on {detail['alarm_day']} "
+                          f"(change began {detail.get('change_day')})", highlight=False)
+
+
 @app.command()
 @handle_errors
 def drift(
     baseline: str = typer.Option(None, "--baseline",
-                                 help="Window (2026-W43..2026-W45, dates) or a file (.npy, .parquet, .jsonl)."),
+                                 help="Window (2026-W43..2026-W45, dates), a file (.npy, .parquet, "
+                                 ".jsonl) or 'reservoir' (see modelwarden baseline)."),
     current: str = typer.Option(None, "--current", help="Window (2026-W46, dates) or a file."),
     plant: str = typer.Option(None, "--plant"),
-    kind: str = typer.Option("prompt", "--kind", help="prompt or response embeddings"),
+    version: str = typer.Option(None, "--version", help="Only this model version's traffic."),
+    by: str = typer.Option("plant_id", "--by",
+                           help="Rows besides the overall one: plant_id, model_version, "
+                           "plant_id,model_version, or '' for the overall row only."),
+    kind: str = typer.Option("prompt", "--kind",
+                             help="prompt or response embeddings, or quality (feedback and "
+                             "safety rates)"),
     method: str = typer.Option("suite", "--method",
                                help="suite (default), mmd, classifier, clusters, centroid_cosine, "
                                "centroid_euclidean, or seed (the notebook's fixed threshold)"),
@@ -501,17 +530,27 @@ def drift(
     threshold: float = typer.Option(0.02, "--threshold", help="Only for --method seed."),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Prompt drift between two windows or files, per plant and overall. Exit 1 on an alert."""
-    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+    """Drift between two windows or files, overall and per plant or version. Exit 1 on an alert.
 
+    Window runs are stored in the drift history (modelwarden drift-history); a re-run of the
+    same window replaces its points.
+    """
+    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+    from modelwarden.monitor import BASELINE_RESERVOIR, parse_drift_by
+
+    if kind not in ("prompt", "response", "quality"):
+        raise InputError("kind must be prompt, response or quality", field="kind")
     if method not in EMBEDDING_DETECTORS:
         raise InputError(f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
                          field="method")
+    by_cols = parse_drift_by(by)
     s = settings()
     if _is_file(baseline) or _is_file(current):
         from modelwarden.drift.centroid import check_drift
         from modelwarden.monitor import test_vectors
 
+        if kind == "quality":
+            raise InputError("quality drift compares windows, not embedding files", field="kind")
         if not (baseline and current):
             raise InputError("give both --baseline and --current", field="baseline")
         if not (_is_file(baseline) and _is_file(current)):
@@ -532,26 +571,26 @@ def drift(
         rows = [row]
         title = f"Drift: {baseline} → {current}"
     else:
-        b, c = default_windows(s) if not (baseline and current) else (None, None)
-        b = parse_window_arg(baseline, "baseline") if baseline else b
-        c = parse_window_arg(current, "current") if current else c
+        use_reservoir = baseline is not None and baseline.lower() == BASELINE_RESERVOIR
+        if use_reservoir:
+            c = (parse_window_arg(current, "current") if current
+                 else default_windows(s)[1])
+            b: Any = BASELINE_RESERVOIR
+        else:
+            b, c = default_windows(s) if not (baseline and current) else (None, None)
+            b = parse_window_arg(baseline, "baseline") if baseline else b
+            c = parse_window_arg(current, "current") if current else c
         assert b is not None and c is not None
         with progress_bar("embedding", enabled=format == Format.table) as bar:
-            rows = drift_over_windows(s, b, c, plant=plant, kind=kind, threshold=threshold,
-                                      method=method, alpha=alpha, progress=bar.advance,
-                                      on_total=bar.total)
-        title = f"Drift ({kind}s): {b.label()} → {c.label()}"
+            rows = drift_over_windows(s, b, c, plant=plant, version=version, by=by_cols,
+                                      kind=kind, threshold=threshold, method=method, alpha=alpha,
+                                      progress=bar.advance, on_total=bar.total)
+        b_label = "reservoir" if use_reservoir else b.label()
+        title = f"Drift ({kind}{'' if kind == 'quality' else 's'}): {b_label} → {c.label()}"
     if format == Format.json:
         print_json(rows)
     else:
-        print_table(rows, ["scope", "method", "score", "p_value", "threshold", "n_baseline",
-                           "n_current", "status"], title=title)
-        for r in rows:
-            for t in (r.get("explanation") or {}).get("topics", []):
-                console.print(
-                    f"  {r['scope']}: {t['status']} topic {', '.join(t['key_terms'][:4])} — "
-                    f"{t['share_baseline'] * 100:.1f}% → {t['share_current'] * 100:.1f}% "
-                    f"(e.g. “{(t['examples'] or [''])[0]}”)", highlight=False)
+        print_drift_rows(rows, title)
     if any(r["status"] == "ALERT" for r in rows):
         raise typer.Exit(EXIT_CHECK_FAILED)
 

@@ -53,12 +53,93 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
         for key, _ in cols:
             v = r.get(key)
             if isinstance(v, float):
-                text = f"{v * 100:.1f}%" if key == "safety_rate" else f"{v:,.2f}"
+                text = (
+                    f"{v * 100:.1f}%"
+                    if key == "safety_rate"
+                    else f"{v:.4f}"
+                    if key == "p_value"
+                    else f"{v:.4g}"
+                    if key in ("score", "threshold", "statistic")
+                    else f"{v:,.2f}"
+                )
             else:
                 text = "—" if v is None else str(v)
             cells.append(f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _drift_chart(trend: list[dict[str, Any]], kind: str, alpha: float) -> str:
+    """-log10 of the suite's p-value per week and scope, with the line where it alerts."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [t for t in trend if t["kind"] == kind and t["p_value"] is not None]
+    weeks = sorted({t["week"] for t in rows})
+    fig, ax = plt.subplots(figsize=(5.2, 2.6), dpi=110)
+    for scope in sorted({t["scope"] for t in rows}):
+        by_week = {t["week"]: t["p_value"] for t in rows if t["scope"] == scope}
+        ys = [-math.log10(max(by_week[w], 1e-300)) if w in by_week else float("nan") for w in weeks]
+        ax.plot(weeks, ys, marker="o", label=scope)
+    ax.axhline(-math.log10(alpha), color="#900", linestyle="--", linewidth=1, label=f"α = {alpha}")
+    ax.set_title(f"{kind.capitalize()} drift: -log10 p (suite)", fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _drift_more(rep: WeeklyReport) -> str:
+    """Response drift, quality drift and the trend of the stored drift results."""
+    parts: list[str] = []
+    cols = [
+        ("scope", "Scope"),
+        ("method", "Method"),
+        ("score", "Statistic"),
+        ("p_value", "p-value"),
+        ("threshold", "Threshold"),
+        ("n_baseline", "n baseline"),
+        ("n_current", "n current"),
+        ("status", "Status"),
+    ]
+    if rep.response_drift:
+        parts.append(f"<h3>Response drift</h3>{_table(rep.response_drift, cols)}")
+    if rep.quality_drift:
+        qcols = [cols[0], ("model_version", "Version"), ("signal", "Signal"), *cols[1:]]
+        parts.append(
+            "<h3>Quality drift (feedback and safety, per plant and version)</h3>"
+            f'<div id="quality-drift">{_table(rep.quality_drift, qcols)}</div>'
+        )
+    trend = [t for t in rep.drift_trend if t["kind"] != "quality"]
+    if trend:
+        alpha = next((t["alpha"] for t in trend if t.get("alpha")), 0.05)
+        charts = "".join(
+            f'<figure><img alt="{kind} drift trend" src="data:image/png;base64,'
+            f'{_drift_chart(trend, kind, alpha)}"></figure>'
+            for kind in ("prompt", "response")
+            if any(t["kind"] == kind and t["p_value"] is not None for t in trend)
+        )
+        tcols = [
+            ("week", "Week"),
+            ("kind", "Kind"),
+            ("scope", "Scope"),
+            ("statistic", "Statistic"),
+            ("p_value", "p-value"),
+            ("status", "Status"),
+        ]
+        parts.append(
+            "<h3>Drift over the last weeks</h3>"
+            f'<div id="drift-trend">{charts}{_table(trend, tcols)}</div>'
+        )
+    return "".join(parts)
 
 
 def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
@@ -87,6 +168,7 @@ def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
         ("scope", "Scope"),
         ("method", "Method"),
         ("score", "Score"),
+        ("p_value", "p-value"),
         ("threshold", "Threshold"),
         ("n_baseline", "n baseline"),
         ("n_current", "n current"),
@@ -123,6 +205,7 @@ figure{{display:inline-block;margin:0 1rem 1rem 0}}
 {charts}
 <h2>2. Model Drift Analysis</h2>
 {_table(rep.drift, drift_cols)}
+{_drift_more(rep)}
 <h2>3. Summary &amp; Actions</h2>
 <h3>Anomalies</h3><ul id="findings">{findings}</ul>
 <h3>Action items</h3><ol id="actions">{actions}</ol>

@@ -52,6 +52,9 @@ class WeeklyReport:
     drift_status: str
     findings: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    response_drift: list[dict[str, Any]] = field(default_factory=list)
+    quality_drift: list[dict[str, Any]] = field(default_factory=list)
+    drift_trend: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,9 +165,25 @@ def _findings(
                     "the logs of the affected window, and quarantine the version "
                     "until it is re-validated and approved."
                 )
-    alerts = [d for d in drift if d["status"] == "ALERT"]
+    alerts = [d for d in drift if d["status"] == "ALERT" and d.get("kind", "prompt") == "prompt"]
+    response_alerts = [d for d in drift if d["status"] == "ALERT" and d.get("kind") == "response"]
+    if response_alerts:
+        scopes = ", ".join(_where(d) for d in response_alerts)
+        findings.append(f"Response drift detected ({scopes}): the answers changed.")
+        actions.append(
+            f"Compare this week's answers with earlier ones ({scopes}) and check whether a model, "
+            "prompt or retrieval change explains them."
+        )
+    for d in drift:
+        if d["status"] == "ALERT" and d.get("kind") == "quality":
+            what = {"feedback": "feedback scores fell", "safety": "the safety flag rate rose"}
+            test = "CUSUM on daily means" if d["method"] == "cusum" else "two-sample test"
+            findings.append(
+                f"Quality drift at {_where(d)}: {what.get(d['signal'], d['signal'])} "
+                f"({test}{_p_text(d)})."
+            )
     if alerts:
-        scopes = ", ".join(d["scope"] for d in alerts)
+        scopes = ", ".join(_where(d) for d in alerts)
         findings.append(f"Prompt drift detected ({scopes}): users are asking about new things.")
         actions.extend(
             [
@@ -176,15 +195,52 @@ def _findings(
     return findings, actions
 
 
+def _where(d: dict[str, Any]) -> str:
+    return d["scope"] + (f" / {d['model_version']}" if d.get("model_version") else "")
+
+
+def _p_text(d: dict[str, Any]) -> str:
+    return "" if d.get("p_value") is None else f", p = {d['p_value']:.3g}"
+
+
+def drift_trend(settings: Settings, end: datetime, weeks: int = 8) -> list[dict[str, Any]]:
+    """The stored weekly drift results of the ``weeks`` weeks up to ``end``: one row per week,
+    scope, kind and signal, for the suite (embeddings) and every quality test, newest run kept."""
+    from modelwarden.drift_store import read_history
+
+    points = read_history(settings, since=end - timedelta(weeks=weeks), until=end)
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in points:
+        start = datetime.fromisoformat(r["window_start"])
+        stop = datetime.fromisoformat(r["window_end"])
+        if stop - start != timedelta(weeks=1) or start.weekday() != 0 or r["model_version"]:
+            continue
+        if r["kind"] != "quality" and (r["method"] != "suite" or r["baseline"] == "reservoir"):
+            continue
+        key = (r["window_start"], r["kind"], r["signal"], r["scope"], r["method"])
+        if key not in latest or r["run_at"] >= latest[key]["run_at"]:
+            latest[key] = {**r, "week": week_label(start)}
+    return sorted(latest.values(), key=lambda r: (r["kind"], r["signal"], r["method"],
+                                                   r["scope"] != "all plants", r["scope"],
+                                                   r["window_start"]))
+
+
 def build_weekly_report(
     settings: Settings,
     week: str | None = None,
     *,
     embedder: str | None = None,
     threshold: float = 0.02,
+    response: bool = True,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> WeeklyReport:
+    """The report of ``week`` (default: the latest complete one).
+
+    Its drift section runs prompt drift, response drift (unless ``response`` is False) and
+    quality drift per plant and version against the three weeks before, stores them in the drift
+    history, and shows the history of the weeks before as the trend.
+    """
     lo, hi = require_data(settings)
     week = week or latest_complete_week(hi)
     start, end = iso_week(week)
@@ -202,22 +258,33 @@ def build_weekly_report(
     overall = overall_rows[0] if overall_rows else {}
     baseline = Window(max(lo, start - timedelta(weeks=BASELINE_WEEKS)), start)
     drift: list[dict[str, Any]] = []
+    response_drift: list[dict[str, Any]] = []
+    quality_drift: list[dict[str, Any]] = []
     if baseline.since < baseline.until:
+        current = Window(start, end)
         drift = drift_over_windows(
             settings,
             baseline,
-            Window(start, end),
+            current,
             embedder=embedder,
             threshold=threshold,
             progress=progress,
             on_total=on_total,
+        )
+        if response:
+            response_drift = drift_over_windows(
+                settings, baseline, current, kind="response", embedder=embedder,
+                threshold=threshold, progress=progress, on_total=on_total,
+            )
+        quality_drift = drift_over_windows(
+            settings, baseline, current, kind="quality", by=("plant_id", "model_version")
         )
     drift_status = (
         "ALERT"
         if any(d["status"] == "ALERT" for d in drift)
         else ("OK" if drift else "INSUFFICIENT_DATA")
     )
-    findings, actions = _findings(plants, versions, drift)
+    findings, actions = _findings(plants, versions, drift + response_drift + quality_drift)
     return WeeklyReport(
         week=week,
         start=start,
@@ -231,6 +298,9 @@ def build_weekly_report(
         drift_status=drift_status,
         findings=findings,
         actions=actions,
+        response_drift=response_drift,
+        quality_drift=quality_drift,
+        drift_trend=drift_trend(settings, end, TREND_WEEKS),
     )
 
 
@@ -327,6 +397,7 @@ def render_markdown(rep: WeeklyReport) -> str:
         lines += ["", f"- **Status:** <font color='{status_color}'>**{rep.drift_status}**</font>"]
     else:
         lines.append("- **Status:** INSUFFICIENT_DATA (no earlier week to compare against)")
+    lines += _markdown_more_drift(rep)
     summary = (
         "The model is performing within expected parameters."
         if not rep.findings
@@ -349,6 +420,70 @@ def render_markdown(rep: WeeklyReport) -> str:
 
 
 TREND_WEEKS = 8
+
+
+def _cell(v: Any, fmt: str = ".4f") -> str:
+    return "—" if v is None else f"`{v:{fmt}}`"
+
+
+def _markdown_more_drift(rep: WeeklyReport) -> list[str]:
+    """Response drift, quality drift and the trend of the drift results, as Markdown."""
+    lines: list[str] = []
+    if rep.response_drift:
+        lines += [
+            "",
+            "### Response drift",
+            "",
+            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status |",
+            "|:---|:---|---:|---:|---:|---:|:---|",
+        ]
+        for d in rep.response_drift:
+            lines.append(
+                f"| {d['scope']} | {d['method']} | {_cell(d['score'])} | {_cell(d['p_value'])} "
+                f"| {_cell(d['threshold'], '.4g')} | {d['n_baseline']} / {d['n_current']} "
+                f"| **{d['status']}** |"
+            )
+    if rep.quality_drift:
+        lines += [
+            "",
+            "### Quality drift (feedback and safety, per plant and version)",
+            "",
+            "| Scope | Version | Signal | Method | Statistic | p-value | Threshold "
+            "| n (baseline / current) | Status |",
+            "|:---|:---|:---|:---|---:|---:|---:|---:|:---|",
+        ]
+        for d in rep.quality_drift:
+            lines.append(
+                f"| {d['scope']} | {d.get('model_version') or 'all'} | {d['signal']} "
+                f"| {d['method']} | {_cell(d['score'])} | {_cell(d['p_value'])} "
+                f"| {_cell(d['threshold'], '.4g')} | {d['n_baseline']} / {d['n_current']} "
+                f"| **{d['status']}** |"
+            )
+    trend = [t for t in rep.drift_trend if t["kind"] != "quality"]
+    if trend:
+        weeks = sorted({t["week"] for t in trend})
+        lines += [
+            "",
+            "### Drift over the last weeks (suite p-value and status, from the drift history)",
+            "",
+            "| Kind | Scope | " + " | ".join(weeks) + " |",
+            "|:---|:---|" + "---:|" * len(weeks),
+        ]
+        rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for t in trend:
+            rows.setdefault((t["kind"], t["scope"]), {})[t["week"]] = t
+        for (kind, scope), by_week in rows.items():
+            cells = []
+            for w in weeks:
+                t = by_week.get(w)
+                if t is None:
+                    cells.append("—")
+                elif t["p_value"] is None:
+                    cells.append(t["status"])
+                else:
+                    cells.append(f"{t['p_value']:.3f} {t['status']}")
+            lines.append(f"| {kind} | {scope} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def trend_rows(settings: Settings, rep: WeeklyReport) -> list[dict[str, Any]]:

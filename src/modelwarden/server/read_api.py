@@ -86,21 +86,83 @@ def get_kpis(
     return json_text(service.compute_kpis(settings, q))
 
 
-@router.get("/v1/drift", responses=_ERRORS, summary="Prompt drift between two windows (as `drift`)")
+class DriftKind(StrEnum):
+    prompt = "prompt"
+    response = "response"
+    quality = "quality"
+
+
+@router.get("/v1/drift", responses=_ERRORS, summary="Drift between two windows (as `drift`)")
 def get_drift(
     request: Request,
-    baseline: str | None = Query(None, description="2026-W43..2026-W45 or dates"),
+    baseline: str | None = Query(
+        None, description="2026-W43..2026-W45, dates, or 'reservoir' (the kept-up-to-date sample)"
+    ),
     current: str | None = Query(None, description="2026-W46 or dates"),
     plant: str | None = Query(None),
-    kind: EmbeddingKind = Query(EmbeddingKind.prompt),
+    version: str | None = Query(None, description="only this model version's traffic"),
+    by: str = Query("plant_id", description="plant_id, model_version, both, or '' (overall)"),
+    kind: DriftKind = Query(DriftKind.prompt),
+    method: str = Query("suite", description="suite, mmd, classifier, clusters, centroid_*, seed"),
+    alpha: float = Query(0.05, gt=0, lt=1, allow_inf_nan=False),
     threshold: float = Query(0.02, ge=0, le=2, allow_inf_nan=False),
 ) -> Response:
+    from modelwarden.monitor import BASELINE_RESERVOIR, parse_drift_by
+
     settings = runtime_of(request).settings
-    b, c = default_windows(settings) if not (baseline and current) else (None, None)
-    b = parse_window_arg(baseline, "baseline") if baseline else b
-    c = parse_window_arg(current, "current") if current else c
+    by_cols = parse_drift_by(by)
+    b: Any
+    if baseline is not None and baseline.lower() == BASELINE_RESERVOIR:
+        b = BASELINE_RESERVOIR
+        c = parse_window_arg(current, "current") if current else default_windows(settings)[1]
+    else:
+        b, c = default_windows(settings) if not (baseline and current) else (None, None)
+        b = parse_window_arg(baseline, "baseline") if baseline else b
+        c = parse_window_arg(current, "current") if current else c
     assert b is not None and c is not None
-    rows = drift_over_windows(settings, b, c, plant=plant, kind=kind.value, threshold=threshold)
+    rows = drift_over_windows(
+        settings,
+        b,
+        c,
+        plant=plant,
+        version=version,
+        by=by_cols,
+        kind=kind.value,
+        method=method,
+        alpha=alpha,
+        threshold=threshold,
+    )
+    return json_text(rows)
+
+
+@router.get(
+    "/v1/drift/history",
+    responses=_ERRORS,
+    summary="Stored drift results over time (as `drift-history`)",
+)
+def get_drift_history(
+    request: Request,
+    plant: str | None = Query(None, description="a plant, or 'all plants'"),
+    version: str | None = Query(None),
+    kind: DriftKind | None = Query(None),
+    method: str | None = Query(None),
+    since: str | None = Query(None, description="windows starting at or after (ISO date)"),
+    until: str | None = Query(None, description="windows ending at or before (ISO date)"),
+    members: bool = Query(False, description="add the suite members' points"),
+) -> Response:
+    from modelwarden.drift_store import read_history
+
+    settings = runtime_of(request).settings
+    rows = read_history(
+        settings,
+        plant=plant,
+        version=version,
+        kind=kind.value if kind else None,
+        method=method,
+        since=service.parse_time(since, "since") if since else None,
+        until=service.parse_time(until, "until") if until else None,
+        members=members,
+    )
     return json_text(rows)
 
 

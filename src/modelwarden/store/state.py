@@ -29,6 +29,7 @@ TABLE_MODULES: list[str] = [
     "modelwarden.rollout.store",
     "modelwarden.incidents",
     "modelwarden.notify",
+    "modelwarden.drift_store",
 ]
 
 
