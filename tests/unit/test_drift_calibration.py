@@ -151,3 +151,60 @@ def test_tiny_but_significant_shift_on_huge_windows_does_not_alarm():
         min_effect={"clusters": 0, "mmd": 0, "centroid_euclidean": 0, "classifier": 0},
     )
     assert loose.fit(baseline).test(current).status == "ALERT"
+
+
+def _large_null_windows(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    centres = topic_centres(6, 24, seed=seed)
+    rng = np.random.default_rng(seed)
+    w = np.array([0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+    return (
+        topic_mixture(centres, w, 900, seed=rng)[0],
+        topic_mixture(centres, w, 300, seed=rng)[0],
+    )
+
+
+SUBSAMPLED = {
+    m: {"max_null_n": 400} for m in ("clusters", "mmd", "centroid_euclidean", "classifier")
+}
+
+
+def test_members_share_one_subsampled_null_on_large_windows():
+    baseline, current = _large_null_windows(0)
+    result = DriftSuite(n_permutations=99, member_params=SUBSAMPLED).fit(baseline).test(current)
+    members = result.details["members"]
+    # The MMD of 1,200 rows is exact and keeps its own null; the other three share one drawn
+    # from the same 400 rows, so the suite judges them by their joint null.
+    assert members["mmd"]["details"]["null_sample"] is None
+    for name in ("clusters", "centroid_euclidean", "classifier"):
+        assert members[name]["details"]["null_sample"] == 400, name
+    assert result.details["joint_null_members"] == ["clusters", "centroid_euclidean", "classifier"]
+
+
+def test_false_alarm_rate_with_subsampled_nulls_stays_at_alpha():
+    """A null drawn from 400 of 1,200 rows and rescaled keeps the members and the suite valid."""
+    trials = 200
+    suite = DriftSuite(n_permutations=199, member_params=SUBSAMPLED)
+    alarms = 0
+    p_values: dict[str, list[float]] = {"clusters": [], "centroid_euclidean": [], "classifier": []}
+    for seed in range(trials):
+        baseline, current = _large_null_windows(500 + seed)
+        result = suite.fit(baseline).test(current)
+        alarms += result.status == "ALERT"
+        for name in p_values:
+            p_values[name].append(result.details["members"][name]["p_value"])
+    upper = stats.binom.ppf(0.999, trials, 0.05)
+    assert alarms <= upper
+    for name, p in p_values.items():
+        assert np.count_nonzero(np.array(p) <= 0.05) <= upper, name
+        assert stats.kstest(p, "uniform").pvalue > 0.001, name
+
+
+def test_subsampled_classifier_still_sees_a_shift():
+    centres = topic_centres(6, 24, seed=9)
+    rng = np.random.default_rng(9)
+    baseline = topic_mixture(centres, np.full(6, 1 / 6), 900, seed=rng)[0]
+    current = topic_mixture(centres, np.r_[0.4, np.full(5, 0.12)], 300, seed=rng)[0]
+    det = get_detector("classifier", n_permutations=199, max_null_n=400)
+    result = det.fit(baseline).test(current)
+    assert result.details["null_sample"] == 400
+    assert result.p_value <= 0.01

@@ -165,19 +165,12 @@ def mean_permutation_test(
     else:
         observed = _statistic_of_labels(features, n_baseline, statistic, center)
 
-    null_rows: np.ndarray | None = None
+    null_rows = null_subsample(n_baseline, n_current, max_null_n, seed)
     null_features = features
     nb_null, nc_null = n_baseline, n_current
-    if max_null_n is not None and n_total > max_null_n:
-        rng = np.random.default_rng([seed, 0x0B5])
-        nb_null = max(1, round(max_null_n * n_baseline / n_total))
-        nc_null = max(1, max_null_n - nb_null)
-        null_rows = np.concatenate(
-            [
-                np.sort(rng.choice(n_baseline, nb_null, replace=False)),
-                n_baseline + np.sort(rng.choice(n_current, nc_null, replace=False)),
-            ]
-        )
+    if null_rows is not None:
+        nb_null = int(np.count_nonzero(null_rows < n_baseline))
+        nc_null = null_rows.size - nb_null
         null_features = features[null_rows]
 
     if n_categories is not None:
@@ -189,9 +182,7 @@ def mean_permutation_test(
             null_features, nb_null, nc_null, statistic, n_permutations, seed, center
         )
     if null_rows is not None:
-        n_eff = 1.0 / (1.0 / n_baseline + 1.0 / n_current)
-        n_eff_sub = 1.0 / (1.0 / nb_null + 1.0 / nc_null)
-        null = null * (n_eff_sub / n_eff) ** scale_power
+        null = null * null_scale(n_baseline, n_current, nb_null, nc_null, scale_power)
     return PermutationOutcome(
         observed=observed,
         null=null,
@@ -200,6 +191,38 @@ def mean_permutation_test(
         n_permutations=n_permutations,
         null_sample=None if null_rows is None else int(null_rows.size),
     )
+
+
+def null_subsample(
+    n_baseline: int, n_current: int, max_null_n: int | None, seed: int
+) -> np.ndarray | None:
+    """Pooled-row indices of the subsample a large pair of windows draws its null from.
+
+    None when the windows have at most ``max_null_n`` rows together. The subsample keeps the
+    windows' ratio and depends only on the sizes and the seed, so detectors with the same seed
+    permute the same rows and their nulls stay joint (see :class:`~modelwarden.drift.suite.DriftSuite`).
+    """
+    n_total = n_baseline + n_current
+    if max_null_n is None or n_total <= max_null_n:
+        return None
+    rng = np.random.default_rng([seed, 0x0B5])
+    nb_null = max(1, round(max_null_n * n_baseline / n_total))
+    nc_null = max(1, max_null_n - nb_null)
+    return np.concatenate(
+        [
+            np.sort(rng.choice(n_baseline, nb_null, replace=False)),
+            n_baseline + np.sort(rng.choice(n_current, nc_null, replace=False)),
+        ]
+    )
+
+
+def null_scale(
+    n_baseline: int, n_current: int, nb_null: int, nc_null: int, scale_power: float
+) -> float:
+    """Factor from a subsample's null to the full windows' (``(n_eff_sub / n_eff) ** power``)."""
+    n_eff = 1.0 / (1.0 / n_baseline + 1.0 / n_current)
+    n_eff_sub = 1.0 / (1.0 / nb_null + 1.0 / nc_null)
+    return float((n_eff_sub / n_eff) ** scale_power)
 
 
 def _centered(features: np.ndarray, center: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +359,7 @@ class PermutationDetector(Detector):
         n_permutations: int = DEFAULT_PERMUTATIONS,
         seed: int = 0,
         min_effect: float = 0.0,
-        max_null_n: int | None = 100_000,
+        max_null_n: int | None = 20_000,
     ) -> None:
         super().__init__(alpha=alpha, min_n=min_n)
         self.n_permutations = check_positive_int(n_permutations, "n_permutations")

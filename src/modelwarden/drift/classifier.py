@@ -39,6 +39,8 @@ from modelwarden.drift.calibration import (
     PermutationOutcome,
     Relabeller,
     critical_value,
+    null_scale,
+    null_subsample,
     permutation_p_value,
 )
 from modelwarden.drift.distance import pooled
@@ -68,21 +70,44 @@ class ClassifierDetector(PermutationDetector):
         n_b, n_c = baseline.shape[0], current.shape[0]
         x = pooled(baseline, current)
         x -= x.mean(axis=0, dtype=np.float64).astype(x.dtype)
-        model = _CrossFit(x, min(self.n_folds, x.shape[0] // 2), self.shrinkage, self.seed)
+        folds = min(self.n_folds, x.shape[0] // 2)
+        # Very large windows draw the null from a fixed subsample, as the mean-based detectors
+        # do: under the null the held-out d' of any window-blind direction is a standardised
+        # mean difference, so it shrinks like n_eff ** -0.5 and the subsample's null is rescaled
+        # by that. The covariance estimated on the subsample is window-blind too, so the model
+        # on all rows reuses it rather than estimating its own.
+        rows = null_subsample(n_b, n_c, self.max_null_n, self.seed)
+        if rows is None:
+            model = null_model = _CrossFit(x, folds, self.shrinkage, self.seed)
+            nb_null, nc_null = n_b, n_c
+        else:
+            nb_null = int(np.count_nonzero(rows < n_b))
+            nc_null = rows.size - nb_null
+            sub = x[rows]
+            sub -= sub.mean(axis=0, dtype=np.float64).astype(sub.dtype)
+            null_model = _CrossFit(
+                sub, min(self.n_folds, sub.shape[0] // 2), self.shrinkage, self.seed
+            )
+            model = _CrossFit(
+                x, folds, self.shrinkage, self.seed, solver=(null_model.solve, null_model.gammas[0])
+            )
         observed, auc = model.statistics(np.arange(n_b, x.shape[0])[None, :], with_auc=True)
+        n_null = nb_null + nc_null
         null = np.empty(self.n_permutations)
-        chunk = max(1, min(self.n_permutations, CHUNK_BYTES // (x.shape[0] * x.itemsize)))
+        chunk = max(1, min(self.n_permutations, CHUNK_BYTES // (n_null * x.itemsize)))
         done = 0
-        for idx in Relabeller(n_b, n_c, self.n_permutations, self.seed).chunks(chunk):
-            null[done : done + idx.shape[0]] = model.statistics(idx)[0]
+        for idx in Relabeller(nb_null, nc_null, self.n_permutations, self.seed).chunks(chunk):
+            null[done : done + idx.shape[0]] = null_model.statistics(idx)[0]
             done += idx.shape[0]
+        if rows is not None:
+            null *= null_scale(n_b, n_c, nb_null, nc_null, 0.5)
         outcome = PermutationOutcome(
             observed=float(observed[0]),
             null=null,
             p_value=permutation_p_value(float(observed[0]), null),
             threshold=critical_value(null, self.alpha),
             n_permutations=self.n_permutations,
-            null_sample=None,
+            null_sample=None if rows is None else int(rows.size),
         )
         return self._decide(
             outcome,
@@ -102,7 +127,16 @@ class ClassifierDetector(PermutationDetector):
 class _CrossFit:
     """Fold models that share one window-blind covariance and differ in their class means."""
 
-    def __init__(self, x: np.ndarray, n_folds: int, shrinkage: float | None, seed: int) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        n_folds: int,
+        shrinkage: float | None,
+        seed: int,
+        solver: tuple[Solver, float] | None = None,
+    ) -> None:
+        """``solver``: a covariance solve (and its shrinkage) to reuse; the model then scores
+        rows directly, which is cheaper than scatter matrices for a few relabellings."""
         n, d = x.shape
         rng = np.random.default_rng([seed, 0xF01D])
         # Folds ignore the windows, so a relabelling never changes which rows a model saw.
@@ -117,16 +151,19 @@ class _CrossFit:
         self.rows = [slice(int(bounds[f]), int(bounds[f + 1])) for f in range(self.n_folds)]
         self.sums = np.stack([self.x[r].sum(axis=0, dtype=np.float64) for r in self.rows])
         self.sizes = np.array([r.stop - r.start for r in self.rows], dtype=np.float64)
-        if n >= d:
+        if solver is not None:
+            solver_fn, gamma = solver
+            self.quadratic: Callable[[int, np.ndarray], np.ndarray] = self._row_quadratic
+        elif n >= d:
             self.scatter = np.stack(
                 [(self.x[r].T @ self.x[r]).astype(np.float64) for r in self.rows]
             )
-            solver, gamma = _primal_solver(self.x, self.scatter.sum(axis=0), shrinkage)
-            self.quadratic: Callable[[int, np.ndarray], np.ndarray] = self._scatter_quadratic
+            solver_fn, gamma = _primal_solver(self.x, self.scatter.sum(axis=0), shrinkage)
+            self.quadratic = self._scatter_quadratic
         else:
-            solver, gamma = _dual_solver(self.x, shrinkage)
+            solver_fn, gamma = _dual_solver(self.x, shrinkage)
             self.quadratic = self._row_quadratic
-        self.solve = solver
+        self.solve = solver_fn
         self.gammas = [gamma]
 
     def _scatter_quadratic(self, fold: int, w: np.ndarray) -> np.ndarray:

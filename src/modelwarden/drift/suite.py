@@ -224,21 +224,25 @@ class DriftSuite(Detector):
         return adjusted, [tested[i][1].method for i in shared]
 
     def _shared_null(self, tested: list[tuple[Detector, DriftResult]]) -> list[int]:
-        """Members whose nulls were computed on the same relabellings of the same windows."""
-        shared: list[int] = []
+        """Members whose nulls were computed on the same relabellings of the same rows.
+
+        Those are the members with the suite's seed and permutation count whose null came from
+        the whole windows, or from the same subsample of very large windows (the subsample
+        depends only on the sizes, the seed and ``max_null_n``; see ``null_subsample``).
+        """
+        by_sample: dict[int | None, list[int]] = {}
         for i, (member, _) in enumerate(tested):
             if not isinstance(member, PermutationDetector):
                 continue
             outcome = member.last_outcome
             if (
                 outcome is not None
-                and outcome.null_sample is None
                 and member.seed == self.seed
                 and member.n_permutations == self.n_permutations
                 and outcome.null.size == self.n_permutations
             ):
-                shared.append(i)
-        return shared
+                by_sample.setdefault(outcome.null_sample, []).append(i)
+        return max(by_sample.values(), key=len, default=[])
 
 
 def _non_negative(values: Mapping[str, float], field: str) -> dict[str, float]:
