@@ -74,11 +74,25 @@ class JobResult:
     gflops: list[float] = field(default_factory=list)
     error: str | None = None
     wall: float = 0.0
+    when: str = ""
+    load: float = 0.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, default=100, help="seeds per scenario (default 100)")
+    ap.add_argument(
+        "--seeds-large",
+        type=int,
+        default=40,
+        help="seeds per scenario of case (c), whose windows take seconds per test (default 40)",
+    )
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the stored results (docs/benchmarks-drift.json) of the tools and cases "
+        "not run this time, e.g. to re-time ModelWarden on a quiet machine",
+    )
     ap.add_argument(
         "--anchor-budget",
         type=float,
@@ -115,12 +129,33 @@ def main() -> None:
 
     results: list[JobResult] = []
     footprints: dict[tuple[str, str], JobResult] = {}
+    store = os.path.splitext(args.out)[0] + ".json"
+    if args.merge and os.path.exists(store):
+        with open(store, encoding="utf-8") as fh:
+            kept = json.load(fh)
+        rerun = {(t, c) for t in tools for c in cases}
+        results += [JobResult(**r) for r in kept["results"] if (r["tool"], r["case"]) not in rerun]
+        footprints.update(
+            {
+                (r["tool"], r["case"]): JobResult(**r)
+                for r in kept["footprints"]
+                if (r["tool"], r["case"]) not in rerun
+            }
+        )
 
     def write() -> None:
         doc = render(results, footprints, seeds, install_error, started, load_before, args)
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(doc)
+        with open(store, "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "results": [r.__dict__ for r in results],
+                    "footprints": [r.__dict__ for r in footprints.values()],
+                },
+                fh,
+            )
 
     # Case by case, ModelWarden first within a case, so that the cheaper figures exist even if
     # a slow anchor on the largest case is cut short; the document is rewritten after every job.
@@ -143,11 +178,11 @@ def main() -> None:
                 write()
                 continue
             per_test = max(statistics.median(probe.seconds), 1e-3)
-            n = seeds
+            n = min(seeds, args.seeds_large) if case == "c" else seeds
             if tool == "modelwarden_1t":
                 n = min(seeds, 10)
             elif not is_ours(tool):
-                n = max(1, min(seeds, int(args.anchor_budget / per_test)))
+                n = max(1, min(n, int(args.anchor_budget / per_test)))
             for scenario in SCENARIOS[case]:
                 timeout = max(900.0, 5 * n * per_test + 300)
                 res = run_job(tool, case, scenario, n, 0, args, timeout=timeout)
@@ -232,6 +267,8 @@ def run_job(
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     res = JobResult(tool, case, scenario, seeds)
+    res.when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    res.load = os.getloadavg()[0]
     t0 = time.time()
     try:
         proc = subprocess.run(
@@ -404,8 +441,8 @@ def render(
             "",
             "| tool | "
             + " | ".join(SCENARIO_TITLES[s] for s in scen)
-            + " | time / test | peak RSS | sgemm GFLOPS |",
-            "|---" * (len(scen) + 4) + "|",
+            + " | time / test | peak RSS | sgemm GFLOPS | measured (load average) |",
+            "|---" * (len(scen) + 5) + "|",
         ]
         for tool in TOOLS:
             rows = [by.get((tool, case, s)) for s in scen]
@@ -421,10 +458,16 @@ def render(
                 mem = "see note"
             flops = [x for r in rows if r for x in r.gflops]
             g = f"{median(flops):.0f}" if flops else "–"
+            ran = [r for r in rows if r and r.when]
+            when = (
+                f"{ran[0].when} ({min(r.load for r in ran):.1f}–{max(r.load for r in ran):.1f})"
+                if ran
+                else "–"
+            )
             lines.append(
                 f"| {TOOLS[tool]} | "
                 + " | ".join(fmt_rate(r) for r in rows)
-                + f" | {t} | {mem} | {g} |"
+                + f" | {t} | {mem} | {g} | {when} |"
             )
         lines.append("")
     notes = []
@@ -439,10 +482,11 @@ def render(
                 f"{TOOLS[r.tool]}, case ({r.case}) {r.scenario}: stopped after "
                 f"{len(r.decisions)} seeds: {r.error}"
             )
-        if not is_ours(r.tool) and r.decisions and len(r.decisions) < seeds:
+        wanted = min(seeds, args.seeds_large) if r.case == "c" else seeds
+        if not is_ours(r.tool) and r.decisions and len(r.decisions) < wanted:
             notes.append(
                 f"{TOOLS[r.tool]}, case ({r.case}) {r.scenario}: {len(r.decisions)} "
-                f"seeds instead of {seeds}, to stay within the per-job time budget."
+                f"seeds instead of {wanted}, to stay within the per-job time budget."
             )
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in dict.fromkeys(notes)] + [""]
