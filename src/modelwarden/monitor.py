@@ -427,11 +427,17 @@ def quality_over_windows(
 
     For every scope (as in :func:`drift_over_windows`) four rows: ``feedback_score`` (a
     one-sided Mann-Whitney test that ratings fell), ``safety_rate`` (Fisher's exact test that the
-    flag rate rose), and ``cusum`` on the daily average rating (downwards) and on the daily
-    safety rate (upwards), standardised by the baseline days. The row's ``signal`` says which
-    series it is about; ``n_baseline`` and ``n_current`` count ratings, requests or days.
+    flag rate rose), ``cusum`` on the daily average rating (downwards, standardised by the
+    baseline days) and ``bernoulli_cusum`` on the safety flags request by request (upwards, with
+    a simulated threshold). The row's ``signal`` says which series it is about; ``n_baseline``
+    and ``n_current`` count ratings, requests or days.
     """
-    from modelwarden.drift.quality import CusumDetector, RateDriftDetector, ScoreDriftDetector
+    from modelwarden.drift.quality import (
+        BernoulliCusumDetector,
+        CusumDetector,
+        RateDriftDetector,
+        ScoreDriftDetector,
+    )
 
     scopes = drift_scopes(settings, current, plant=plant, version=version, by=by)
     base = quality_frame(settings, baseline.since, baseline.until, plant)
@@ -469,16 +475,22 @@ def quality_over_windows(
         ]
         for signal, det, b, c in tests:
             rows.append({**common, "signal": signal, **_quality_result(det, b, c)})
-        for signal, column, direction in (
-            ("feedback", "score", "decrease"),
-            ("safety", "unsafe", "increase"),
-        ):
-            _, b_days = _daily_means(base["day"][bm], base[column][bm])
-            c_labels, c_days = _daily_means(cur["day"][cm], cur[column][cm])
-            det = CusumDetector(direction=direction, alpha=alpha, min_n=QUALITY_MIN_DAYS)
-            row = {**common, "signal": signal}
-            row.update(_quality_result(det, b_days, c_days, index=c_labels))
-            rows.append(row)
+        _, b_days = _daily_means(base["day"][bm], base["score"][bm])
+        c_labels, c_days = _daily_means(cur["day"][cm], cur["score"][cm])
+        det = CusumDetector(direction="decrease", alpha=alpha, min_n=QUALITY_MIN_DAYS)
+        row = {**common, "signal": "feedback"}
+        row.update(_quality_result(det, b_days, c_days, index=c_labels))
+        rows.append(row)
+        # Safety flags are rare: a daily-rate CUSUM would read one flagged answer in a quiet
+        # day as a four-sigma day; the Bernoulli CUSUM runs per request, calibrated by simulation.
+        det_b = BernoulliCusumDetector(alpha=alpha, min_n=MIN_SAMPLES)
+        row = {**common, "signal": "safety"}
+        row.update(
+            _quality_result(
+                det_b, base["unsafe"][bm], cur["unsafe"][cm], index=list(cur["day"][cm])
+            )
+        )
+        rows.append(row)
     return rows
 
 
@@ -507,13 +519,17 @@ def _quality_result(
     )
     if res.status == "INSUFFICIENT_DATA":
         return out
-    if det.method == "cusum":
+    if det.method in ("cusum", "bernoulli_cusum"):
         out["detail"] = {
             "direction": d.get("alarm_direction"),
             "alarm_day": d.get("alarm_label"),
             "change_day": d.get("change_label"),
-            "baseline_mean": _num(d.get("baseline_mean")),
         }
+        if det.method == "cusum":
+            out["detail"]["baseline_mean"] = _num(d.get("baseline_mean"))
+        else:
+            out["detail"]["rate_baseline"] = _num(d.get("rate_baseline"))
+            out["detail"]["rate_current"] = _num(d.get("rate_current"))
     elif det.method == "feedback_score":
         out["detail"] = {
             "mean_baseline": _num(d.get("mean_baseline")),

@@ -371,6 +371,125 @@ class CusumDetector(_SeriesDetector):
         )
 
 
+class BernoulliCusumDetector(_SeriesDetector):
+    """Bernoulli CUSUM on one 0/1 flag per request in time order, for rare events such as
+    safety flags (Reynolds & Stoumbos, 1999), with a simulated, calibrated threshold.
+
+    A CUSUM of *daily rates* standardised by the baseline days' spread is wrong for a flag that
+    fires a few times a month: with one flag in two weeks of baseline, a single flagged answer
+    in a day reads as a four-sigma day and two such days raise an alarm. This detector adds, per
+    request, the log-likelihood ratio of "the rate is ``ratio`` times the baseline rate" against
+    "it is the baseline rate" (resetting at zero), and calibrates the alarm level ``h`` by
+    simulating the current window's length under the baseline: each simulated window draws its
+    rate from the Beta posterior of the baseline's count (Jeffreys prior), so a baseline with
+    few or no flags does not make ordinary flags look alarming. ``h`` is the ``1 - alpha``
+    quantile of the simulated maxima, so the chance of a false alarm in a window is ``alpha``;
+    the p-value is the share of simulated maxima at or above the observed one (+1 corrected).
+    """
+
+    method = "bernoulli_cusum"
+
+    def __init__(
+        self,
+        *,
+        ratio: float = 3.0,
+        alpha: float = DEFAULT_ALPHA,
+        min_n: int = DEFAULT_MIN_N,
+        n_simulations: int = 2000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(alpha=alpha, min_n=min_n)
+        if not (np.isfinite(ratio) and ratio > 1):
+            raise InputError("ratio must be a number > 1", field="ratio")
+        if (
+            isinstance(n_simulations, bool)
+            or not isinstance(n_simulations, int)
+            or (n_simulations < 1)
+        ):
+            raise InputError("n_simulations must be an integer >= 1", field="n_simulations")
+        self.ratio = float(ratio)
+        self.n_simulations = n_simulations
+        self.seed = int(seed)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params,
+            "ratio": self.ratio,
+            "n_simulations": self.n_simulations,
+            "seed": self.seed,
+        }
+
+    def _check_values(self, values: np.ndarray, name: str) -> np.ndarray:
+        bad = (values != 0) & (values != 1)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{name} must hold 0/1 flags; position {pos} is {values[pos]:g}",
+                field=name,
+                position=pos,
+            )
+        return values
+
+    def test(self, current: object, index: Sequence[Any] | None = None) -> DriftResult:
+        """Run the CUSUM over ``current``; ``index`` (times, say) labels its positions."""
+        result = super().test(current)
+        if index is not None and result.status != "INSUFFICIENT_DATA":
+            if len(index) != result.n_current:
+                raise InputError(
+                    f"index has {len(index)} labels for {result.n_current} values", field="index"
+                )
+            details = dict(result.details)
+            for key in ("alarm", "change"):
+                pos = details.get(f"{key}_index")
+                details[f"{key}_label"] = None if pos is None else jsonable(_label(index[pos]))
+            result = dataclasses.replace(result, details=details)
+        return result
+
+    def _test(self, baseline: np.ndarray, current: np.ndarray) -> DriftResult:
+        n_b, n_c = baseline.size, current.size
+        k_b = float(baseline.sum())
+        p0 = (k_b + 0.5) / (n_b + 1.0)
+        p1 = min(self.ratio * p0, (1.0 + p0) / 2.0)
+        up, down = np.log(p1 / p0), np.log((1.0 - p1) / (1.0 - p0))
+        path = _cusum(np.where(current > 0, up, down), 0.0)
+        observed = float(path.max())
+        rng = np.random.default_rng([self.seed, 0xB0C])
+        rates = rng.beta(k_b + 0.5, n_b - k_b + 0.5, size=self.n_simulations)
+        s = np.zeros(self.n_simulations)
+        peak = np.zeros(self.n_simulations)
+        for _ in range(n_c):
+            s = np.maximum(0.0, s + np.where(rng.random(self.n_simulations) < rates, up, down))
+            np.maximum(peak, s, out=peak)
+        tol = 1e-9 * max(abs(observed), 1.0)
+        p_value = float((1 + np.count_nonzero(peak >= observed - tol)) / (1 + peak.size))
+        allowed = int(np.floor(self.alpha * (peak.size + 1) + 1e-9)) - 1
+        h = float(np.sort(peak)[::-1][allowed]) if allowed >= 0 else float("inf")
+        hits = np.flatnonzero(path > h)
+        alarm = int(hits[0]) if hits.size else None
+        change: int | None = None
+        if alarm is not None:
+            zeros = np.flatnonzero(path[: alarm + 1] == 0)
+            change = int(zeros[-1] + 1) if zeros.size else 0
+        return self._result(
+            drifted=alarm is not None,
+            score=observed,
+            p_value=p_value,
+            threshold=h,
+            n_baseline=n_b,
+            n_current=n_c,
+            details={
+                "alarm_index": alarm,
+                "alarm_direction": "increase" if alarm is not None else None,
+                "change_index": change,
+                "rate_baseline": k_b / n_b,
+                "rate_current": float(current.mean()),
+                "rate_in_control": p0,
+                "rate_out_of_control": p1,
+            },
+        )
+
+
 def _cusum(z: np.ndarray, k: float) -> np.ndarray:
     out = np.empty_like(z)
     s = 0.0
@@ -386,6 +505,7 @@ def _label(value: Any) -> Any:
 
 
 __all__ = [
+    "BernoulliCusumDetector",
     "CusumDetector",
     "RateDriftDetector",
     "ScoreDriftDetector",

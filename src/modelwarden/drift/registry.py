@@ -15,7 +15,12 @@ from modelwarden.drift.distance import (
     SeedCentroidDetector,
 )
 from modelwarden.drift.mmd import MMDDetector
-from modelwarden.drift.quality import CusumDetector, RateDriftDetector, ScoreDriftDetector
+from modelwarden.drift.quality import (
+    BernoulliCusumDetector,
+    CusumDetector,
+    RateDriftDetector,
+    ScoreDriftDetector,
+)
 from modelwarden.drift.suite import DriftSuite
 from modelwarden.errors import InputError
 
@@ -33,6 +38,7 @@ QUALITY_DETECTORS: dict[str, Callable[..., Detector]] = {
     "feedback_score": ScoreDriftDetector,
     "safety_rate": RateDriftDetector,
     "cusum": CusumDetector,
+    "bernoulli_cusum": BernoulliCusumDetector,
 }
 
 DETECTORS: dict[str, Callable[..., Detector]] = {**EMBEDDING_DETECTORS, **QUALITY_DETECTORS}
