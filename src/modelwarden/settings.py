@@ -22,7 +22,9 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(default=Path(DEFAULT_DATA_DIR))
     embedder: str = "minilm"
-    embed_threads: int = Field(default=0, ge=0, description="0 means every available core")
+    embed_threads: int = Field(
+        default=0, ge=0, description="0 means half the available cores, at least one"
+    )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     safety_rules: Path | None = Field(
         default=None, description="YAML or text file of safety patterns; None uses the defaults"
@@ -54,4 +56,7 @@ class Settings(BaseModel):
         return self.data_dir / "state.db"
 
     def threads(self) -> int:
-        return self.embed_threads or max(1, os.cpu_count() or 1)
+        # Half the cores by default: embedding is background work beside the server and the
+        # queries, and torch's threads wait by spinning, so on busy cores two threads embed up to
+        # ten times slower than one (bench/embed).
+        return self.embed_threads or max(1, (os.cpu_count() or 1) // 2)
