@@ -9,7 +9,8 @@ It creates ``bench/drift/.venv`` (ignored by git) with ``evidently`` and ``alibi
 installed against the project's constraints file so that pip keeps the local CPU build of torch.
 ModelWarden runs in the project's own environment from ``src``. Every job runs in a subprocess
 under an address-space limit, so an anchor that runs out of memory is recorded as such, and the
-Markdown section is written to ``docs/benchmarks-drift.md``.
+Markdown is written to the ``drift`` section of ``docs/benchmarks.md`` (the results behind it to
+``docs/benchmarks-drift.json``, which ``--merge`` reads).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -115,7 +119,10 @@ def main() -> None:
     )
     ap.add_argument("--skip-install", action="store_true", help="use bench/drift/.venv as is")
     ap.add_argument("--quick", action="store_true", help="10 seeds, for a smoke run")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks-drift.md"))
+    ap.add_argument(
+        "--out",
+        help="write the Markdown to this file (default: the drift section of docs/benchmarks.md)",
+    )
     args = ap.parse_args()
     seeds = 10 if args.quick else args.seeds
     cases = [c for c in args.cases.split(",") if c]
@@ -129,7 +136,11 @@ def main() -> None:
 
     results: list[JobResult] = []
     footprints: dict[tuple[str, str], JobResult] = {}
-    store = os.path.splitext(args.out)[0] + ".json"
+    store = (
+        os.path.splitext(args.out)[0] + ".json"
+        if args.out
+        else os.path.join(ROOT, "docs", "benchmarks-drift.json")
+    )
     if args.merge and os.path.exists(store):
         with open(store, encoding="utf-8") as fh:
             kept = json.load(fh)
@@ -145,9 +156,12 @@ def main() -> None:
 
     def write() -> None:
         doc = render(results, footprints, seeds, install_error, started, load_before, args)
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(doc)
+        if args.out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(doc)
+        else:
+            write_section("drift", doc)
         with open(store, "w", encoding="utf-8") as fh:
             json.dump(
                 {
@@ -195,7 +209,7 @@ def main() -> None:
                 )
                 write()
     write()
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out or 'docs/benchmarks.md (drift section)'}")
 
 
 def ensure_anchor_venv(skip_install: bool) -> str | None:

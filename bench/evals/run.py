@@ -14,7 +14,7 @@ matrix product, as ``compare_runs`` does it) against plain numpy fancy indexing,
 ``compare_runs`` (3 metrics, intervals, sign-flip p-values with 10,000 patterns, McNemar, Holm,
 a gate) with and without per-plant slices.
 
-Writes ``docs/benchmarks-evals.md``. Timings are the best of ``--repeats`` runs (the median is
+Writes the ``evals`` section of ``docs/benchmarks.md``. Timings are the best of ``--repeats`` runs (the median is
 shown too): the machine is shared, and the best run is the one least disturbed by other work.
 """
 
@@ -35,9 +35,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 
-from common import anchor_venv, machine  # noqa: E402
+from common import anchor_venv, machine, write_section  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks-evals.md"
 ANCHOR_PACKAGES = ["rouge-score", "sacrebleu", "numpy"]
 ROUGE_TYPES = ["rouge1", "rouge2", "rougeL"]
 
@@ -262,12 +261,12 @@ def main() -> None:
     best_total = _best(t_ours["total"])
     goal_met = best_total < 1.0
     lines = [
-        "# Benchmarks: evaluation metrics and run comparison",
+        "## Evaluation metrics and run comparison (`bench/evals/run.py`)",
         "",
         "Written by `bench/evals/run.py`; rerun it to refresh. Machine: " + header + ".",
         f"`nproc` = {os.cpu_count()}; the anchors ran in `bench/evals/.venv`.",
         "",
-        "## Metrics",
+        "### Metrics",
         "",
         f"{args.pairs:,} synthetic answer/reference pairs of {words:.1f} words on average. "
         "ModelWarden: `TextMetrics.score` (BLEU and chrF statistics vectorised, ROUGE through "
@@ -292,7 +291,7 @@ def main() -> None:
     goal_boot = min(t_cmp["ours"]) < 2.0
     lines += [
         "",
-        "## Paired bootstrap and comparison",
+        "### Paired bootstrap and comparison",
         "",
         f"{args.pairs:,} paired items, 1,000 bootstrap resamples, 95% percentile intervals. "
         "ModelWarden draws the index matrix once, turns it into a matrix of draw counts and "
@@ -322,8 +321,7 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
         "",
     ]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("\n".join(lines))
+    write_section("evals", "\n".join(lines))
     print("\n".join(lines))
     if not all(identical.values()):
         sys.exit("scores differ from the anchor: " + json.dumps(identical))
