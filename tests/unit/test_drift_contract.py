@@ -37,7 +37,8 @@ def _windows(seed: int = 0, n_b: int = 60, n_c: int = 40, d: int = 8):
 
 
 def test_registry_knows_every_method():
-    assert {*EMBEDDING_METHODS, "feedback_score", "safety_rate", "cusum"} == set(
+    quality = {"feedback_score", "safety_rate", "cusum", "bernoulli_cusum"}
+    assert {*EMBEDDING_METHODS, *quality} == set(
         available_detectors()
     )
 
