@@ -1,6 +1,12 @@
 """Gateway overhead: ModelWarden's gateway and LiteLLM's proxy against the upstream called directly.
 
     .venv/bin/python bench/gateway/run.py [--duration 10] [--rates 50,200] [--connections 32]
+                                          [--no-litellm] [--no-saturation] [--no-write]
+
+``wrk`` (saturation) is installed with ``scripts/system-deps.sh wrk`` when it is missing (as root,
+with apt-get; otherwise the script says what to install). ``--no-litellm`` and ``--no-saturation``
+are for quick iterations and imply ``--no-write``: the recorded section always has all three
+targets, measured in the same run.
 
 One fake upstream (``modelwarden fake-upstream``, no added latency) serves all three targets: the
 upstream itself, ``modelwarden serve`` routing to it (every request routed, logged to the fsync'd
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -202,7 +209,7 @@ def saturation(url: str, body: dict, headers: dict[str, str], connections: int,
                duration: float, workdir: Path) -> dict[str, float]:
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+        raise RuntimeError("wrk is not installed: run scripts/system-deps.sh wrk")
     script = workdir / f"post-{abs(hash(url))}.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
              'wrk.headers["Content-Type"] = "application/json"']
@@ -232,9 +239,17 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--rates", default="50,200", help="comma list of requests/s")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--no-litellm", action="store_true",
+                    help="skip the LiteLLM anchor (quick iterations; nothing is written)")
+    ap.add_argument("--no-saturation", action="store_true",
+                    help="skip the wrk runs (quick iterations; nothing is written)")
+    ap.add_argument("--no-write", action="store_true", help="print, do not write docs/")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
+    write = not (args.no_write or args.no_litellm or args.no_saturation)
 
+    if not args.no_saturation and shutil.which("wrk") is None:
+        subprocess.run([str(ROOT / "scripts" / "system-deps.sh"), "wrk"], check=True)
     py = anchor_venv("gateway", LITELLM_PACKAGES)
     litellm = str(py.parent / "litellm")
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
@@ -259,14 +274,18 @@ def main() -> None:
             "litellm_settings:\n"
             "  telemetry: false\n"
         )
-        with process([CLI, "fake-upstream", "--port", str(up_port), "--version", VERSION,
-                      "--latency-ms", "0"]), \
-            process([CLI, "--data", str(data), "serve", "--port", str(mw_port),
-                     "--log-level", "warning"], env=env, log=work / "serve.log"), \
-            process([litellm, "--config", str(work / "litellm.yaml"), "--port", str(ll_port),
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(process([CLI, "fake-upstream", "--port", str(up_port),
+                                         "--version", VERSION, "--latency-ms", "0"]))
+            stack.enter_context(process([CLI, "--data", str(data), "serve", "--port", str(mw_port),
+                                         "--log-level", "warning"], env=env,
+                                        log=work / "serve.log"))
+            if not args.no_litellm:
+                stack.enter_context(process(
+                    [litellm, "--config", str(work / "litellm.yaml"), "--port", str(ll_port),
                      "--host", "127.0.0.1"],
                     env={"LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                         "LITELLM_LOG": "ERROR"}, log=work / "litellm.log"):
+                         "LITELLM_LOG": "ERROR"}, log=work / "litellm.log"))
             targets = [
                 ("upstream, called directly", up_port, {"model": VERSION}, {}),
                 ("ModelWarden gateway", mw_port, {"model": VERSION},
@@ -274,6 +293,8 @@ def main() -> None:
                 ("LiteLLM proxy (anchor)", ll_port, {"model": "sop-assistant"},
                  {"Authorization": f"Bearer {LITELLM_KEY}"}),
             ]
+            if args.no_litellm:
+                targets.pop()
             rows = []
             for name, port, model, headers in targets:
                 body = {**model, "user": "operator-17",
@@ -282,7 +303,9 @@ def main() -> None:
                 wait_ready(url, body, headers)
                 fixed = {rate: fixed_rate(port, "/v1/chat/completions", body, headers, rate,
                                           args.duration) for rate in rates}
-                sat = saturation(url, body, headers, args.connections, args.duration, work)
+                sat = ({"rps": float("nan"), "p50": float("nan"), "p99": float("nan"),
+                        "errors": 0} if args.no_saturation else
+                       saturation(url, body, headers, args.connections, args.duration, work))
                 rows.append({"name": name, "fixed": fixed, "sat": sat})
                 print(f"{name}: {fixed} {sat}", file=sys.stderr)
     finally:
@@ -309,6 +332,11 @@ def main() -> None:
         "p99 ms": f"{r['sat']['p99']:.1f}",
         "errors": r["sat"]["errors"],
     } for r in rows]
+    if not write:
+        print(info)
+        print(table(fixed_rows, list(fixed_rows[0])))
+        print(table(sat_rows, list(sat_rows[0])))
+        return
     mw, ll = rows[1], rows[2]
     low, high = min(rates), max(rates)
 

@@ -1,4 +1,4 @@
-"""Serving commands: serve, fake-upstream, routes show|set, keys create|list|revoke."""
+"""Serving commands: serve, compact, fake-upstream, routes show|set, keys create|list|revoke."""
 
 from __future__ import annotations
 
@@ -77,6 +77,38 @@ def serve(
     err_console.print(f"ModelWarden serving {s.data_dir} on http://{host}:{port} "
                       f"(OpenAPI at /openapi.json)")
     serve_forever(create_app(s, config), host, port, log_level=log_level, access_log=access_log)
+
+
+@app.command()
+@handle_errors
+def compact(
+    kind: list[str] = typer.Option(
+        None, "--kind",
+        help="requests, feedback, escalations, rejected or embeddings (repeatable; default all).",
+    ),
+    min_files: int = typer.Option(
+        2, "--min-files", min=2, help="Merge a directory only when it has at least this many files."
+    ),
+    grace: float = typer.Option(
+        600.0, "--grace", min=0,
+        help="Seconds merged files stay on disk for readers that listed them (0: delete now).",
+    ),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Merge each day partition's part files into one file (safe while `serve` runs)."""
+    from modelwarden import service
+
+    result = service.open_store(settings()).compact(
+        kind or None, min_files=min_files, grace_s=grace
+    ).to_dict()
+    if format == Format.json:
+        print_json(result)
+    else:
+        console.print(
+            f"merged {result['files_in']} files into {result['files_out']} "
+            f"in {result['directories']} directories ({result['rows']} rows); "
+            f"deleted {result['retired']} merged files"
+        )
 
 
 @app.command("fake-upstream")

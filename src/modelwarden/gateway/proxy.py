@@ -42,6 +42,7 @@ from starlette.background import BackgroundTask
 from modelwarden.errors import InputError, WardenError
 from modelwarden.gateway.messages import content_text, prompt_text
 from modelwarden.gateway.routes import RouteSource, Upstream, assign
+from modelwarden.gateway.transport import PooledTransport
 from modelwarden.records import MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_RESPONSE_CHARS
 from modelwarden.safety import SafetyChecker
 from modelwarden.server.metrics import Metrics
@@ -167,8 +168,11 @@ class Gateway:
         *,
         shadow_max_in_flight: int = 64,
         rng: random.Random | None = None,
+        transport: PooledTransport | None = None,
     ) -> None:
         self.client = client
+        # Plain (non-streaming) calls go straight to the client's transport when it is ours.
+        self.transport = transport
         self.routes = routes
         self.log_record = log_record
         self.metrics = metrics
@@ -263,25 +267,37 @@ class Gateway:
             payload.pop("stream_options", None)
         return payload, strip_usage
 
+    async def _post(self, upstream: Upstream, payload: dict[str, Any]) -> tuple[int, str, bytes]:
+        """One non-streaming upstream call: status, content type and body."""
+        url = upstream.api_base + "/chat/completions"
+        if self.transport is not None:
+            status, headers, content = await self.transport.post_json(
+                url, _encode(payload), self.client.timeout)
+            ctype = next((v.decode("latin-1") for k, v in headers
+                          if k.lower() == b"content-type"), "application/json")
+            return status, ctype, content
+        resp = await self.client.post(url, content=_encode(payload), headers=JSON_HEADERS)
+        return resp.status_code, resp.headers.get("content-type", "application/json"), resp.content
+
     async def _plain(self, call: Call, route: str, upstream: Upstream) -> Response:
         payload, _ = self._payload(call, upstream, stream=False)
         t0 = time.perf_counter()
         try:
-            resp = await self.client.post(upstream.api_base + "/chat/completions",
-                                          content=_encode(payload), headers=JSON_HEADERS)
+            status, ctype, content = await self._post(upstream, payload)
         except httpx.TimeoutException:
             raise _Failed("timed out") from None
         except httpx.HTTPError as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}") from None
         upstream_s = time.perf_counter() - t0
-        if resp.status_code >= 500 or (resp.status_code == 429 and route == "canary"):
-            raise _Failed(f"answered HTTP {resp.status_code}")
+        if status >= 500 or (status == 429 and route == "canary"):
+            raise _Failed(f"answered HTTP {status}")
         outcome = Outcome(upstream_s=upstream_s)
-        if resp.status_code >= 400:
-            outcome.error = f"upstream HTTP {resp.status_code}: {resp.text[:MAX_ERROR_CHARS]}"
+        if status >= 400:
+            outcome.error = (f"upstream HTTP {status}: "
+                             f"{content[:MAX_ERROR_CHARS].decode(errors='replace')}")
         else:
             try:
-                data = json.loads(resp.content)
+                data = json.loads(content)
                 choice = (data.get("choices") or [{}])[0]
                 outcome.text = content_text((choice.get("message") or {}).get("content")) or ""
                 usage = data.get("usage") or {}
@@ -291,9 +307,9 @@ class Gateway:
                 raise _Failed("answered something that is not a chat completion") from None
         outcome.total_s = time.perf_counter() - call.started
         return Response(
-            content=resp.content,
-            status_code=resp.status_code,
-            media_type=resp.headers.get("content-type", "application/json"),
+            content=content,
+            status_code=status,
+            media_type=ctype,
             headers=self._headers(call, route, upstream),
             # The safety check, the record and the metrics wait until the answer is sent.
             background=BackgroundTask(self._finish_soon, call, route, upstream, outcome),
@@ -387,14 +403,14 @@ class Gateway:
         shadow.started_at = datetime.now(UTC)
         outcome = Outcome()
         try:
-            resp = await self.client.post(upstream.api_base + "/chat/completions",
-                                          content=_encode(payload), headers=JSON_HEADERS)
+            status, _ctype, content = await self._post(upstream, payload)
             outcome.upstream_s = time.perf_counter() - shadow.started
-            if resp.status_code >= 400:
-                outcome.error = f"upstream HTTP {resp.status_code}: {resp.text[:MAX_ERROR_CHARS]}"
+            if status >= 400:
+                outcome.error = (f"upstream HTTP {status}: "
+                                 f"{content[:MAX_ERROR_CHARS].decode(errors='replace')}")
                 self._count(self.metrics.upstream_errors, upstream.version, call.plant, "shadow")
             else:
-                data = json.loads(resp.content)
+                data = json.loads(content)
                 choice = (data.get("choices") or [{}])[0]
                 outcome.text = content_text((choice.get("message") or {}).get("content")) or ""
                 usage = data.get("usage") or {}

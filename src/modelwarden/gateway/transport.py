@@ -205,6 +205,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._open: dict[tuple[str, str, int], int] = {}
         self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._targets: dict[str, tuple[tuple[str, str, int], bytes]] = {}
 
     # ---- pool ----------------------------------------------------------------------------------
     def _slot(self, origin: tuple[str, str, int]) -> asyncio.Semaphore:
@@ -263,6 +264,18 @@ class PooledTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         head = _head(request, url, body)
 
+        conn = await self._start(origin, head + body, timeouts)
+        status = conn.parser.get_status_code()
+        return httpx.Response(
+            status,
+            headers=conn.headers,
+            stream=_Body(self, conn, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def _start(self, origin: tuple[str, str, int], data: bytes,
+                     timeouts: dict[str, float | None]) -> _Conn:
+        """Take a connection slot, send ``data`` and read the response head."""
         sem = self._slot(origin)
         if sem.locked():
             try:
@@ -272,17 +285,51 @@ class PooledTransport(httpx.AsyncBaseTransport):
         else:
             await sem.acquire()
         try:
-            conn = await self._exchange(origin, head + body, timeouts)
+            return await self._exchange(origin, data, timeouts)
         except BaseException:
             sem.release()
             raise
+
+    async def post_json(self, url: str, body: bytes, timeout: httpx.Timeout
+                        ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """POST a JSON ``body`` to ``url`` and read the whole answer: status, headers, body.
+
+        The gateway's non-streaming calls, without building httpx's request and response objects
+        (and their URL parsing, cookie handling and header normalising) for every request. Errors
+        are httpx's, as for :meth:`handle_async_request`.
+        """
+        target = self._targets.get(url)
+        if target is None:
+            target = self._target(url)
+        origin, head = target
+        timeouts = {"connect": timeout.connect, "read": timeout.read, "pool": timeout.pool}
+        data = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
+        conn = await self._start(origin, data, timeouts)
         status = conn.parser.get_status_code()
-        return httpx.Response(
-            status,
-            headers=conn.headers,
-            stream=_Body(self, conn, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        headers = conn.headers
+        chunks: list[bytes] = []
+        try:
+            async for chunk in conn.body(timeouts["read"]):
+                chunks.append(chunk)
+        except OSError as exc:
+            conn.close()
+            raise httpx.ReadError(str(exc)) from exc
+        finally:
+            self.release(conn)
+        return status, headers, b"".join(chunks)
+
+    def _target(self, url: str) -> tuple[tuple[str, str, int], bytes]:
+        u = httpx.URL(url)
+        if u.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {u.scheme!r}")
+        origin = (u.scheme, u.host, u.port or (443 if u.scheme == "https" else 80))
+        head = (b"POST " + (u.raw_path or b"/") + b" HTTP/1.1\r\nHost: " + u.netloc
+                + b"\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
+                + b"Content-Type: application/json\r\nContent-Length: ")
+        if len(self._targets) >= 1024:  # route tables name a handful of upstreams
+            self._targets.clear()
+        self._targets[url] = (origin, head)
+        return origin, head
 
     async def _exchange(self, origin: tuple[str, str, int], data: bytes,
                         timeouts: dict[str, float | None]) -> _Conn:
@@ -330,11 +377,13 @@ def _head(request: httpx.Request, url: httpx.URL, body: bytes) -> bytes:
 
 
 def new_client(*, timeout: httpx.Timeout, max_connections_per_origin: int,
-               keepalive_expiry: float = 30.0, **kwargs: Any) -> httpx.AsyncClient:
+               keepalive_expiry: float = 30.0, transport: PooledTransport | None = None,
+               **kwargs: Any) -> httpx.AsyncClient:
     """The gateway's shared client: httpx on top of :class:`PooledTransport`."""
     return httpx.AsyncClient(
-        transport=PooledTransport(max_connections_per_origin=max_connections_per_origin,
-                                  keepalive_expiry=keepalive_expiry),
+        transport=transport or PooledTransport(
+            max_connections_per_origin=max_connections_per_origin,
+            keepalive_expiry=keepalive_expiry),
         timeout=timeout,
         trust_env=False,
         **kwargs,

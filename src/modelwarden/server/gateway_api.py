@@ -7,21 +7,26 @@ the body has no ``user``), ``X-Plant-Id``, ``X-Session-Id`` and ``X-Request-Id``
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from modelwarden.auth import ApiKey
-from modelwarden.server.body import read_json
+from modelwarden.errors import WardenError
+from modelwarden.server.body import JSON_TYPES, _too_large, parse_json, read_json
 from modelwarden.server.deps import requires, runtime_of
-from modelwarden.server.errors import error_responses
+from modelwarden.server.errors import UnsupportedMediaType, error_responses
+from modelwarden.server.runtime import Runtime
 
+log = logging.getLogger("modelwarden.server")
 router = APIRouter(tags=["gateway"])
+CHAT_PATH = "/v1/chat/completions"
 
 
 @router.post(
-    "/v1/chat/completions",
+    CHAT_PATH,
     responses={
         **error_responses(400, 401, 403, 413, 415, 502, 503),
         200: {
@@ -52,6 +57,85 @@ async def chat_completions(
                for k, v in request.scope["headers"]}
     call = gateway.new_call(body, headers, key.plant_id if key else None)
     return await gateway.handle(call)
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _read(receive: Any, headers: dict[str, str], limit: int) -> bytes:
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not (media in JSON_TYPES or media.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"content type {media or 'none'!r} is not accepted here; send application/json",
+            field="content-type",
+            accepted=list(JSON_TYPES),
+        )
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def authorize(rt: Runtime, headers: dict[str, str]) -> ApiKey | None:
+    return rt.keys.authorize(headers.get("authorization"), "gateway", optional_without_keys=True)
+
+
+async def chat_response(rt: Runtime, headers: dict[str, str], body: Any,
+                        key: ApiKey | None) -> Response:
+    """The answer to an authorized chat request: ``headers`` (lower-case names), JSON ``body``.
+
+    Raises :class:`~modelwarden.errors.WardenError` for an answer in the error shape.
+    """
+    call = rt.gateway.new_call(body, headers, key.plant_id if key else None)
+    return await rt.gateway.handle(call)
+
+
+def error_answer(exc: Exception) -> Response:
+    if isinstance(exc, WardenError):
+        if exc.http_status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status,
+                            headers=getattr(exc, "headers", None))
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"error": {"code": "internal", "message": "internal error; see the server log"}},
+        status_code=500,
+    )
+
+
+def header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # One pass over the raw headers, as lower-case names.
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+
+async def serve_chat(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``POST /v1/chat/completions`` as a bare ASGI handler: the same checks, answers and errors
+    as :func:`chat_completions`, without the router and dependency resolution on every request.
+    """
+    try:
+        headers = header_dict(scope["headers"])
+        # The key is checked before the body is read, as for every other endpoint.
+        key = authorize(rt, headers)
+        body = parse_json(await _read(receive, headers, rt.config.max_body_bytes))
+        response = await chat_response(rt, headers, body, key)
+    except _Disconnected:
+        return
+    except Exception as exc:
+        response = error_answer(exc)
+    await response(scope, receive, send)
 
 
 @router.get("/v1/models", summary="The versions the route table serves (OpenAI-compatible)")

@@ -24,12 +24,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "warning",
                    access_log: bool = False) -> uvicorn.Config:
+    from modelwarden.server.fast_http import protocol_for
+
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools; for ModelWarden's app, with the gateway's fast path (see fast_http).
+        http=protocol_for(app),
         log_level=log_level,
         access_log=access_log,
         # Long enough that a client reusing connections between requests keeps them.

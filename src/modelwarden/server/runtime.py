@@ -1,5 +1,8 @@
 """What one running server holds: stores, the spool and its flusher, keys, routes, the gateway.
 
+The flusher, which moves acknowledged records from the spool into the log store, runs in a child
+process (:mod:`modelwarden.server.flusher`) so that its work never holds up a request.
+
 Created by :func:`modelwarden.server.app.create_app` and started by the app's lifespan, so that
 several apps (one per test, say) can live in one process without sharing anything.
 """
@@ -7,7 +10,6 @@ several apps (one per test, say) can live in one process without sharing anythin
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from concurrent.futures import Future
 from typing import Any
@@ -18,21 +20,23 @@ from starlette.concurrency import run_in_threadpool
 from modelwarden import service
 from modelwarden.auth import KeyRing
 from modelwarden.gateway.proxy import Gateway
-from modelwarden.gateway.transport import new_client
-from modelwarden.ingest.core import MAX_RAW_CHARS, Ingestor, Rejection, rejections_table
-from modelwarden.records import KEY_FIELD, FieldProblem
+from modelwarden.gateway.transport import PooledTransport, new_client
+from modelwarden.ingest.core import Ingestor
 from modelwarden.registry import GuardedRoutes
 from modelwarden.rollout.controller import ControllerLoop
 from modelwarden.server.config import ServerConfig
+from modelwarden.server.flusher import FlushProcess
 from modelwarden.server.metrics import Metrics
-from modelwarden.server.validation import as_bad_line, clean_text
 from modelwarden.settings import Settings
-from modelwarden.store.spool import Flusher, Spool, SpoolBatch
+from modelwarden.store.spool import Spool, SpoolBatch
 from modelwarden.store.state import StateStore
 
 log = logging.getLogger("modelwarden.server")
 
 GATEWAY_SOURCE = "gateway"
+# Gateway records wait at most this long (or for this many more) before they go to the spool.
+GATEWAY_BATCH_S = 0.02
+GATEWAY_BATCH_MAX = 512
 
 
 class Runtime:
@@ -49,18 +53,19 @@ class Runtime:
         self.store = service.open_store(settings)
         self.ingestor = Ingestor(self.store, self.safety)
         self.spool = Spool(settings.data_dir / "spool")
-        self.flusher = Flusher(
+        self.flusher = FlushProcess(
+            settings,
             self.spool,
-            self._store_batch,
             interval=config.flush_interval_s,
             on_stored=self.metrics.stored_records.inc,
-            on_unstorable=self._unstorable,
         )
         self.metrics.bind_spool(
-            self.spool.pending_records, self.spool.pending_bytes, self.spool.pending_segments
+            self.pending_records, self.spool.pending_bytes, self.spool.pending_segments
         )
         self._client: httpx.AsyncClient | None = None
         self._gateway: Gateway | None = None
+        self._records: list[dict[str, Any]] = []
+        self._records_timer: asyncio.TimerHandle | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -69,11 +74,15 @@ class Runtime:
             log.info("replaying %d spool segment(s) left by the previous run", len(leftovers))
         self.spool.on_commit = self._maybe_flush_early
         self.flusher.start()
+        transport = PooledTransport(
+            max_connections_per_origin=self.config.upstream_max_connections
+        )
         self._client = new_client(
             timeout=httpx.Timeout(
                 self.config.upstream_timeout_s, connect=self.config.upstream_connect_timeout_s
             ),
             max_connections_per_origin=self.config.upstream_max_connections,
+            transport=transport,
         )
         self._gateway = Gateway(
             self._client,
@@ -82,6 +91,7 @@ class Runtime:
             self.metrics,
             self.safety,
             shadow_max_in_flight=self.config.shadow_max_in_flight,
+            transport=transport,
         )
         # The rollout controller and the SOP policy tick inside the server.
         self.controller = None
@@ -94,6 +104,7 @@ class Runtime:
             await run_in_threadpool(self.controller.stop)
         if self._gateway is not None:
             await self._gateway.drain()
+        self._spool_records()
         if self._client is not None:
             await self._client.aclose()
         # Everything acknowledged goes into the store before the process ends.
@@ -107,20 +118,6 @@ class Runtime:
         return self._gateway
 
     # ---- the spool ---------------------------------------------------------------------------
-    def _store_batch(self, kind: str, items: Any, source: str) -> None:
-        self.ingestor.ingest_raw(kind, [(loc, as_bad_line(raw)) for loc, raw in items], source)
-
-    def _unstorable(self, kind: str, item: tuple[str, Any], source: str, exc: Exception) -> None:
-        """Keep a record the store refused (past validation) in the rejected store, with why."""
-        location, raw = item
-        key = raw.get(KEY_FIELD[kind]) if isinstance(raw, dict) else None
-        text = json.dumps(raw, ensure_ascii=False, default=str)
-        problem = FieldProblem(field="(record)", reason=f"the log store could not take it: {exc}")
-        rejection = Rejection(source, location, clean_text(str(key)) if key else None, [problem],
-                              clean_text(text)[:MAX_RAW_CHARS])
-        self.store.append_rejected(rejections_table(kind, [rejection]))
-        log.error("%s %s could not be stored and was kept as rejected: %s", kind, location, exc)
-
     def _maybe_flush_early(self, _n: int) -> None:
         if self.spool.pending_records() >= self.config.flush_early_records:
             self.flusher.nudge()
@@ -130,20 +127,47 @@ class Runtime:
         await asyncio.wrap_future(self.spool.append(batch))
 
     def log_record(self, record: dict[str, Any]) -> None:
-        """Queue a gateway record without waiting for the disk."""
-        rid = record["request_id"]
-        batch = SpoolBatch("requests", GATEWAY_SOURCE, [(f"gateway {rid}", record)], batch_id=rid)
-        self.spool.append(batch).add_done_callback(_report_failure)
+        """Queue a gateway record without waiting for the disk.
+
+        Records gathered over a few milliseconds go to the spool as one batch: one line and one
+        wake-up of the spool's writer thread for many requests, instead of one each.
+        """
+        self._records.append(record)
+        if len(self._records) >= GATEWAY_BATCH_MAX:
+            self._spool_records()
+        elif self._records_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._spool_records()
+                return
+            self._records_timer = loop.call_later(GATEWAY_BATCH_S, self._spool_records)
+
+    def _spool_records(self) -> None:
+        if self._records_timer is not None:
+            self._records_timer.cancel()
+            self._records_timer = None
+        records, self._records = self._records, []
+        if records:
+            batch = SpoolBatch("requests", GATEWAY_SOURCE,
+                               [(f"gateway {r['request_id']}", r) for r in records])
+            self.spool.append(batch).add_done_callback(_report_failure)
+
+    def pending_records(self) -> int:
+        """Records acknowledged or logged that the log store does not hold yet."""
+        return len(self._records) + self.spool.pending_records()
 
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "data_dir": str(self.settings.data_dir),
             "spool": {
-                "pending_records": self.spool.pending_records(),
+                "pending_records": self.pending_records(),
                 "pending_segments": self.spool.pending_segments(),
                 "pending_bytes": self.spool.pending_bytes(),
                 "last_error": self.flusher.last_error,
+                "flusher_pid": self.flusher.pid,
+                "flusher_restarts": self.flusher.restarts,
             },
         }
 

@@ -202,6 +202,13 @@ class Spool:
                 self._sealed.remove(path)
             self._counts.pop(path, None)
 
+    def forget(self, path: Path) -> None:
+        """Stop counting a sealed segment that another process stored and removed (or moved)."""
+        with self._lock:
+            if path in self._sealed:
+                self._sealed.remove(path)
+            self._counts.pop(path, None)
+
     def quarantine(self, path: Path) -> Path:
         """Move a segment the store keeps refusing aside, so later segments are not held up."""
         target = self.dir / "failed" / path.name
@@ -326,12 +333,52 @@ class Spool:
         self._seal_active()
 
 
+class SealedSegments:
+    """The sealed segments of a spool another process writes: those numbered up to ``upto``.
+
+    What a :class:`Flusher` running in its own process works on. The owner of the spool seals its
+    active segment and then says how far segments are sealed; a segment stored and removed here is
+    reported through ``on_removed`` so that the owner stops counting it.
+    """
+
+    def __init__(self, directory: Path, *, fsync: bool = True,
+                 on_removed: Callable[[Path], None] | None = None) -> None:
+        self.dir = Path(directory)
+        self.fsync = fsync
+        self.upto = 0
+        self.on_removed = on_removed
+
+    def seal(self, timeout: float | None = None) -> list[Path]:
+        paths = [p for p in self.dir.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}")
+                 if _seq(p) <= self.upto]
+        return sorted(paths, key=_seq)
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        if self.fsync:
+            _fsync_dir(self.dir)
+        if self.on_removed is not None:
+            self.on_removed(path)
+
+    def quarantine(self, path: Path) -> Path:
+        target = self.dir / "failed" / path.name
+        target.parent.mkdir(exist_ok=True)
+        os.replace(path, target)
+        if self.on_removed is not None:
+            self.on_removed(path)
+        return target
+
+
+def segment_seq(path: Path) -> int:
+    return _seq(path)
+
+
 class Flusher:
     """Moves sealed spool segments into the log store, in order, on a timer or when nudged."""
 
     def __init__(
         self,
-        spool: Spool,
+        spool: Spool | SealedSegments,
         store_batch: Callable[[str, Sequence[tuple[str, Any]], str], Any],
         *,
         interval: float = 1.0,
@@ -438,4 +485,4 @@ class Flusher:
             self._store_items(kind, items[:mid], source)
             self._store_items(kind, items[mid:], source)
 
-__all__ = ["Flusher", "Spool", "SpoolBatch", "read_segment"]
+__all__ = ["Flusher", "SealedSegments", "Spool", "SpoolBatch", "read_segment", "segment_seq"]

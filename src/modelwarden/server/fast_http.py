@@ -1,0 +1,166 @@
+"""uvicorn's httptools protocol, serving the gateway's plain chat completions without ASGI.
+
+Every model call passes through ``POST /v1/chat/completions``, so its per-request cost is the
+gateway's added latency. Through ASGI a request costs a scope, a request-response cycle with its
+event, a task running the app, a ``Response`` object and two writes (head, then body); here a
+plain (non-streaming) chat request that is well-formed JSON is answered straight from the
+protocol: the same key check, the same gateway, the same answers and error shape, written in one
+write. Everything else (other routes, streaming, a body that is not JSON or too large, a request
+pipelined behind another, ``Expect: 100-continue``) is handed to uvicorn's own handling
+unchanged, as if this class were not there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from modelwarden.server import gateway_api
+
+log = logging.getLogger("modelwarden.server")
+
+CHAT_TARGET = gateway_api.CHAT_PATH.encode()
+
+
+class _InFlight:
+    """Stands for the answer being written, for uvicorn's pipelining check."""
+
+    response_complete = False
+
+
+_IN_FLIGHT = _InFlight()
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        state = getattr(self.config.app, "state", None)
+        self._runtime = getattr(state, "runtime", None)
+        self._limit = self._runtime.config.max_body_bytes if self._runtime is not None else 0
+        self._fast: list[bytes] | None = None
+        self._fast_size = 0
+        self._keep_alive = True
+        self._busy = False
+        self._close_after = False
+
+    # ---- parser callbacks ------------------------------------------------------------------
+    def on_headers_complete(self) -> None:
+        if (
+            self._runtime is not None
+            and self.url == CHAT_TARGET
+            and self.parser.get_method() == b"POST"
+            and not self._busy
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.pipeline
+            and not self.expect_100_continue
+            and not self.parser.should_upgrade()
+        ):
+            self._fast = []
+            self._fast_size = 0
+            self._keep_alive = (
+                self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+            )
+            return
+        self._fast = None
+        if self._busy and (self.cycle is None or self.cycle.response_complete):
+            # Pipelined behind a request this class is answering: uvicorn queues it behind an
+            # unfinished cycle, and it is started when that answer is written.
+            self.cycle = _IN_FLIGHT  # type: ignore[assignment]
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._fast is None:
+            super().on_body(body)
+            return
+        self._fast_size += len(body)
+        if self._fast_size <= self._limit:
+            self._fast.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._fast is None:
+            super().on_message_complete()
+            return
+        chunks, self._fast = self._fast, None
+        body = b"".join(chunks)
+        headers = gateway_api.header_dict(self.headers)
+        data: Any = None
+        if (
+            self._fast_size <= self._limit
+            and headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            == "application/json"
+        ):
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
+                data = None
+        if not isinstance(data, dict) or data.get("stream"):
+            # uvicorn's own path, with the request as it came; the app answers it (streams,
+            # and the errors for a body that is not JSON, too large or of the wrong type).
+            if self._fast_size > self._limit:
+                body = body[: self._limit + 1]
+            super().on_headers_complete()
+            if body:
+                super().on_body(body)
+            super().on_message_complete()
+            return
+        self._busy = True
+        # One request at a time per connection: a pipelined one waits in the socket.
+        self.flow.pause_reading()
+        task = self.loop.create_task(self._serve(headers, data))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    # ---- answering ---------------------------------------------------------------------------
+    async def _serve(self, headers: dict[str, str], data: dict[str, Any]) -> None:
+        rt = self._runtime
+        assert rt is not None
+        try:
+            key = gateway_api.authorize(rt, headers)
+            response = await gateway_api.chat_response(rt, headers, data, key)
+        except Exception as exc:
+            response = gateway_api.error_answer(exc)
+        status = response.status_code
+        out = [STATUS_LINE[status]]
+        for name, value in (*self.server_state.default_headers, *response.raw_headers):
+            out += [name, b": ", value, b"\r\n"]
+        keep_alive = self._keep_alive and not self._close_after
+        if not keep_alive:
+            out.append(b"connection: close\r\n")
+        out += [b"\r\n", bytes(response.body)]
+        if self.access_log:
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+            self.access_logger.info(
+                '%s - "POST %s HTTP/1.1" %d', client, gateway_api.CHAT_PATH, status
+            )
+        self._busy = False
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+            if keep_alive:
+                self.on_response_complete()
+            else:
+                self.transport.close()
+        if response.background is not None:
+            try:
+                await response.background()
+            except Exception:
+                log.exception("the work after a gateway answer failed")
+
+    # ---- connection --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        if self._busy:
+            self._close_after = True
+            return
+        super().shutdown()
+
+
+def protocol_for(app: Any) -> Any:
+    """The uvicorn ``http`` setting for ``app``: this protocol for a ModelWarden app."""
+    from modelwarden.server.app import WardenApp
+
+    return GatewayHttpProtocol if isinstance(app, WardenApp) else "httptools"
+
+
+__all__ = ["GatewayHttpProtocol", "protocol_for"]

@@ -1,0 +1,267 @@
+"""The spool flusher in a process of its own, started and supervised by ``modelwarden serve``.
+
+Moving records from the spool into the log store validates them, checks them against the stored
+keys and writes Parquet: tens of milliseconds of CPU per flush. Done by a thread of the serving
+process, that time holds the interpreter lock and shows in the gateway's tail latency; done by a
+child process, the serving process only appends lines to the spool.
+
+The two talk over the child's stdin and stdout, one JSON object per line:
+
+* the server says ``{"flush": N}`` (segments up to number N are sealed; store them) and, at
+  shutdown, ``{"stop": N}`` (store them, then exit);
+* the child says ``{"stored": n}`` after each segment's records are in the store,
+  ``{"done": "seg-….jsonl"}`` once a segment is removed (or moved aside to ``failed/``), and
+  ``{"error": "…"}`` when the store cannot take a segment yet.
+
+The child holds ``spool/.flusher.lock`` while it works, so a child left over from a server that was
+killed finishes its segment before the next server's child starts. It exits when its stdin closes
+(the server is gone); whatever it did not store stays in the spool and the next server's child
+stores it. A child that dies is started again. After each flush the child compacts the store's
+small part files now and then (:meth:`~modelwarden.store.logstore.LogStore.compact`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from modelwarden.settings import Settings
+from modelwarden.store.spool import SealedSegments, Spool, segment_seq
+
+log = logging.getLogger("modelwarden.flusher")
+
+ENV_SETTINGS = "MODELWARDEN_FLUSHER_SETTINGS"
+# Automatic compaction: merge a directory's part files below this size once it has this many.
+COMPACT_SMALL_BYTES = 32 * 1024 * 1024
+COMPACT_MIN_FILES = 32
+COMPACT_EVERY_S = 30.0
+
+
+# ---- in the server ---------------------------------------------------------------------------
+class FlushProcess:
+    """Starts the flusher child, tells it what is sealed, restarts it when it dies."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        *,
+        interval: float = 1.0,
+        on_stored: Any = None,
+        restart_delay: float = 0.5,
+        stop_timeout: float = 120.0,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.interval = interval
+        self.on_stored = on_stored
+        self.restart_delay = restart_delay
+        self.stop_timeout = stop_timeout
+        self.last_error: str | None = None
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._io = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._upto = 0
+        self._ticker: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        self._spawn()
+        # Whatever a previous server left is stored first.
+        self._send_flush()
+        self._ticker = threading.Thread(target=self._tick, name="flusher-ticker", daemon=True)
+        self._ticker.start()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Store everything acknowledged so far, then let the child exit."""
+        self._stopping.set()
+        self._wake.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        paths = self.spool.seal()
+        upto = max([self._upto, *(segment_seq(p) for p in paths)])
+        with self._io:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                proc = self._spawn_locked()
+            self._write(proc, {"stop": upto})
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            # What it has not stored stays in the spool for the next start.
+            log.error("the flusher did not finish within %.0f s; stopping it", self.stop_timeout)
+            proc.kill()
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join(5)
+
+    # ---- child process -----------------------------------------------------------------------
+    def _spawn(self) -> None:
+        with self._io:
+            self._spawn_locked()
+
+    def _spawn_locked(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, ENV_SETTINGS: self.settings.model_dump_json()}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelwarden.server.flusher"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            # Its own session: a Ctrl-C meant for the server must not cut a flush short; the
+            # server stops it through its stdin.
+            start_new_session=True,
+        )
+        self._proc = proc
+        self._reader = threading.Thread(
+            target=self._read, args=(proc,), name="flusher-reader", daemon=True
+        )
+        self._reader.start()
+        return proc
+
+    def _write(self, proc: subprocess.Popen[bytes], msg: dict[str, Any]) -> None:
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(msg).encode() + b"\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # it died; the reader restarts it and the next tick says it again
+
+    def _send_flush(self) -> None:
+        paths = self.spool.seal()
+        if not paths:
+            return
+        self._upto = max(self._upto, *(segment_seq(p) for p in paths))
+        with self._io:
+            if self._proc is not None:
+                self._write(self._proc, {"flush": self._upto})
+
+    def _tick(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._send_flush()
+            except Exception:  # the ticker must keep ticking
+                log.exception("could not seal the spool")
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "done" in msg:
+                self.spool.forget(self.spool.dir / str(msg["done"]))
+            elif "stored" in msg:
+                if self.on_stored is not None:
+                    self.on_stored(int(msg["stored"]))
+            elif "error" in msg:
+                self.last_error = str(msg["error"])
+        code = proc.wait()
+        if self._stopping.is_set():
+            return
+        self.last_error = f"the flusher process exited with code {code}; restarted"
+        log.error(
+            "the flusher process (pid %d) exited with code %d; starting it again", proc.pid, code
+        )
+        time.sleep(self.restart_delay)
+        with self._io:
+            if self._stopping.is_set():
+                return
+            new = self._spawn_locked()
+            self.restarts += 1
+            if self._upto:
+                self._write(new, {"flush": self._upto})
+
+
+# ---- in the child ----------------------------------------------------------------------------
+def _emit(out: IO[bytes], lock: threading.Lock, msg: dict[str, Any]) -> None:
+    with lock:
+        out.write(json.dumps(msg).encode() + b"\n")
+        out.flush()
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.model_validate_json(os.environ[ENV_SETTINGS])
+    # Only this process writes the protocol on stdout; anything else printing goes to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    out_lock = threading.Lock()
+
+    from modelwarden import service
+    from modelwarden.ingest.core import Ingestor
+    from modelwarden.server.spool_store import SpoolStore
+    from modelwarden.store.spool import Flusher
+
+    spool_dir = settings.data_dir / "spool"
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    lock_fh = open(spool_dir / ".flusher.lock", "a+")  # noqa: SIM115 - held until exit
+    fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX)
+
+    store = service.open_store(settings)
+    target = SpoolStore(store, Ingestor(store, service.safety_checker(settings)))
+    segments = SealedSegments(
+        spool_dir, on_removed=lambda p: _emit(out, out_lock, {"done": p.name})
+    )
+    flusher = Flusher(
+        segments,
+        target.store_batch,
+        on_stored=lambda n: _emit(out, out_lock, {"stored": n}),
+        on_unstorable=target.unstorable,
+    )
+    last_compact = time.monotonic()
+    for line in sys.stdin.buffer:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        upto = int(msg.get("flush", msg.get("stop", 0)))
+        segments.upto = max(segments.upto, upto)
+        error_before = flusher.last_error
+        flusher.flush_once()
+        if flusher.last_error != error_before and flusher.last_error is not None:
+            _emit(out, out_lock, {"error": flusher.last_error})
+        if "stop" in msg:
+            break
+        if time.monotonic() - last_compact >= COMPACT_EVERY_S:
+            last_compact = time.monotonic()
+            try:
+                store.compact(min_files=COMPACT_MIN_FILES, small_bytes=COMPACT_SMALL_BYTES)
+            except Exception:  # the store stays readable; the next round tries again
+                log.exception("compaction failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["FlushProcess"]
