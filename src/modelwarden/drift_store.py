@@ -48,6 +48,18 @@ from modelwarden.store.state import StateStore, metadata
 ALL_VERSIONS = ""
 ALL_PLANTS = "all plants"
 
+# A re-run of the same window replaces its points rather than adding new ones.
+KEY_COLUMNS = (
+    "kind",
+    "signal",
+    "scope",
+    "model_version",
+    "window_start",
+    "window_end",
+    "baseline",
+    "method",
+)
+
 drift_results = Table(
     "drift_results",
     metadata,
@@ -71,28 +83,7 @@ drift_results = Table(
     Column("n_current", Integer),
     Column("baseline_detail", Text),
     Column("topics", Text),
-    UniqueConstraint(
-        "kind",
-        "signal",
-        "scope",
-        "model_version",
-        "window_start",
-        "window_end",
-        "baseline",
-        "method",
-        name="uq_drift_result",
-    ),
-)
-
-KEY_COLUMNS = (
-    "kind",
-    "signal",
-    "scope",
-    "model_version",
-    "window_start",
-    "window_end",
-    "baseline",
-    "method",
+    UniqueConstraint(*KEY_COLUMNS, name="uq_drift_result"),
 )
 
 

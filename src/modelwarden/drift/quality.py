@@ -24,6 +24,7 @@ from modelwarden.drift.base import (
     DEFAULT_MIN_N,
     Detector,
     DriftResult,
+    check_positive_int,
     jsonable,
 )
 from modelwarden.errors import InputError
@@ -401,14 +402,8 @@ class BernoulliCusumDetector(_SeriesDetector):
         super().__init__(alpha=alpha, min_n=min_n)
         if not (np.isfinite(ratio) and ratio > 1):
             raise InputError("ratio must be a number > 1", field="ratio")
-        if (
-            isinstance(n_simulations, bool)
-            or not isinstance(n_simulations, int)
-            or (n_simulations < 1)
-        ):
-            raise InputError("n_simulations must be an integer >= 1", field="n_simulations")
         self.ratio = float(ratio)
-        self.n_simulations = n_simulations
+        self.n_simulations = check_positive_int(n_simulations, "n_simulations")
         self.seed = int(seed)
 
     @property
