@@ -53,6 +53,7 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
+        self.keep_alive = False
         self.complete = False
         self.received_any = False
         self.chunks: collections.deque[bytes] = collections.deque()
@@ -85,6 +86,8 @@ class _Conn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        # Asked now: once the message is complete the parser no longer knows.
+        self.keep_alive = self.parser.should_keep_alive()
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -168,8 +171,7 @@ class _Conn(asyncio.Protocol):
             await self.wait(timeout)
 
     def reusable(self) -> bool:
-        return (self.complete and not self.closed and self.error is None
-                and self.parser.should_keep_alive())
+        return self.complete and not self.closed and self.error is None and self.keep_alive
 
 
 class _Body(httpx.AsyncByteStream):

@@ -64,6 +64,8 @@ class FlushProcess:
         self.interval = interval
         self.on_stored = on_stored
         self.restart_delay = restart_delay
+        self._started = 0.0
+        self._quick_exits = 0
         self.stop_timeout = stop_timeout
         self.last_error: str | None = None
         self.restarts = 0
@@ -131,6 +133,7 @@ class FlushProcess:
             start_new_session=True,
         )
         self._proc = proc
+        self._started = time.monotonic()
         self._reader = threading.Thread(
             target=self._read, args=(proc,), name="flusher-reader", daemon=True
         )
@@ -186,7 +189,9 @@ class FlushProcess:
         log.error(
             "the flusher process (pid %d) exited with code %d; starting it again", proc.pid, code
         )
-        time.sleep(self.restart_delay)
+        # A child that keeps dying at once (a broken install, say) is retried less and less often.
+        self._quick_exits = self._quick_exits + 1 if time.monotonic() - self._started < 10 else 0
+        time.sleep(min(self.restart_delay * 2 ** min(self._quick_exits, 6), 30.0))
         with self._io:
             if self._stopping.is_set():
                 return
