@@ -16,17 +16,25 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete
 
 from modelwarden.baseline import reservoir_seed, update_baselines
 from modelwarden.cli.core import parse_window_arg
 from modelwarden.drift.reservoir import Reservoir
-from modelwarden.drift_store import ALL_PLANTS, load_reservoir, read_history, reservoir_dir
+from modelwarden.drift_store import (
+    ALL_PLANTS,
+    drift_results,
+    load_reservoir,
+    read_history,
+    reservoir_dir,
+)
 from modelwarden.monitor import drift_over_windows
 from modelwarden.report.weekly import build_weekly_report, render_markdown
 from modelwarden.server.app import create_app
 from modelwarden.server.runner import ServerThread
 from modelwarden.service import window_vectors
 from modelwarden.settings import Settings
+from modelwarden.store.state import StateStore
 
 STABLE = "sop-assistant-v1.1"
 CANARY = "sop-assistant-v1.2"
@@ -38,6 +46,14 @@ CURRENT = "2026-W47"
 def data(seeded_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("drift-monitoring") / "warden-data"
     shutil.copytree(seeded_data_dir, d)
+    # Other modules' reports on the shared store record drift history too; these tests count
+    # the points their own runs write, so they start from an empty history.
+    store = StateStore.at(d)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(delete(drift_results))
+    finally:
+        store.close()
     return d
 
 
