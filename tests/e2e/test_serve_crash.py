@@ -23,11 +23,13 @@ SENDERS = 4
 BATCH = 25
 
 
-def start_server(data: Path, port: int, flush_interval: float) -> subprocess.Popen[bytes]:
+def start_server(data: Path, port: int, flush_interval: float,
+                 flush_early: int = 20_000) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
     proc = subprocess.Popen(
         [CLI, "--data", str(data), "serve", "--port", str(port),
-         "--flush-interval", str(flush_interval), "--log-level", "warning"],
+         "--flush-interval", str(flush_interval), "--flush-early", str(flush_early),
+         "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
@@ -103,8 +105,9 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_record(tmp_path: Path) -> 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
 
-    # 1: nothing reaches the store before the kill (a long flush interval): all in the spool.
-    proc = start_server(data, port, flush_interval=60)
+    # 1: nothing reaches the store before the kill (a long flush interval, and no early flush
+    # however fast the records come): all in the spool.
+    proc = start_server(data, port, flush_interval=60, flush_early=10_000_000)
     acked_1, _ = stream_until_killed(url, key, "a", proc, run_for=1.5)
     assert len(acked_1) >= 10 * BATCH, "too few batches were acknowledged to mean anything"
     assert stored_ids(data) == []

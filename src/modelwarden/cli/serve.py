@@ -49,6 +49,10 @@ def serve(
         ServerConfig().flush_interval_s, "--flush-interval",
         help="Seconds between moves of acknowledged records from the spool into the log store.",
     ),
+    flush_early: int = typer.Option(
+        ServerConfig().flush_early_records, "--flush-early", min=1,
+        help="Move records into the store before the interval once this many wait.",
+    ),
     upstream_timeout: float = typer.Option(
         ServerConfig().upstream_timeout_s, "--upstream-timeout",
         help="Seconds the gateway waits for an upstream before it counts as failed.",
@@ -71,6 +75,7 @@ def serve(
     config = ServerConfig(
         max_body_bytes=max_body_bytes,
         flush_interval_s=flush_interval,
+        flush_early_records=flush_early,
         upstream_timeout_s=upstream_timeout,
     )
     s = settings()
