@@ -120,9 +120,14 @@ def _in_range(table: ir.Table, since: datetime | None, until: datetime | None) -
     return table
 
 
+def latest_feedback(feedback: ir.Table, name: str) -> ir.Table:
+    """Per request with feedback events, the score of the latest one, in column ``name``."""
+    return feedback.group_by("request_id").agg(**{name: feedback.score.argmax(feedback.timestamp)})
+
+
 def effective_feedback(requests: ir.Table, feedback: ir.Table) -> ir.Table:
     """Requests with a ``score`` column: the latest feedback event, else the inline score."""
-    latest = feedback.group_by("request_id").agg(fb_score=feedback.score.argmax(feedback.timestamp))
+    latest = latest_feedback(feedback, "fb_score")
     joined = requests.left_join(latest, "request_id")
     return joined.mutate(
         score=ibis.coalesce(
@@ -157,8 +162,7 @@ def kpi_expr(
     # requests that have events are joined on their own and their change to the sums is added.
     # The rated requests are built from the table itself, not from ``r``: a shared subexpression
     # becomes a materialised CTE holding every request id.
-    latest = feedback.group_by("request_id").agg(event=feedback.score.argmax(feedback.timestamp))
-    rated = latest.inner_join(requests, "request_id")
+    rated = latest_feedback(feedback, "event").inner_join(requests, "request_id")
     rated = _served(rated, q.include_shadow)
     rated = _in_range(rated, q.since, q.until)
     rated = rated.mutate(
