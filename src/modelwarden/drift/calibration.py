@@ -387,6 +387,29 @@ class PermutationDetector(Detector):
             "max_null_n": self.max_null_n,
         }
 
+    def _mean_test(
+        self,
+        features: np.ndarray,
+        n_baseline: int,
+        statistic: MeanStatistic,
+        *,
+        scale_power: float,
+        n_categories: int | None = None,
+    ) -> PermutationOutcome:
+        """:func:`mean_permutation_test` with this detector's permutations, alpha, seed and null
+        sample size."""
+        return mean_permutation_test(
+            features,
+            n_baseline,
+            statistic,
+            n_permutations=self.n_permutations,
+            alpha=self.alpha,
+            seed=self.seed,
+            max_null_n=self.max_null_n,
+            scale_power=scale_power,
+            n_categories=n_categories,
+        )
+
     def _decide(
         self,
         outcome: PermutationOutcome,

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelwarden.drift.base import DriftResult, check_positive_int
-from modelwarden.drift.calibration import PermutationDetector, mean_permutation_test
+from modelwarden.drift.calibration import PermutationDetector
 from modelwarden.drift.distance import pooled
 from modelwarden.errors import InputError
 
@@ -327,14 +327,10 @@ class ClusterShareDetector(PermutationDetector):
         n_b, n_c = baseline.shape[0], current.shape[0]
         km, labels, scores = self.partition(x)
         k = km.centres.shape[0]
-        outcome = mean_permutation_test(
+        outcome = self._mean_test(
             labels,
             n_b,
             _STATISTICS[self.statistic],
-            n_permutations=self.n_permutations,
-            alpha=self.alpha,
-            seed=self.seed,
-            max_null_n=self.max_null_n,
             scale_power=0.0,
             n_categories=k,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from modelwarden.drift.base import Detector, DriftResult, check_positive_int
-from modelwarden.drift.calibration import PermutationDetector, mean_permutation_test, work_dtype
+from modelwarden.drift.calibration import PermutationDetector, work_dtype
 from modelwarden.drift.centroid import SEED_THRESHOLD, centroid_cosine_distance, check_drift
 from modelwarden.errors import InputError
 
@@ -48,14 +48,10 @@ class CentroidCosineDetector(PermutationDetector):
 
     def _test(self, baseline: np.ndarray, current: np.ndarray) -> DriftResult:
         score = centroid_cosine_distance(baseline, current)
-        outcome = mean_permutation_test(
+        outcome = self._mean_test(
             pooled(baseline, current),
             baseline.shape[0],
             _cosine_distance_rows,
-            n_permutations=self.n_permutations,
-            alpha=self.alpha,
-            seed=self.seed,
-            max_null_n=self.max_null_n,
             scale_power=1.0,
         )
         return self._decide(
@@ -98,14 +94,10 @@ class CentroidEuclideanDetector(PermutationDetector):
         unbiased = max(score**2 - var_b / len(baseline) - var_c / len(current), 0.0)
         spread = float(np.sqrt(var_b))
         effect = np.sqrt(unbiased) / spread if spread > 0 else (0.0 if score == 0 else float("inf"))
-        outcome = mean_permutation_test(
+        outcome = self._mean_test(
             pooled(baseline, current),
             baseline.shape[0],
             _euclidean_distance_rows,
-            n_permutations=self.n_permutations,
-            alpha=self.alpha,
-            seed=self.seed,
-            max_null_n=self.max_null_n,
             scale_power=0.5,
         )
         return self._decide(

@@ -26,7 +26,6 @@ from modelwarden.drift.calibration import (
     PermutationOutcome,
     Relabeller,
     critical_value,
-    mean_permutation_test,
     permutation_p_value,
 )
 from modelwarden.drift.distance import pooled
@@ -166,14 +165,10 @@ class MMDDetector(PermutationDetector):
 
     def _fourier(self, x: np.ndarray, n_b: int, sigma: float) -> tuple[PermutationOutcome, float]:
         z = random_fourier_features(x, sigma, self.n_features, self.seed)
-        outcome = mean_permutation_test(
+        outcome = self._mean_test(
             z,
             n_b,
             _squared_mean_difference,
-            n_permutations=self.n_permutations,
-            alpha=self.alpha,
-            seed=self.seed,
-            max_null_n=self.max_null_n,
             scale_power=1.0,
         )
         return outcome, _unbiased_from_features(z, n_b)
