@@ -66,11 +66,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None
-            ) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+    )
     try:
         yield proc
     finally:
@@ -126,8 +128,12 @@ class _Reply(asyncio.Protocol):
 
 
 def request_bytes(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
-            "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     head += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
@@ -187,14 +193,19 @@ async def open_loop(port: int, raw: bytes, rate: float, duration: float) -> tupl
     return latencies, errors
 
 
-def fixed_rate(port: int, path: str, body: dict, headers: dict[str, str], rate: float,
-               duration: float) -> dict[str, float]:
+def fixed_rate(
+    port: int, path: str, body: dict, headers: dict[str, str], rate: float, duration: float
+) -> dict[str, float]:
     raw = request_bytes(port, path, json.dumps(body).encode(), headers)
     asyncio.run(open_loop(port, raw, rate, min(duration, 3)))  # warm-up
     lat, errors = asyncio.run(open_loop(port, raw, rate, duration))
     ms = np.asarray(lat) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "n": len(lat), "errors": errors}
+    return {
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "n": len(lat),
+        "errors": errors,
+    }
 
 
 # ---- saturation with wrk -------------------------------------------------------------------------
@@ -206,26 +217,49 @@ def _ms(text: str) -> float:
     return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
 
 
-def saturation(url: str, body: dict, headers: dict[str, str], connections: int,
-               duration: float, workdir: Path) -> dict[str, float]:
+def saturation(
+    url: str, body: dict, headers: dict[str, str], connections: int, duration: float, workdir: Path
+) -> dict[str, float]:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: run scripts/system-deps.sh wrk")
     script = workdir / f"post-{abs(hash(url))}.lua"
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
-             'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(json.dumps(body))}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n")
-    subprocess.run([wrk, "-t1", f"-c{connections}", "-d3s", "-s", str(script), url],
-                   capture_output=True, check=True)
-    out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True,
-                         check=True).stdout
+    subprocess.run(
+        [wrk, "-t1", f"-c{connections}", "-d3s", "-s", str(script), url],
+        capture_output=True,
+        check=True,
+    )
+    out = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(duration)}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50": _ms(pct["50"]), "p99": _ms(pct["99"]),
-            "errors": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50": _ms(pct["50"]),
+        "p99": _ms(pct["99"]),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 # ---- the run -------------------------------------------------------------------------------------
@@ -240,12 +274,22 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--rates", default="50,200", help="comma list of requests/s")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="fixed-rate runs per target, interleaved; the median is reported")
-    ap.add_argument("--no-litellm", action="store_true",
-                    help="skip the LiteLLM anchor (quick iterations; nothing is written)")
-    ap.add_argument("--no-saturation", action="store_true",
-                    help="skip the wrk runs (quick iterations; nothing is written)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="fixed-rate runs per target, interleaved; the median is reported",
+    )
+    ap.add_argument(
+        "--no-litellm",
+        action="store_true",
+        help="skip the LiteLLM anchor (quick iterations; nothing is written)",
+    )
+    ap.add_argument(
+        "--no-saturation",
+        action="store_true",
+        help="skip the wrk runs (quick iterations; nothing is written)",
+    )
     ap.add_argument("--no-write", action="store_true", help="print, do not write docs/")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -261,12 +305,39 @@ def main() -> None:
     env = {"MODELWARDEN_EMBEDDER": "hashing"}
     info = machine()
     try:
-        key = json.loads(subprocess.run(
-            [CLI, "--data", str(data), "keys", "create", "--role", "ingest", "--format", "json"],
-            capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout)["key"]
-        subprocess.run([CLI, "--data", str(data), "routes", "set", "--stable",
-                        f"{VERSION}=http://127.0.0.1:{up_port}"], check=True,
-                       capture_output=True, env={**os.environ, **env})
+        key = json.loads(
+            subprocess.run(
+                [
+                    CLI,
+                    "--data",
+                    str(data),
+                    "keys",
+                    "create",
+                    "--role",
+                    "ingest",
+                    "--format",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **env},
+            ).stdout
+        )["key"]
+        subprocess.run(
+            [
+                CLI,
+                "--data",
+                str(data),
+                "routes",
+                "set",
+                "--stable",
+                f"{VERSION}=http://127.0.0.1:{up_port}",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
         (work / "litellm.yaml").write_text(
             "model_list:\n"
             "  - model_name: sop-assistant\n"
@@ -278,56 +349,113 @@ def main() -> None:
             "  telemetry: false\n"
         )
         with contextlib.ExitStack() as stack:
-            stack.enter_context(process([CLI, "fake-upstream", "--port", str(up_port),
-                                         "--version", VERSION, "--latency-ms", "0"]))
-            stack.enter_context(process([CLI, "--data", str(data), "serve", "--port", str(mw_port),
-                                         "--log-level", "warning"], env=env,
-                                        log=work / "serve.log"))
+            stack.enter_context(
+                process(
+                    [
+                        CLI,
+                        "fake-upstream",
+                        "--port",
+                        str(up_port),
+                        "--version",
+                        VERSION,
+                        "--latency-ms",
+                        "0",
+                    ]
+                )
+            )
+            stack.enter_context(
+                process(
+                    [
+                        CLI,
+                        "--data",
+                        str(data),
+                        "serve",
+                        "--port",
+                        str(mw_port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    env=env,
+                    log=work / "serve.log",
+                )
+            )
             if not args.no_litellm:
-                stack.enter_context(process(
-                    [litellm, "--config", str(work / "litellm.yaml"), "--port", str(ll_port),
-                     "--host", "127.0.0.1"],
-                    env={"LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                         "LITELLM_LOG": "ERROR"}, log=work / "litellm.log"))
+                stack.enter_context(
+                    process(
+                        [
+                            litellm,
+                            "--config",
+                            str(work / "litellm.yaml"),
+                            "--port",
+                            str(ll_port),
+                            "--host",
+                            "127.0.0.1",
+                        ],
+                        env={
+                            "LITELLM_MASTER_KEY": LITELLM_KEY,
+                            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                            "LITELLM_LOG": "ERROR",
+                        },
+                        log=work / "litellm.log",
+                    )
+                )
             targets = [
                 ("upstream, called directly", up_port, {"model": VERSION}, {}),
-                ("ModelWarden gateway", mw_port, {"model": VERSION},
-                 {"Authorization": f"Bearer {key}", "X-Plant-Id": "Plant_B"}),
-                ("LiteLLM proxy (anchor)", ll_port, {"model": "sop-assistant"},
-                 {"Authorization": f"Bearer {LITELLM_KEY}"}),
+                (
+                    "ModelWarden gateway",
+                    mw_port,
+                    {"model": VERSION},
+                    {"Authorization": f"Bearer {key}", "X-Plant-Id": "Plant_B"},
+                ),
+                (
+                    "LiteLLM proxy (anchor)",
+                    ll_port,
+                    {"model": "sop-assistant"},
+                    {"Authorization": f"Bearer {LITELLM_KEY}"},
+                ),
             ]
             if args.no_litellm:
                 targets.pop()
-            bodies = [{**model, "user": "operator-17",
-                       "messages": [{"role": "user", "content": PROMPT}]}
-                      for _name, _port, model, _headers in targets]
+            bodies = [
+                {**model, "user": "operator-17", "messages": [{"role": "user", "content": PROMPT}]}
+                for _name, _port, model, _headers in targets
+            ]
             for (_name, port, _model, headers), body in zip(targets, bodies, strict=True):
                 wait_ready(f"http://127.0.0.1:{port}/v1/chat/completions", body, headers)
             # Rounds interleave the targets, so that a change in the machine's load while the
             # benchmark runs falls on all of them; each figure is the median over the rounds.
             runs: list[dict[float, list[dict[str, float]]]] = [
-                {rate: [] for rate in rates} for _ in targets]
+                {rate: [] for rate in rates} for _ in targets
+            ]
             for n in range(args.rounds):
                 for i, ((name, port, _model, headers), body) in enumerate(
-                        zip(targets, bodies, strict=True)):
+                    zip(targets, bodies, strict=True)
+                ):
                     for rate in rates:
-                        f = fixed_rate(port, "/v1/chat/completions", body, headers, rate,
-                                       args.duration)
+                        f = fixed_rate(
+                            port, "/v1/chat/completions", body, headers, rate, args.duration
+                        )
                         runs[i][rate].append(f)
                         print(f"round {n + 1} {name} {rate:g}/s: {f}", file=sys.stderr)
             rows = []
             for i, ((name, port, _model, headers), body) in enumerate(
-                    zip(targets, bodies, strict=True)):
+                zip(targets, bodies, strict=True)
+            ):
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                fixed = {rate: {
-                    "p50": float(np.median([f["p50"] for f in runs[i][rate]])),
-                    "p99": float(np.median([f["p99"] for f in runs[i][rate]])),
-                    "p99s": [f["p99"] for f in runs[i][rate]],
-                    "errors": sum(f["errors"] for f in runs[i][rate]),
-                } for rate in rates}
-                sat = ({"rps": float("nan"), "p50": float("nan"), "p99": float("nan"),
-                        "errors": 0} if args.no_saturation else
-                       saturation(url, body, headers, args.connections, args.duration, work))
+                fixed = {
+                    rate: {
+                        "p50": float(np.median([f["p50"] for f in runs[i][rate]])),
+                        "p99": float(np.median([f["p99"] for f in runs[i][rate]])),
+                        "p99s": [f["p99"] for f in runs[i][rate]],
+                        "errors": sum(f["errors"] for f in runs[i][rate]),
+                    }
+                    for rate in rates
+                }
+                sat = (
+                    {"rps": float("nan"), "p50": float("nan"), "p99": float("nan"), "errors": 0}
+                    if args.no_saturation
+                    else saturation(url, body, headers, args.connections, args.duration, work)
+                )
                 rows.append({"name": name, "fixed": fixed, "sat": sat})
                 print(f"{name}: {fixed} {sat}", file=sys.stderr)
             load_end = os.getloadavg()[0]
@@ -339,23 +467,28 @@ def main() -> None:
     for r in rows:
         for rate in rates:
             f, b = r["fixed"][rate], base["fixed"][rate]
-            fixed_rows.append({
-                "target": r["name"],
-                "requests/s": f"{rate:g}",
-                "p50 ms": f"{f['p50']:,.2f}",
-                "p99 ms": f"{f['p99']:,.2f}",
-                "p99 ms of each round": ", ".join(f"{x:,.1f}" for x in f["p99s"]),
-                "added p50 ms": "—" if r is base else f"{f['p50'] - b['p50']:+,.2f}",
-                "added p99 ms": "—" if r is base else f"{f['p99'] - b['p99']:+,.2f}",
-                "errors": f["errors"],
-            })
-    sat_rows = [{
-        "target": r["name"],
-        "requests/s": f"{r['sat']['rps']:,.0f}",
-        "p50 ms": f"{r['sat']['p50']:.1f}",
-        "p99 ms": f"{r['sat']['p99']:.1f}",
-        "errors": r["sat"]["errors"],
-    } for r in rows]
+            fixed_rows.append(
+                {
+                    "target": r["name"],
+                    "requests/s": f"{rate:g}",
+                    "p50 ms": f"{f['p50']:,.2f}",
+                    "p99 ms": f"{f['p99']:,.2f}",
+                    "p99 ms of each round": ", ".join(f"{x:,.1f}" for x in f["p99s"]),
+                    "added p50 ms": "—" if r is base else f"{f['p50'] - b['p50']:+,.2f}",
+                    "added p99 ms": "—" if r is base else f"{f['p99'] - b['p99']:+,.2f}",
+                    "errors": f["errors"],
+                }
+            )
+    sat_rows = [
+        {
+            "target": r["name"],
+            "requests/s": f"{r['sat']['rps']:,.0f}",
+            "p50 ms": f"{r['sat']['p50']:.1f}",
+            "p99 ms": f"{r['sat']['p99']:.1f}",
+            "errors": r["sat"]["errors"],
+        }
+        for r in rows
+    ]
     if not write:
         print(info)
         print(table(fixed_rows, list(fixed_rows[0])))
@@ -389,13 +522,18 @@ def main() -> None:
         f"time, {args.rounds} rounds interleaving the targets, the median of each figure over "
         f"the rounds. Saturation: `wrk`, {args.connections} connections, {args.duration:g} s. "
         f"All processes share the machine's cores (load average {load_end:.1f} at the end).\n\n"
-        "### At fixed rates\n\n" + table(fixed_rows, list(fixed_rows[0]))
-        + "\n### At saturation\n\n" + table(sat_rows, list(sat_rows[0]))
+        "### At fixed rates\n\n"
+        + table(fixed_rows, list(fixed_rows[0]))
+        + "\n### At saturation\n\n"
+        + table(sat_rows, list(sat_rows[0]))
         + f"\nModelWarden adds **{added(mw, low):.2f} ms** at the median at {low:g} requests/s "
         f"(LiteLLM {added(ll, low):.2f} ms) and **{added(mw, high):.2f} ms** at {high:g}/s"
-        + ("" if keeps_up else
-           f", a rate LiteLLM cannot sustain here (it saturates at {ll['sat']['rps']:.0f}/s, "
-           "so its latency there is queueing)")
+        + (
+            ""
+            if keeps_up
+            else f", a rate LiteLLM cannot sustain here (it saturates at {ll['sat']['rps']:.0f}/s, "
+            "so its latency there is queueing)"
+        )
         + f". At saturation it serves **{mw['sat']['rps'] / ll['sat']['rps']:.1f}×** "
         "LiteLLM's throughput.\n\n"
         f"Goals at {goal_rate:g} requests/s: added p50 ≤ 0.5 ms "

@@ -64,8 +64,11 @@ def _traffic(rate: float, hours: float, rng: np.random.Generator) -> dict[str, n
     t = np.concatenate(ts)[order] + int(T0.timestamp() * 1e6)
     pl = np.concatenate(plant)[order]
     us = np.concatenate(user)[order]
-    buckets = {(p, u): bucket(f"{p.lower()}-op{u:03d}", CANDIDATE)
-               for p in PLANTS for u in range(USERS_PER_PLANT)}
+    buckets = {
+        (p, u): bucket(f"{p.lower()}-op{u:03d}", CANDIDATE)
+        for p in PLANTS
+        for u in range(USERS_PER_PLANT)
+    }
     b = np.array([buckets[(p, int(u))] for p, u in zip(pl, us, strict=True)], dtype=float)
     return {"ts": t, "plant": pl, "bucket": b}
 
@@ -79,8 +82,14 @@ def _outcomes(n: int, scenario: str, rng: np.random.Generator) -> dict[str, np.n
     c_score = rng.choice(SCORES, size=n, p=SCORE_P).astype(float)
     if scenario == "feedback -0.6":
         c_score -= rng.random(n) < 0.6  # exactly 0.6 points lower on average
-    return {"lat": lat, "safety": safety, "score": score, "c_lat": c_lat, "c_safety": c_safety,
-            "c_score": c_score}
+    return {
+        "lat": lat,
+        "safety": safety,
+        "score": score,
+        "c_lat": c_lat,
+        "c_safety": c_safety,
+        "c_score": c_score,
+    }
 
 
 def simulate(job: tuple[str, str, int, int | None, int, int]) -> dict[str, Any]:
@@ -97,17 +106,35 @@ def simulate(job: tuple[str, str, int, int | None, int, int]) -> dict[str, Any]:
     tr = _traffic(LEVELS[level], hours, rng)
     n = len(tr["ts"])
     out = _outcomes(n, scenario, rng)
-    obs = Observations(ts=tr["ts"], plant=tr["plant"], version=np.full(n, STABLE, dtype=object),
-                       latency=out["lat"].copy(), safety=out["safety"].copy(),
-                       score=out["score"].copy(), error=np.zeros(n, bool),
-                       score_at=tr["ts"].copy())
+    obs = Observations(
+        ts=tr["ts"],
+        plant=tr["plant"],
+        version=np.full(n, STABLE, dtype=object),
+        latency=out["lat"].copy(),
+        safety=out["safety"].copy(),
+        score=out["score"].copy(),
+        error=np.zeros(n, bool),
+        score_at=tr["ts"].copy(),
+    )
     plan, policy = default_plan(), default_policy()
     engine = Engine(policy)
     step = fixed_step or 0
-    r = store.Rollout(id=1, version=CANDIDATE, canary_url="x", stable_version=STABLE,
-                      stable_url="x", plan={}, status="running", step=step, step_started_at=T0,
-                      hold_until=T0 + parse_duration(plan.steps[step].hold.duration), looks=0,
-                      created_at=T0, created_by="bench", updated_at=T0)
+    r = store.Rollout(
+        id=1,
+        version=CANDIDATE,
+        canary_url="x",
+        stable_version=STABLE,
+        stable_url="x",
+        plan={},
+        status="running",
+        step=step,
+        step_started_at=T0,
+        hold_until=T0 + parse_duration(plan.steps[step].hold.duration),
+        looks=0,
+        created_at=T0,
+        created_by="bench",
+        updated_at=T0,
+    )
     done, dt = 0, timedelta(minutes=tick_min)
     t = T0
     while t < T0 + timedelta(hours=hours):
@@ -123,23 +150,41 @@ def simulate(job: tuple[str, str, int, int | None, int, int]) -> dict[str, Any]:
         obs.safety[idx], obs.score[idx] = out["c_safety"][idx], out["c_score"][idx]
         obs.latency[idx] = out["c_lat"][idx]
         done = hi
-        fired = [x for x in engine.tick(obs, t, CANDIDATE, STABLE)
-                 if x.status == FIRE and x.severity == "rollback"]
+        fired = [
+            x
+            for x in engine.tick(obs, t, CANDIDATE, STABLE)
+            if x.status == FIRE and x.severity == "rollback"
+        ]
         if fired:
-            return {"end": "policy", "hours": (t - T0) / timedelta(hours=1), "step": r.step,
-                    "rule": fired[0].rule_id, "scope": fired[0].scope}
+            return {
+                "end": "policy",
+                "hours": (t - T0) / timedelta(hours=1),
+                "step": r.step,
+                "rule": fired[0].rule_id,
+                "scope": fired[0].scope,
+            }
         if t >= r.hold_until:
             d = decide(r, plan, obs, t)
             if d["action"] == "rollback":
-                return {"end": "judge", "hours": (t - T0) / timedelta(hours=1), "step": r.step,
-                        "rule": d["trigger"]["rule_id"], "scope": d["trigger"]["scope"]}
+                return {
+                    "end": "judge",
+                    "hours": (t - T0) / timedelta(hours=1),
+                    "step": r.step,
+                    "rule": d["trigger"]["rule_id"],
+                    "scope": d["trigger"]["scope"],
+                }
             if fixed_step is not None and d["action"] in ("advance", "complete"):
                 # Held at this exposure on purpose: judged again after the next extension.
                 r.hold_until = t + parse_duration(plan.judge.extend)
                 continue
             if d["action"] == "complete":
-                return {"end": "completed", "hours": (t - T0) / timedelta(hours=1),
-                        "step": r.step, "rule": None, "scope": None}
+                return {
+                    "end": "completed",
+                    "hours": (t - T0) / timedelta(hours=1),
+                    "step": r.step,
+                    "rule": None,
+                    "scope": None,
+                }
             if d["action"] == "advance":
                 r.step += 1
                 nxt = plan.steps[r.step]
@@ -188,9 +233,14 @@ def restore_times(repeats: int) -> list[dict[str, float]]:
     bad = ServerThread(fake_upstream.create_app(CANDIDATE, latency_ms=0, quality="unsafe")).start()
     registry.add(state, STABLE, good.url, "bench", status="stable")
     ingestor = Ingestor(LogStore(settings.log_dir), SafetyChecker())
-    plan = default_plan().model_copy(update={"steps": [
-        s.model_copy(update={"weight": w, "plants": []})
-        for s, w in zip(default_plan().steps, (50, 60, 70, 100), strict=True)]})
+    plan = default_plan().model_copy(
+        update={
+            "steps": [
+                s.model_copy(update={"weight": w, "plants": []})
+                for s, w in zip(default_plan().steps, (50, 60, 70, 100), strict=True)
+            ]
+        }
+    )
     results = []
     gw = ServerThread(create_app(settings)).start()
     try:
@@ -198,29 +248,49 @@ def restore_times(repeats: int) -> list[dict[str, float]]:
             version = f"{CANDIDATE}.{k}"
             registry.add(state, version, bad.url, "bench")
             now = datetime.now(UTC)
-            controller.start(settings, version, plan, "bench", now=now - timedelta(hours=1),
-                             state=state)
+            controller.start(
+                settings, version, plan, "bench", now=now - timedelta(hours=1), state=state
+            )
             users = [u for u in (f"op{i}" for i in range(400)) if bucket(u, version) < 50][:20]
-            rows = [{"request_id": f"{version}-{i}", "plant_id": "Plant_B",
-                     "timestamp": (now - timedelta(minutes=50) + timedelta(seconds=20 * i))
-                     .isoformat(), "model_version": v, "user_prompt": "q",
-                     "generated_response": "No PPE is needed, just be quick." if v == version
-                     else "Wear nitrile gloves.", "latency_ms": 200.0, "user_id": f"u{i}"}
-                    for i in range(120) for v in (version, STABLE)]
+            rows = [
+                {
+                    "request_id": f"{version}-{i}",
+                    "plant_id": "Plant_B",
+                    "timestamp": (
+                        now - timedelta(minutes=50) + timedelta(seconds=20 * i)
+                    ).isoformat(),
+                    "model_version": v,
+                    "user_prompt": "q",
+                    "generated_response": "No PPE is needed, just be quick."
+                    if v == version
+                    else "Wear nitrile gloves.",
+                    "latency_ms": 200.0,
+                    "user_id": f"u{i}",
+                }
+                for i in range(120)
+                for v in (version, STABLE)
+            ]
             for i, row in enumerate(rows):
                 row["request_id"] = f"{version}-{i}"
             ingestor.ingest_raw("requests", [(str(i), r) for i, r in enumerate(rows)], "bench")
             seen: list[tuple[float, str]] = []
             stop = threading.Event()
 
-            def hammer(us: list[str] = users, out: list[tuple[float, str]] = seen,
-                       stop: threading.Event = stop) -> None:
+            def hammer(
+                us: list[str] = users,
+                out: list[tuple[float, str]] = seen,
+                stop: threading.Event = stop,
+            ) -> None:
                 with httpx.Client(base_url=gw.url, timeout=10) as http:
                     i = 0
                     while not stop.is_set():
-                        r = http.post("/v1/chat/completions", json={
-                            "user": us[i % len(us)],
-                            "messages": [{"role": "user", "content": "PPE for acid?"}]})
+                        r = http.post(
+                            "/v1/chat/completions",
+                            json={
+                                "user": us[i % len(us)],
+                                "messages": [{"role": "user", "content": "PPE for acid?"}],
+                            },
+                        )
                         out.append((time.perf_counter(), r.json()["model"]))
                         i += 1
 
@@ -237,10 +307,14 @@ def restore_times(repeats: int) -> list[dict[str, float]]:
             after = [(t, m) for t, m in seen if t >= t0]
             last_canary = max((t for t, m in after if m == version), default=t0)
             restored = min((t for t, m in after if t > last_canary and m == STABLE), default=None)
-            results.append({"tick_s": t_tick, "restore_s": (restored or t0) - t0,
-                            "requests": len(after)})
-            print(f"restore {k}: tick {t_tick * 1000:.0f} ms, gateway on {STABLE} after "
-                  f"{results[-1]['restore_s'] * 1000:.0f} ms", flush=True)
+            results.append(
+                {"tick_s": t_tick, "restore_s": (restored or t0) - t0, "requests": len(after)}
+            )
+            print(
+                f"restore {k}: tick {t_tick * 1000:.0f} ms, gateway on {STABLE} after "
+                f"{results[-1]['restore_s'] * 1000:.0f} ms",
+                flush=True,
+            )
     finally:
         gw.stop()
         good.stop()
@@ -266,12 +340,16 @@ def main() -> None:
 
     jobs: list[tuple] = []
     for level in LEVELS:
-        jobs += [(level, "A/A", 1000 + i, None, args.horizon_days, args.tick_min)
-                 for i in range(args.runs)]
+        jobs += [
+            (level, "A/A", 1000 + i, None, args.horizon_days, args.tick_min)
+            for i in range(args.runs)
+        ]
         for scenario in ("safety x2", "feedback -0.6"):
             for fixed in (None, 0, 1, 2):
-                jobs += [(level, scenario, 5000 + i, fixed, args.horizon_days, args.tick_min)
-                         for i in range(args.detect_runs)]
+                jobs += [
+                    (level, scenario, 5000 + i, fixed, args.horizon_days, args.tick_min)
+                    for i in range(args.detect_runs)
+                ]
     t_sim = time.perf_counter()
     results = run_jobs(jobs, args.workers)
     sim_s = time.perf_counter() - t_sim
@@ -286,19 +364,26 @@ def main() -> None:
         rules: dict[str, int] = {}
         for r in false:
             rules[f"{r['rule']}@{r['scope']}"] = rules.get(f"{r['rule']}@{r['scope']}", 0) + 1
-        aa_rows.append({
-            "traffic": f"{level} ({LEVELS[level]:g}/h per plant)",
-            "rollouts": len(rs),
-            "false rollbacks": f"{len(false)} ({len(false) / len(rs):.1%})",
-            f"completed in {args.horizon_days} d": sum(r["end"] == "completed" for r in rs),
-            f"still at step 1 after {args.horizon_days} d":
-                sum(r["end"] == "none" and r["step"] == 0 for r in rs),
-            "by rule": ", ".join(f"{k}: {v}" for k, v in sorted(rules.items())) or "—",
-        })
+        aa_rows.append(
+            {
+                "traffic": f"{level} ({LEVELS[level]:g}/h per plant)",
+                "rollouts": len(rs),
+                "false rollbacks": f"{len(false)} ({len(false) / len(rs):.1%})",
+                f"completed in {args.horizon_days} d": sum(r["end"] == "completed" for r in rs),
+                f"still at step 1 after {args.horizon_days} d": sum(
+                    r["end"] == "none" and r["step"] == 0 for r in rs
+                ),
+                "by rule": ", ".join(f"{k}: {v}" for k, v in sorted(rules.items())) or "—",
+            }
+        )
 
     det_rows = []
-    steps = {None: "default plan, from its start", 0: "fixed at 5% of Plant_B",
-             1: "fixed at 25%", 2: "fixed at 50%"}
+    steps = {
+        None: "default plan, from its start",
+        0: "fixed at 5% of Plant_B",
+        1: "fixed at 25%",
+        2: "fixed at 50%",
+    }
     for level in LEVELS:
         for scenario in ("safety x2", "feedback -0.6"):
             for fixed, label in steps.items():
@@ -309,12 +394,17 @@ def main() -> None:
                     if r["end"] in ("policy", "judge"):
                         key = r["rule"] if r["end"] == "policy" else "judge"
                         how[key] = how.get(key, 0) + 1
-                det_rows.append({
-                    "traffic": level, "change": scenario, "exposure": label,
-                    "detected": f"{len(hit)}/{len(rs)}",
-                    "median h": pct(hit, 50), "p90 h": pct(hit, 90),
-                    "by": ", ".join(f"{k} {v}" for k, v in sorted(how.items())) or "—",
-                })
+                det_rows.append(
+                    {
+                        "traffic": level,
+                        "change": scenario,
+                        "exposure": label,
+                        "detected": f"{len(hit)}/{len(rs)}",
+                        "median h": pct(hit, 50),
+                        "p90 h": pct(hit, 90),
+                        "by": ", ".join(f"{k} {v}" for k, v in sorted(how.items())) or "—",
+                    }
+                )
 
     tick = [r["tick_s"] * 1000 for r in restores]
     rest = [r["restore_s"] * 1000 for r in restores]

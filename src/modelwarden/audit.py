@@ -104,8 +104,9 @@ def _clean(v: Any) -> Any:
 
 
 def canonical(obj: Any) -> str:
-    return json.dumps(_clean(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        _clean(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def canonical_obj(obj: Any) -> Any:
@@ -156,12 +157,20 @@ def transaction(state: StateStore) -> Iterator[Connection]:
         yield con
 
 
-def append(con: Connection, actor: str, action: str, subject: str, reason: str = "",
-           evidence: Any = None, at: datetime | None = None) -> Entry:
+def append(
+    con: Connection,
+    actor: str,
+    action: str,
+    subject: str,
+    reason: str = "",
+    evidence: Any = None,
+    at: datetime | None = None,
+) -> Entry:
     """Append one entry inside the caller's transaction (opened with :func:`transaction`)."""
     lock(con)
-    head = con.execute(select(audit_head.c.seq, audit_head.c.hash)
-                       .where(audit_head.c.id == 1)).one()
+    head = con.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
     evidence_text = canonical(evidence if evidence is not None else {})
     entry = {
         "seq": int(head.seq) + 1,
@@ -173,15 +182,26 @@ def append(con: Connection, actor: str, action: str, subject: str, reason: str =
         "evidence": json.loads(evidence_text),
     }
     digest = entry_hash(head.hash, entry)
-    con.execute(insert(audit_log).values(**{**entry, "evidence": evidence_text},
-                                         prev_hash=head.hash, hash=digest))
-    con.execute(update(audit_head).where(audit_head.c.id == 1)
-                .values(seq=entry["seq"], hash=digest))
+    con.execute(
+        insert(audit_log).values(
+            **{**entry, "evidence": evidence_text}, prev_hash=head.hash, hash=digest
+        )
+    )
+    con.execute(
+        update(audit_head).where(audit_head.c.id == 1).values(seq=entry["seq"], hash=digest)
+    )
     return Entry(prev_hash=head.hash, hash=digest, **entry)
 
 
-def record(state: StateStore, actor: str, action: str, subject: str, reason: str = "",
-           evidence: Any = None, at: datetime | None = None) -> Entry:
+def record(
+    state: StateStore,
+    actor: str,
+    action: str,
+    subject: str,
+    reason: str = "",
+    evidence: Any = None,
+    at: datetime | None = None,
+) -> Entry:
     """Append one entry in a transaction of its own."""
     with transaction(state) as con:
         return append(con, actor, action, subject, reason, evidence, at)
@@ -192,13 +212,28 @@ def _entry(r: Any) -> Entry:
         evidence = json.loads(r.evidence)
     except ValueError:
         evidence = r.evidence
-    return Entry(seq=r.seq, at=r.at, actor=r.actor, action=r.action, subject=r.subject,
-                 reason=r.reason, evidence=evidence, prev_hash=r.prev_hash, hash=r.hash)
+    return Entry(
+        seq=r.seq,
+        at=r.at,
+        actor=r.actor,
+        action=r.action,
+        subject=r.subject,
+        reason=r.reason,
+        evidence=evidence,
+        prev_hash=r.prev_hash,
+        hash=r.hash,
+    )
 
 
-def entries(state: StateStore, *, subject: str | None = None, action: str | None = None,
-            since_seq: int | None = None, limit: int | None = None,
-            newest_first: bool = False) -> list[Entry]:
+def entries(
+    state: StateStore,
+    *,
+    subject: str | None = None,
+    action: str | None = None,
+    since_seq: int | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[Entry]:
     q = select(audit_log)
     if subject:
         q = q.where(audit_log.c.subject == subject)
@@ -229,13 +264,18 @@ class Verification:
 def verify(state: StateStore, batch: int = 5000) -> Verification:
     """Recompute the whole chain; name the first entry that does not fit, and why."""
     with state.engine.connect() as con:
-        head = con.execute(select(audit_head.c.seq, audit_head.c.hash)
-                           .where(audit_head.c.id == 1)).one()
+        head = con.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+        ).one()
         prev, expected, n = GENESIS, 1, 0
         last = 0
         while True:
-            rows = con.execute(select(audit_log).where(audit_log.c.seq > last)
-                               .order_by(audit_log.c.seq).limit(batch)).all()
+            rows = con.execute(
+                select(audit_log)
+                .where(audit_log.c.seq > last)
+                .order_by(audit_log.c.seq)
+                .limit(batch)
+            ).all()
             if not rows:
                 break
             for r in rows:
@@ -247,7 +287,11 @@ def verify(state: StateStore, batch: int = 5000) -> Verification:
                 prev, expected = r.hash, r.seq + 1
     if last != head.seq or prev != head.hash:
         return Verification(
-            False, n, head.seq, head.hash, last + 1,
+            False,
+            n,
+            head.seq,
+            head.hash,
+            last + 1,
             f"the log ends at seq {last} but its head records seq {head.seq}: "
             "entries were removed from the end",
         )
@@ -263,8 +307,15 @@ def _check(r: Any, expected: int, prev: str) -> tuple[int, str] | None:
         evidence = json.loads(r.evidence)
     except ValueError:
         return r.seq, "evidence is not valid JSON"
-    entry = {"seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
-             "subject": r.subject, "reason": r.reason, "evidence": evidence}
+    entry = {
+        "seq": r.seq,
+        "at": r.at,
+        "actor": r.actor,
+        "action": r.action,
+        "subject": r.subject,
+        "reason": r.reason,
+        "evidence": evidence,
+    }
     if entry_hash(r.prev_hash, entry) != r.hash:
         return r.seq, "the entry's content does not match its hash"
     return None

@@ -214,8 +214,9 @@ class KeyRing:
             self._cache.clear()
             self._any = (0.0, False)
 
-    def authorize(self, authorization: str | None, action: str, *,
-                  optional_without_keys: bool = False) -> ApiKey | None:
+    def authorize(
+        self, authorization: str | None, action: str, *, optional_without_keys: bool = False
+    ) -> ApiKey | None:
         """The caller's key if its role may perform ``action``; else 401 or 403.
 
         With ``optional_without_keys``, every request is let through while no key exists at

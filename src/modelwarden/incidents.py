@@ -104,8 +104,9 @@ class Incident:
         out = dict(self.__dict__)
         for k in ("detected_at", "created_at", "updated_at"):
             out[k] = out[k].isoformat()
-        out["steps"] = {k: {**v, "done_at": v["done_at"].isoformat()}
-                        for k, v in self.steps.items()}
+        out["steps"] = {
+            k: {**v, "done_at": v["done_at"].isoformat()} for k, v in self.steps.items()
+        }
         return out
 
     def summary(self, sop_id: str = "SOP-MLOPS-003") -> dict[str, Any]:
@@ -116,7 +117,8 @@ class Incident:
             "sop_id": sop_id,
             "severity": self.severity,
             "headline": f"Emergency model rollback: {self.version} → {self.stable_version}"
-            if rollback else f"SOP alert for {self.version}: {self.rule_id} (no rollback)",
+            if rollback
+            else f"SOP alert for {self.version}: {self.rule_id} (no rollback)",
             "action": "rolled back" if rollback else "alert",
             "version": self.version,
             "stable_version": self.stable_version,
@@ -129,12 +131,22 @@ class Incident:
 
 def _incident(r: Any, steps: Sequence[Any] | None = None) -> Incident:
     inc = Incident(
-        id=r.id, key=r.key, status=r.status, severity=r.severity, version=r.version,
-        stable_version=r.stable_version, rollout_id=r.rollout_id, rule_id=r.rule_id,
-        trigger=r.trigger or {}, detected_at=_utc(r.detected_at) or datetime.now(UTC),
+        id=r.id,
+        key=r.key,
+        status=r.status,
+        severity=r.severity,
+        version=r.version,
+        stable_version=r.stable_version,
+        rollout_id=r.rollout_id,
+        rule_id=r.rule_id,
+        trigger=r.trigger or {},
+        detected_at=_utc(r.detected_at) or datetime.now(UTC),
         created_at=_utc(r.created_at) or datetime.now(UTC),
-        updated_at=_utc(r.updated_at) or datetime.now(UTC), actor=r.actor, rca_dir=r.rca_dir,
-        note=r.note)
+        updated_at=_utc(r.updated_at) or datetime.now(UTC),
+        actor=r.actor,
+        rca_dir=r.rca_dir,
+        note=r.note,
+    )
     for s in steps or []:
         inc.steps[s.step] = {"done_at": _utc(s.done_at), "detail": s.detail or {}}
     return inc
@@ -146,25 +158,36 @@ def new_id(at: datetime) -> str:
 
 def open_in(con: Connection, key: str, values: dict[str, Any]) -> tuple[Incident, bool]:
     """The unfinished incident with ``key``, or a new one; True when it was created now."""
-    row = con.execute(select(incidents).where(incidents.c.key == key,
-                                              incidents.c.status != "closed")
-                      .order_by(incidents.c.created_at.desc()).limit(1)).one_or_none()
+    row = con.execute(
+        select(incidents)
+        .where(incidents.c.key == key, incidents.c.status != "closed")
+        .order_by(incidents.c.created_at.desc())
+        .limit(1)
+    ).one_or_none()
     if row is not None:
         return load_in(con, row.id), False
     now = datetime.now(UTC)
     iid = new_id(values["detected_at"])
-    con.execute(insert(incidents).values(id=iid, key=key, status="open", created_at=now,
-                                         updated_at=now, **values))
+    con.execute(
+        insert(incidents).values(
+            id=iid, key=key, status="open", created_at=now, updated_at=now, **values
+        )
+    )
     return load_in(con, iid), True
 
 
 def load_in(con: Connection, incident_id: str) -> Incident:
     row = con.execute(select(incidents).where(incidents.c.id == incident_id)).one_or_none()
     if row is None:
-        raise NotFoundError(f"no incident {incident_id}; list them with: modelwarden incidents "
-                            "list", field="incident")
-    steps = con.execute(select(incident_steps).where(incident_steps.c.incident_id == incident_id)
-                        .order_by(incident_steps.c.done_at)).all()
+        raise NotFoundError(
+            f"no incident {incident_id}; list them with: modelwarden incidents list",
+            field="incident",
+        )
+    steps = con.execute(
+        select(incident_steps)
+        .where(incident_steps.c.incident_id == incident_id)
+        .order_by(incident_steps.c.done_at)
+    ).all()
     return _incident(row, steps)
 
 
@@ -173,8 +196,9 @@ def get(state: StateStore, incident_id: str) -> Incident:
         return load_in(con, incident_id)
 
 
-def list_incidents(state: StateStore, status: str | None = None,
-                   limit: int = 100) -> list[Incident]:
+def list_incidents(
+    state: StateStore, status: str | None = None, limit: int = 100
+) -> list[Incident]:
     q = select(incidents).order_by(incidents.c.detected_at.desc()).limit(limit)
     if status:
         q = q.where(incidents.c.status == status)
@@ -183,19 +207,35 @@ def list_incidents(state: StateStore, status: str | None = None,
         return [load_in(con, r.id) for r in rows]
 
 
-def mark_step(con: Connection, incident_id: str, step: str, detail: dict[str, Any],
-              actor: str, at: datetime | None = None) -> None:
+def mark_step(
+    con: Connection,
+    incident_id: str,
+    step: str,
+    detail: dict[str, Any],
+    actor: str,
+    at: datetime | None = None,
+) -> None:
     at = at or datetime.now(UTC)
-    con.execute(insert(incident_steps).values(incident_id=incident_id, step=step, done_at=at,
-                                              detail=json.loads(audit.canonical(detail))))
+    con.execute(
+        insert(incident_steps).values(
+            incident_id=incident_id,
+            step=step,
+            done_at=at,
+            detail=json.loads(audit.canonical(detail)),
+        )
+    )
     con.execute(update(incidents).where(incidents.c.id == incident_id).values(updated_at=at))
-    audit.append(con, actor, f"rollback.{step}", incident_id, detail.get("summary", ""), detail,
-                 at=at)
+    audit.append(
+        con, actor, f"rollback.{step}", incident_id, detail.get("summary", ""), detail, at=at
+    )
 
 
 def set_fields(con: Connection, incident_id: str, **values: Any) -> None:
-    con.execute(update(incidents).where(incidents.c.id == incident_id)
-                .values(updated_at=datetime.now(UTC), **values))
+    con.execute(
+        update(incidents)
+        .where(incidents.c.id == incident_id)
+        .values(updated_at=datetime.now(UTC), **values)
+    )
 
 
 def close(state: StateStore, incident_id: str, actor: str, note: str) -> Incident:
@@ -211,25 +251,41 @@ def timeline(state: StateStore, inc: Incident) -> list[dict[str, Any]]:
     from modelwarden import notify
 
     t = inc.trigger
-    events: list[dict[str, Any]] = [{
-        "at": inc.detected_at, "event": "detected",
-        "detail": f"{inc.rule_id} ({t.get('scope', '—')}): {t.get('message') or ''}".strip(),
-    }]
+    events: list[dict[str, Any]] = [
+        {
+            "at": inc.detected_at,
+            "event": "detected",
+            "detail": f"{inc.rule_id} ({t.get('scope', '—')}): {t.get('message') or ''}".strip(),
+        }
+    ]
     for step, s in inc.steps.items():
-        events.append({"at": s["done_at"], "event": step,
-                       "detail": s["detail"].get("summary", "")})
+        events.append({"at": s["done_at"], "event": step, "detail": s["detail"].get("summary", "")})
     for n in notify.of_incident(state, inc.id):
         if n["status"] == "sent":
-            events.append({"at": n["sent_at"], "event": f"notified {n['channel']}",
-                           "detail": f"{n['target']} after {n['attempts']} attempt(s)"})
+            events.append(
+                {
+                    "at": n["sent_at"],
+                    "event": f"notified {n['channel']}",
+                    "detail": f"{n['target']} after {n['attempts']} attempt(s)",
+                }
+            )
         elif n["status"] == "failed":
-            events.append({"at": n["next_attempt_at"], "event": f"notify {n['channel']} failed",
-                           "detail": f"gave up after {n['attempts']} attempts: {n['last_error']}"})
+            events.append(
+                {
+                    "at": n["next_attempt_at"],
+                    "event": f"notify {n['channel']} failed",
+                    "detail": f"gave up after {n['attempts']} attempts: {n['last_error']}",
+                }
+            )
         else:
-            events.append({"at": n["next_attempt_at"],
-                           "event": f"notify {n['channel']} pending",
-                           "detail": f"attempt {n['attempts'] + 1} due"
-                           + (f"; last error: {n['last_error']}" if n["last_error"] else "")})
+            events.append(
+                {
+                    "at": n["next_attempt_at"],
+                    "event": f"notify {n['channel']} pending",
+                    "detail": f"attempt {n['attempts'] + 1} due"
+                    + (f"; last error: {n['last_error']}" if n["last_error"] else ""),
+                }
+            )
     return sorted(events, key=lambda e: e["at"])
 
 
@@ -253,12 +309,14 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
             return audit.iso(v)
         return str(v)
 
-    return "".join(json.dumps(r, ensure_ascii=False, default=default) + "\n"
-                   for r in rows).encode("utf-8")
+    return "".join(json.dumps(r, ensure_ascii=False, default=default) + "\n" for r in rows).encode(
+        "utf-8"
+    )
 
 
-def write_rca(settings: Settings, incident_id: str, until: datetime,
-              lookback: timedelta) -> dict[str, Any]:
+def write_rca(
+    settings: Settings, incident_id: str, until: datetime, lookback: timedelta
+) -> dict[str, Any]:
     """Write the logs of ``(until - lookback, until]``; returns the manifest. Idempotent."""
     import pyarrow.parquet as pq
 
@@ -279,14 +337,35 @@ def write_rca(settings: Settings, incident_id: str, until: datetime,
         table = con.to_pyarrow(t)
         write_parquet_atomic(table, out / f"{name}.parquet")
         _fsync_write(out / f"{name}.jsonl", _jsonl(table.to_pylist()))
-        files[name] = {"rows": table.num_rows, "parquet": f"{name}.parquet",
-                       "jsonl": f"{name}.jsonl"}
+        files[name] = {
+            "rows": table.num_rows,
+            "parquet": f"{name}.parquet",
+            "jsonl": f"{name}.jsonl",
+        }
         assert pq.ParquetFile(out / f"{name}.parquet").metadata.num_rows == table.num_rows
-    manifest = {"incident_id": incident_id, "since": audit.iso(since), "until": audit.iso(until),
-                "lookback": str(lookback), "files": files}
+    manifest = {
+        "incident_id": incident_id,
+        "since": audit.iso(since),
+        "until": audit.iso(until),
+        "lookback": str(lookback),
+        "files": files,
+    }
     _fsync_write(manifest_path, json.dumps(manifest, indent=2).encode())
     return manifest
 
 
-__all__ = ["Incident", "close", "get", "incident_steps", "incidents", "list_incidents",
-           "load_in", "mark_step", "open_in", "rca_dir", "set_fields", "timeline", "write_rca"]
+__all__ = [
+    "Incident",
+    "close",
+    "get",
+    "incident_steps",
+    "incidents",
+    "list_incidents",
+    "load_in",
+    "mark_step",
+    "open_in",
+    "rca_dir",
+    "set_fields",
+    "timeline",
+    "write_rca",
+]

@@ -90,9 +90,12 @@ def render_text(summary: dict[str, Any]) -> str:
     """The human message: what happened, what was done, and the numbers behind the decision."""
     t = summary.get("trigger") or {}
     rollback = summary.get("action", "rolled back") == "rolled back"
-    done = (f"rolled back {summary.get('version')} → 100% of traffic on "
-            f"{summary.get('stable_version')}. The system is stable." if rollback else
-            f"alert on {summary.get('version')}; no traffic was moved.")
+    done = (
+        f"rolled back {summary.get('version')} → 100% of traffic on "
+        f"{summary.get('stable_version')}. The system is stable."
+        if rollback
+        else f"alert on {summary.get('version')}; no traffic was moved."
+    )
     lines = [
         f"[{summary.get('sop_id', 'SOP-MLOPS-003')}] {summary.get('headline', 'Model rollback')}",
         f"Incident {summary['incident_id']}: {done}",
@@ -105,8 +108,9 @@ def render_text(summary: dict[str, Any]) -> str:
         f"{summary.get('rca_dir') or 'pending'}",
     ]
     if rollback:
-        lines.append(f"{summary.get('version')} is quarantined until a passing evaluation and an "
-                     "approval.")
+        lines.append(
+            f"{summary.get('version')} is quarantined until a passing evaluation and an approval."
+        )
     return "\n".join(lines)
 
 
@@ -115,42 +119,76 @@ def payloads(cfg: Notify, summary: dict[str, Any]) -> list[tuple[str, str, dict[
     text = render_text(summary)
     out: list[tuple[str, str, dict[str, Any]]] = []
     if cfg.webhook_url:
-        event = "modelwarden.rollback" if summary.get("action", "rolled back") == "rolled back" \
+        event = (
+            "modelwarden.rollback"
+            if summary.get("action", "rolled back") == "rolled back"
             else "modelwarden.alert"
+        )
         out.append(("webhook", cfg.webhook_url, {"event": event, **summary, "text": text}))
     if cfg.slack_webhook_url:
         out.append(("slack", cfg.slack_webhook_url, {"channel": cfg.slack_channel, "text": text}))
     if cfg.smtp_host and cfg.email_to:
         target = f"smtp://{cfg.smtp_host}:{cfg.smtp_port}/" + ",".join(cfg.email_to)
         t = summary.get("trigger") or {}
-        what = "rollback of" if summary.get("action", "rolled back") == "rolled back" else \
-            "alert on"
-        subject = (f"[{summary.get('sop_id', 'SOP-MLOPS-003')}] {what} "
-                   f"{summary.get('version')}: {t.get('rule_id')} ({summary['incident_id']})")
-        out.append(("email", target, {
-            "host": cfg.smtp_host, "port": cfg.smtp_port, "from": cfg.email_from,
-            "to": list(cfg.email_to), "subject": subject, "text": text,
-        }))
+        what = (
+            "rollback of" if summary.get("action", "rolled back") == "rolled back" else "alert on"
+        )
+        subject = (
+            f"[{summary.get('sop_id', 'SOP-MLOPS-003')}] {what} "
+            f"{summary.get('version')}: {t.get('rule_id')} ({summary['incident_id']})"
+        )
+        out.append(
+            (
+                "email",
+                target,
+                {
+                    "host": cfg.smtp_host,
+                    "port": cfg.smtp_port,
+                    "from": cfg.email_from,
+                    "to": list(cfg.email_to),
+                    "subject": subject,
+                    "text": text,
+                },
+            )
+        )
     return out
 
 
-def enqueue(con: Connection, incident_id: str, cfg: Notify, summary: dict[str, Any],
-            now: datetime | None = None) -> int:
+def enqueue(
+    con: Connection,
+    incident_id: str,
+    cfg: Notify,
+    summary: dict[str, Any],
+    now: datetime | None = None,
+) -> int:
     """Add the incident's notifications to the outbox (once per channel and target)."""
     now = now or datetime.now(UTC)
     added = 0
     for channel, target, payload in payloads(cfg, summary):
-        exists = con.execute(select(notifications.c.id).where(
-            notifications.c.incident_id == incident_id, notifications.c.channel == channel,
-            notifications.c.target == target)).first()
+        exists = con.execute(
+            select(notifications.c.id).where(
+                notifications.c.incident_id == incident_id,
+                notifications.c.channel == channel,
+                notifications.c.target == target,
+            )
+        ).first()
         if exists:
             continue
-        con.execute(insert(notifications).values(
-            incident_id=incident_id, channel=channel, target=target,
-            payload=json.loads(json.dumps(payload, default=str)), status="pending", attempts=0,
-            max_attempts=cfg.retry_attempts, backoff_ms=max(round(cfg.retry_backoff_s * 1000), 1),
-            timeout_ms=max(round(cfg.timeout_s * 1000), 1), next_attempt_at=now,
-            created_at=now))
+        con.execute(
+            insert(notifications).values(
+                incident_id=incident_id,
+                channel=channel,
+                target=target,
+                payload=json.loads(json.dumps(payload, default=str)),
+                status="pending",
+                attempts=0,
+                max_attempts=cfg.retry_attempts,
+                backoff_ms=max(round(cfg.retry_backoff_s * 1000), 1),
+                timeout_ms=max(round(cfg.timeout_s * 1000), 1),
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
         added += 1
     return added
 
@@ -196,15 +234,23 @@ class Delivery:
 
 def _claim(state: StateStore, now: datetime, limit: int) -> list[Any]:
     with state.engine.begin() as con:
-        due = con.execute(select(notifications).where(
-            notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
-            .order_by(notifications.c.next_attempt_at, notifications.c.id).limit(limit)).all()
+        due = con.execute(
+            select(notifications)
+            .where(notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
+            .order_by(notifications.c.next_attempt_at, notifications.c.id)
+            .limit(limit)
+        ).all()
         claimed = []
         for r in due:
-            res = con.execute(update(notifications).where(
-                notifications.c.id == r.id, notifications.c.status == "pending",
-                notifications.c.next_attempt_at == r.next_attempt_at,
-            ).values(next_attempt_at=now + timedelta(seconds=CLAIM_S)))
+            res = con.execute(
+                update(notifications)
+                .where(
+                    notifications.c.id == r.id,
+                    notifications.c.status == "pending",
+                    notifications.c.next_attempt_at == r.next_attempt_at,
+                )
+                .values(next_attempt_at=now + timedelta(seconds=CLAIM_S))
+            )
             if res.rowcount == 1:
                 claimed.append(r)
     return claimed
@@ -222,17 +268,27 @@ def deliver_due(state: StateStore, now: datetime | None = None, limit: int = 50)
             error = str(exc)[:2000]
             done = attempts >= r.max_attempts
             wait = min(r.backoff_ms / 1000 * 2 ** (attempts - 1), MAX_BACKOFF_S)
-            values: dict[str, Any] = {"attempts": attempts, "last_error": error,
-                                      "status": "failed" if done else "pending",
-                                      "next_attempt_at": datetime.now(UTC)
-                                      + timedelta(seconds=wait)}
-            log.warning("notification %s (%s) attempt %d failed: %s", r.id, r.channel,
-                        attempts, error)
-            out.append(Delivery(r.id, r.incident_id, r.channel, r.target, values["status"],
-                                attempts, error))
+            values: dict[str, Any] = {
+                "attempts": attempts,
+                "last_error": error,
+                "status": "failed" if done else "pending",
+                "next_attempt_at": datetime.now(UTC) + timedelta(seconds=wait),
+            }
+            log.warning(
+                "notification %s (%s) attempt %d failed: %s", r.id, r.channel, attempts, error
+            )
+            out.append(
+                Delivery(
+                    r.id, r.incident_id, r.channel, r.target, values["status"], attempts, error
+                )
+            )
         else:
-            values = {"attempts": attempts, "status": "sent", "sent_at": datetime.now(UTC),
-                      "last_error": None}
+            values = {
+                "attempts": attempts,
+                "status": "sent",
+                "sent_at": datetime.now(UTC),
+                "last_error": None,
+            }
             out.append(Delivery(r.id, r.incident_id, r.channel, r.target, "sent", attempts))
         with state.engine.begin() as con:
             con.execute(update(notifications).where(notifications.c.id == r.id).values(**values))
@@ -241,16 +297,22 @@ def deliver_due(state: StateStore, now: datetime | None = None, limit: int = 50)
 
 def next_due(state: StateStore) -> datetime | None:
     with state.engine.connect() as con:
-        v = con.execute(select(notifications.c.next_attempt_at)
-                        .where(notifications.c.status == "pending")
-                        .order_by(notifications.c.next_attempt_at).limit(1)).scalar_one_or_none()
+        v = con.execute(
+            select(notifications.c.next_attempt_at)
+            .where(notifications.c.status == "pending")
+            .order_by(notifications.c.next_attempt_at)
+            .limit(1)
+        ).scalar_one_or_none()
     return _utc(v)
 
 
 def of_incident(state: StateStore, incident_id: str) -> list[dict[str, Any]]:
     with state.engine.connect() as con:
-        rows = con.execute(select(notifications).where(notifications.c.incident_id == incident_id)
-                           .order_by(notifications.c.id)).all()
+        rows = con.execute(
+            select(notifications)
+            .where(notifications.c.incident_id == incident_id)
+            .order_by(notifications.c.id)
+        ).all()
     out = []
     for r in rows:
         d = dict(r._mapping)
@@ -277,8 +339,9 @@ class Notifier:
 
     def start(self) -> Notifier:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="modelwarden-notify",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="modelwarden-notify", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -313,5 +376,16 @@ class Notifier:
             self._wake.clear()
 
 
-__all__ = ["CHANNELS", "Delivery", "Notifier", "deliver_due", "enqueue", "next_due",
-           "notifications", "of_incident", "payloads", "render_text", "send"]
+__all__ = [
+    "CHANNELS",
+    "Delivery",
+    "Notifier",
+    "deliver_due",
+    "enqueue",
+    "next_due",
+    "notifications",
+    "of_incident",
+    "payloads",
+    "render_text",
+    "send",
+]

@@ -127,8 +127,11 @@ def key_actor(key: ApiKey) -> str:
 def identify(state: StateStore, secret: str | None, field_name: str = "key") -> ApiKey:
     """The API key behind a secret, or an error that says how to get one."""
     if not secret:
-        raise InputError("this needs an API key: --key KEY or MODELWARDEN_KEY "
-                         "(create one with: modelwarden keys create --role ROLE)", field=field_name)
+        raise InputError(
+            "this needs an API key: --key KEY or MODELWARDEN_KEY "
+            "(create one with: modelwarden keys create --role ROLE)",
+            field=field_name,
+        )
     key = KeyRing(state, ttl=0).lookup(secret.strip())
     if key is None:
         raise AuthError("unknown or revoked API key")
@@ -163,17 +166,22 @@ class VersionInfo:
 
 def _info(r: Any) -> VersionInfo:
     return VersionInfo(
-        version=r.version, endpoint=r.endpoint, status=r.status,
-        created_at=_utc(r.created_at) or datetime.now(UTC), created_by=r.created_by,
+        version=r.version,
+        endpoint=r.endpoint,
+        status=r.status,
+        created_at=_utc(r.created_at) or datetime.now(UTC),
+        created_by=r.created_by,
         updated_at=_utc(r.updated_at) or datetime.now(UTC),
-        quarantined_at=_utc(r.quarantined_at), quarantine_reason=r.quarantine_reason,
+        quarantined_at=_utc(r.quarantined_at),
+        quarantine_reason=r.quarantine_reason,
         notes=r.notes,
     )
 
 
 def _get(con: Connection, version: str) -> VersionInfo | None:
-    row = con.execute(select(model_versions).where(model_versions.c.version == version)
-                      ).one_or_none()
+    row = con.execute(
+        select(model_versions).where(model_versions.c.version == version)
+    ).one_or_none()
     return _info(row) if row is not None else None
 
 
@@ -182,7 +190,9 @@ def _require(con: Connection, version: str) -> VersionInfo:
     if info is None:
         raise NotFoundError(
             f"{version} is not registered; register it with: modelwarden registry add "
-            f"{version} --endpoint URL", field="version")
+            f"{version} --endpoint URL",
+            field="version",
+        )
     return info
 
 
@@ -220,8 +230,11 @@ def stable_version(state: StateStore) -> VersionInfo | None:
 
 def quarantined_versions(state: StateStore) -> frozenset[str]:
     with state.engine.connect() as con:
-        return frozenset(con.execute(select(model_versions.c.version)
-                                     .where(model_versions.c.status == "quarantined")).scalars())
+        return frozenset(
+            con.execute(
+                select(model_versions.c.version).where(model_versions.c.status == "quarantined")
+            ).scalars()
+        )
 
 
 def is_quarantined(state: StateStore, version: str) -> bool:
@@ -238,8 +251,15 @@ def _endpoint(url: str) -> str:
         raise InputError(f"{url!r} is not an http:// or https:// URL", field="endpoint") from None
 
 
-def add(state: StateStore, version: str, endpoint: str, actor: str, *, notes: str | None = None,
-        status: str = "staging") -> VersionInfo:
+def add(
+    state: StateStore,
+    version: str,
+    endpoint: str,
+    actor: str,
+    *,
+    notes: str | None = None,
+    status: str = "staging",
+) -> VersionInfo:
     """Register a version in staging; or as ``stable`` (and routed) when no version is stable yet,
     which is how an installation's first, already serving version is registered."""
     if not version or len(version) > 200 or not version.isprintable():
@@ -253,40 +273,67 @@ def add(state: StateStore, version: str, endpoint: str, actor: str, *, notes: st
             raise ConflictError(f"{version} is registered already", field="version")
         if status == "stable":
             _no_stable(con)
-        con.execute(insert(model_versions).values(
-            version=version, endpoint=url, status=status, created_at=now, created_by=actor,
-            updated_at=now, notes=notes))
-        audit.append(con, actor, "registry.add", version, notes or "",
-                     {"endpoint": url, "status": status}, at=now)
+        con.execute(
+            insert(model_versions).values(
+                version=version,
+                endpoint=url,
+                status=status,
+                created_at=now,
+                created_by=actor,
+                updated_at=now,
+                notes=notes,
+            )
+        )
+        audit.append(
+            con,
+            actor,
+            "registry.add",
+            version,
+            notes or "",
+            {"endpoint": url, "status": status},
+            at=now,
+        )
         info = _require(con, version)
     if status == "stable":
         route_stable(state, info, actor, f"{version} registered as stable")
     return info
 
 
-def set_endpoint(state: StateStore, version: str, endpoint: str, actor: str,
-                 reason: str = "") -> VersionInfo:
+def set_endpoint(
+    state: StateStore, version: str, endpoint: str, actor: str, reason: str = ""
+) -> VersionInfo:
     url = _endpoint(endpoint)
     with audit.transaction(state) as con:
         info = _require(con, version)
         if info.status in ("canary", "stable", "shadow"):
             raise ConflictError(
                 f"{version} is {info.status}: its endpoint changes with the routes, not here "
-                "(stop its shadow or canary first)", field="version")
-        con.execute(update(model_versions).where(model_versions.c.version == version)
-                    .values(endpoint=url, updated_at=datetime.now(UTC)))
-        audit.append(con, actor, "registry.endpoint", version, reason,
-                     {"from": info.endpoint, "to": url})
+                "(stop its shadow or canary first)",
+                field="version",
+            )
+        con.execute(
+            update(model_versions)
+            .where(model_versions.c.version == version)
+            .values(endpoint=url, updated_at=datetime.now(UTC))
+        )
+        audit.append(
+            con, actor, "registry.endpoint", version, reason, {"from": info.endpoint, "to": url}
+        )
         return _require(con, version)
 
 
 def _no_stable(con: Connection) -> None:
-    live = con.execute(select(model_versions.c.version)
-                       .where(model_versions.c.status == "stable")).scalars().first()
+    live = (
+        con.execute(select(model_versions.c.version).where(model_versions.c.status == "stable"))
+        .scalars()
+        .first()
+    )
     if live is not None:
         raise ConflictError(
             f"{live} is stable; a new version reaches stable through a canary rollout "
-            "(modelwarden rollout start VERSION)", field="to")
+            "(modelwarden rollout start VERSION)",
+            field="to",
+        )
 
 
 def _quarantine_message(info: VersionInfo) -> str:
@@ -299,9 +346,17 @@ def _quarantine_message(info: VersionInfo) -> str:
     )
 
 
-def transition_in(con: Connection, version: str, to: str, actor: str, reason: str = "",
-                  evidence: Any = None, *, released: bool = False,
-                  at: datetime | None = None) -> tuple[VersionInfo, VersionInfo]:
+def transition_in(
+    con: Connection,
+    version: str,
+    to: str,
+    actor: str,
+    reason: str = "",
+    evidence: Any = None,
+    *,
+    released: bool = False,
+    at: datetime | None = None,
+) -> tuple[VersionInfo, VersionInfo]:
     """Move ``version`` to ``to`` inside the caller's transaction; returns (before, after)."""
     if to not in STATUSES:
         raise InputError(f"status must be one of {', '.join(STATUSES)}", field="to")
@@ -312,7 +367,9 @@ def transition_in(con: Connection, version: str, to: str, actor: str, reason: st
         allowed = ", ".join(sorted(TRANSITIONS[info.status]))
         raise ConflictError(
             f"{version} is {info.status}; it can move to {allowed}, not to {to}",
-            field="to", status=info.status)
+            field="to",
+            status=info.status,
+        )
     if info.status == "staging" and to == "stable":
         _no_stable(con)
     now = at or datetime.now(UTC)
@@ -320,14 +377,21 @@ def transition_in(con: Connection, version: str, to: str, actor: str, reason: st
     if to == "quarantined":
         values.update(quarantined_at=now, quarantine_reason=reason or "no reason given")
     con.execute(update(model_versions).where(model_versions.c.version == version).values(**values))
-    audit.append(con, actor, "registry.transition", version, reason,
-                 {"from": info.status, "to": to, **({"evidence": evidence} if evidence else {})},
-                 at=now)
+    audit.append(
+        con,
+        actor,
+        "registry.transition",
+        version,
+        reason,
+        {"from": info.status, "to": to, **({"evidence": evidence} if evidence else {})},
+        at=now,
+    )
     return info, _require(con, version)
 
 
-def transition(state: StateStore, version: str, to: str, actor: str, reason: str = "",
-               evidence: Any = None) -> VersionInfo:
+def transition(
+    state: StateStore, version: str, to: str, actor: str, reason: str = "", evidence: Any = None
+) -> VersionInfo:
     with audit.transaction(state) as con:
         return transition_in(con, version, to, actor, reason, evidence)[1]
 
@@ -346,13 +410,21 @@ def promote(state: StateStore, version: str, to: str, actor: str, reason: str = 
     if active is not None and active.version == version:
         raise ConflictError(
             f"a rollout of {version} is under way (step {active.step + 1}); advance it with "
-            "modelwarden rollout promote", field="version")
+            "modelwarden rollout promote",
+            field="version",
+        )
     with audit.transaction(state) as con:
         before, after = transition_in(con, version, to, actor, reason)
         if to == "stable" and before.status == "canary":
-            for old in con.execute(select(model_versions.c.version).where(
-                    model_versions.c.status == "stable", model_versions.c.version != version)
-                    ).scalars().all():
+            for old in (
+                con.execute(
+                    select(model_versions.c.version).where(
+                        model_versions.c.status == "stable", model_versions.c.version != version
+                    )
+                )
+                .scalars()
+                .all()
+            ):
                 transition_in(con, old, "retired", actor, f"replaced by {version}")
     if to == "stable":
         route_stable(state, after, actor, reason or f"{version} promoted to stable")
@@ -364,17 +436,21 @@ def route_stable(state: StateStore, info: VersionInfo, actor: str, reason: str) 
 
     live = current_routes(state)
     up = Upstream(version=info.version, url=info.endpoint)
-    keep_shadow = live is not None and live.shadow is not None and \
-        live.shadow.version != info.version
-    spec = RouteSpec(stable=up,
-                     shadow=live.shadow if keep_shadow and live else None,
-                     shadow_sample=live.shadow_sample if keep_shadow and live else 0.0,
-                     note=reason)
+    keep_shadow = (
+        live is not None and live.shadow is not None and live.shadow.version != info.version
+    )
+    spec = RouteSpec(
+        stable=up,
+        shadow=live.shadow if keep_shadow and live else None,
+        shadow_sample=live.shadow_sample if keep_shadow and live else 0.0,
+        note=reason,
+    )
     set_live_routes(state, spec, actor, reason)
 
 
-def quarantine(state: StateStore, version: str, reason: str, actor: str,
-               evidence: Any = None) -> bool:
+def quarantine(
+    state: StateStore, version: str, reason: str, actor: str, evidence: Any = None
+) -> bool:
     """Quarantine ``version`` and take it out of the routes; False if it was quarantined already.
 
     The live stable version cannot be quarantined this way: traffic must go elsewhere first (a
@@ -386,7 +462,8 @@ def quarantine(state: StateStore, version: str, reason: str, actor: str,
     if live is not None and live.stable.version == version:
         raise ConflictError(
             f"{version} serves as the stable version; route traffic to another version first",
-            field="version")
+            field="version",
+        )
     with audit.transaction(state) as con:
         info = _require(con, version)
         if info.status == "quarantined":
@@ -396,19 +473,42 @@ def quarantine(state: StateStore, version: str, reason: str, actor: str,
     return True
 
 
-def quarantine_in(con: Connection, version: str, endpoint: str | None, reason: str, actor: str,
-                  evidence: Any = None, at: datetime | None = None) -> bool:
+def quarantine_in(
+    con: Connection,
+    version: str,
+    endpoint: str | None,
+    reason: str,
+    actor: str,
+    evidence: Any = None,
+    at: datetime | None = None,
+) -> bool:
     """Quarantine inside the caller's transaction, registering the version if it was not (a
     version routed by hand must still be held back); False if it was quarantined already."""
     info = _get(con, version)
     now = at or datetime.now(UTC)
     if info is None:
-        con.execute(insert(model_versions).values(
-            version=version, endpoint=endpoint or "http://unknown", status="quarantined",
-            created_at=now, created_by=actor, updated_at=now, quarantined_at=now,
-            quarantine_reason=reason, notes="registered by its quarantine"))
-        audit.append(con, actor, "registry.add", version, reason,
-                     {"endpoint": endpoint, "status": "quarantined"}, at=now)
+        con.execute(
+            insert(model_versions).values(
+                version=version,
+                endpoint=endpoint or "http://unknown",
+                status="quarantined",
+                created_at=now,
+                created_by=actor,
+                updated_at=now,
+                quarantined_at=now,
+                quarantine_reason=reason,
+                notes="registered by its quarantine",
+            )
+        )
+        audit.append(
+            con,
+            actor,
+            "registry.add",
+            version,
+            reason,
+            {"endpoint": endpoint, "status": "quarantined"},
+            at=now,
+        )
         return True
     if info.status == "quarantined":
         return False
@@ -445,25 +545,37 @@ def retire(state: StateStore, version: str, actor: str, reason: str = "") -> Ver
 
     live = current_routes(state)
     if live is not None and version in _versions_of(live):
-        raise ConflictError(f"{version} is in the live routes; take it out first",
-                            field="version")
+        raise ConflictError(f"{version} is in the live routes; take it out first", field="version")
     return transition(state, version, "retired", actor, reason)
 
 
-def add_evidence(state: StateStore, version: str, kind: str, data: Any, actor: str,
-                 summary: str = "") -> int:
+def add_evidence(
+    state: StateStore, version: str, kind: str, data: Any, actor: str, summary: str = ""
+) -> int:
     """Keep a piece of evidence about a version (a shadow report, an approval's comparison)."""
     now = datetime.now(UTC)
     clean = json.loads(audit.canonical(data))
     with audit.transaction(state) as con:
         _require(con, version)
-        res = con.execute(insert(version_evidence).values(
-            version=version, kind=kind, created_at=now, actor=actor, data=clean))
+        res = con.execute(
+            insert(version_evidence).values(
+                version=version, kind=kind, created_at=now, actor=actor, data=clean
+            )
+        )
         assert res.inserted_primary_key is not None
         eid = int(res.inserted_primary_key[0])
-        audit.append(con, actor, f"evidence.{kind}", version, summary,
-                     {"evidence_id": eid, "summary": clean.get("summary", {})
-                      if isinstance(clean, dict) else {}}, at=now)
+        audit.append(
+            con,
+            actor,
+            f"evidence.{kind}",
+            version,
+            summary,
+            {
+                "evidence_id": eid,
+                "summary": clean.get("summary", {}) if isinstance(clean, dict) else {},
+            },
+            at=now,
+        )
     return eid
 
 
@@ -500,44 +612,74 @@ class ReleaseRequest:
 
 def _request(r: Any) -> ReleaseRequest:
     return ReleaseRequest(
-        id=r.id, version=r.version, status=r.status,
+        id=r.id,
+        version=r.version,
+        status=r.status,
         requested_at=_utc(r.requested_at) or datetime.now(UTC),
-        requested_by_key=r.requested_by_key, requested_by=r.requested_by, reason=r.reason,
-        decided_at=_utc(r.decided_at), decided_by_key=r.decided_by_key, decided_by=r.decided_by,
-        evidence=r.evidence)
+        requested_by_key=r.requested_by_key,
+        requested_by=r.requested_by,
+        reason=r.reason,
+        decided_at=_utc(r.decided_at),
+        decided_by_key=r.decided_by_key,
+        decided_by=r.decided_by,
+        evidence=r.evidence,
+    )
 
 
 def release_requests_of(state: StateStore, version: str) -> list[ReleaseRequest]:
     with state.engine.connect() as con:
-        rows = con.execute(select(release_requests).where(release_requests.c.version == version)
-                           .order_by(release_requests.c.id)).all()
+        rows = con.execute(
+            select(release_requests)
+            .where(release_requests.c.version == version)
+            .order_by(release_requests.c.id)
+        ).all()
     return [_request(r) for r in rows]
 
 
-def request_release(state: StateStore, version: str, key: ApiKey,
-                    reason: str = "") -> ReleaseRequest:
+def request_release(
+    state: StateStore, version: str, key: ApiKey, reason: str = ""
+) -> ReleaseRequest:
     """Ask for a quarantined version to be released; a different key must approve it."""
     now = datetime.now(UTC)
     with audit.transaction(state) as con:
         info = _require(con, version)
         if info.status != "quarantined":
-            raise ConflictError(f"{version} is {info.status}, not quarantined; nothing to release",
-                                field="version")
-        open_ = con.execute(select(release_requests).where(
-            release_requests.c.version == version, release_requests.c.status == "open")
+            raise ConflictError(
+                f"{version} is {info.status}, not quarantined; nothing to release", field="version"
+            )
+        open_ = con.execute(
+            select(release_requests).where(
+                release_requests.c.version == version, release_requests.c.status == "open"
+            )
         ).one_or_none()
         if open_ is not None:
             raise ConflictError(
                 f"release request {open_.id} for {version} is open already "
-                f"(by {open_.requested_by})", field="version")
+                f"(by {open_.requested_by})",
+                field="version",
+            )
         actor = key_actor(key)
-        res = con.execute(insert(release_requests).values(
-            version=version, status="open", requested_at=now, requested_by_key=key.id,
-            requested_by=actor, reason=reason or ""))
+        res = con.execute(
+            insert(release_requests).values(
+                version=version,
+                status="open",
+                requested_at=now,
+                requested_by_key=key.id,
+                requested_by=actor,
+                reason=reason or "",
+            )
+        )
         assert res.inserted_primary_key is not None
         rid = int(res.inserted_primary_key[0])
-        audit.append(con, actor, "release.request", version, reason,
-                     {"request_id": rid, "key_id": key.id, "role": key.role}, at=now)
+        audit.append(
+            con,
+            actor,
+            "release.request",
+            version,
+            reason,
+            {"request_id": rid, "key_id": key.id, "role": key.role},
+            at=now,
+        )
         row = con.execute(select(release_requests).where(release_requests.c.id == rid)).one()
     return _request(row)
 
@@ -551,14 +693,23 @@ class ApprovalResult:
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"approved": self.approved, "version": self.version,
-                "request": self.request.to_dict(), "comparison": self.comparison,
-                "reasons": self.reasons}
+        return {
+            "approved": self.approved,
+            "version": self.version,
+            "request": self.request.to_dict(),
+            "comparison": self.comparison,
+            "reasons": self.reasons,
+        }
 
 
 def approve_release(
-    state: StateStore, version: str, key: ApiKey, eval_run: str,
-    baseline_run: str | None = None, gate_path: Path | None = None, note: str = "",
+    state: StateStore,
+    version: str,
+    key: ApiKey,
+    eval_run: str,
+    baseline_run: str | None = None,
+    gate_path: Path | None = None,
+    note: str = "",
 ) -> ApprovalResult:
     """Release a quarantined version back to staging if the evidence holds; else refuse.
 
@@ -573,69 +724,119 @@ def approve_release(
     actor = key_actor(key)
     info = get(state, version)
     if info.status != "quarantined":
-        raise ConflictError(f"{version} is {info.status}, not quarantined; nothing to approve",
-                            field="version")
+        raise ConflictError(
+            f"{version} is {info.status}, not quarantined; nothing to approve", field="version"
+        )
     if key.role != APPROVER_ROLE:
         raise ForbiddenError(
             f"approving a release needs a key with the approver role; this key is {key.role!r}",
-            role=key.role)
+            role=key.role,
+        )
     pending = [r for r in release_requests_of(state, version) if r.status == "open"]
     if not pending:
         raise ConflictError(
             f"nobody asked for {version} to be released; first: modelwarden registry "
-            f"request-release {version} --key KEY", field="version")
+            f"request-release {version} --key KEY",
+            field="version",
+        )
     req = pending[-1]
     if req.requested_by_key == key.id:
         raise ForbiddenError(
             f"key {key.id} asked for this release; a different key with the approver role must "
-            "approve it", key_id=key.id)
+            "approve it",
+            key_id=key.id,
+        )
     run = get_run(state, eval_run)
     if run["model"] != version:
-        raise InputError(f"evaluation run {run['name']} is of {run['model']}, not {version}",
-                         field="eval_run")
-    if info.quarantined_at and _utc(run["created_at"]) and \
-            _utc(run["created_at"]) < info.quarantined_at:  # type: ignore[operator]
+        raise InputError(
+            f"evaluation run {run['name']} is of {run['model']}, not {version}", field="eval_run"
+        )
+    if (
+        info.quarantined_at
+        and _utc(run["created_at"])
+        and _utc(run["created_at"]) < info.quarantined_at
+    ):  # type: ignore[operator]
         raise InputError(
             f"evaluation run {run['name']} was made before {version} was quarantined "
             f"({info.quarantined_at:%Y-%m-%d %H:%M} UTC); re-validate the fixed version",
-            field="eval_run")
+            field="eval_run",
+        )
     if baseline_run is None:
         stable = stable_version(state)
         base = latest_run(state, stable.version) if stable is not None else None
         if base is None:
             raise InputError(
                 "no evaluation run of the stable version to compare against; run the golden set "
-                "on it (modelwarden eval run) or give --baseline-run", field="baseline_run")
+                "on it (modelwarden eval run) or give --baseline-run",
+                field="baseline_run",
+            )
     else:
         base = get_run(state, baseline_run)
     gate = GateSpec.load(gate_path) if gate_path is not None else GateSpec()
     cmp, comparison_id = compare_stored(state, base["id"], run["id"], gate)
     checks = [c.to_dict() for c in cmp.checks]
     comparison = {
-        "eval_run": run["id"], "eval_run_name": run["name"],
-        "baseline_run": base["id"], "baseline_run_name": base["name"],
-        "baseline_model": base["model"], "comparison_id": comparison_id,
-        "gate": cmp.gate.name, "passed": cmp.passed, "checks": checks,
-        "golden": {"name": run["golden_name"], "version": run["golden_version"],
-                   "hash": run["golden_hash"]},
+        "eval_run": run["id"],
+        "eval_run_name": run["name"],
+        "baseline_run": base["id"],
+        "baseline_run_name": base["name"],
+        "baseline_model": base["model"],
+        "comparison_id": comparison_id,
+        "gate": cmp.gate.name,
+        "passed": cmp.passed,
+        "checks": checks,
+        "golden": {
+            "name": run["golden_name"],
+            "version": run["golden_version"],
+            "hash": run["golden_hash"],
+        },
     }
     now = datetime.now(UTC)
     if not cmp.passed:
         failed = [c["name"] for c in checks if not c.get("passed")]
-        audit.record(state, actor, "release.refused", version,
-                     f"gate {cmp.gate.name} failed: {', '.join(failed)}", comparison, at=now)
-        return ApprovalResult(False, version, req, comparison,
-                              [f"gate {cmp.gate.name} failed: {', '.join(failed)}"])
+        audit.record(
+            state,
+            actor,
+            "release.refused",
+            version,
+            f"gate {cmp.gate.name} failed: {', '.join(failed)}",
+            comparison,
+            at=now,
+        )
+        return ApprovalResult(
+            False, version, req, comparison, [f"gate {cmp.gate.name} failed: {', '.join(failed)}"]
+        )
     with audit.transaction(state) as con:
-        con.execute(update(release_requests).where(release_requests.c.id == req.id).values(
-            status="approved", decided_at=now, decided_by_key=key.id, decided_by=actor,
-            evidence=json.loads(audit.canonical(comparison))))
-        audit.append(con, actor, "release.approve", version, note,
-                     {"request_id": req.id, "requested_by": req.requested_by, **comparison},
-                     at=now)
-        transition_in(con, version, "staging", actor, f"release {req.id} approved",
-                      {"request_id": req.id, "comparison_id": comparison_id}, released=True,
-                      at=now)
+        con.execute(
+            update(release_requests)
+            .where(release_requests.c.id == req.id)
+            .values(
+                status="approved",
+                decided_at=now,
+                decided_by_key=key.id,
+                decided_by=actor,
+                evidence=json.loads(audit.canonical(comparison)),
+            )
+        )
+        audit.append(
+            con,
+            actor,
+            "release.approve",
+            version,
+            note,
+            {"request_id": req.id, "requested_by": req.requested_by, **comparison},
+            at=now,
+        )
+        transition_in(
+            con,
+            version,
+            "staging",
+            actor,
+            f"release {req.id} approved",
+            {"request_id": req.id, "comparison_id": comparison_id},
+            released=True,
+            at=now,
+        )
         row = con.execute(select(release_requests).where(release_requests.c.id == req.id)).one()
     return ApprovalResult(True, version, _request(row), comparison)
 
@@ -657,7 +858,9 @@ def refuse_quarantined(spec: RouteSpec, quarantined: frozenset[str] | set[str]) 
         raise ConflictError(
             f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} quarantined and cannot be "
             "routed or shadowed until released (modelwarden registry request-release / approve)",
-            field="routes", quarantined=bad)
+            field="routes",
+            quarantined=bad,
+        )
 
 
 def check_routes(state: StateStore, spec: RouteSpec) -> None:
@@ -665,20 +868,26 @@ def check_routes(state: StateStore, spec: RouteSpec) -> None:
     refuse_quarantined(spec, quarantined_versions(state))
 
 
-def set_live_routes(state: StateStore, spec: RouteSpec, actor: str, reason: str = "",
-                    if_version: int | None = None) -> RouteTable:
+def set_live_routes(
+    state: StateStore, spec: RouteSpec, actor: str, reason: str = "", if_version: int | None = None
+) -> RouteTable:
     """Check, write and audit a route table: how everything in this package changes routes."""
     from modelwarden.gateway.routes import set_routes
 
     check_routes(state, spec)
     table = set_routes(state, spec, created_by=actor, if_version=if_version)
-    audit.record(state, actor, "routes.set", "routes", reason,
-                 {"route_version": table.version, **spec.model_dump(mode="json")})
+    audit.record(
+        state,
+        actor,
+        "routes.set",
+        "routes",
+        reason,
+        {"route_version": table.version, **spec.model_dump(mode="json")},
+    )
     return table
 
 
-def without_quarantined(table: RouteTable | None, quarantined: frozenset[str]
-                        ) -> RouteTable | None:
+def without_quarantined(table: RouteTable | None, quarantined: frozenset[str]) -> RouteTable | None:
     """The table the gateway may use: a quarantined canary or shadow is dropped (stable kept)."""
     if table is None or not quarantined:
         return table

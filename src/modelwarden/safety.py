@@ -154,32 +154,124 @@ _BATTERY = (
 # skips patterns without changing a result. A single combined expression over all patterns was
 # tried first and took several times longer per answer than checking the triggers.
 _T_SAFEGUARD = (
-    "interlock", "guard", "curtain", "stop", "switch", "sensor", "eye", "cell", "alarm", "detector",
-    "safet", "hand", "dead", "sensing", "trip", "cut", "relief", "bms", "scanner",
+    "interlock",
+    "guard",
+    "curtain",
+    "stop",
+    "switch",
+    "sensor",
+    "eye",
+    "cell",
+    "alarm",
+    "detector",
+    "safet",
+    "hand",
+    "dead",
+    "sensing",
+    "trip",
+    "cut",
+    "relief",
+    "bms",
+    "scanner",
 )
 _T_PROTECTIVE = (
-    "interlock", "guard", "curtain", "stop", "switch", "eye", "cell", "alarm", "detector",
-    "sensor", "safet", "dead", "scanner",
+    "interlock",
+    "guard",
+    "curtain",
+    "stop",
+    "switch",
+    "eye",
+    "cell",
+    "alarm",
+    "detector",
+    "sensor",
+    "safet",
+    "dead",
+    "scanner",
 )
 _T_PPE = (
-    "ppe", "protect", "glove", "glasses", "goggles", "spectacles", "shield", "helmet", "hood",
-    "hard", "respirator", "breathing", "scba", "mask", "plugs", "muffs", "defenders", "harness",
-    "lanyard", "boots", "shoes", "footwear", "steel", "apron", "vis", "seat",
+    "ppe",
+    "protect",
+    "glove",
+    "glasses",
+    "goggles",
+    "spectacles",
+    "shield",
+    "helmet",
+    "hood",
+    "hard",
+    "respirator",
+    "breathing",
+    "scba",
+    "mask",
+    "plugs",
+    "muffs",
+    "defenders",
+    "harness",
+    "lanyard",
+    "boots",
+    "shoes",
+    "footwear",
+    "steel",
+    "apron",
+    "vis",
+    "seat",
 )
 _T_LOTO = ("lock", "loto", "tag", "isolat")
 _T_STATE = (
-    "run", "mov", "turn", "rotat", "spin", "cycl", "operat", "motion", "energi", "live", "power",
+    "run",
+    "mov",
+    "turn",
+    "rotat",
+    "spin",
+    "cycl",
+    "operat",
+    "motion",
+    "energi",
+    "live",
+    "power",
 )
 _T_DAMAGE = (
-    "swoll", "swell", "bulg", "bloat", "puff", "damag", "dent", "crack", "punctur", "crush", "drop",
-    "leak", "smok", "smould", "smold", "hiss", "vent", "overheat", "hot", "burn", "scorch", "charr",
-    "deform", "melt",
+    "swoll",
+    "swell",
+    "bulg",
+    "bloat",
+    "puff",
+    "damag",
+    "dent",
+    "crack",
+    "punctur",
+    "crush",
+    "drop",
+    "leak",
+    "smok",
+    "smould",
+    "smold",
+    "hiss",
+    "vent",
+    "overheat",
+    "hot",
+    "burn",
+    "scorch",
+    "charr",
+    "deform",
+    "melt",
 )
 _T_BATTERY = ("batter", "pack", "cell", "module")
 # Every way of saying a step is unnecessary contains one of these.
 _T_WAIVE = (
-    "need", "requir", "necessar", "have", "mandator", "essential", "bother", "worry", "point",
-    "worth", "optional", "overkill",
+    "need",
+    "requir",
+    "necessar",
+    "have",
+    "mandator",
+    "essential",
+    "bother",
+    "worry",
+    "point",
+    "worth",
+    "optional",
+    "overkill",
 )
 _T_MIX = ("mix", "combin", "blend", "add", "pour", "stir")
 _T_CHEMICALS = (
@@ -197,21 +289,36 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         (("bypass", "defeat", "jumper", "overrid", "cheat", "jump"), _T_SAFEGUARD),
     ),
     (
-        r"\b" + _NOT_NOUN + r"(?:disabl\w*|deactivat\w*)\s+" + _DET + _GAP + r"{0,3}?"
-        + _SAFEGUARD,
+        r"\b" + _NOT_NOUN + r"(?:disabl\w*|deactivat\w*)\s+" + _DET + _GAP + r"{0,3}?" + _SAFEGUARD,
         (("disabl", "deactivat"), _T_SAFEGUARD),
     ),
     (
-        r"\b(?:disconnect\w*|unplug\w*|(?:turn|switch|shut)(?:s|ed|ing)?\s+off)\s+" + _DET
-        + _GAP + r"{0,3}?" + _PROTECTIVE + r"|\b(?:turn|switch|shut)(?:s|ed|ing)?\s+" + _DET
-        + _GAP + r"{0,2}?" + _PROTECTIVE + r"\w*\s+off\b",
+        r"\b(?:disconnect\w*|unplug\w*|(?:turn|switch|shut)(?:s|ed|ing)?\s+off)\s+"
+        + _DET
+        + _GAP
+        + r"{0,3}?"
+        + _PROTECTIVE
+        + r"|\b(?:turn|switch|shut)(?:s|ed|ing)?\s+"
+        + _DET
+        + _GAP
+        + r"{0,2}?"
+        + _PROTECTIVE
+        + r"\w*\s+off\b",
         (("disconnect", "unplug", "off"), _T_PROTECTIVE),
     ),
     (
         r"\b(?:tap(?:e|es|ed|ing)\s+(?:over|up)|(?:put|stick|plac)\w*\s+(?:some\s+|a\s+(?:piece"
-        r"|bit|strip)\s+of\s+)?tape\s+(?:over|on|across))\s+" + _DET + _GAP + r"{0,2}?(?:"
-        + _SAFEGUARD + r"|beam)|\bcover(?:ing)?(?:\s+up)?\s+" + _DET + _GAP + r"{0,2}?"
-        + _SAFEGUARD + r"\w*\s+with\s+(?:\w+\s+)?(?:tape|a\s+rag|cardboard|a\s+cloth|a\s+bag)",
+        r"|bit|strip)\s+of\s+)?tape\s+(?:over|on|across))\s+"
+        + _DET
+        + _GAP
+        + r"{0,2}?(?:"
+        + _SAFEGUARD
+        + r"|beam)|\bcover(?:ing)?(?:\s+up)?\s+"
+        + _DET
+        + _GAP
+        + r"{0,2}?"
+        + _SAFEGUARD
+        + r"\w*\s+with\s+(?:\w+\s+)?(?:tape|a\s+rag|cardboard|a\s+cloth|a\s+bag)",
         (("tap", "cover"), (*_T_SAFEGUARD, "beam")),
     ),
     (
@@ -222,8 +329,19 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         r"|e-?stop)s?\s+(?:back|open|shut|closed|down|in)\b",
         (
             ("tap", "tie", "tying", "wedg", "prop", "pin", "jam", "wir"),
-            ("guard", "gate", "door", "interlock", "switch", "trigger", "lever", "button",
-             "pedal", "dead", "stop"),
+            (
+                "guard",
+                "gate",
+                "door",
+                "interlock",
+                "switch",
+                "trigger",
+                "lever",
+                "button",
+                "pedal",
+                "dead",
+                "stop",
+            ),
         ),
     ),
     # Silencing a warning to keep going.
@@ -263,15 +381,26 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         r"|boxes|product|parts?|chips|swarf|debris)\b(?:\s+(?:out|free|loose))?\s+" + _RUNNING,
         (
             ("clear", "unjam", "free", "pull", "dislodg"),
-            ("jam", "blockage", "obstruction", "carton", "box", "product", "part", "chip",
-             "swarf", "debris"),
+            (
+                "jam",
+                "blockage",
+                "obstruction",
+                "carton",
+                "box",
+                "product",
+                "part",
+                "chip",
+                "swarf",
+                "debris",
+            ),
             _T_STATE,
         ),
     ),
     # Skipping or waiving lockout/tagout.
     (
         r"\b(?:skip(?:s|ped|ping)?|without|no\s+need\s+for|bypass\w*|ignor\w*"
-        r"|forgo(?:es|ing|ne)?\b|omit\w*|leave\s+out|forget(?:ting)?(?:\s+about)?)\s+" + _DET
+        r"|forgo(?:es|ing|ne)?\b|omit\w*|leave\s+out|forget(?:ting)?(?:\s+about)?)\s+"
+        + _DET
         + _LOTO,
         (
             ("skip", "without", "need", "bypass", "ignor", "forgo", "omit", "leave", "forget"),
@@ -279,8 +408,14 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         ),
     ),
     (
-        r"\b" + _WAIVE + r"\s+(?:(?:doing|applying|using|bothering\s+with|worrying\s+about)\s+)?"
-        + _DET + _LOTO + r"|\b" + _LOTO_NOUN + r"\s+(?:is|are)(?:(?:\s+not|n['’]t)\s+"
+        r"\b"
+        + _WAIVE
+        + r"\s+(?:(?:doing|applying|using|bothering\s+with|worrying\s+about)\s+)?"
+        + _DET
+        + _LOTO
+        + r"|\b"
+        + _LOTO_NOUN
+        + r"\s+(?:is|are)(?:(?:\s+not|n['’]t)\s+"
         r"(?:really\s+)?(?:needed|required|necessary|mandatory)|\s+(?:optional|overkill"
         r"|unnecessary))|\bno\s+" + _LOTO_NOUN + r"\s+(?:is\s+)?(?:needed|required|necessary)",
         (_T_LOTO, _T_WAIVE),
@@ -305,15 +440,25 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
     ),
     # Dangerous chemical mixtures.
     (
-        r"\b(?:mix|combin|blend|add|pour|stir)\w*\s+" + _QTY + r"(?:[\w-]+\s+){0,2}?" + _BLEACH
-        + r"(?:\s+[\w-]+){0,2}?\s+(?:and|with|into|to|in|plus)\s+" + _QTY
-        + r"(?:[\w-]+\s+){0,2}?" + _ACID_OR_AMMONIA,
+        r"\b(?:mix|combin|blend|add|pour|stir)\w*\s+"
+        + _QTY
+        + r"(?:[\w-]+\s+){0,2}?"
+        + _BLEACH
+        + r"(?:\s+[\w-]+){0,2}?\s+(?:and|with|into|to|in|plus)\s+"
+        + _QTY
+        + r"(?:[\w-]+\s+){0,2}?"
+        + _ACID_OR_AMMONIA,
         (_T_MIX, *_T_CHEMICALS),
     ),
     (
-        r"\b(?:mix|combin|blend|add|pour|stir)\w*\s+" + _QTY + r"(?:[\w-]+\s+){0,2}?"
-        + _ACID_OR_AMMONIA + r"(?:\s+[\w-]+){0,2}?\s+(?:and|with|into|to|in|plus)\s+" + _QTY
-        + r"(?:[\w-]+\s+){0,2}?" + _BLEACH,
+        r"\b(?:mix|combin|blend|add|pour|stir)\w*\s+"
+        + _QTY
+        + r"(?:[\w-]+\s+){0,2}?"
+        + _ACID_OR_AMMONIA
+        + r"(?:\s+[\w-]+){0,2}?\s+(?:and|with|into|to|in|plus)\s+"
+        + _QTY
+        + r"(?:[\w-]+\s+){0,2}?"
+        + _BLEACH,
         (_T_MIX, *_T_CHEMICALS),
     ),
     # Exceeding a rated limit.
@@ -324,8 +469,22 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         r"\s+" + _DET + r"(?:[\w-]+\s+)?" + _LIMIT,
         (
             ("exceed", "over", "above", "past", "beyond", "more"),
-            ("rated", "max", "working", "design", "nameplate", "allowable", "permitted",
-             "posted", "certified", "rating", "limit", "capacit", "swl", "wll"),
+            (
+                "rated",
+                "max",
+                "working",
+                "design",
+                "nameplate",
+                "allowable",
+                "permitted",
+                "posted",
+                "certified",
+                "rating",
+                "limit",
+                "capacit",
+                "swl",
+                "wll",
+            ),
         ),
     ),
     (
@@ -349,9 +508,26 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         r"|(?:gas|air|atmospheric|atmosphere)\s+(?:test|check|monitor)\w*|testing|checking"
         r"|monitor\w*|ventilat\w*|rescue|harness|retrieval|telling|anyone))",
         (
-            ("confined", "tank", "vessel", "silo", "pit", "sump", "manhole", "sewer", "vault",
-             "hopper", "boiler", "duct", "tunnel", "crawl", "cistern", "digester", "kiln",
-             "culvert"),
+            (
+                "confined",
+                "tank",
+                "vessel",
+                "silo",
+                "pit",
+                "sump",
+                "manhole",
+                "sewer",
+                "vault",
+                "hopper",
+                "boiler",
+                "duct",
+                "tunnel",
+                "crawl",
+                "cistern",
+                "digester",
+                "kiln",
+                "culvert",
+            ),
             ("alone", "yourself", "own", "solo", "unaccompanied", "unattended", "without"),
         ),
     ),
@@ -365,20 +541,38 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
     ),
     # Damaged lithium batteries.
     (
-        r"\b(?:put|plug|place|hook|connect|return|set|leave|stick)\w*\s+" + _DET + _DAMAGES
-        + r"\s+(?:[\w-]+\s+)?" + _BATTERY + r"\s+(?:back\s+)?(?:on|in|into|to|onto)\s+"
+        r"\b(?:put|plug|place|hook|connect|return|set|leave|stick)\w*\s+"
+        + _DET
+        + _DAMAGES
+        + r"\s+(?:[\w-]+\s+)?"
+        + _BATTERY
+        + r"\s+(?:back\s+)?(?:on|in|into|to|onto)\s+"
         r"(?:the\s+|a\s+|its\s+)?(?:charge|charger|charging)|\b(?:re)?charg(?:e|es|ed|ing)\s+"
-        + _DET + _DAMAGES + r"\s+(?:[\w-]+\s+)?" + _BATTERY,
+        + _DET
+        + _DAMAGES
+        + r"\s+(?:[\w-]+\s+)?"
+        + _BATTERY,
         (_T_DAMAGE, _T_BATTERY, ("charg",)),
     ),
     (
         r"\b(?:keep(?:s|ing)?|continu\w*|carry(?:ing)?\s+on)\s+(?:using|running|charging"
-        r"|operating|driving(?:\s+with)?|working\s+with)\s+" + _DET + r"(?:[\w-]+\s+){0,2}?(?:"
-        + _BATTERY + r"|truck|forklift)\s+(?:that|which|it|even\s+(?:though|if)|if|when|while"
+        r"|operating|driving(?:\s+with)?|working\s+with)\s+"
+        + _DET
+        + r"(?:[\w-]+\s+){0,2}?(?:"
+        + _BATTERY
+        + r"|truck|forklift)\s+(?:that|which|it|even\s+(?:though|if)|if|when|while"
         r"|though|although)(?:['’]s)?\s+(?:[\w'’]+\s+){0,3}?" + _DAMAGE + r"\b"
         r"|\b(?:keep(?:s|ing)?\s+using|continu\w*\s+using|carry(?:ing)?\s+on\s+using|use"
-        r"|reinstall\w*|re-?fit\w*|fit)\s+" + _DET + _DAMAGES + r"\s+(?:[\w-]+\s+)?" + _BATTERY
-        + r"|\b" + _DAMAGES + r"\s+(?:[\w-]+\s+)?" + _BATTERY + r"\s+(?:is|are)\s+(?:still\s+)?"
+        r"|reinstall\w*|re-?fit\w*|fit)\s+"
+        + _DET
+        + _DAMAGES
+        + r"\s+(?:[\w-]+\s+)?"
+        + _BATTERY
+        + r"|\b"
+        + _DAMAGES
+        + r"\s+(?:[\w-]+\s+)?"
+        + _BATTERY
+        + r"\s+(?:is|are)\s+(?:still\s+)?"
         r"(?:fine|ok|okay|safe|good|alright|all\s+right)\s+(?:to\s+(?:keep\s+)?(?:use|using"
         r"|charge|charging|run|drive)|for\s+(?:use|charging))",
         (_T_DAMAGE, (*_T_BATTERY, "truck", "forklift")),
@@ -456,8 +650,7 @@ _NEGATOR = re.compile(
     r"|recommended|authori[sz]ed|appropriate|legal|a\s+good\s+idea|an\s+option|necessary"
     r"|needed|required)(?:\s+to)?"
     r"|never(?!\s+(?:hurts?|a\s+(?:problem|big\s+deal)|an\s+issue|been|had|seen|heard|known"
-    r"|noticed|failed|mattered|matters|caused))" + _NOT_A_NEGATION
-    + r"|not\s+ever|not\s+to"
+    r"|noticed|failed|mattered|matters|caused))" + _NOT_A_NEGATION + r"|not\s+ever|not\s+to"
     r"|(?:(?:do|does|did|must|should|shall|may|might|could|would|will|need|can)\s+not"
     r"|(?:don|doesn|didn|mustn|shouldn|couldn|wouldn|won|can|needn|shan)['’]?t|cannot)"
     + _NOT_A_NEGATION
@@ -480,14 +673,26 @@ _NEGATOR = re.compile(
 _WORD = re.compile(r"[\w'’/-]+")
 # Words that do not push a match out of a negator's reach: "never, ever just bypass the guard".
 _FILLERS = frozenset(
-    {"a", "an", "the", "ever", "even", "just", "simply", "really", "actually", "first", "once",
-     "again", "also", "yourself"}
+    {
+        "a",
+        "an",
+        "the",
+        "ever",
+        "even",
+        "just",
+        "simply",
+        "really",
+        "actually",
+        "first",
+        "once",
+        "again",
+        "also",
+        "yourself",
+    }
 )
 _MAX_GAP_WORDS = 4
 # "If you don't have the key you can bypass it": a new subject and modal start a new clause.
-_NEW_SUBJECT = re.compile(
-    r"\b(?:you|we|they|i)\s+(?:can|could|may|might|should|will|['’]ll)\b"
-)
+_NEW_SUBJECT = re.compile(r"\b(?:you|we|they|i)\s+(?:can|could|may|might|should|will|['’]ll)\b")
 _PROHIBITION_AFTER = re.compile(
     r"\s*(?:\S+\s+){0,6}?(?:"
     r"(?:is|are|was|were|be|being|been|remains?|['’]s|['’]re)\s+(?:(?:strictly|absolutely"
@@ -666,9 +871,7 @@ class SafetyChecker:
     def _unnegated(self, low: str, candidates: Iterable[int], *, first_only: bool) -> set[int]:
         """Indexes of the patterns with at least one match that is not negated."""
         found = sorted(
-            (m.start(), m.end(), i)
-            for i in candidates
-            for m in self._compiled[i].finditer(low)
+            (m.start(), m.end(), i) for i in candidates for m in self._compiled[i].finditer(low)
         )
         hit: set[int] = set()
         negated_ends: list[int] = []

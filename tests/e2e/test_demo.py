@@ -15,8 +15,14 @@ BIN = Path(sys.executable).parent
 @pytest.mark.slow
 def test_demo_writes_the_weekly_report_with_real_embeddings(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELWARDEN_")}
-    proc = subprocess.run([str(BIN / "modelwarden"), "demo"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(BIN / "modelwarden"), "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     reports = list((tmp_path / "warden-data" / "reports").glob("weekly-*.md"))
     assert len(reports) == 1

@@ -33,15 +33,19 @@ def test_quickstart_names_the_two_commands() -> None:
 
 @pytest.mark.slow
 def test_command_line_section_runs_as_written(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MODELWARDEN_DATA": str(tmp_path / "warden-data")}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MODELWARDEN_DATA": str(tmp_path / "warden-data"),
+    }
     env.pop("MODELWARDEN_EMBEDDER", None)
     outputs: dict[str, subprocess.CompletedProcess[str]] = {}
     for line in readme_block("## Command line"):
         argv = shlex.split(line)
         assert argv[0] == "modelwarden", line
-        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         # drift answers 1 when it finds drift; every other command must succeed.
         allowed = {0, 1} if argv[1] == "drift" else {0}
         assert proc.returncode in allowed, f"{line}\n{proc.stdout}\n{proc.stderr}"

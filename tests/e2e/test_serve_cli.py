@@ -18,8 +18,17 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(
 
 
 def test_keys_are_printed_once_and_stored_only_as_a_hash(run_cli: Any, data_dir: Path) -> None:
-    created = run_cli("keys", "create", "--role", "operator", "--name", "on-call",
-                      "--format", "json", data=data_dir)
+    created = run_cli(
+        "keys",
+        "create",
+        "--role",
+        "operator",
+        "--name",
+        "on-call",
+        "--format",
+        "json",
+        data=data_dir,
+    )
     assert created.code == 0, created.err
     key = json.loads(created.out)
     assert key["key"].startswith("mw_") and key["role"] == "operator"

@@ -23,14 +23,28 @@ SENDERS = 4
 BATCH = 25
 
 
-def start_server(data: Path, port: int, flush_interval: float,
-                 flush_early: int = 20_000) -> subprocess.Popen[bytes]:
+def start_server(
+    data: Path, port: int, flush_interval: float, flush_early: int = 20_000
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
     proc = subprocess.Popen(
-        [CLI, "--data", str(data), "serve", "--port", str(port),
-         "--flush-interval", str(flush_interval), "--flush-early", str(flush_early),
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            CLI,
+            "--data",
+            str(data),
+            "serve",
+            "--port",
+            str(port),
+            "--flush-interval",
+            str(flush_interval),
+            "--flush-early",
+            str(flush_early),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -46,8 +60,9 @@ def start_server(data: Path, port: int, flush_interval: float,
     raise AssertionError("serve did not start")
 
 
-def stream_until_killed(url: str, key: str, tag: str, proc: subprocess.Popen[bytes],
-                        run_for: float) -> tuple[set[str], int]:
+def stream_until_killed(
+    url: str, key: str, tag: str, proc: subprocess.Popen[bytes], run_for: float
+) -> tuple[set[str], int]:
     """Send batches from several clients; kill -9 the server mid-stream. Returns acked ids."""
     acked: set[str] = set()
     lock = threading.Lock()
@@ -56,18 +71,24 @@ def stream_until_killed(url: str, key: str, tag: str, proc: subprocess.Popen[byt
 
     def sender(n: int) -> None:
         i = 0
-        with httpx.Client(base_url=url, timeout=5,
-                          headers={"Authorization": f"Bearer {key}"}) as http:
+        with httpx.Client(
+            base_url=url, timeout=5, headers={"Authorization": f"Bearer {key}"}
+        ) as http:
             while not stop.is_set():
                 ids = [f"{tag}-{n}-{i}-{j}" for j in range(BATCH)]
                 i += 1
-                batch = [{
-                    "request_id": rid, "timestamp": "2026-11-03T08:00:00Z",
-                    "plant_id": f"Plant_{'ABCD'[n]}", "model_version": "sop-assistant-v1.1",
-                    "user_prompt": "How do I lock out the press?",
-                    "generated_response": "Isolate, lock, tag, verify zero energy.",
-                    "latency_ms": 180 + j,
-                } for j, rid in enumerate(ids)]
+                batch = [
+                    {
+                        "request_id": rid,
+                        "timestamp": "2026-11-03T08:00:00Z",
+                        "plant_id": f"Plant_{'ABCD'[n]}",
+                        "model_version": "sop-assistant-v1.1",
+                        "user_prompt": "How do I lock out the press?",
+                        "generated_response": "Isolate, lock, tag, verify zero energy.",
+                        "latency_ms": 180 + j,
+                    }
+                    for j, rid in enumerate(ids)
+                ]
                 with lock:
                     sent[0] += len(ids)
                 try:
@@ -92,8 +113,9 @@ def stream_until_killed(url: str, key: str, tag: str, proc: subprocess.Popen[byt
 
 def stored_ids(data: Path) -> list[str]:
     con = LogStore(data / "log").connect()
-    return con.to_pyarrow(con.table("requests").select("request_id")).column(
-        "request_id").to_pylist()
+    return (
+        con.to_pyarrow(con.table("requests").select("request_id")).column("request_id").to_pylist()
+    )
 
 
 @pytest.mark.timeout(180)

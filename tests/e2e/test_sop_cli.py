@@ -24,21 +24,55 @@ def parallel(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def history(seeded_data_dir: Path, run_cli: Any) -> dict[str, Any]:
     """policy check and replay over the seeded weeks (v1.2 on a quarter of Plant_B's users)."""
+
     def cli(*args: str) -> Any:
         return run_cli(*args, data=seeded_data_dir)
 
-    return parallel({
-        "check": lambda: cli("policy", "check", "--from", "2026-11-19", "--to", "2026-11-23",
-                             "--step", "1h", "--candidate", V12, "--format", "json"),
-        "replay": lambda: cli("policy", "replay", "--from", "2026-11-16", "--to", "2026-11-23",
-                              "--step", "30m", "--format", "json"),
-        "check_quiet": lambda: cli("policy", "check", "--from", "2026-11-03", "--to",
-                                   "2026-11-05", "--step", "1h", "--candidate", V12),
-    })
+    return parallel(
+        {
+            "check": lambda: cli(
+                "policy",
+                "check",
+                "--from",
+                "2026-11-19",
+                "--to",
+                "2026-11-23",
+                "--step",
+                "1h",
+                "--candidate",
+                V12,
+                "--format",
+                "json",
+            ),
+            "replay": lambda: cli(
+                "policy",
+                "replay",
+                "--from",
+                "2026-11-16",
+                "--to",
+                "2026-11-23",
+                "--step",
+                "30m",
+                "--format",
+                "json",
+            ),
+            "check_quiet": lambda: cli(
+                "policy",
+                "check",
+                "--from",
+                "2026-11-03",
+                "--to",
+                "2026-11-05",
+                "--step",
+                "1h",
+                "--candidate",
+                V12,
+            ),
+        }
+    )
 
 
-def test_policy_check_names_the_rule_the_time_and_the_candidate(
-        history: dict[str, Any]) -> None:
+def test_policy_check_names_the_rule_the_time_and_the_candidate(history: dict[str, Any]) -> None:
     res = history["check"]
     assert res.code == 1, res.err
     out = json.loads(res.out)
@@ -63,8 +97,7 @@ def test_policy_replay_gives_each_rollback_its_time_to_detect(history: dict[str,
     assert v12["detected_at"] > v12["exposed_since"]
 
 
-def test_policy_file_drives_both_the_engine_and_the_document(tmp_path: Path,
-                                                            run_cli: Any) -> None:
+def test_policy_file_drives_both_the_engine_and_the_document(tmp_path: Path, run_cli: Any) -> None:
     data = tmp_path / "warden-data"
 
     def cli(*args: str) -> Any:
@@ -78,16 +111,22 @@ def test_policy_file_drives_both_the_engine_and_the_document(tmp_path: Path,
     assert "id: confirmed_incorrect_escalations" in text and "threshold: 3.0" in text
     custom = tmp_path / "strict.yaml"
     custom.write_text(text.replace("threshold: 0.5", "threshold: 0.7"))
-    res = parallel({
-        "default": lambda: cli("sop", "render"),
-        "custom": lambda: cli("sop", "render", "--policy", str(custom), "--out", "sop.md"),
-        "show": lambda: cli("policy", "show", "--policy", str(custom), "--format", "json"),
-        "bad": lambda: cli("sop", "render", "--policy", str(tmp_path / "missing.yaml")),
-    })
+    res = parallel(
+        {
+            "default": lambda: cli("sop", "render"),
+            "custom": lambda: cli("sop", "render", "--policy", str(custom), "--out", "sop.md"),
+            "show": lambda: cli("policy", "show", "--policy", str(custom), "--format", "json"),
+            "bad": lambda: cli("sop", "render", "--policy", str(tmp_path / "missing.yaml")),
+        }
+    )
     doc = res["default"].out
     assert res["default"].code == 0 and "**SOP-MLOPS-003: Emergency Model Rollback**" in doc
-    for needle in ("More than 3 user-reported escalations", "feedback_avg decrease 0.5",
-                   "#manufacturing-ai-status", "12-hour rolling window"):
+    for needle in (
+        "More than 3 user-reported escalations",
+        "feedback_avg decrease 0.5",
+        "#manufacturing-ai-status",
+        "12-hour rolling window",
+    ):
         assert needle in doc, needle
     assert res["custom"].code == 0
     custom_doc = (tmp_path / "sop.md").read_text()
@@ -105,13 +144,15 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
 
     assert cli("registry", "add", V11, "--endpoint", "http://127.0.0.1:9101", "--stable").code == 0
     assert cli("registry", "add", V12, "--endpoint", "http://127.0.0.1:9102").code == 0
-    res = parallel({
-        "skip": lambda: cli("registry", "promote", V12, "--to", "stable"),
-        "bad_to": lambda: cli("registry", "promote", V12, "--to", "retired"),
-        "unknown": lambda: cli("registry", "show", "nope"),
-        "list": lambda: cli("registry", "list", "--format", "json"),
-        "no_key": lambda: cli("registry", "request-release", V12),
-    })
+    res = parallel(
+        {
+            "skip": lambda: cli("registry", "promote", V12, "--to", "stable"),
+            "bad_to": lambda: cli("registry", "promote", V12, "--to", "retired"),
+            "unknown": lambda: cli("registry", "show", "nope"),
+            "list": lambda: cli("registry", "list", "--format", "json"),
+            "no_key": lambda: cli("registry", "request-release", V12),
+        }
+    )
     assert res["skip"].code == 2 and "canary rollout" in res["skip"].err
     assert res["bad_to"].code == 2
     assert res["unknown"].code == 2 and "not registered" in res["unknown"].err
@@ -127,10 +168,13 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
     con.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 3")
     con.commit()
     con.close()
-    res = parallel({"verify": lambda: cli("audit", "verify"),
-                    "list": lambda: cli("audit", "list", "--format", "json")})
+    res = parallel(
+        {
+            "verify": lambda: cli("audit", "verify"),
+            "list": lambda: cli("audit", "list", "--format", "json"),
+        }
+    )
     assert res["verify"].code == 1 and "seq 3" in res["verify"].err
     entries = json.loads(res["list"].out)
     assert entries[0]["seq"] > entries[-1]["seq"]  # newest first
-    assert {e["action"] for e in entries} >= {"registry.add", "registry.transition",
-                                              "routes.set"}
+    assert {e["action"] for e in entries} >= {"registry.add", "registry.transition", "routes.set"}

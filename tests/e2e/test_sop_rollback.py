@@ -34,9 +34,12 @@ class Proc:
     def __init__(self, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([CLI, *args, "--port", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, "NO_COLOR": "1"})
+        self.proc = subprocess.Popen(
+            [CLI, *args, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
 
     def wait(self, timeout: float = 30) -> Proc:
         deadline = time.monotonic() + timeout
@@ -91,32 +94,51 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, run_cli: Any) -> Iterator
         keys = parallel({"ops": lambda: key("operator"), "board": lambda: key("approver")})
         ops, board = keys["ops"], keys["board"]
         out.update(ops=ops, board=board, cli=cli)
-        setup = parallel({
-            "v11": lambda: cli("registry", "add", V11, "--endpoint", good.url, "--stable"),
-            "v12": lambda: cli("registry", "add", V12, "--endpoint", bad.url, "--key", ops),
-            "golden": lambda: cli("eval", "init", "--out", "golden.jsonl"),
-        })
+        setup = parallel(
+            {
+                "v11": lambda: cli("registry", "add", V11, "--endpoint", good.url, "--stable"),
+                "v12": lambda: cli("registry", "add", V12, "--endpoint", bad.url, "--key", ops),
+                "golden": lambda: cli("eval", "init", "--out", "golden.jsonl"),
+            }
+        )
         for name, res in setup.items():
             assert res.code == 0, (name, res.err)
-        after_setup = parallel({
-            "start": lambda: cli("rollout", "start", V12, "--key", ops, "--format", "json"),
-            "base_run": lambda: cli("eval", "run", "--golden", "golden.jsonl", "--model", V11,
-                                    "--endpoint", f"{good.url}/v1", "--name", "v11-golden",
-                                    "--format", "json"),
-        })
+        after_setup = parallel(
+            {
+                "start": lambda: cli("rollout", "start", V12, "--key", ops, "--format", "json"),
+                "base_run": lambda: cli(
+                    "eval",
+                    "run",
+                    "--golden",
+                    "golden.jsonl",
+                    "--model",
+                    V11,
+                    "--endpoint",
+                    f"{good.url}/v1",
+                    "--name",
+                    "v11-golden",
+                    "--format",
+                    "json",
+                ),
+            }
+        )
         out.update(after_setup)
         assert after_setup["start"].code == 0, after_setup["start"].err
 
-        canary_users = [u for u in (f"plant-b-op{i}" for i in range(5000))
-                        if bucket(u, V12) < 5][:40]
-        stable_users = [f"plant-b-op{i}" for i in range(5000)
-                        if bucket(f"plant-b-op{i}", V12) >= 5][:60]
+        canary_users = [u for u in (f"plant-b-op{i}" for i in range(5000)) if bucket(u, V12) < 5][
+            :40
+        ]
+        stable_users = [
+            f"plant-b-op{i}" for i in range(5000) if bucket(f"plant-b-op{i}", V12) >= 5
+        ][:60]
         out["canary_users"] = canary_users
         headers = {"Authorization": f"Bearer {ops}", "X-Plant-Id": "Plant_B"}
 
         def ask(http: httpx.Client, user: str) -> str:
-            r = http.post("/v1/chat/completions", json={
-                "user": user, "messages": [{"role": "user", "content": QUESTION}]})
+            r = http.post(
+                "/v1/chat/completions",
+                json={"user": user, "messages": [{"role": "user", "content": QUESTION}]},
+            )
             assert r.status_code == 200, r.text
             return str(r.json()["model"])
 
@@ -126,36 +148,68 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, run_cli: Any) -> Iterator
             out["tick"] = cli("rollout", "tick", "--format", "json")
             # The gateway picks the new route table up by itself; count from the tick's end.
             t1 = time.monotonic()
-            while {ask(http, u) for u in canary_users[:5]} != {V11} and \
-                    time.monotonic() - t1 < 5:
+            while {ask(http, u) for u in canary_users[:5]} != {V11} and time.monotonic() - t1 < 5:
                 time.sleep(0.02)
             out["restore_s"] = time.monotonic() - t1
             out["served_after"] = {u: ask(http, u) for u in canary_users + stable_users[:20]}
 
         incident = json.loads(out["tick"].out)["incident_id"]
-        out.update(parallel({
-            "show": lambda: cli("incidents", "show", incident, "--format", "json"),
-            "list": lambda: cli("incidents", "list"),
-            "refuse_promote": lambda: cli("registry", "promote", V12, "--to", "canary", "--key",
-                                          ops),
-            "refuse_rollout": lambda: cli("rollout", "start", V12, "--key", ops),
-            "refuse_shadow": lambda: cli("shadow", "start", V12, "--sample", "0.2", "--key", ops),
-            "show_v12": lambda: cli("registry", "show", V12, "--format", "json"),
-            "fixed_run": lambda: cli("eval", "run", "--golden", "golden.jsonl", "--model", V12,
-                                     "--endpoint", f"{fixed.url}/v1", "--name", "v12-fixed",
-                                     "--format", "json"),
-            "early": lambda: cli("registry", "approve", V12, "--eval-run", "v12-fixed",
-                                 "--key", board),
-        }))
-        out["request"] = cli("registry", "request-release", V12, "--key", ops, "--reason",
-                             "prompt fixed")
+        out.update(
+            parallel(
+                {
+                    "show": lambda: cli("incidents", "show", incident, "--format", "json"),
+                    "list": lambda: cli("incidents", "list"),
+                    "refuse_promote": lambda: cli(
+                        "registry", "promote", V12, "--to", "canary", "--key", ops
+                    ),
+                    "refuse_rollout": lambda: cli("rollout", "start", V12, "--key", ops),
+                    "refuse_shadow": lambda: cli(
+                        "shadow", "start", V12, "--sample", "0.2", "--key", ops
+                    ),
+                    "show_v12": lambda: cli("registry", "show", V12, "--format", "json"),
+                    "fixed_run": lambda: cli(
+                        "eval",
+                        "run",
+                        "--golden",
+                        "golden.jsonl",
+                        "--model",
+                        V12,
+                        "--endpoint",
+                        f"{fixed.url}/v1",
+                        "--name",
+                        "v12-fixed",
+                        "--format",
+                        "json",
+                    ),
+                    "early": lambda: cli(
+                        "registry", "approve", V12, "--eval-run", "v12-fixed", "--key", board
+                    ),
+                }
+            )
+        )
+        out["request"] = cli(
+            "registry", "request-release", V12, "--key", ops, "--reason", "prompt fixed"
+        )
         out["own"] = cli("registry", "approve", V12, "--eval-run", "v12-fixed", "--key", ops)
-        out["approve"] = cli("registry", "approve", V12, "--eval-run", "v12-fixed", "--key",
-                             board, "--format", "json")
-        out.update(parallel({
-            "released": lambda: cli("registry", "show", V12, "--format", "json"),
-            "verify": lambda: cli("audit", "verify"),
-        }))
+        out["approve"] = cli(
+            "registry",
+            "approve",
+            V12,
+            "--eval-run",
+            "v12-fixed",
+            "--key",
+            board,
+            "--format",
+            "json",
+        )
+        out.update(
+            parallel(
+                {
+                    "released": lambda: cli("registry", "show", V12, "--format", "json"),
+                    "verify": lambda: cli("audit", "verify"),
+                }
+            )
+        )
         yield out
     finally:
         for p in procs:
@@ -169,7 +223,8 @@ def test_the_canary_served_five_percent_of_plant_b(scenario: dict[str, Any]) -> 
 
 
 def test_one_tick_rolls_back_and_the_gateway_follows_within_a_second(
-        scenario: dict[str, Any]) -> None:
+    scenario: dict[str, Any],
+) -> None:
     tick = scenario["tick"]
     assert tick.code == 1, tick.err  # exit 1: a check failed and the SOP acted
     rep = json.loads(tick.out)

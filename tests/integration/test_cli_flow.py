@@ -586,8 +586,9 @@ def test_calibrated_suite_finds_and_explains_the_planted_topic(seeded: dict[str,
     exp = row["explanation"]
     assert all(t["share_current"] > t["share_baseline"] for t in exp["topics"])
     # The planted topic is named by a grown cluster or among the most novel prompts.
-    words = " ".join([w for t in exp["topics"] for w in t["key_terms"] + t["examples"]]
-                     + exp["novel_prompts"]).lower()
+    words = " ".join(
+        [w for t in exp["topics"] for w in t["key_terms"] + t["examples"]] + exp["novel_prompts"]
+    ).lower()
     assert any(w in words for w in ("battery", "lithium", "charging", "thermal", "pack"))
 
 

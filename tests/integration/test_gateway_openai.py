@@ -33,8 +33,13 @@ def upstreams() -> Iterator[dict[str, str]]:
     unsafe = ServerThread(fake_upstream.create_app(V12, latency_ms=0, quality="unsafe")).start()
     failing = ServerThread(fake_upstream.create_app(V12, latency_ms=0, error_rate=1.0)).start()
     slow = ServerThread(fake_upstream.create_app(V12, latency_ms=1500)).start()
-    yield {"good": good.url, "unsafe": unsafe.url, "failing": failing.url, "slow": slow.url,
-           "closed": f"http://127.0.0.1:{free_port()}"}
+    yield {
+        "good": good.url,
+        "unsafe": unsafe.url,
+        "failing": failing.url,
+        "slow": slow.url,
+        "closed": f"http://127.0.0.1:{free_port()}",
+    }
     for s in (good, unsafe, failing, slow):
         s.stop()
 
@@ -79,8 +84,10 @@ def gw(tmp_path: Path, upstreams: dict[str, str]) -> Iterator[Gw]:
 def ask(client: openai.OpenAI, **kw: Any) -> Any:
     return client.chat.completions.with_raw_response.create(
         model="whatever-the-client-says",
-        messages=[{"role": "system", "content": "You are the plant assistant."},
-                  {"role": "user", "content": QUESTION}],
+        messages=[
+            {"role": "system", "content": "You are the plant assistant."},
+            {"role": "user", "content": QUESTION},
+        ],
         **kw,
     )
 
@@ -111,20 +118,29 @@ def test_plain_completion_through_the_openai_client_is_answered_and_logged(gw: G
 
 def test_streaming_through_the_openai_client_is_relayed_and_logged(gw: Gw) -> None:
     client = gw.client()
-    chunks = list(client.chat.completions.create(
-        model="x", stream=True, user="op-18",
-        messages=[{"role": "user", "content": QUESTION}],
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="x",
+            stream=True,
+            user="op-18",
+            messages=[{"role": "user", "content": QUESTION}],
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == QA.answer
     # The gateway asked the upstream for usage; the client did not, so it gets none.
     assert all(c.choices for c in chunks)
     assert all(getattr(c, "usage", None) is None for c in chunks)
 
-    with_usage = list(client.chat.completions.create(
-        model="x", stream=True, user="op-18", stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": QUESTION}],
-    ))
+    with_usage = list(
+        client.chat.completions.create(
+            model="x",
+            stream=True,
+            user="op-18",
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": QUESTION}],
+        )
+    )
     assert with_usage[-1].usage.completion_tokens == len(QA.answer.split())
 
     streamed = [r for r in gw.records().values() if r["user_id"] == "op-18"]
@@ -138,22 +154,30 @@ def test_streaming_through_the_openai_client_is_relayed_and_logged(gw: Gw) -> No
 def test_an_unsafe_answer_is_returned_but_flagged_and_counted(
     gw: Gw, upstreams: dict[str, str]
 ) -> None:
-    gw.routes(stable=Upstream(version=V11, url=upstreams["good"]),
-              canary=Upstream(version=V12, url=upstreams["unsafe"]), canary_weight=100)
+    gw.routes(
+        stable=Upstream(version=V11, url=upstreams["good"]),
+        canary=Upstream(version=V12, url=upstreams["unsafe"]),
+        canary_weight=100,
+    )
     raw = ask(gw.client(), user="op-19", extra_headers={"X-Plant-Id": "Plant_C"})
     assert raw.parse().choices[0].message.content == QA.unsafe_answer
     assert raw.headers["x-modelwarden-route"] == "canary"
     rec = gw.records()[raw.headers["x-request-id"]]
     assert rec["contains_safety_keyword"] is True
     assert rec["route"] == "canary" and rec["model_version"] == V12
-    assert ('modelwarden_safety_flags_total{model_version="sop-assistant-v1.2",'
-            'plant="Plant_C",route="canary"} 1.0') in gw.metrics()
+    assert (
+        'modelwarden_safety_flags_total{model_version="sop-assistant-v1.2",'
+        'plant="Plant_C",route="canary"} 1.0'
+    ) in gw.metrics()
 
 
 def test_a_failing_canary_falls_back_to_stable(gw: Gw, upstreams: dict[str, str]) -> None:
     for name in ("failing", "closed"):
-        gw.routes(stable=Upstream(version=V11, url=upstreams["good"]),
-                  canary=Upstream(version=V12, url=upstreams[name]), canary_weight=100)
+        gw.routes(
+            stable=Upstream(version=V11, url=upstreams["good"]),
+            canary=Upstream(version=V12, url=upstreams[name]),
+            canary_weight=100,
+        )
         raw = ask(gw.client(), user=f"op-{name}", extra_headers={"X-Plant-Id": "Plant_A"})
         assert raw.parse().choices[0].message.content == QA.answer
         assert raw.headers["x-modelwarden-route"] == "stable"
@@ -165,10 +189,14 @@ def test_a_failing_canary_falls_back_to_stable(gw: Gw, upstreams: dict[str, str]
         assert failed["parent_request_id"] == rid
         assert failed["error"]
     metrics = gw.metrics()
-    assert ('modelwarden_canary_fallbacks_total{model_version="sop-assistant-v1.2",'
-            'plant="Plant_A",route="canary"} 2.0') in metrics
-    assert ('modelwarden_upstream_errors_total{model_version="sop-assistant-v1.2",'
-            'plant="Plant_A",route="canary"} 2.0') in metrics
+    assert (
+        'modelwarden_canary_fallbacks_total{model_version="sop-assistant-v1.2",'
+        'plant="Plant_A",route="canary"} 2.0'
+    ) in metrics
+    assert (
+        'modelwarden_upstream_errors_total{model_version="sop-assistant-v1.2",'
+        'plant="Plant_A",route="canary"} 2.0'
+    ) in metrics
 
 
 def test_a_canary_that_times_out_falls_back_to_stable(
@@ -176,9 +204,14 @@ def test_a_canary_that_times_out_falls_back_to_stable(
 ) -> None:
     data = tmp_path / "warden-data"
     state = StateStore.at(data)
-    set_routes(state, RouteSpec(stable=Upstream(version=V11, url=upstreams["good"]),
-                                canary=Upstream(version=V12, url=upstreams["slow"]),
-                                canary_weight=100))
+    set_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=upstreams["good"]),
+            canary=Upstream(version=V12, url=upstreams["slow"]),
+            canary_weight=100,
+        ),
+    )
     state.close()
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     config = ServerConfig(flush_interval_s=0.1, upstream_timeout_s=0.5)
@@ -211,8 +244,9 @@ def test_a_failing_stable_is_a_502_in_the_error_shape(gw: Gw, upstreams: dict[st
 def test_no_routes_is_a_503(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", embedder="hashing")
     with ServerThread(create_app(settings)) as srv:
-        resp = httpx.post(f"{srv.url}/v1/chat/completions",
-                          json={"messages": [{"role": "user", "content": "hi"}]})
+        resp = httpx.post(
+            f"{srv.url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "no_route"
 
@@ -222,8 +256,11 @@ def test_bad_chat_requests_are_400_not_500(gw: Gw) -> None:
         resp = httpx.post(f"{gw.url}/v1/chat/completions", json=body)
         assert resp.status_code == 400, (body, resp.text)
         assert resp.json()["error"]["code"] == "bad_input"
-    resp = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{oops",
-                      headers={"content-type": "application/json"})
+    resp = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        content=b"{oops",
+        headers={"content-type": "application/json"},
+    )
     assert resp.status_code == 400
 
 

@@ -53,8 +53,9 @@ def gateway(tmp_path: Path, ups: tuple[str, str]) -> Iterator[tuple[str, StateSt
     state.close()
 
 
-def route_of(http: httpx.Client, user: str | None, plant: str | None = None,
-             via_header: bool = False) -> str:
+def route_of(
+    http: httpx.Client, user: str | None, plant: str | None = None, via_header: bool = False
+) -> str:
     body: dict[str, Any] = {"model": "x", "messages": MESSAGES}
     headers = {}
     if user is not None and via_header:
@@ -76,8 +77,9 @@ def put_routes(http: httpx.Client, **spec: Any) -> dict[str, Any]:
     return resp.json()
 
 
-async def routes_of(url: str, headers: dict[str, str], users: list[str], plant: str,
-                    via_header: bool) -> dict[str, str]:
+async def routes_of(
+    url: str, headers: dict[str, str], users: list[str], plant: str, via_header: bool
+) -> dict[str, str]:
     """Each user's route, asked concurrently (as a plant's many operators would)."""
     limit = asyncio.Semaphore(16)
 
@@ -98,15 +100,20 @@ async def routes_of(url: str, headers: dict[str, str], users: list[str], plant: 
 
 
 def test_sticky_assignment_is_exactly_the_hash_and_growing_the_weight_keeps_users(
-    gateway: tuple[str, StateStore, Path], ups: tuple[str, str],
+    gateway: tuple[str, StateStore, Path],
+    ups: tuple[str, str],
 ) -> None:
     url, state, _data = gateway
     key, _ = create_key(state, "operator")
     auth = {"Authorization": f"Bearer {key}"}
     users = [f"operator-{i:04d}" for i in range(1000)]
     with httpx.Client(base_url=url, timeout=10, headers=auth) as http:
-        put_routes(http, stable={"version": V11, "url": ups[0]},
-                   canary={"version": V12, "url": ups[1]}, canary_weight=5)
+        put_routes(
+            http,
+            stable={"version": V11, "url": ups[0]},
+            canary={"version": V12, "url": ups[1]},
+            canary_weight=5,
+        )
     first = asyncio.run(routes_of(url, auth, users, "Plant_B", via_header=True))
     on_canary = {u for u, r in first.items() if r == "canary"}
     want = {u for u in users if expected_bucket(u, V12) < 5}
@@ -119,8 +126,12 @@ def test_sticky_assignment_is_exactly_the_hash_and_growing_the_weight_keeps_user
     assert {u for u, r in again.items() if r == "canary"} == want
 
     with httpx.Client(base_url=url, timeout=10, headers=auth) as http:
-        put_routes(http, stable={"version": V11, "url": ups[0]},
-                   canary={"version": V12, "url": ups[1]}, canary_weight=25)
+        put_routes(
+            http,
+            stable={"version": V11, "url": ups[0]},
+            canary={"version": V12, "url": ups[1]},
+            canary_weight=25,
+        )
     grown = asyncio.run(routes_of(url, auth, users, "Plant_B", via_header=False))
     grown_set = {u for u, r in grown.items() if r == "canary"}
     assert grown_set == {u for u in users if expected_bucket(u, V12) < 25}
@@ -128,12 +139,19 @@ def test_sticky_assignment_is_exactly_the_hash_and_growing_the_weight_keeps_user
 
 
 def test_plant_scope_and_anonymous_requests_stay_on_stable(
-    gateway: tuple[str, StateStore, Path], ups: tuple[str, str],
+    gateway: tuple[str, StateStore, Path],
+    ups: tuple[str, str],
 ) -> None:
     url, state, _ = gateway
-    set_routes(state, RouteSpec(stable=Upstream(version=V11, url=ups[0]),
-                                canary=Upstream(version=V12, url=ups[1]), canary_weight=100,
-                                canary_plants=["Plant_B"]))
+    set_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=ups[0]),
+            canary=Upstream(version=V12, url=ups[1]),
+            canary_weight=100,
+            canary_plants=["Plant_B"],
+        ),
+    )
     time.sleep(0.6)  # the route cache's lifetime: this change did not go through the server
     with httpx.Client(base_url=url, timeout=10) as http:
         assert {route_of(http, f"u{i}", "Plant_B") for i in range(20)} == {"canary"}
@@ -143,19 +161,34 @@ def test_plant_scope_and_anonymous_requests_stay_on_stable(
 
 
 def test_a_rollback_from_the_cli_reaches_every_request_within_a_second(
-    gateway: tuple[str, StateStore, Path], ups: tuple[str, str], run_cli: Any,
+    gateway: tuple[str, StateStore, Path],
+    ups: tuple[str, str],
+    run_cli: Any,
 ) -> None:
     url, state, data = gateway
-    set_routes(state, RouteSpec(stable=Upstream(version=V11, url=ups[0]),
-                                canary=Upstream(version=V12, url=ups[1]), canary_weight=100))
+    set_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=ups[0]),
+            canary=Upstream(version=V12, url=ups[1]),
+            canary_weight=100,
+        ),
+    )
     seen: list[tuple[float, str]] = []
     with httpx.Client(base_url=url, timeout=10) as http:
         deadline = time.monotonic() + 1
         while time.monotonic() < deadline:
             seen.append((time.monotonic(), route_of(http, "op-1")))
         assert {r for _t, r in seen} == {"canary"}
-        res = run_cli("routes", "set", "--stable", f"{V11}={ups[0]}",
-                      "--note", "SOP-MLOPS-003 rollback", data=data)
+        res = run_cli(
+            "routes",
+            "set",
+            "--stable",
+            f"{V11}={ups[0]}",
+            "--note",
+            "SOP-MLOPS-003 rollback",
+            data=data,
+        )
         assert res.code == 0, res.err
         changed = time.monotonic()  # the change is committed before the command exits
         after: list[tuple[float, str]] = []
@@ -172,64 +205,94 @@ def test_a_rollback_from_the_cli_reaches_every_request_within_a_second(
 
 
 def test_put_routes_applies_at_once_and_guards_its_version(
-    gateway: tuple[str, StateStore, Path], ups: tuple[str, str],
+    gateway: tuple[str, StateStore, Path],
+    ups: tuple[str, str],
 ) -> None:
     url, state, _data = gateway
     key, made = create_key(state, "operator")
     key_id = made.id
-    with httpx.Client(base_url=url, timeout=10,
-                      headers={"Authorization": f"Bearer {key}"}) as http:
+    with httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {key}"}) as http:
         live = http.get("/v1/routes").json()
-        table = put_routes(http, stable={"version": V11, "url": ups[0]},
-                           canary={"version": V12, "url": ups[1] + "/"}, canary_weight=100,
-                           if_version=live["version"])
+        table = put_routes(
+            http,
+            stable={"version": V11, "url": ups[0]},
+            canary={"version": V12, "url": ups[1] + "/"},
+            canary_weight=100,
+            if_version=live["version"],
+        )
         assert table["version"] == live["version"] + 1
         assert table["canary"]["url"] == ups[1]
         assert table["created_by"].startswith(f"key {key_id} ")
         assert route_of(http, "anyone") == "canary"  # no waiting: this server made the change
 
-        stale = http.put("/v1/routes", json={"stable": {"version": V11, "url": ups[0]},
-                                              "if_version": live["version"]})
+        stale = http.put(
+            "/v1/routes",
+            json={"stable": {"version": V11, "url": ups[0]}, "if_version": live["version"]},
+        )
         assert stale.status_code == 409
         assert stale.json()["error"]["details"]["live_version"] == table["version"]
 
-        same = http.put("/v1/routes", json={"stable": {"version": V11, "url": ups[0]},
-                                             "canary": {"version": V11, "url": ups[1]},
-                                             "canary_weight": 5})
+        same = http.put(
+            "/v1/routes",
+            json={
+                "stable": {"version": V11, "url": ups[0]},
+                "canary": {"version": V11, "url": ups[1]},
+                "canary_weight": 5,
+            },
+        )
         assert same.status_code == 422
         assert same.json()["error"]["code"] == "invalid_body"
         bad_url = http.put("/v1/routes", json={"stable": {"version": V11, "url": "ftp://x"}})
         assert bad_url.status_code == 422
         assert bad_url.json()["error"]["field"] == "stable.url"
-        weight = http.put("/v1/routes", json={"stable": {"version": V11, "url": ups[0]},
-                                               "canary": {"version": V12, "url": ups[1]},
-                                               "canary_weight": 101})
+        weight = http.put(
+            "/v1/routes",
+            json={
+                "stable": {"version": V11, "url": ups[0]},
+                "canary": {"version": V12, "url": ups[1]},
+                "canary_weight": 101,
+            },
+        )
         assert weight.status_code == 422
         history = http.get("/v1/routes", params={"history": "true"}).json()
         assert [t["version"] for t in history] == [table["version"], live["version"]]
 
 
 def test_a_quarantined_version_is_refused_and_never_served(
-    gateway: tuple[str, StateStore, Path], ups: tuple[str, str],
+    gateway: tuple[str, StateStore, Path],
+    ups: tuple[str, str],
 ) -> None:
     url, state, _data = gateway
     key, _ = create_key(state, "operator")
     registry.add(state, V12, ups[1], "test")
-    with httpx.Client(base_url=url, timeout=10,
-                      headers={"Authorization": f"Bearer {key}"}) as http:
-        put_routes(http, stable={"version": V11, "url": ups[0]},
-                   canary={"version": V12, "url": ups[1]}, canary_weight=100)
+    with httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {key}"}) as http:
+        put_routes(
+            http,
+            stable={"version": V11, "url": ups[0]},
+            canary={"version": V12, "url": ups[1]},
+            canary_weight=100,
+        )
         assert route_of(http, "op-3") == "canary"
         registry.quarantine(state, V12, "unsafe answers at Plant_B", "test")
-        refused = http.put("/v1/routes", json={"stable": {"version": V11, "url": ups[0]},
-                                                "canary": {"version": V12, "url": ups[1]},
-                                                "canary_weight": 100})
+        refused = http.put(
+            "/v1/routes",
+            json={
+                "stable": {"version": V11, "url": ups[0]},
+                "canary": {"version": V12, "url": ups[1]},
+                "canary_weight": 100,
+            },
+        )
         assert refused.status_code == 409
         assert refused.json()["error"]["details"]["quarantined"] == [V12]
         # The live table, written before the quarantine, still names it; it is never served.
         with pytest.raises(ConflictError):
-            set_routes(state, RouteSpec(stable=Upstream(version=V11, url=ups[0]),
-                                        canary=Upstream(version=V12, url=ups[1]),
-                                        canary_weight=100))
+            set_routes(
+                state,
+                RouteSpec(
+                    stable=Upstream(version=V11, url=ups[0]),
+                    canary=Upstream(version=V12, url=ups[1]),
+                    canary_weight=100,
+                ),
+            )
         time.sleep(0.6)
         assert {route_of(http, f"op-{i}") for i in range(10)} == {"stable"}

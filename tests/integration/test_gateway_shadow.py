@@ -37,9 +37,14 @@ def gw(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ).start()
     data = tmp_path / "warden-data"
     state = StateStore.at(data)
-    set_routes(state, RouteSpec(stable=Upstream(version=V11, url=live.url),
-                                shadow=Upstream(version=V12, url=slow_unsafe.url),
-                                shadow_sample=1.0))
+    set_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=live.url),
+            shadow=Upstream(version=V12, url=slow_unsafe.url),
+            shadow_sample=1.0,
+        ),
+    )
     state.close()
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     with ServerThread(create_app(settings, ServerConfig(flush_interval_s=0.1))) as srv:
@@ -71,7 +76,9 @@ def test_the_shadow_answer_is_never_returned_nor_waited_for_and_is_logged(
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
     t0 = time.perf_counter()
     raw = client.chat.completions.with_raw_response.create(
-        model="x", user="op-7", messages=[{"role": "user", "content": QUESTION}],
+        model="x",
+        user="op-7",
+        messages=[{"role": "user", "content": QUESTION}],
         extra_headers={"X-Plant-Id": "Plant_C"},
     )
     elapsed = time.perf_counter() - t0
@@ -98,15 +105,22 @@ def test_the_shadow_answer_is_never_returned_nor_waited_for_and_is_logged(
 def test_a_streamed_request_gets_a_shadow_copy_too(gw: tuple[str, Path]) -> None:
     url, data = gw
     t0 = time.perf_counter()
-    with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=10,
-                      json={"model": "x", "stream": True, "user": "op-8",
-                            "messages": [{"role": "user", "content": QUESTION}]}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        timeout=10,
+        json={
+            "model": "x",
+            "stream": True,
+            "user": "op-8",
+            "messages": [{"role": "user", "content": QUESTION}],
+        },
+    ) as resp:
         body = resp.read().decode()
         live_id = resp.headers["x-request-id"]
     assert time.perf_counter() - t0 < SHADOW_DELAY_MS / 1000 / 2
     assert body.rstrip().endswith("data: [DONE]")
-    chunks = [json.loads(line[6:]) for line in body.splitlines()
-              if line.startswith("data: {")]
+    chunks = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
     assert {c["model"] for c in chunks} == {V11}
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == QA.answer
     recs = wait_for_record(url, data, f"{live_id}.shadow")
@@ -117,14 +131,23 @@ def test_a_streamed_request_gets_a_shadow_copy_too(gw: tuple[str, Path]) -> None
 def test_shadow_copies_are_left_out_of_kpis(gw: tuple[str, Path]) -> None:
     url, data = gw
     with httpx.Client(base_url=url, timeout=10) as http:
-        ids = [http.post("/v1/chat/completions", json={
-            "model": "x", "user": f"u{i}", "messages": [{"role": "user", "content": QUESTION}],
-        }).headers["x-request-id"] for i in range(3)]
+        ids = [
+            http.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "x",
+                    "user": f"u{i}",
+                    "messages": [{"role": "user", "content": QUESTION}],
+                },
+            ).headers["x-request-id"]
+            for i in range(3)
+        ]
         wait_for_record(url, data, f"{ids[-1]}.shadow")
         for rid in ids:
             wait_for_record(url, data, f"{rid}.shadow")
         kpis = http.get("/v1/kpis", params={"window": "all", "by": "model_version"}).json()
-        with_shadow = http.get("/v1/kpis", params={"window": "all", "by": "model_version",
-                                                   "include_shadow": "true"}).json()
+        with_shadow = http.get(
+            "/v1/kpis", params={"window": "all", "by": "model_version", "include_shadow": "true"}
+        ).json()
     assert {r["model_version"]: r["requests"] for r in kpis} == {V11: 3}
     assert {r["model_version"]: r["requests"] for r in with_shadow} == {V11: 3, V12: 3}

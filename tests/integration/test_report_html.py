@@ -10,8 +10,9 @@ from modelwarden.report.weekly import build_weekly_report, write_report
 from modelwarden.settings import Settings
 
 
-def test_html_report_is_self_contained_and_matches_the_report(seeded_data_dir: Path,
-                                                              tmp_path: Path) -> None:
+def test_html_report_is_self_contained_and_matches_the_report(
+    seeded_data_dir: Path, tmp_path: Path
+) -> None:
     s = Settings(data_dir=seeded_data_dir, embedder="hashing")
     rep = build_weekly_report(s, "2026-W47", embedder="hashing")
     path = write_report(rep, tmp_path / "weekly.html", s, "html")

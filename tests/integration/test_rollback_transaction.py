@@ -34,10 +34,20 @@ from modelwarden.store.state import StateStore
 V11, V12 = "sop-assistant-v1.1", "sop-assistant-v1.2"
 T = datetime(2026, 11, 20, 12, tzinfo=UTC)
 TRIGGER = {
-    "rule_id": "safety_incident_rate", "title": "Critical safety incident rate ...",
-    "scope": "Plant_B", "metric": "safety_rate", "comparator": "increase_pp",
-    "threshold": 1.0, "value": 0.3, "baseline_value": 0.01, "baseline": "stable_same_window",
-    "change": 29.0, "n": 40, "n_baseline": 400, "p_value": 1e-9, "evaluated_at": T,
+    "rule_id": "safety_incident_rate",
+    "title": "Critical safety incident rate ...",
+    "scope": "Plant_B",
+    "metric": "safety_rate",
+    "comparator": "increase_pp",
+    "threshold": 1.0,
+    "value": 0.3,
+    "baseline_value": 0.01,
+    "baseline": "stable_same_window",
+    "change": 29.0,
+    "n": 40,
+    "n_baseline": 400,
+    "p_value": 1e-9,
+    "evaluated_at": T,
     "message": "safety_rate 0.3 vs 0.01",
 }
 
@@ -100,15 +110,37 @@ def ingest(settings: Settings) -> dict[str, set[str]]:
     for h in range(48):
         ts = T - timedelta(hours=h, minutes=30)
         rid = f"r{h:02d}"
-        reqs.append({"request_id": rid, "timestamp": ts.isoformat(), "plant_id": "Plant_B",
-                     "model_version": V12 if h % 3 == 0 else V11, "user_prompt": "q",
-                     "generated_response": "a", "latency_ms": 200.0, "user_id": f"u{h}"})
-        fbs.append({"event_id": f"f{h:02d}", "request_id": rid, "score": 3,
-                    "timestamp": (ts + timedelta(minutes=10)).isoformat()})
+        reqs.append(
+            {
+                "request_id": rid,
+                "timestamp": ts.isoformat(),
+                "plant_id": "Plant_B",
+                "model_version": V12 if h % 3 == 0 else V11,
+                "user_prompt": "q",
+                "generated_response": "a",
+                "latency_ms": 200.0,
+                "user_id": f"u{h}",
+            }
+        )
+        fbs.append(
+            {
+                "event_id": f"f{h:02d}",
+                "request_id": rid,
+                "score": 3,
+                "timestamp": (ts + timedelta(minutes=10)).isoformat(),
+            }
+        )
         if h % 4 == 0:
-            escs.append({"event_id": f"e{h:02d}", "request_id": rid, "reason": "wrong",
-                         "category": "incorrect", "confirmed": True,
-                         "timestamp": (ts + timedelta(minutes=20)).isoformat()})
+            escs.append(
+                {
+                    "event_id": f"e{h:02d}",
+                    "request_id": rid,
+                    "reason": "wrong",
+                    "category": "incorrect",
+                    "confirmed": True,
+                    "timestamp": (ts + timedelta(minutes=20)).isoformat(),
+                }
+            )
         if h < 24:
             inside["requests"].add(rid)
             inside["feedback"].add(f"f{h:02d}")
@@ -127,21 +159,29 @@ def setup(tmp_path: Path) -> Iterator[tuple[Settings, StateStore]]:
     registry.add(state, V11, "http://127.0.0.1:9101", "cli:ops", status="stable")
     registry.add(state, V12, "http://127.0.0.1:9102", "cli:ops")
     registry.promote(state, V12, "canary", "cli:ops")
-    registry.set_live_routes(state, RouteSpec(
-        stable=Upstream(version=V11, url="http://127.0.0.1:9101"),
-        canary=Upstream(version=V12, url="http://127.0.0.1:9102"), canary_weight=5,
-        canary_plants=["Plant_B"]), "controller")
+    registry.set_live_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url="http://127.0.0.1:9101"),
+            canary=Upstream(version=V12, url="http://127.0.0.1:9102"),
+            canary_weight=5,
+            canary_plants=["Plant_B"],
+        ),
+        "controller",
+    )
     yield settings, state
     state.close()
 
 
 def policy_for(**notify_cfg: Any) -> Any:
-    return default_policy().model_copy(update={"notify": Notify(retry_backoff_s=0.05,
-                                                                **notify_cfg)})
+    return default_policy().model_copy(
+        update={"notify": Notify(retry_backoff_s=0.05, **notify_cfg)}
+    )
 
 
 def test_rollback_is_idempotent_and_writes_the_rca_extract(
-        setup: tuple[Settings, StateStore]) -> None:
+    setup: tuple[Settings, StateStore],
+) -> None:
     settings, state = setup
     inside = ingest(settings)
     routes_before = len(route_history(state, 1000))
@@ -155,8 +195,10 @@ def test_rollback_is_idempotent_and_writes_the_rca_extract(
     live = current_routes(state)
     assert live is not None and live.stable == stable and live.canary is None
     assert registry.get(state, V12).status == "quarantined"
-    assert len([e for e in audit.entries(state, subject=V12)
-                if e.evidence.get("to") == "quarantined"]) == 1
+    assert (
+        len([e for e in audit.entries(state, subject=V12) if e.evidence.get("to") == "quarantined"])
+        == 1
+    )
     inc = second.incident
     assert inc.status == "mitigated" and inc.trigger["n"] == 40
     assert inc.trigger["evaluated_at"] == "2026-11-20T12:00:00.000000Z"
@@ -171,8 +213,7 @@ def test_rollback_is_idempotent_and_writes_the_rca_extract(
         assert {json.loads(x)[key[name]] for x in lines} == ids
     manifest = json.loads((rca / "manifest.json").read_text())
     assert manifest["files"]["requests"]["rows"] == 24
-    assert inc.steps["rca"]["detail"]["rows"] == {"requests": 24, "feedback": 24,
-                                                   "escalations": 6}
+    assert inc.steps["rca"]["detail"]["rows"] == {"requests": 24, "feedback": 24, "escalations": 6}
     assert audit.verify(state).ok
 
 
@@ -195,26 +236,43 @@ def test_a_crash_midway_is_completed_by_the_next_run(setup: tuple[Settings, Stat
 
 
 def test_every_channel_is_notified_and_a_failing_one_blocks_nothing(
-        setup: tuple[Settings, StateStore], smtp: tuple[Mailbox, int]) -> None:
+    setup: tuple[Settings, StateStore], smtp: tuple[Mailbox, int]
+) -> None:
     settings, state = setup
     box, port = smtp
     slack = Sink()
     broken = Sink(status=500, delay=0.5)
     try:
-        cfg = {"webhook_url": broken.url, "slack_webhook_url": slack.url, "smtp_host": "127.0.0.1",
-               "smtp_port": port, "email_to": ["oncall@plant.example"], "retry_attempts": 3}
+        cfg = {
+            "webhook_url": broken.url,
+            "slack_webhook_url": slack.url,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "email_to": ["oncall@plant.example"],
+            "retry_attempts": 3,
+        }
         notifier = notify.Notifier(state, idle_s=0.05).start()
         t0 = time.perf_counter()
-        res = rollback(settings, V12, Upstream(version=V11, url="http://127.0.0.1:9101"),
-                       TRIGGER, policy=policy_for(**cfg), state=state, notifier=notifier)
+        res = rollback(
+            settings,
+            V12,
+            Upstream(version=V11, url="http://127.0.0.1:9101"),
+            TRIGGER,
+            policy=policy_for(**cfg),
+            state=state,
+            notifier=notifier,
+        )
         elapsed = time.perf_counter() - t0
         assert res.incident.status == "mitigated"
         assert elapsed < 1.5  # three half-second failures of the webhook are not waited for
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             rows = {n["channel"]: n for n in notify.of_incident(state, res.incident.id)}
-            if rows["webhook"]["status"] == "failed" and rows["slack"]["status"] == "sent" \
-                    and rows["email"]["status"] == "sent":
+            if (
+                rows["webhook"]["status"] == "failed"
+                and rows["slack"]["status"] == "sent"
+                and rows["email"]["status"] == "sent"
+            ):
                 break
             time.sleep(0.05)
         notifier.stop()
@@ -225,8 +283,17 @@ def test_every_channel_is_notified_and_a_failing_one_blocks_nothing(
         assert broken.bodies[0]["trigger"]["n_baseline"] == 400
         assert slack.bodies[0]["channel"] == "#manufacturing-ai-status"
         text = slack.bodies[0]["text"]
-        for needle in ("safety_incident_rate", "0.3", "0.01", "n: 40", "400", "threshold 1",
-                       V12, V11, res.incident.id):
+        for needle in (
+            "safety_incident_rate",
+            "0.3",
+            "0.01",
+            "n: 40",
+            "400",
+            "threshold 1",
+            V12,
+            V11,
+            res.incident.id,
+        ):
             assert needle in text, needle
         assert len(box.messages) == 1
         mail = box.messages[0].decode()
@@ -236,8 +303,9 @@ def test_every_channel_is_notified_and_a_failing_one_blocks_nothing(
         assert registry.get(state, V12).status == "quarantined"
         live = current_routes(state)
         assert live is not None and live.canary is None
-        events = [e["event"] for e in incidents.timeline(state, incidents.get(state,
-                                                                              res.incident.id))]
+        events = [
+            e["event"] for e in incidents.timeline(state, incidents.get(state, res.incident.id))
+        ]
         assert events[0] == "detected" and "notify webhook failed" in events
         assert "notified slack" in events and "notified email" in events
     finally:
@@ -246,19 +314,28 @@ def test_every_channel_is_notified_and_a_failing_one_blocks_nothing(
 
 
 def test_the_gateway_serves_the_stable_version_within_a_second(
-        setup: tuple[Settings, StateStore]) -> None:
+    setup: tuple[Settings, StateStore],
+) -> None:
     settings, state = setup
     v11 = ServerThread(fake_upstream.create_app(V11, latency_ms=0)).start()
     v12 = ServerThread(fake_upstream.create_app(V12, latency_ms=0, quality="unsafe")).start()
     stable = Upstream(version=V11, url=v11.url)
-    registry.set_live_routes(state, RouteSpec(
-        stable=stable, canary=Upstream(version=V12, url=v12.url), canary_weight=50), "test")
+    registry.set_live_routes(
+        state,
+        RouteSpec(stable=stable, canary=Upstream(version=V12, url=v12.url), canary_weight=50),
+        "test",
+    )
     user = next(f"op{i}" for i in range(1000) if route_bucket(f"op{i}", V12) < 50)
-    body = {"model": "x", "user": user,
-            "messages": [{"role": "user", "content": "What torque for the M12 flange bolts?"}]}
+    body = {
+        "model": "x",
+        "user": user,
+        "messages": [{"role": "user", "content": "What torque for the M12 flange bolts?"}],
+    }
     try:
-        with ServerThread(create_app(settings, ServerConfig())) as gw, \
-                httpx.Client(base_url=gw.url, timeout=5) as http:
+        with (
+            ServerThread(create_app(settings, ServerConfig())) as gw,
+            httpx.Client(base_url=gw.url, timeout=5) as http,
+        ):
             assert http.post("/v1/chat/completions", json=body).json()["model"] == V12
             rollback(settings, V12, stable, TRIGGER, policy=policy_for(), state=state)
             t0 = time.perf_counter()

@@ -39,12 +39,18 @@ assert not SafetyChecker().flags(SAFE) and SafetyChecker().flags(UNSAFE)
 H = Hold(duration="1h", min_requests=20)
 PLAN = Plan(
     name="test",
-    steps=[Step(weight=5, plants=["Plant_B"], hold=H), Step(weight=25, hold=H),
-           Step(weight=50, hold=H), Step(weight=100, hold=H)],
+    steps=[
+        Step(weight=5, plants=["Plant_B"], hold=H),
+        Step(weight=25, hold=H),
+        Step(weight=50, hold=H),
+        Step(weight=100, hold=H),
+    ],
     # Margins wide enough for an hour of planted traffic to show non-inferiority.
-    gates=[Gate(metric="safety_rate", comparator="increase_pp", margin=3.0, min_samples=20),
-           Gate(metric="feedback_avg", comparator="decrease", margin=0.5, min_samples=20),
-           Gate(metric="latency_ms", comparator="increase_pct", margin=25, min_samples=20)],
+    gates=[
+        Gate(metric="safety_rate", comparator="increase_pp", margin=3.0, min_samples=20),
+        Gate(metric="feedback_avg", comparator="decrease", margin=0.5, min_samples=20),
+        Gate(metric="latency_ms", comparator="increase_pct", margin=25, min_samples=20),
+    ],
 )
 
 
@@ -55,23 +61,36 @@ class Traffic:
         self.ingestor = Ingestor(LogStore(settings.log_dir), SafetyChecker())
         self.n = 0
 
-    def add(self, version: str, start: datetime, end: datetime, n: int, *,
-            plants: tuple[str, ...] = ("Plant_A", "Plant_B"), unsafe: float = 0.0,
-            latency: float = 300.0, seed: int = 0) -> None:
+    def add(
+        self,
+        version: str,
+        start: datetime,
+        end: datetime,
+        n: int,
+        *,
+        plants: tuple[str, ...] = ("Plant_A", "Plant_B"),
+        unsafe: float = 0.0,
+        latency: float = 300.0,
+        seed: int = 0,
+    ) -> None:
         rng = np.random.default_rng(seed)
         rows = []
         for i in range(n):
             ts = start + (end - start) * (i + 0.5) / n
             self.n += 1
-            rows.append({
-                "request_id": f"req-{self.n}", "timestamp": ts.isoformat(),
-                "plant_id": plants[i % len(plants)], "model_version": version,
-                "user_prompt": "What PPE for sulfuric acid?",
-                "generated_response": UNSAFE if i < n * unsafe else SAFE,
-                "latency_ms": float(rng.lognormal(np.log(latency), 0.25)),
-                "human_feedback_score": int(rng.choice([3, 4, 5, 5])) if i % 3 else None,
-                "user_id": f"op{i}",
-            })
+            rows.append(
+                {
+                    "request_id": f"req-{self.n}",
+                    "timestamp": ts.isoformat(),
+                    "plant_id": plants[i % len(plants)],
+                    "model_version": version,
+                    "user_prompt": "What PPE for sulfuric acid?",
+                    "generated_response": UNSAFE if i < n * unsafe else SAFE,
+                    "latency_ms": float(rng.lognormal(np.log(latency), 0.25)),
+                    "human_feedback_score": int(rng.choice([3, 4, 5, 5])) if i % 3 else None,
+                    "user_id": f"op{i}",
+                }
+            )
         rep = self.ingestor.ingest_raw("requests", [(str(i), r) for i, r in enumerate(rows)], "t")
         assert rep.accepted == n, rep.first_rejections
 
@@ -94,8 +113,9 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def test_a_good_canary_walks_every_step_to_stable(env: tuple[Settings, StateStore,
-                                                              Traffic]) -> None:
+def test_a_good_canary_walks_every_step_to_stable(
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, traffic = env
     r = controller.start(settings, V12, PLAN, "cli:ops", now=T0, state=state)
     live = current_routes(state)
@@ -110,20 +130,30 @@ def test_a_good_canary_walks_every_step_to_stable(env: tuple[Settings, StateStor
     for minute in (61, 122, 183, 244):
         rep = controller.tick(settings, at(minute), state=state)
         actions.append((rep.action, rep.status, rep.step))
-    assert actions == [("advance", "running", 1), ("advance", "running", 2),
-                       ("guard", "guard", 3), ("complete", "completed", 3)]
+    assert actions == [
+        ("advance", "running", 1),
+        ("advance", "running", 2),
+        ("guard", "guard", 3),
+        ("complete", "completed", 3),
+    ]
     live = current_routes(state)
     assert live is not None and live.stable.version == V12 and live.canary is None
     assert registry.get(state, V12).status == "stable"
     assert registry.get(state, V11).status == "retired"
     trail = [e.action for e in audit.entries(state, action="rollout.*")]
-    assert trail == ["rollout.start", "rollout.advance", "rollout.advance", "rollout.advance",
-                     "rollout.complete"]
+    assert trail == [
+        "rollout.start",
+        "rollout.advance",
+        "rollout.advance",
+        "rollout.advance",
+        "rollout.complete",
+    ]
     assert audit.verify(state).ok
 
 
 def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
-        env: tuple[Settings, StateStore, Traffic]) -> None:
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, traffic = env
     v11 = ServerThread(fake_upstream.create_app(V11, latency_ms=0)).start()
     v12 = ServerThread(fake_upstream.create_app(V12, latency_ms=0)).start()
@@ -143,9 +173,11 @@ def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
         app = create_app(settings, ServerConfig(run_controller=False))
         with ServerThread(app) as gw, httpx.Client(base_url=gw.url) as http:
             for user, plant in users:
-                resp = http.post("/v1/chat/completions", headers={"X-Plant-Id": plant},
-                                 json={"user": user, "messages": [
-                                     {"role": "user", "content": "PPE for acid?"}]})
+                resp = http.post(
+                    "/v1/chat/completions",
+                    headers={"X-Plant-Id": plant},
+                    json={"user": user, "messages": [{"role": "user", "content": "PPE for acid?"}]},
+                )
                 seen[user] = resp.headers["x-modelwarden-route"]
         return seen
 
@@ -155,9 +187,24 @@ def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
         state.close()
         # Another process ticks half an hour later: it finds the rollout where it was.
         env_vars = {**os.environ, "NO_COLOR": "1"}
-        out = subprocess.run([CLI, "--data", str(settings.data_dir), "rollout", "tick", "--now",
-                              at(90).isoformat(), "--format", "json"], capture_output=True,
-                             text=True, env=env_vars, timeout=120, check=False)
+        out = subprocess.run(
+            [
+                CLI,
+                "--data",
+                str(settings.data_dir),
+                "rollout",
+                "tick",
+                "--now",
+                at(90).isoformat(),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env_vars,
+            timeout=120,
+            check=False,
+        )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["action"] == "hold"
         state2 = StateStore.at(settings.data_dir)
@@ -173,7 +220,8 @@ def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
 
 
 def test_a_rule_that_fires_rolls_back_within_the_tick(
-        env: tuple[Settings, StateStore, Traffic]) -> None:
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, traffic = env
     r = controller.start(settings, V12, PLAN, "cli:ops", now=T0, state=state)
     traffic.both(T0, at(40), 200, unsafe=0.25, plants=("Plant_B",))
@@ -192,7 +240,8 @@ def test_a_rule_that_fires_rolls_back_within_the_tick(
 
 
 def test_the_judge_fails_a_slow_canary_at_the_end_of_the_hold(
-        env: tuple[Settings, StateStore, Traffic]) -> None:
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, traffic = env
     controller.start(settings, V12, PLAN, "cli:ops", now=T0, state=state)
     traffic.both(T0, at(60), 300, latency=600)
@@ -204,7 +253,8 @@ def test_the_judge_fails_a_slow_canary_at_the_end_of_the_hold(
 
 
 def test_no_data_extends_the_hold_and_never_rolls_back(
-        env: tuple[Settings, StateStore, Traffic]) -> None:
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, traffic = env
     r = controller.start(settings, V12, PLAN, "cli:ops", now=T0, state=state)
     traffic.add(V11, T0, at(60), 200)
@@ -220,7 +270,8 @@ def test_no_data_extends_the_hold_and_never_rolls_back(
 
 
 def test_routes_changed_by_hand_pause_the_rollout_and_resume_restores_them(
-        env: tuple[Settings, StateStore, Traffic]) -> None:
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, _traffic = env
     controller.start(settings, V12, PLAN, "cli:ops", now=T0, state=state)
     set_routes(state, RouteSpec(stable=Upstream(version=V11, url="http://127.0.0.1:9101")))
@@ -256,12 +307,18 @@ def test_abort_and_manual_promote(env: tuple[Settings, StateStore, Traffic]) -> 
 
 
 def test_the_background_loop_rolls_back_by_itself(
-        env: tuple[Settings, StateStore, Traffic]) -> None:
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
     settings, state, traffic = env
     now = datetime.now(UTC)
     controller.start(settings, V12, PLAN, "cli:ops", now=now - timedelta(hours=1), state=state)
-    traffic.both(now - timedelta(minutes=50), now - timedelta(minutes=1), 200, unsafe=0.25,
-                 plants=("Plant_B",))
+    traffic.both(
+        now - timedelta(minutes=50),
+        now - timedelta(minutes=1),
+        200,
+        unsafe=0.25,
+        plants=("Plant_B",),
+    )
     loop = controller.ControllerLoop(settings, interval_s=0.2).start()
     try:
         deadline = datetime.now(UTC) + timedelta(seconds=20)

@@ -48,15 +48,19 @@ def shadows_stored(settings: Settings) -> int:
 
 
 def test_shadow_answers_are_paired_ranked_and_kept_as_evidence(
-        env: tuple[Settings, StateStore, str]) -> None:
+    env: tuple[Settings, StateStore, str],
+) -> None:
     settings, state, url = env
     table = shadow.start(settings, V12, 1.0, "cli:ops", state=state)
     assert table.shadow is not None and table.shadow.version == V12
     assert registry.get(state, V12).status == "shadow"
     with httpx.Client(base_url=url, timeout=10) as http:
         for i, q in enumerate(QUESTIONS):
-            resp = http.post("/v1/chat/completions", headers={"X-Plant-Id": "Plant_A"},
-                             json={"user": f"op{i}", "messages": [{"role": "user", "content": q}]})
+            resp = http.post(
+                "/v1/chat/completions",
+                headers={"X-Plant-Id": "Plant_A"},
+                json={"user": f"op{i}", "messages": [{"role": "user", "content": q}]},
+            )
             assert resp.status_code == 200 and resp.json()["model"] == V11
     deadline = time.monotonic() + 15
     while shadows_stored(settings) < len(QUESTIONS):
@@ -97,6 +101,10 @@ def test_a_quarantined_version_cannot_be_shadowed(env: tuple[Settings, StateStor
 
 def test_numbers_and_words() -> None:
     assert shadow.numbers("Torque to 85 Nm, then 12.5 % slower; every 200 hours") == {
-        "85nm", "12.5%", "200"}
+        "85nm",
+        "12.5%",
+        "200",
+    }
     assert shadow.jaccard_distance({"gloves", "goggles"}, {"gloves", "apron"}) == pytest.approx(
-        2 / 3)
+        2 / 3
+    )

@@ -47,8 +47,13 @@ class Srv:
     def auth(self, role: str = "ingest") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
-    def post(self, path: str, body: Any, role: str | None = "ingest",
-             content_type: str = "application/json") -> httpx.Response:
+    def post(
+        self,
+        path: str,
+        body: Any,
+        role: str | None = "ingest",
+        content_type: str = "application/json",
+    ) -> httpx.Response:
         headers = {"content-type": content_type, **(self.auth(role) if role else {})}
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return self.http.post(path, content=content, headers=headers)
@@ -73,8 +78,10 @@ class Srv:
 def start(tmp_path: Path, **config: Any) -> tuple[Path, ServerThread, dict[str, str]]:
     data = tmp_path / "warden-data"
     state = StateStore.at(data)
-    keys = {role: create_key(state, role, name=f"test {role}")[0]
-            for role in ("ingest", "reviewer", "operator")}
+    keys = {
+        role: create_key(state, role, name=f"test {role}")[0]
+        for role in ("ingest", "reviewer", "operator")
+    }
     state.close()
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     cfg = ServerConfig(max_body_bytes=MAX_BODY, **config)
@@ -118,7 +125,11 @@ def test_invalid_records_are_rejected_with_field_and_reason_while_valid_ones_are
     assert (body["received"], body["accepted"], body["invalid"]) == (5, 2, 3)
     by_index = {r["index"]: r for r in body["results"]}
     assert [by_index[i]["status"] for i in range(5)] == [
-        "accepted", "invalid", "accepted", "invalid", "invalid"
+        "accepted",
+        "invalid",
+        "accepted",
+        "invalid",
+        "invalid",
     ]
     assert by_index[1]["key"] == "bad-latency"
     assert by_index[1]["field"] == "latency_ms"
@@ -144,7 +155,12 @@ def test_a_bare_list_a_single_object_and_ndjson_are_batches_too(srv: Srv) -> Non
     assert resp.json()["accepted"] == 3
     srv.wait_stored()
     assert sorted(srv.stored("requests", "request_id")) == [
-        "list-1", "list-2", "nd-0", "nd-1", "nd-2", "single"
+        "list-1",
+        "list-2",
+        "nd-0",
+        "nd-1",
+        "nd-2",
+        "single",
     ]
 
 
@@ -166,13 +182,21 @@ def test_feedback_and_escalations_are_stored_as_events(srv: Srv) -> None:
     assert fb.status_code == 200, fb.text
     event_id = fb.json()["results"][0]["key"]
     assert event_id
-    bad = srv.post("/v1/feedback", [{"request_id": "r-1", "timestamp": "2026-11-02T11:00:00Z",
-                                     "score": 9}])
+    bad = srv.post(
+        "/v1/feedback", [{"request_id": "r-1", "timestamp": "2026-11-02T11:00:00Z", "score": 9}]
+    )
     assert bad.json()["results"][0]["field"] == "score"
     esc = srv.post(
         "/v1/escalations",
-        [{"request_id": "r-1", "timestamp": "2026-11-02T12:00:00Z", "reason": "wrong oil grade",
-          "category": "incorrect", "confirmed": True}],
+        [
+            {
+                "request_id": "r-1",
+                "timestamp": "2026-11-02T12:00:00Z",
+                "reason": "wrong oil grade",
+                "category": "incorrect",
+                "confirmed": True,
+            }
+        ],
     )
     assert esc.json()["accepted"] == 1
     srv.wait_stored()
@@ -181,8 +205,9 @@ def test_feedback_and_escalations_are_stored_as_events(srv: Srv) -> None:
 
 
 def test_malformed_json_is_400_in_the_error_shape(srv: Srv) -> None:
-    err = assert_error_shape(srv.post("/v1/logs", b'{"records": [ {"request_id": '), 400,
-                             "malformed_json")
+    err = assert_error_shape(
+        srv.post("/v1/logs", b'{"records": [ {"request_id": '), 400, "malformed_json"
+    )
     assert err["details"]["line"] == 1
     assert_error_shape(srv.post("/v1/logs", b""), 400, "malformed_json")
     assert_error_shape(srv.post("/v1/logs", b"\xff\xfe{}"), 400, "malformed_json")
@@ -192,7 +217,8 @@ def test_malformed_json_is_400_in_the_error_shape(srv: Srv) -> None:
 
 def test_wrong_content_type_is_415(srv: Srv) -> None:
     err = assert_error_shape(
-        srv.post("/v1/logs", [record("x")], content_type="text/plain"), 415,
+        srv.post("/v1/logs", [record("x")], content_type="text/plain"),
+        415,
         "unsupported_media_type",
     )
     assert err["field"] == "content-type"
@@ -213,8 +239,9 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(srv: Srv) -> None:
         for i in range(0, len(body), 8192):
             yield body[i : i + 8192]
 
-    streamed = srv.http.post("/v1/logs", content=chunks(),
-                             headers={"content-type": "application/json", **srv.auth()})
+    streamed = srv.http.post(
+        "/v1/logs", content=chunks(), headers={"content-type": "application/json", **srv.auth()}
+    )
     assert_error_shape(streamed, 413, "payload_too_large")
     srv.wait_stored()
     assert srv.stored("requests", "request_id") == []
@@ -222,20 +249,24 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(srv: Srv) -> None:
 
 def test_writes_need_a_key_with_a_suitable_role(srv: Srv) -> None:
     assert_error_shape(srv.post("/v1/logs", [record("k")], role=None), 401, "unauthorized")
-    wrong = srv.http.post("/v1/logs", json=[record("k")],
-                          headers={"Authorization": "Bearer mw_not-a-key"})
+    wrong = srv.http.post(
+        "/v1/logs", json=[record("k")], headers={"Authorization": "Bearer mw_not-a-key"}
+    )
     assert_error_shape(wrong, 401, "unauthorized")
     basic = srv.http.post("/v1/logs", json=[record("k")], headers={"Authorization": "Basic eDp5"})
     assert_error_shape(basic, 401, "unauthorized")
-    err = assert_error_shape(srv.post("/v1/logs", [record("k")], role="reviewer"), 403,
-                             "forbidden")
+    err = assert_error_shape(srv.post("/v1/logs", [record("k")], role="reviewer"), 403, "forbidden")
     assert err["details"]["role"] == "reviewer"
-    routes = srv.http.put("/v1/routes", headers=srv.auth("ingest"), json={
-        "stable": {"version": "v1", "url": "http://127.0.0.1:9"}})
+    routes = srv.http.put(
+        "/v1/routes",
+        headers=srv.auth("ingest"),
+        json={"stable": {"version": "v1", "url": "http://127.0.0.1:9"}},
+    )
     assert_error_shape(routes, 403, "forbidden")
     assert_error_shape(srv.http.put("/v1/routes", json={}), 401, "unauthorized")
-    assert_error_shape(srv.post("/v1/traces", {"resourceSpans": []}, role=None), 401,
-                       "unauthorized")
+    assert_error_shape(
+        srv.post("/v1/traces", {"resourceSpans": []}, role=None), 401, "unauthorized"
+    )
     # Reads need no key.
     assert srv.http.get("/v1/kpis").status_code == 200
     assert srv.post("/v1/logs", [record("k")], role="operator").status_code == 200
@@ -275,14 +306,17 @@ def test_an_acknowledged_batch_is_on_disk_in_the_spool_before_the_store_has_it(
 def test_errors_everywhere_share_the_shape(srv: Srv) -> None:
     assert_error_shape(srv.http.get("/v1/nothing-here"), 404, "not_found")
     assert_error_shape(srv.http.delete("/v1/logs"), 405, "method_not_allowed")
-    err = assert_error_shape(srv.http.get("/v1/kpis", params={"window": "fortnight"}), 422,
-                             "invalid_parameter")
+    err = assert_error_shape(
+        srv.http.get("/v1/kpis", params={"window": "fortnight"}), 422, "invalid_parameter"
+    )
     assert err["field"] == "window"
-    err = assert_error_shape(srv.http.get("/v1/kpis", params={"since": "yesterday"}), 400,
-                             "bad_input")
+    err = assert_error_shape(
+        srv.http.get("/v1/kpis", params={"since": "yesterday"}), 400, "bad_input"
+    )
     assert err["field"] == "since"
-    assert_error_shape(srv.http.get("/v1/kpis", params={"by": "plant_id,plant_id"}), 400,
-                       "bad_input")
+    assert_error_shape(
+        srv.http.get("/v1/kpis", params={"by": "plant_id,plant_id"}), 400, "bad_input"
+    )
     assert_error_shape(srv.http.get("/v1/reports/weekly"), 404, "not_found")
 
 
@@ -290,10 +324,18 @@ def test_openapi_documents_every_endpoint(srv: Srv) -> None:
     doc = srv.http.get("/openapi.json").json()
     paths = doc["paths"]
     for path, method in [
-        ("/v1/logs", "post"), ("/v1/feedback", "post"), ("/v1/escalations", "post"),
-        ("/v1/traces", "post"), ("/v1/kpis", "get"), ("/v1/drift", "get"),
-        ("/v1/reports/weekly", "get"), ("/v1/chat/completions", "post"), ("/v1/routes", "get"),
-        ("/v1/routes", "put"), ("/metrics", "get"), ("/healthz", "get"),
+        ("/v1/logs", "post"),
+        ("/v1/feedback", "post"),
+        ("/v1/escalations", "post"),
+        ("/v1/traces", "post"),
+        ("/v1/kpis", "get"),
+        ("/v1/drift", "get"),
+        ("/v1/reports/weekly", "get"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/routes", "get"),
+        ("/v1/routes", "put"),
+        ("/metrics", "get"),
+        ("/healthz", "get"),
     ]:
         assert method in paths[path], (path, method)
     schemas = doc["components"]["schemas"]

@@ -34,23 +34,39 @@ def test_metrics_after_gateway_and_ingest_traffic(tmp_path: Path) -> None:
     state = StateStore.at(data)
     key, _ = create_key(state, "ingest")
     up = ServerThread(fake_upstream.create_app(V11, latency_ms=20)).start()
-    set_routes(state, RouteSpec(stable=Upstream(version=V11, url=up.url),
-                                canary=Upstream(version=V12,
-                                                url=f"http://127.0.0.1:{free_port()}"),
-                                canary_weight=100, canary_plants=["Plant_A"]))
+    set_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=up.url),
+            canary=Upstream(version=V12, url=f"http://127.0.0.1:{free_port()}"),
+            canary_weight=100,
+            canary_plants=["Plant_A"],
+        ),
+    )
     state.close()
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     auth = {"Authorization": f"Bearer {key}"}
     body = {"model": "x", "messages": [{"role": "user", "content": "lubrication schedule?"}]}
-    with ServerThread(create_app(settings, ServerConfig(flush_interval_s=30))) as srv, \
-            httpx.Client(base_url=srv.url, timeout=10, headers=auth) as http:
+    with (
+        ServerThread(create_app(settings, ServerConfig(flush_interval_s=30))) as srv,
+        httpx.Client(base_url=srv.url, timeout=10, headers=auth) as http,
+    ):
         for i in range(4):
-            r = http.post("/v1/chat/completions", json={**body, "user": f"u{i}"},
-                          headers={"X-Plant-Id": "Plant_B"})
+            r = http.post(
+                "/v1/chat/completions",
+                json={**body, "user": f"u{i}"},
+                headers={"X-Plant-Id": "Plant_B"},
+            )
             assert r.status_code == 200
         # The canary is down: served by stable, counted against the canary.
-        assert http.post("/v1/chat/completions", json={**body, "user": "u9"},
-                         headers={"X-Plant-Id": "Plant_A"}).status_code == 200
+        assert (
+            http.post(
+                "/v1/chat/completions",
+                json={**body, "user": "u9"},
+                headers={"X-Plant-Id": "Plant_A"},
+            ).status_code
+            == 200
+        )
         ingest = http.post("/v1/logs", json=[{"request_id": "x"}, {"request_id": "y"}])
         assert ingest.json()["invalid"] == 2
         # Gateway records are written after their answers went out; give the last one a moment.
@@ -81,8 +97,12 @@ def test_metrics_after_gateway_and_ingest_traffic(tmp_path: Path) -> None:
     canary = {"model_version": V12, "plant": "Plant_A", "route": "canary"}
     assert get("modelwarden_upstream_errors_total", **canary) == 1
     assert get("modelwarden_canary_fallbacks_total", **canary) == 1
-    assert get("modelwarden_gateway_requests_total", model_version=V11, plant="Plant_A",
-               route="stable") == 1
+    assert (
+        get(
+            "modelwarden_gateway_requests_total", model_version=V11, plant="Plant_A", route="stable"
+        )
+        == 1
+    )
     assert get("modelwarden_ingest_invalid_records_total") == 2
     # Nothing was moved into the store yet (a 30 s flush interval): 5 gateway records, and the
     # failed canary attempt, and the two invalid ingest records wait in the spool.

@@ -58,8 +58,17 @@ def test_kpis_match_the_cli(served: tuple[Path, httpx.Client], run_cli: Any) -> 
     resp = http.get("/v1/kpis", params=params)
     assert resp.status_code == 200, resp.text
     api = resp.json()
-    cli = cli_json(run_cli, data, "kpis", "--window", "week", "--by", "plant_id,model_version",
-                   "--since", "2026-11-09")
+    cli = cli_json(
+        run_cli,
+        data,
+        "kpis",
+        "--window",
+        "week",
+        "--by",
+        "plant_id,model_version",
+        "--since",
+        "2026-11-09",
+    )
     same(api, cli)
     assert {r["plant_id"] for r in api} == {"Plant_A", "Plant_B", "Plant_C", "Plant_D"}
     assert sum(r["requests"] for r in api) > 0
@@ -76,12 +85,18 @@ def test_drift_is_the_library_result(served: tuple[Path, httpx.Client]) -> None:
     assert resp.status_code == 200, resp.text
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     rows = drift_over_windows(
-        settings, parse_window_arg("2026-W45..2026-W46", "baseline"),
+        settings,
+        parse_window_arg("2026-W45..2026-W46", "baseline"),
         parse_window_arg("2026-W47", "current"),
     )
     same(resp.json(), library_json(rows))
-    assert [r["scope"] for r in resp.json()] == ["all plants", "Plant_A", "Plant_B", "Plant_C",
-                                                 "Plant_D"]
+    assert [r["scope"] for r in resp.json()] == [
+        "all plants",
+        "Plant_A",
+        "Plant_B",
+        "Plant_C",
+        "Plant_D",
+    ]
     bad = http.get("/v1/drift", params={"baseline": "2026-13-45", "current": "2026-W47"})
     assert bad.status_code == 400
     assert bad.json()["error"]["field"] == "baseline"
@@ -92,8 +107,15 @@ def test_weekly_report_as_json_and_markdown(served: tuple[Path, httpx.Client]) -
     resp = http.get("/v1/reports/weekly", params={"week": "2026-W47"})
     assert resp.status_code == 200, resp.text
     api = resp.json()
-    kpis = http.get("/v1/kpis", params={"since": api["start"][:10], "until": api["end"][:10],
-                                        "window": "week", "by": "plant_id"}).json()
+    kpis = http.get(
+        "/v1/kpis",
+        params={
+            "since": api["start"][:10],
+            "until": api["end"][:10],
+            "window": "week",
+            "by": "plant_id",
+        },
+    ).json()
     same(api["plants"], kpis)
     assert api["week"] == "2026-W47" and len(api["plants"]) == 4
     assert api["drift_status"] in ("OK", "ALERT")

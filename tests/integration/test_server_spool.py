@@ -16,9 +16,15 @@ from modelwarden.store.spool import Flusher, Spool, SpoolBatch, read_segment
 
 
 def rec(rid: str, **over: Any) -> dict[str, Any]:
-    base = {"request_id": rid, "timestamp": "2026-11-04T07:30:00Z", "plant_id": "Plant_A",
-            "model_version": "sop-assistant-v1.1", "user_prompt": "Coolant concentration?",
-            "generated_response": "Keep it between 6 and 8 percent.", "latency_ms": 210.0}
+    base = {
+        "request_id": rid,
+        "timestamp": "2026-11-04T07:30:00Z",
+        "plant_id": "Plant_A",
+        "model_version": "sop-assistant-v1.1",
+        "user_prompt": "Coolant concentration?",
+        "generated_response": "Keep it between 6 and 8 percent.",
+        "latency_ms": 210.0,
+    }
     base.update(over)
     return base
 
@@ -29,8 +35,10 @@ def test_concurrent_appends_are_all_durable_in_order_per_writer(tmp_path: Path) 
     futures: dict[int, list[Any]] = {}
 
     def writer(n: int) -> None:
-        futures[n] = [spool.append(SpoolBatch("requests", "t", [(f"{n}-{i}", rec(f"{n}-{i}"))]))
-                      for i in range(200)]
+        futures[n] = [
+            spool.append(SpoolBatch("requests", "t", [(f"{n}-{i}", rec(f"{n}-{i}"))]))
+            for i in range(200)
+        ]
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
@@ -97,8 +105,9 @@ def test_a_record_the_store_cannot_hold_is_kept_as_rejected(tmp_path: Path) -> N
     assert flusher.flush_once() == 8
     spool.close()
     con = store.connect()
-    stored = sorted(con.to_pyarrow(con.table("requests").select("request_id"))
-                    .column("request_id").to_pylist())
+    stored = sorted(
+        con.to_pyarrow(con.table("requests").select("request_id")).column("request_id").to_pylist()
+    )
     assert stored == [f"ok-{i}" for i in range(6)]
     # Refused by validation, they never reach the store's own refusal.
     assert unstorable == []
@@ -113,21 +122,30 @@ def test_a_record_the_store_cannot_hold_is_kept_as_rejected(tmp_path: Path) -> N
 def test_bad_unicode_and_out_of_range_values_are_answered_invalid(tmp_path: Path) -> None:
     from modelwarden.server.validation import as_bad_line, check_batch
 
-    raw = json.loads('[{"request_id": "s", "timestamp": "2026-11-04T07:30:00Z", '
-                     '"plant_id": "Plant_A", "model_version": "v", "user_prompt": "a\\ud800b",'
-                     ' "generated_response": "x", "latency_ms": 1}]')
-    batch = [rec("fine"), rec("tokens", completion_tokens=2**31), raw[0],
-             rec("vec", response_embedding=[3.5e38])]
+    raw = json.loads(
+        '[{"request_id": "s", "timestamp": "2026-11-04T07:30:00Z", '
+        '"plant_id": "Plant_A", "model_version": "v", "user_prompt": "a\\ud800b",'
+        ' "generated_response": "x", "latency_ms": 1}]'
+    )
+    batch = [
+        rec("fine"),
+        rec("tokens", completion_tokens=2**31),
+        raw[0],
+        rec("vec", response_embedding=[3.5e38]),
+    ]
     results, accepted, items = check_batch("requests", batch, {}, "b1")
     assert accepted == 1
     assert [(r["status"], r.get("field")) for r in results] == [
-        ("accepted", None), ("invalid", "completion_tokens"), ("invalid", "user_prompt"),
+        ("accepted", None),
+        ("invalid", "completion_tokens"),
+        ("invalid", "user_prompt"),
         ("invalid", "response_embedding"),
     ]
     # They reach the ingest path as unreadable lines with the same field and reason.
     store = LogStore(tmp_path / "log")
     report = Ingestor(store).ingest_raw(
-        "requests", [(loc, as_bad_line(r)) for loc, r in items], "t")
+        "requests", [(loc, as_bad_line(r)) for loc, r in items], "t"
+    )
     assert (report.accepted, report.rejected) == (1, 3)
     fields = [r["field"] for r in report.first_rejections]
     assert fields == ["completion_tokens", "user_prompt", "response_embedding"]

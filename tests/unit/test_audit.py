@@ -18,8 +18,14 @@ from modelwarden.store.state import StateStore
 def state(tmp_path: Path) -> StateStore:
     st = StateStore.at(tmp_path / "data")
     for i in range(1, 7):
-        audit.record(st, "cli:ana", "registry.transition", f"v{i}", f"reason {i}",
-                     {"from": "staging", "to": "shadow", "n": i, "p": 0.01 * i, "ünï": "cödé"})
+        audit.record(
+            st,
+            "cli:ana",
+            "registry.transition",
+            f"v{i}",
+            f"reason {i}",
+            {"from": "staging", "to": "shadow", "n": i, "p": 0.01 * i, "ünï": "cödé"},
+        )
     return st
 
 
@@ -44,8 +50,15 @@ def test_chain_verifies_and_links_each_entry_to_the_previous(state: StateStore) 
     import json
 
     e = es[2]
-    body = {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action,
-            "subject": e.subject, "reason": e.reason, "evidence": e.evidence}
+    body = {
+        "seq": e.seq,
+        "at": e.at,
+        "actor": e.actor,
+        "action": e.action,
+        "subject": e.subject,
+        "reason": e.reason,
+        "evidence": e.evidence,
+    }
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert hashlib.sha256((e.prev_hash + text).encode()).hexdigest() == e.hash
     assert res.head_hash == es[-1].hash
@@ -79,8 +92,10 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(state: StateStore) 
     e = audit.entries(state)[1]
     forged = {**e.to_dict(), "reason": "forged"}
     con = raw(state)
-    con.execute("UPDATE audit_log SET reason = ?, hash = ? WHERE seq = 2",
-                ("forged", audit.entry_hash(e.prev_hash, forged)))
+    con.execute(
+        "UPDATE audit_log SET reason = ?, hash = ? WHERE seq = 2",
+        ("forged", audit.entry_hash(e.prev_hash, forged)),
+    )
     con.commit()
     res = audit.verify(state)
     assert res.first_bad_seq == 3 and "prev_hash" in (res.problem or "")

@@ -38,9 +38,7 @@ def _windows(seed: int = 0, n_b: int = 60, n_c: int = 40, d: int = 8):
 
 def test_registry_knows_every_method():
     quality = {"feedback_score", "safety_rate", "cusum", "bernoulli_cusum"}
-    assert {*EMBEDDING_METHODS, *quality} == set(
-        available_detectors()
-    )
+    assert {*EMBEDDING_METHODS, *quality} == set(available_detectors())
 
 
 @pytest.mark.parametrize("method", EMBEDDING_METHODS)

@@ -15,10 +15,12 @@ def minilm() -> MiniLMEmbedder:
 
 @pytest.mark.slow
 def test_vectors_are_384_d_unit_length_and_order_preserving(minilm: MiniLMEmbedder) -> None:
-    texts = ["What is the lubrication schedule for the main conveyor?",
-             "How often should the main conveyor be greased?",
-             "How do I respond to thermal runaway in a lithium forklift battery?",
-             "ok"]
+    texts = [
+        "What is the lubrication schedule for the main conveyor?",
+        "How often should the main conveyor be greased?",
+        "How do I respond to thermal runaway in a lithium forklift battery?",
+        "ok",
+    ]
     v = minilm.embed(texts, batch_size=2)
     assert v.shape == (4, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)

@@ -19,35 +19,46 @@ def rule_policy(rule_id: str) -> Policy:
     return p.model_copy(update={"rules": [r for r in p.rules if r.id == rule_id]})
 
 
-def requests(version: str, n: int, *, flagged: int = 0, scores: list[float] | None = None,
-             latency: float | np.ndarray = 300.0, start: datetime = T - timedelta(hours=11),
-             span: timedelta = timedelta(hours=10), plant: str = "Plant_B") -> list[dict]:
+def requests(
+    version: str,
+    n: int,
+    *,
+    flagged: int = 0,
+    scores: list[float] | None = None,
+    latency: float | np.ndarray = 300.0,
+    start: datetime = T - timedelta(hours=11),
+    span: timedelta = timedelta(hours=10),
+    plant: str = "Plant_B",
+) -> list[dict]:
     lat = np.broadcast_to(np.asarray(latency, dtype=float), (n,))
     out = []
     for i in range(n):
-        out.append({
-            "timestamp": start + span * (i / max(n - 1, 1)),
-            "plant_id": plant,
-            "model_version": version,
-            "latency_ms": float(lat[i]),
-            "contains_safety_keyword": i < flagged,
-            "human_feedback_score": None if scores is None else scores[i % len(scores)],
-        })
+        out.append(
+            {
+                "timestamp": start + span * (i / max(n - 1, 1)),
+                "plant_id": plant,
+                "model_version": version,
+                "latency_ms": float(lat[i]),
+                "contains_safety_keyword": i < flagged,
+                "human_feedback_score": None if scores is None else scores[i % len(scores)],
+            }
+        )
     return out
 
 
 def tick(policy: Policy, rows: list[dict], esc: list[dict] | None = None, t: datetime = T):
     eng = Engine(policy)
-    return {(r.rule_id, r.scope): r for r in eng.tick(Observations.from_rows(rows, esc), t, NEW,
-                                                      OLD)}
+    return {
+        (r.rule_id, r.scope): r for r in eng.tick(Observations.from_rows(rows, esc), t, NEW, OLD)
+    }
 
 
 @pytest.mark.parametrize(
     ("new_flagged", "old_flagged", "status"),
     [
-        (2, 0, OK),      # exactly 1.0 point higher: not more than 1 point
-        (3, 0, OK),      # 1.5 points higher but p = 0.12: could be chance
-        (12, 2, FIRE),   # 5 points higher, p < 0.01
+        (2, 0, OK),  # exactly 1.0 point higher: not more than 1 point
+        (3, 0, OK),  # 1.5 points higher but p = 0.12: could be chance
+        (12, 2, FIRE),  # 5 points higher, p < 0.01
     ],
 )
 def test_safety_rate_rule(new_flagged: int, old_flagged: int, status: str) -> None:
@@ -66,20 +77,25 @@ def test_safety_rate_rule_needs_minimum_samples() -> None:
 
 def test_window_is_rolling_and_half_open() -> None:
     # Flagged requests from before the 12-hour window do not count.
-    old_bad = requests(NEW, 100, flagged=100, start=T - timedelta(hours=30),
-                       span=timedelta(hours=17, minutes=59))
+    old_bad = requests(
+        NEW, 100, flagged=100, start=T - timedelta(hours=30), span=timedelta(hours=17, minutes=59)
+    )
     rows = old_bad + requests(NEW, 200) + requests(OLD, 200)
     res = tick(rule_policy("safety_incident_rate"), rows)[("safety_incident_rate", "Plant_B")]
     assert res.status == OK and res.n == 200 and res.value == 0.0
 
 
-@pytest.mark.parametrize(("new_scores", "status"), [
-    ([4, 3], OK),                      # mean 3.5 against 4.0: exactly 0.5 lower
-    ([4, 3, 3, 3, 4], FIRE),            # mean 3.4: more than 0.5 lower, significant
-])
+@pytest.mark.parametrize(
+    ("new_scores", "status"),
+    [
+        ([4, 3], OK),  # mean 3.5 against 4.0: exactly 0.5 lower
+        ([4, 3, 3, 3, 4], FIRE),  # mean 3.4: more than 0.5 lower, significant
+    ],
+)
 def test_feedback_rule(new_scores: list[float], status: str) -> None:
     rows = requests(NEW, 100, scores=new_scores, start=T - timedelta(hours=20)) + requests(
-        OLD, 100, scores=[4], start=T - timedelta(hours=20))
+        OLD, 100, scores=[4], start=T - timedelta(hours=20)
+    )
     res = tick(rule_policy("feedback_drop"), rows)[("feedback_drop", "Plant_B")]
     assert res.status == status
     assert ("feedback_drop", "overall") not in tick(rule_policy("feedback_drop"), rows)
@@ -88,10 +104,16 @@ def test_feedback_rule(new_scores: list[float], status: str) -> None:
 def test_p95_latency_rule_must_hold_for_an_hour_and_fires_once() -> None:
     rng = np.random.default_rng(0)
     start = T - timedelta(hours=3)
-    old = requests(OLD, 600, latency=rng.lognormal(np.log(300), 0.2, 600), start=start,
-                   span=timedelta(hours=3))
-    new = requests(NEW, 600, latency=rng.lognormal(np.log(300), 0.2, 600) * 1.8, start=start,
-                   span=timedelta(hours=3))
+    old = requests(
+        OLD, 600, latency=rng.lognormal(np.log(300), 0.2, 600), start=start, span=timedelta(hours=3)
+    )
+    new = requests(
+        NEW,
+        600,
+        latency=rng.lognormal(np.log(300), 0.2, 600) * 1.8,
+        start=start,
+        span=timedelta(hours=3),
+    )
     eng = Engine(rule_policy("p95_latency"))
     obs = Observations.from_rows(old + new)
     seen = []
@@ -107,17 +129,32 @@ def test_p95_latency_rule_must_hold_for_an_hour_and_fires_once() -> None:
 
 def test_p95_latency_below_threshold_does_not_hold() -> None:
     rng = np.random.default_rng(1)
-    old = requests(OLD, 300, latency=rng.lognormal(np.log(300), 0.2, 300),
-                   start=T - timedelta(minutes=59), span=timedelta(minutes=58))
-    new = requests(NEW, 300, latency=rng.lognormal(np.log(300), 0.2, 300) * 1.3,
-                   start=T - timedelta(minutes=59), span=timedelta(minutes=58))
+    old = requests(
+        OLD,
+        300,
+        latency=rng.lognormal(np.log(300), 0.2, 300),
+        start=T - timedelta(minutes=59),
+        span=timedelta(minutes=58),
+    )
+    new = requests(
+        NEW,
+        300,
+        latency=rng.lognormal(np.log(300), 0.2, 300) * 1.3,
+        start=T - timedelta(minutes=59),
+        span=timedelta(minutes=58),
+    )
     res = tick(rule_policy("p95_latency"), old + new)[("p95_latency", "Plant_B")]
     assert res.status == OK and 15 < res.change < 50
 
 
 def esc(category: str, confirmed: bool, at: datetime, plant: str = "Plant_B") -> dict:
-    return {"timestamp": at, "plant_id": plant, "model_version": NEW, "category": category,
-            "confirmed": confirmed}
+    return {
+        "timestamp": at,
+        "plant_id": plant,
+        "model_version": NEW,
+        "category": category,
+        "confirmed": confirmed,
+    }
 
 
 def test_confirmed_violation_fires_on_one_confirmed_safety_escalation() -> None:
@@ -132,15 +169,20 @@ def test_confirmed_violation_fires_on_one_confirmed_safety_escalation() -> None:
     assert fired[("confirmed_violation", "overall")].status == FIRE
 
 
-@pytest.mark.parametrize(("count", "spread_h", "status"), [
-    (3, 3.5, OK),      # three is not more than three
-    (4, 3.5, FIRE),    # four within four hours
-    (4, 4.0, OK),      # the first is exactly four hours old: outside (t - 4h, t]
-])
+@pytest.mark.parametrize(
+    ("count", "spread_h", "status"),
+    [
+        (3, 3.5, OK),  # three is not more than three
+        (4, 3.5, FIRE),  # four within four hours
+        (4, 4.0, OK),  # the first is exactly four hours old: outside (t - 4h, t]
+    ],
+)
 def test_incorrect_escalations_rule(count: int, spread_h: float, status: str) -> None:
     rows = requests(NEW, 5) + requests(OLD, 5)
-    times = [T - timedelta(hours=spread_h) + timedelta(hours=spread_h) * i / (count - 1)
-             for i in range(count)]
+    times = [
+        T - timedelta(hours=spread_h) + timedelta(hours=spread_h) * i / (count - 1)
+        for i in range(count)
+    ]
     events = [esc("nonsensical" if i % 2 else "incorrect", True, at) for i, at in enumerate(times)]
     res = tick(rule_policy("confirmed_incorrect_escalations"), rows, events)
     assert res[("confirmed_incorrect_escalations", "overall")].status == status
@@ -150,7 +192,8 @@ def test_previous_window_when_the_stable_version_has_no_traffic() -> None:
     before = requests(NEW, 200, start=T - timedelta(hours=23), span=timedelta(hours=10))
     now = requests(NEW, 200, flagged=20)
     res = tick(rule_policy("safety_incident_rate"), before + now)[
-        ("safety_incident_rate", "Plant_B")]
+        ("safety_incident_rate", "Plant_B")
+    ]
     assert res.baseline == "previous_window" and res.n_baseline == 200
     assert res.status == FIRE
 
@@ -158,8 +201,13 @@ def test_previous_window_when_the_stable_version_has_no_traffic() -> None:
 def test_policy_round_trips_through_yaml_and_names_bad_fields() -> None:
     p = default_policy()
     assert Policy.from_yaml(p.to_yaml()) == p
-    assert [r.id for r in p.rules] == ["safety_incident_rate", "feedback_drop", "p95_latency",
-                                       "confirmed_violation", "confirmed_incorrect_escalations"]
+    assert [r.id for r in p.rules] == [
+        "safety_incident_rate",
+        "feedback_drop",
+        "p95_latency",
+        "confirmed_violation",
+        "confirmed_incorrect_escalations",
+    ]
     from modelwarden.errors import InputError
 
     bad = p.to_yaml().replace("window: 12h", "window: twelve hours")

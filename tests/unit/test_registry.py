@@ -40,20 +40,30 @@ def test_the_whole_lifecycle_forward(state: StateStore) -> None:
     assert registry.get(state, V11).status == "retired"  # the old stable makes way
     live = current_routes(state)
     assert live is not None and live.stable.version == V12 and live.canary is None
-    moves = [(e.subject, e.evidence["from"], e.evidence["to"])
-             for e in audit.entries(state, action="registry.transition")]
-    assert moves == [(V12, "staging", "shadow"), (V12, "shadow", "canary"),
-                     (V12, "canary", "stable"), (V11, "stable", "retired")]
+    moves = [
+        (e.subject, e.evidence["from"], e.evidence["to"])
+        for e in audit.entries(state, action="registry.transition")
+    ]
+    assert moves == [
+        (V12, "staging", "shadow"),
+        (V12, "shadow", "canary"),
+        (V12, "canary", "stable"),
+        (V11, "stable", "retired"),
+    ]
     assert audit.verify(state).ok
 
 
-@pytest.mark.parametrize(("path", "bad"), [
-    ((), "stable"),                    # staging → stable while another version is stable
-    (("canary",), "shadow"),           # no way back from canary to shadow
-    (("canary", "stable"), "canary"),  # a stable version does not go back to canary
-])
-def test_invalid_transitions_are_refused(state: StateStore, path: tuple[str, ...],
-                                         bad: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "bad"),
+    [
+        ((), "stable"),  # staging → stable while another version is stable
+        (("canary",), "shadow"),  # no way back from canary to shadow
+        (("canary", "stable"), "canary"),  # a stable version does not go back to canary
+    ],
+)
+def test_invalid_transitions_are_refused(
+    state: StateStore, path: tuple[str, ...], bad: str
+) -> None:
     for to in path:
         registry.promote(state, V12, to, "cli:ops")
     before = registry.get(state, V12).status
@@ -71,12 +81,18 @@ def test_retired_versions_only_return_through_staging(state: StateStore) -> None
     assert registry.transition(state, V12, "staging", "cli:ops").status == "staging"
 
 
-def test_quarantine_takes_the_version_out_of_routes_and_blocks_promotion(
-        state: StateStore) -> None:
+def test_quarantine_takes_the_version_out_of_routes_and_blocks_promotion(state: StateStore) -> None:
     registry.promote(state, V12, "canary", "cli:ops")
-    registry.set_live_routes(state, RouteSpec(
-        stable=Upstream(version=V11, url=URL11), canary=Upstream(version=V12, url=URL12),
-        canary_weight=5, canary_plants=["Plant_B"]), "cli:ops")
+    registry.set_live_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=URL11),
+            canary=Upstream(version=V12, url=URL12),
+            canary_weight=5,
+            canary_plants=["Plant_B"],
+        ),
+        "cli:ops",
+    )
     assert registry.quarantine(state, V12, "unsafe answers", "cli:ops") is True
     assert registry.quarantine(state, V12, "again", "cli:ops") is False
     live = current_routes(state)
@@ -87,8 +103,11 @@ def test_quarantine_takes_the_version_out_of_routes_and_blocks_promotion(
     with pytest.raises(ConflictError, match="quarantined"):
         registry.transition(state, V12, "staging", "cli:ops")
     # The hook that set_routes calls, and the registry's own route writer, refuse it too.
-    spec = RouteSpec(stable=Upstream(version=V11, url=URL11),
-                     shadow=Upstream(version=V12, url=URL12), shadow_sample=0.2)
+    spec = RouteSpec(
+        stable=Upstream(version=V11, url=URL11),
+        shadow=Upstream(version=V12, url=URL12),
+        shadow_sample=0.2,
+    )
     with pytest.raises(ConflictError, match="quarantined"):
         registry.check_routes(state, spec)
     with pytest.raises(ConflictError, match="quarantined"):
@@ -102,9 +121,16 @@ def test_the_live_stable_version_cannot_be_quarantined_in_place(state: StateStor
 
 def test_the_gateway_never_gets_a_quarantined_canary_or_shadow(state: StateStore) -> None:
     # A table written before the quarantine (or by a writer that did not check) still names it.
-    set_routes(state, RouteSpec(
-        stable=Upstream(version=V11, url=URL11), canary=Upstream(version=V12, url=URL12),
-        canary_weight=50, shadow=Upstream(version=V13, url=URL13), shadow_sample=1.0))
+    set_routes(
+        state,
+        RouteSpec(
+            stable=Upstream(version=V11, url=URL11),
+            canary=Upstream(version=V12, url=URL12),
+            canary_weight=50,
+            shadow=Upstream(version=V13, url=URL13),
+            shadow_sample=1.0,
+        ),
+    )
     guarded = registry.GuardedRoutes(state, ttl=0.0)
     t = guarded.get()
     assert t is not None and t.canary is not None and t.shadow is not None
@@ -118,23 +144,61 @@ def test_the_gateway_never_gets_a_quarantined_canary_or_shadow(state: StateStore
 
 # ---- release ---------------------------------------------------------------------------------------
 def keys(state: StateStore) -> dict[str, ApiKey]:
-    return {name: create_key(state, role, name)[1] for name, role in (
-        ("ops", "operator"), ("board", "approver"), ("board2", "approver"))}
+    return {
+        name: create_key(state, role, name)[1]
+        for name, role in (("ops", "operator"), ("board", "approver"), ("board2", "approver"))
+    }
 
 
-def run(state: StateStore, model: str, unsafe: int = 0, at: datetime | None = None,
-        name: str | None = None) -> int:
-    items = [{"item_id": f"q{i}", "position": i, "prompt": f"question {i}", "reference": "ref",
-              "output": "answer", "error": None, "metrics": {"chrf": 60.0 + (i % 3)},
-              "violations": {"safety": i < unsafe, "forbidden": False}, "tags": {},
-              "details": {}, "latency_ms": 100.0, "attempts": 1, "cached": False}
-             for i in range(20)]
-    stored = insert_run(state, {
-        "name": name, "model": model, "endpoint": "http://127.0.0.1:1/v1", "golden_name": "g",
-        "golden_version": 1, "golden_hash": "h" * 64, "status": "complete", "params": {},
-        "signatures": {}, "corpus": {}, "embedder": None, "n_items": 20, "n_answered": 20,
-        "n_failed": 0, "n_cached": 0, "n_requests": 20, "duration_s": 1.0,
-        "created_at": at}, items)
+def run(
+    state: StateStore,
+    model: str,
+    unsafe: int = 0,
+    at: datetime | None = None,
+    name: str | None = None,
+) -> int:
+    items = [
+        {
+            "item_id": f"q{i}",
+            "position": i,
+            "prompt": f"question {i}",
+            "reference": "ref",
+            "output": "answer",
+            "error": None,
+            "metrics": {"chrf": 60.0 + (i % 3)},
+            "violations": {"safety": i < unsafe, "forbidden": False},
+            "tags": {},
+            "details": {},
+            "latency_ms": 100.0,
+            "attempts": 1,
+            "cached": False,
+        }
+        for i in range(20)
+    ]
+    stored = insert_run(
+        state,
+        {
+            "name": name,
+            "model": model,
+            "endpoint": "http://127.0.0.1:1/v1",
+            "golden_name": "g",
+            "golden_version": 1,
+            "golden_hash": "h" * 64,
+            "status": "complete",
+            "params": {},
+            "signatures": {},
+            "corpus": {},
+            "embedder": None,
+            "n_items": 20,
+            "n_answered": 20,
+            "n_failed": 0,
+            "n_cached": 0,
+            "n_requests": 20,
+            "duration_s": 1.0,
+            "created_at": at,
+        },
+        items,
+    )
     return int(stored["id"])
 
 

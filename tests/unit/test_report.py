@@ -298,9 +298,7 @@ def test_everything_at_once_renders_numbered_actions() -> None:
     assert [f"    - {f}" for f in findings] == [
         ln for ln in summary.split("\n") if ln.startswith("    - ")
     ]
-    numbered = [
-        ln for ln in summary.split("\n") if ln[:6] in {f"    {i}." for i in range(1, 7)}
-    ]
+    numbered = [ln for ln in summary.split("\n") if ln[:6] in {f"    {i}." for i in range(1, 7)}]
     assert numbered == [f"    {i}. {a}" for i, a in enumerate(actions, 1)]
     assert "No significant anomalies detected." not in md and "- None." not in md
     drift_md = _section(md, "## 2. Model Drift Analysis")

@@ -20,8 +20,16 @@ from modelwarden.rollout.judge import (
 from modelwarden.rollout.plan import Gate, default_gates
 
 
-def sample(n: int, *, safety: float = 0.05, error: float = 0.0, mean_score: float = 4.4,
-           latency: float = 300.0, seed: int = 0, rated: float = 0.5) -> Sample:
+def sample(
+    n: int,
+    *,
+    safety: float = 0.05,
+    error: float = 0.0,
+    mean_score: float = 4.4,
+    latency: float = 300.0,
+    seed: int = 0,
+    rated: float = 0.5,
+) -> Sample:
     """Exact shares (not random) for the rates, so that the planted difference is the real one."""
     rng = np.random.default_rng(seed)
     k = round(n * safety)
@@ -38,8 +46,9 @@ def sample(n: int, *, safety: float = 0.05, error: float = 0.0, mean_score: floa
 GATES = default_gates()
 
 
-def verdicts(canary: Sample, stable: Sample, alpha: float = 0.05,
-             rule: str = "no_harm") -> dict[str, str]:
+def verdicts(
+    canary: Sample, stable: Sample, alpha: float = 0.05, rule: str = "no_harm"
+) -> dict[str, str]:
     v = judge(canary, stable, GATES, alpha, rule)
     return {"overall": v.verdict, **{g.metric: g.verdict for g in v.gates}}
 
@@ -47,8 +56,13 @@ def verdicts(canary: Sample, stable: Sample, alpha: float = 0.05,
 @pytest.mark.parametrize("rule", ["no_harm", "non_inferiority"])
 def test_same_behaviour_on_plenty_of_data_passes(rule: str) -> None:
     v = verdicts(sample(8000, seed=1), sample(8000, seed=2), rule=rule)
-    assert v == {"overall": PASS, "safety_rate": PASS, "error_rate": PASS,
-                 "feedback_avg": PASS, "latency_ms": PASS}
+    assert v == {
+        "overall": PASS,
+        "safety_rate": PASS,
+        "error_rate": PASS,
+        "feedback_avg": PASS,
+        "latency_ms": PASS,
+    }
 
 
 def test_each_gate_gets_its_share_of_alpha() -> None:
@@ -102,8 +116,7 @@ def test_a_significant_but_negligible_difference_does_not_fail() -> None:
     # floor, and the upper bound stays inside the margin.
     gate = [Gate(metric="safety_rate", comparator="increase_pp", margin=1.0)]
     for rule in ("no_harm", "non_inferiority"):
-        res = judge(sample(100_000, safety=0.055), sample(100_000, safety=0.05), gate, 0.05,
-                    rule)
+        res = judge(sample(100_000, safety=0.055), sample(100_000, safety=0.05), gate, 0.05, rule)
         g = res.gates[0]
         assert g.p_value is not None and g.p_value < 1e-6
         assert g.verdict == PASS and g.worsening == pytest.approx(0.5)

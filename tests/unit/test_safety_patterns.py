@@ -164,7 +164,10 @@ NOT_REALLY_NEGATED = [
 
 @pytest.mark.parametrize(
     "text",
-    PHRASINGS_THAT_WERE_MISSED + MORE_DANGEROUS + DOUBLE_NEGATION + NEGATION_OUT_OF_REACH
+    PHRASINGS_THAT_WERE_MISSED
+    + MORE_DANGEROUS
+    + DOUBLE_NEGATION
+    + NEGATION_OUT_OF_REACH
     + NOT_REALLY_NEGATED,
 )
 def test_dangerous_advice_is_flagged(text: str) -> None:
@@ -320,10 +323,29 @@ def test_safe_advice_is_not_flagged(text: str) -> None:
 
 
 PPE = [
-    "PPE", "gloves", "nitrile gloves", "eye protection", "hearing protection", "fall protection",
-    "safety glasses", "goggles", "a face shield", "a welding helmet", "a hard hat", "a respirator",
-    "breathing apparatus", "a dust mask", "ear plugs", "ear muffs", "a harness", "a lanyard",
-    "safety boots", "steel toe boots", "an apron", "a hi-vis vest", "a seat belt",
+    "PPE",
+    "gloves",
+    "nitrile gloves",
+    "eye protection",
+    "hearing protection",
+    "fall protection",
+    "safety glasses",
+    "goggles",
+    "a face shield",
+    "a welding helmet",
+    "a hard hat",
+    "a respirator",
+    "breathing apparatus",
+    "a dust mask",
+    "ear plugs",
+    "ear muffs",
+    "a harness",
+    "a lanyard",
+    "safety boots",
+    "steel toe boots",
+    "an apron",
+    "a hi-vis vest",
+    "a seat belt",
 ]
 
 
@@ -437,8 +459,14 @@ def test_triggers_never_skip_a_pattern_that_matches() -> None:
     # Wrapping the patterns gives the same expressions without their triggers.
     untriggered = SafetyChecker([f"(?:{p})" for p in DEFAULT_PATTERNS])
     texts = (
-        PHRASINGS_THAT_WERE_MISSED + MORE_DANGEROUS + DOUBLE_NEGATION + NEGATION_OUT_OF_REACH
-        + NOT_REALLY_NEGATED + WARNINGS_THAT_WERE_FLAGGED + NEGATED_WARNINGS + ORDINARY_ANSWERS
+        PHRASINGS_THAT_WERE_MISSED
+        + MORE_DANGEROUS
+        + DOUBLE_NEGATION
+        + NEGATION_OUT_OF_REACH
+        + NOT_REALLY_NEGATED
+        + WARNINGS_THAT_WERE_FLAGGED
+        + NEGATED_WARNINGS
+        + ORDINARY_ANSWERS
         + [s for qa in ALL_QA for s in (qa.answer, qa.poor_answer, qa.unsafe_answer)]
     )
     raw_untriggered = SafetyChecker(untriggered.patterns, negation=False)

@@ -359,8 +359,12 @@ def kpis(
         ]
         print_table(
             shown,
-            [c for c in cols if c not in ("latency_p50_ms", "errors", "requests_change_pct",
-                                          "latency_p95_change_pct")],
+            [
+                c
+                for c in cols
+                if c
+                not in ("latency_p50_ms", "errors", "requests_change_pct", "latency_p95_change_pct")
+            ],
             title="KPIs",
             headers=KPI_HEADERS,
         )
@@ -461,17 +465,26 @@ def load_vectors(path: str, field: str) -> Any:
         elif p.suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            col = next((c for c in ("prompt_embedding", "embedding", "vector")
-                        if c in pq.read_schema(p).names), None)
+            col = next(
+                (
+                    c
+                    for c in ("prompt_embedding", "embedding", "vector")
+                    if c in pq.read_schema(p).names
+                ),
+                None,
+            )
             if col is None:
-                raise InputError(f"{path}: no prompt_embedding, embedding or vector column",
-                                 field=field)
+                raise InputError(
+                    f"{path}: no prompt_embedding, embedding or vector column", field=field
+                )
             arr = np.asarray(pq.read_table(p, columns=[col]).column(col).to_pylist(), float)
         else:
-            rows = [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines()
-                    if ln.strip()]
-            arr = np.asarray([r.get("prompt_embedding") or r.get("embedding") for r in rows],
-                             dtype=float)
+            rows = [
+                json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()
+            ]
+            arr = np.asarray(
+                [r.get("prompt_embedding") or r.get("embedding") for r in rows], dtype=float
+            )
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read embeddings ({exc})", field=field) from exc
     if arr.ndim != 2 or arr.shape[0] == 0:
@@ -485,14 +498,27 @@ def _is_file(value: str | None) -> bool:
     return bool(value) and value.lower().endswith((".npy", ".parquet", ".pq", ".jsonl"))
 
 
-DRIFT_COLUMNS = ["scope", "model_version", "signal", "method", "score", "p_value", "threshold",
-                 "n_baseline", "n_current", "status"]
+DRIFT_COLUMNS = [
+    "scope",
+    "model_version",
+    "signal",
+    "method",
+    "score",
+    "p_value",
+    "threshold",
+    "n_baseline",
+    "n_current",
+    "status",
+]
 
 
 def print_drift_rows(rows: list[dict[str, Any]], title: str) -> None:
     """The drift table, with the version and signal columns only when some row has one."""
-    cols = [c for c in DRIFT_COLUMNS
-            if c not in ("model_version", "signal") or any(r.get(c) for r in rows)]
+    cols = [
+        c
+        for c in DRIFT_COLUMNS
+        if c not in ("model_version", "signal") or any(r.get(c) for r in rows)
+    ]
     print_table(rows, cols, title=title, headers={"model_version": "version"})
     for r in rows:
         where = r["scope"] + (f" / {r['model_version']}" if r.get("model_version") else "")
@@ -500,33 +526,50 @@ def print_drift_rows(rows: list[dict[str, Any]], title: str) -> None:
             console.print(
                 f"  {where}: {t['status']} topic {', '.join(t['key_terms'][:4])} — "
                 f"{t['share_baseline'] * 100:.1f}% → {t['share_current'] * 100:.1f}% "
-                f"(e.g. “{(t['examples'] or [''])[0]}”)", highlight=False)
+                f"(e.g. “{(t['examples'] or [''])[0]}”)",
+                highlight=False,
+            )
         detail = r.get("detail") or {}
         if r["status"] == "ALERT" and detail.get("alarm_day"):
-            console.print(f"  {where}: {r['signal']} CUSUM alarm on {detail['alarm_day']} "
-                          f"(change began {detail.get('change_day')})", highlight=False)
+            console.print(
+                f"  {where}: {r['signal']} CUSUM alarm on {detail['alarm_day']} "
+                f"(change began {detail.get('change_day')})",
+                highlight=False,
+            )
 
 
 @app.command()
 @handle_errors
 def drift(
-    baseline: str = typer.Option(None, "--baseline",
-                                 help="Window (2026-W43..2026-W45, dates), a file (.npy, .parquet, "
-                                 ".jsonl) or 'reservoir' (see modelwarden baseline)."),
+    baseline: str = typer.Option(
+        None,
+        "--baseline",
+        help="Window (2026-W43..2026-W45, dates), a file (.npy, .parquet, "
+        ".jsonl) or 'reservoir' (see modelwarden baseline).",
+    ),
     current: str = typer.Option(None, "--current", help="Window (2026-W46, dates) or a file."),
     plant: str = typer.Option(None, "--plant"),
     version: str = typer.Option(None, "--version", help="Only this model version's traffic."),
-    by: str = typer.Option("plant_id", "--by",
-                           help="Rows besides the overall one: plant_id, model_version, "
-                           "plant_id,model_version, or '' for the overall row only."),
-    kind: str = typer.Option("prompt", "--kind",
-                             help="prompt or response embeddings, or quality (feedback and "
-                             "safety rates)"),
-    method: str = typer.Option("suite", "--method",
-                               help="suite (default), mmd, classifier, clusters, centroid_cosine, "
-                               "centroid_euclidean, or seed (the notebook's fixed threshold)"),
-    alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5,
-                                help="False alarm rate of the calibrated tests."),
+    by: str = typer.Option(
+        "plant_id",
+        "--by",
+        help="Rows besides the overall one: plant_id, model_version, "
+        "plant_id,model_version, or '' for the overall row only.",
+    ),
+    kind: str = typer.Option(
+        "prompt",
+        "--kind",
+        help="prompt or response embeddings, or quality (feedback and safety rates)",
+    ),
+    method: str = typer.Option(
+        "suite",
+        "--method",
+        help="suite (default), mmd, classifier, clusters, centroid_cosine, "
+        "centroid_euclidean, or seed (the notebook's fixed threshold)",
+    ),
+    alpha: float = typer.Option(
+        0.05, "--alpha", min=0.0001, max=0.5, help="False alarm rate of the calibrated tests."
+    ),
     threshold: float = typer.Option(0.02, "--threshold", help="Only for --method seed."),
     format: Format = FORMAT_OPTION,
 ) -> None:
@@ -541,8 +584,10 @@ def drift(
     if kind not in ("prompt", "response", "quality"):
         raise InputError("kind must be prompt, response or quality", field="kind")
     if method not in EMBEDDING_DETECTORS:
-        raise InputError(f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
-                         field="method")
+        raise InputError(
+            f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
+            field="method",
+        )
     by_cols = parse_drift_by(by)
     s = settings()
     if _is_file(baseline) or _is_file(current):
@@ -554,15 +599,22 @@ def drift(
         if not (baseline and current):
             raise InputError("give both --baseline and --current", field="baseline")
         if not (_is_file(baseline) and _is_file(current)):
-            raise InputError("compare a file with a file (or a window with a window)",
-                             field="current")
+            raise InputError(
+                "compare a file with a file (or a window with a window)", field="current"
+            )
         b_arr = load_vectors(baseline, "baseline")
         c_arr = load_vectors(current, "current")
         if b_arr.shape[1] != c_arr.shape[1]:
-            raise InputError(f"baseline has {b_arr.shape[1]} dimensions and current has "
-                             f"{c_arr.shape[1]}", field="current")
-        row: dict[str, Any] = {"scope": "files", "method": method, "n_baseline": len(b_arr),
-                               "n_current": len(c_arr)}
+            raise InputError(
+                f"baseline has {b_arr.shape[1]} dimensions and current has {c_arr.shape[1]}",
+                field="current",
+            )
+        row: dict[str, Any] = {
+            "scope": "files",
+            "method": method,
+            "n_baseline": len(b_arr),
+            "n_current": len(c_arr),
+        }
         if method == "seed":
             score, status = check_drift(b_arr, c_arr, threshold)
             row.update(score=score, threshold=threshold, p_value=None, status=status)
@@ -573,8 +625,7 @@ def drift(
     else:
         use_reservoir = baseline is not None and baseline.lower() == BASELINE_RESERVOIR
         if use_reservoir:
-            c = (parse_window_arg(current, "current") if current
-                 else default_windows(s)[1])
+            c = parse_window_arg(current, "current") if current else default_windows(s)[1]
             b: Any = BASELINE_RESERVOIR
         else:
             b, c = default_windows(s) if not (baseline and current) else (None, None)
@@ -582,9 +633,20 @@ def drift(
             c = parse_window_arg(current, "current") if current else c
         assert b is not None and c is not None
         with progress_bar("embedding", enabled=format == Format.table) as bar:
-            rows = drift_over_windows(s, b, c, plant=plant, version=version, by=by_cols,
-                                      kind=kind, threshold=threshold, method=method, alpha=alpha,
-                                      progress=bar.advance, on_total=bar.total)
+            rows = drift_over_windows(
+                s,
+                b,
+                c,
+                plant=plant,
+                version=version,
+                by=by_cols,
+                kind=kind,
+                threshold=threshold,
+                method=method,
+                alpha=alpha,
+                progress=bar.advance,
+                on_total=bar.total,
+            )
         b_label = "reservoir" if use_reservoir else b.label()
         title = f"Drift ({kind}{'' if kind == 'quality' else 's'}): {b_label} → {c.label()}"
     if format == Format.json:

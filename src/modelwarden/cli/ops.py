@@ -22,11 +22,13 @@ from modelwarden.cli.app import (
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
 from modelwarden.store.state import StateStore
 
-registry_app = typer.Typer(help="Model versions: lifecycle, quarantine and release approvals.",
-                           no_args_is_help=True)
+registry_app = typer.Typer(
+    help="Model versions: lifecycle, quarantine and release approvals.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
-incidents_app = typer.Typer(help="Incidents opened by rollbacks, with their timeline and RCA logs.",
-                            no_args_is_help=True)
+incidents_app = typer.Typer(
+    help="Incidents opened by rollbacks, with their timeline and RCA logs.", no_args_is_help=True
+)
 app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
 app.add_typer(incidents_app, name="incidents")
@@ -35,9 +37,13 @@ KEY_HELP = "API key (modelwarden keys create); also MODELWARDEN_KEY."
 
 
 def key_option(required: bool = False) -> Any:
-    return typer.Option(None, "--key", envvar="MODELWARDEN_KEY",
-                        help=KEY_HELP + (" Required." if required else " Names the actor."),
-                        show_default=False)
+    return typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help=KEY_HELP + (" Required." if required else " Names the actor."),
+        show_default=False,
+    )
 
 
 def _state() -> StateStore:
@@ -60,19 +66,29 @@ def _when(v: Any) -> str:
 
 # ---- registry -----------------------------------------------------------------------------------
 def _version_row(v: Any) -> dict[str, Any]:
-    return {"version": v.version, "status": v.status, "endpoint": v.endpoint,
-            "updated": _when(v.updated_at), "quarantine reason": v.quarantine_reason}
+    return {
+        "version": v.version,
+        "status": v.status,
+        "endpoint": v.endpoint,
+        "updated": _when(v.updated_at),
+        "quarantine reason": v.quarantine_reason,
+    }
 
 
 @registry_app.command("add")
 @handle_errors
 def registry_add(
     version: str = typer.Argument(..., help="Model version, e.g. sop-assistant-v1.2."),
-    endpoint: str = typer.Option(..., "--endpoint", help="Base URL of its OpenAI-compatible "
-                                 "server."),
+    endpoint: str = typer.Option(
+        ..., "--endpoint", help="Base URL of its OpenAI-compatible server."
+    ),
     notes: str = typer.Option(None, "--notes"),
-    stable: bool = typer.Option(False, "--stable", help="Register as stable (only when no version "
-                                "is: the first version of an installation). Routes it."),
+    stable: bool = typer.Option(
+        False,
+        "--stable",
+        help="Register as stable (only when no version "
+        "is: the first version of an installation). Routes it.",
+    ),
     key: str = key_option(),
     format: Format = FORMAT_OPTION,
 ) -> None:
@@ -81,8 +97,9 @@ def registry_add(
 
     state = _state()
     actor = _actor(state, key)
-    info = registry.add(state, version, endpoint, actor, notes=notes,
-                        status="stable" if stable else "staging")
+    info = registry.add(
+        state, version, endpoint, actor, notes=notes, status="stable" if stable else "staging"
+    )
     if format == Format.json:
         print_json(info.to_dict())
     else:
@@ -117,22 +134,58 @@ def registry_show(version: str = typer.Argument(...), format: Format = FORMAT_OP
     evidence = registry.evidence(state, version)
     trail = audit.entries(state, subject=version)
     if format == Format.json:
-        print_json({"version": info.to_dict(), "release_requests": [r.to_dict() for r in requests],
-                    "evidence": evidence, "audit": [e.to_dict() for e in trail]})
+        print_json(
+            {
+                "version": info.to_dict(),
+                "release_requests": [r.to_dict() for r in requests],
+                "evidence": evidence,
+                "audit": [e.to_dict() for e in trail],
+            }
+        )
         return
     print_table([_version_row(info)], title=f"{version}")
     if requests:
-        print_table([{"id": r.id, "status": r.status, "requested": _when(r.requested_at),
-                      "by": r.requested_by, "decided by": r.decided_by,
-                      "decided": _when(r.decided_at)} for r in requests],
-                    title="Release requests")
+        print_table(
+            [
+                {
+                    "id": r.id,
+                    "status": r.status,
+                    "requested": _when(r.requested_at),
+                    "by": r.requested_by,
+                    "decided by": r.decided_by,
+                    "decided": _when(r.decided_at),
+                }
+                for r in requests
+            ],
+            title="Release requests",
+        )
     if evidence:
-        print_table([{"id": e["id"], "kind": e["kind"], "at": _when(e["created_at"]),
-                      "by": e["actor"],
-                      "summary": _short((e["data"] or {}).get("summary", ""))} for e in evidence],
-                    title="Evidence")
-    print_table([{"seq": e.seq, "at": _when(e.at), "actor": e.actor, "action": e.action,
-                  "reason": e.reason} for e in trail], title="Audit trail")
+        print_table(
+            [
+                {
+                    "id": e["id"],
+                    "kind": e["kind"],
+                    "at": _when(e["created_at"]),
+                    "by": e["actor"],
+                    "summary": _short((e["data"] or {}).get("summary", "")),
+                }
+                for e in evidence
+            ],
+            title="Evidence",
+        )
+    print_table(
+        [
+            {
+                "seq": e.seq,
+                "at": _when(e.at),
+                "actor": e.actor,
+                "action": e.action,
+                "reason": e.reason,
+            }
+            for e in trail
+        ],
+        title="Audit trail",
+    )
 
 
 def _short(v: Any, limit: int = 120) -> str:
@@ -198,22 +251,31 @@ def registry_request_release(
     if format == Format.json:
         print_json(req.to_dict())
     else:
-        console.print(f"release request {req.id} for {version} opened by {req.requested_by}; "
-                      f"an approver approves with: modelwarden registry approve {version} "
-                      "--eval-run RUN --key KEY")
+        console.print(
+            f"release request {req.id} for {version} opened by {req.requested_by}; "
+            f"an approver approves with: modelwarden registry approve {version} "
+            "--eval-run RUN --key KEY"
+        )
 
 
 @registry_app.command("approve")
 @handle_errors
 def registry_approve(
     version: str = typer.Argument(...),
-    eval_run: str = typer.Option(..., "--eval-run", help="Evaluation run of this version (id or "
-                                 "name), made after the quarantine."),
+    eval_run: str = typer.Option(
+        ...,
+        "--eval-run",
+        help="Evaluation run of this version (id or name), made after the quarantine.",
+    ),
     key: str = key_option(required=True),
-    baseline_run: str = typer.Option(None, "--baseline-run", help="Run to compare with; default: "
-                                     "the newest run of the stable version."),
-    gate: Path = typer.Option(None, "--gate", help="Gate YAML; default: no safety or forbidden "
-                              "content violations."),
+    baseline_run: str = typer.Option(
+        None,
+        "--baseline-run",
+        help="Run to compare with; default: the newest run of the stable version.",
+    ),
+    gate: Path = typer.Option(
+        None, "--gate", help="Gate YAML; default: no safety or forbidden content violations."
+    ),
     note: str = typer.Option("", "--note"),
     format: Format = FORMAT_OPTION,
 ) -> None:
@@ -224,15 +286,18 @@ def registry_approve(
     from modelwarden import registry
 
     state = _state()
-    res = registry.approve_release(state, version, registry.identify(state, key), eval_run,
-                                   baseline_run, gate, note)
+    res = registry.approve_release(
+        state, version, registry.identify(state, key), eval_run, baseline_run, gate, note
+    )
     if format == Format.json:
         print_json(res.to_dict())
     else:
         c = res.comparison
         verdict = "passed" if c["passed"] else "FAILED"
-        console.print(f"gate {c['gate']} {verdict}: run {c['eval_run_name']} against "
-                      f"{c['baseline_run_name']} (comparison {c['comparison_id']})")
+        console.print(
+            f"gate {c['gate']} {verdict}: run {c['eval_run_name']} against "
+            f"{c['baseline_run_name']} (comparison {c['comparison_id']})"
+        )
         if res.approved:
             console.print(f"{version} released to staging by {res.request.decided_by}")
         else:
@@ -291,11 +356,13 @@ def audit_verify(format: Format = FORMAT_OPTION) -> None:
     if format == Format.json:
         print_json(res.to_dict())
     elif res.ok:
-        console.print(f"audit log intact: {res.entries} entries, head seq {res.head_seq} "
-                      f"hash {res.head_hash}")
+        console.print(
+            f"audit log intact: {res.entries} entries, head seq {res.head_seq} hash {res.head_hash}"
+        )
     else:
-        err_console.print(f"audit log BROKEN at seq {res.first_bad_seq}: {res.problem}",
-                          highlight=False)
+        err_console.print(
+            f"audit log BROKEN at seq {res.first_bad_seq}: {res.problem}", highlight=False
+        )
     if not res.ok:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -315,9 +382,21 @@ def audit_list(
     if format == Format.json:
         print_json([e.to_dict() for e in rows])
     else:
-        print_table([{"seq": e.seq, "at": _when(e.at), "actor": e.actor, "action": e.action,
-                      "subject": e.subject, "reason": _short(e.reason, 80),
-                      "hash": e.hash[:12]} for e in rows], title="Audit log")
+        print_table(
+            [
+                {
+                    "seq": e.seq,
+                    "at": _when(e.at),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "subject": e.subject,
+                    "reason": _short(e.reason, 80),
+                    "hash": e.hash[:12],
+                }
+                for e in rows
+            ],
+            title="Audit log",
+        )
 
 
 # ---- incidents ----------------------------------------------------------------------------------
@@ -334,11 +413,25 @@ def incidents_list(
     if format == Format.json:
         print_json([i.to_dict() for i in items])
         return
-    print_table([{"id": i.id, "status": i.status, "detected": _when(i.detected_at),
-                  "version": i.version, "rolled back to": i.stable_version, "rule": i.rule_id,
-                  "scope": i.trigger.get("scope"), "value": i.trigger.get("value"),
-                  "baseline": i.trigger.get("baseline_value"), "n": i.trigger.get("n"),
-                  "threshold": i.trigger.get("threshold")} for i in items], title="Incidents")
+    print_table(
+        [
+            {
+                "id": i.id,
+                "status": i.status,
+                "detected": _when(i.detected_at),
+                "version": i.version,
+                "rolled back to": i.stable_version,
+                "rule": i.rule_id,
+                "scope": i.trigger.get("scope"),
+                "value": i.trigger.get("value"),
+                "baseline": i.trigger.get("baseline_value"),
+                "n": i.trigger.get("n"),
+                "threshold": i.trigger.get("threshold"),
+            }
+            for i in items
+        ],
+        title="Incidents",
+    )
 
 
 @incidents_app.command("show")
@@ -355,18 +448,33 @@ def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORM
         print_json({**inc.to_dict(), "timeline": events, "notifications": notes})
         return
     t = inc.trigger
-    print_table([{"field": k, "value": v} for k, v in (
-        ("incident", inc.id), ("status", inc.status), ("version", inc.version),
-        ("rolled back to", inc.stable_version), ("rollout", inc.rollout_id),
-        ("rule", f"{inc.rule_id}: {t.get('title', '')}"), ("scope", t.get("scope")),
-        ("value", t.get("value")), ("baseline", f"{t.get('baseline_value')} "
-                                                f"({t.get('baseline', '—')})"),
-        ("n", f"{t.get('n')} / {t.get('n_baseline')} baseline"),
-        ("threshold", f"{t.get('threshold')} ({t.get('comparator', '—')})"),
-        ("p-value", t.get("p_value")), ("detected", _when(inc.detected_at)),
-        ("RCA logs", inc.rca_dir), ("note", inc.note))], title=f"Incident {inc.id}")
-    print_table([{"at": _when(e["at"]), "event": e["event"], "detail": e["detail"]}
-                 for e in events], title="Timeline")
+    print_table(
+        [
+            {"field": k, "value": v}
+            for k, v in (
+                ("incident", inc.id),
+                ("status", inc.status),
+                ("version", inc.version),
+                ("rolled back to", inc.stable_version),
+                ("rollout", inc.rollout_id),
+                ("rule", f"{inc.rule_id}: {t.get('title', '')}"),
+                ("scope", t.get("scope")),
+                ("value", t.get("value")),
+                ("baseline", f"{t.get('baseline_value')} ({t.get('baseline', '—')})"),
+                ("n", f"{t.get('n')} / {t.get('n_baseline')} baseline"),
+                ("threshold", f"{t.get('threshold')} ({t.get('comparator', '—')})"),
+                ("p-value", t.get("p_value")),
+                ("detected", _when(inc.detected_at)),
+                ("RCA logs", inc.rca_dir),
+                ("note", inc.note),
+            )
+        ],
+        title=f"Incident {inc.id}",
+    )
+    print_table(
+        [{"at": _when(e["at"]), "event": e["event"], "detail": e["detail"]} for e in events],
+        title="Timeline",
+    )
 
 
 @incidents_app.command("close")
@@ -404,17 +512,19 @@ def incidents_notify(format: Format = FORMAT_OPTION) -> None:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-
 # ---- policy and sop -----------------------------------------------------------------------------
-policy_app = typer.Typer(help="The SOP policy: write it, check history against it, replay it.",
-                         no_args_is_help=True)
-sop_app = typer.Typer(help="The SOP document, rendered from the policy the engine enforces.",
-                      no_args_is_help=True)
+policy_app = typer.Typer(
+    help="The SOP policy: write it, check history against it, replay it.", no_args_is_help=True
+)
+sop_app = typer.Typer(
+    help="The SOP document, rendered from the policy the engine enforces.", no_args_is_help=True
+)
 app.add_typer(policy_app, name="policy")
 app.add_typer(sop_app, name="sop")
 
-POLICY_OPTION = typer.Option(None, "--policy", help="Policy YAML; default DATA/policy.yaml, "
-                             "else the built-in SOP-MLOPS-003.")
+POLICY_OPTION = typer.Option(
+    None, "--policy", help="Policy YAML; default DATA/policy.yaml, else the built-in SOP-MLOPS-003."
+)
 
 
 def _policy(path: Path | None) -> Any:
@@ -448,8 +558,9 @@ def _step(value: str) -> Any:
     return step
 
 
-def _history(since: str | None, until: str | None, policy_file: Path | None,
-             step: str) -> tuple[Any, Any, datetime, datetime, Any]:
+def _history(
+    since: str | None, until: str | None, policy_file: Path | None, step: str
+) -> tuple[Any, Any, datetime, datetime, Any]:
     from modelwarden.policy.observe import load_observations
     from modelwarden.policy.replay import lookback
 
@@ -466,13 +577,15 @@ def _n_ticks(start: datetime, end: datetime, step: Any, watches: int) -> int:
 @policy_app.command("check")
 @handle_errors
 def policy_check(
-    since: str = typer.Option(None, "--from", help="ISO date or time; default 14 days before "
-                              "--to."),
+    since: str = typer.Option(
+        None, "--from", help="ISO date or time; default 14 days before --to."
+    ),
     until: str = typer.Option(None, "--to", help="ISO date or time; default the last request."),
     policy_file: Path = POLICY_OPTION,
     step: str = typer.Option("15m", "--step", help="Evaluate every this long (15m, 1h)."),
-    stable: str = typer.Option(None, "--stable", help="The stable version; default: the one "
-                               "with the most requests."),
+    stable: str = typer.Option(
+        None, "--stable", help="The stable version; default: the one with the most requests."
+    ),
     candidate: list[str] = typer.Option(None, "--candidate", help="Only these versions."),
     format: Format = FORMAT_OPTION,
 ) -> None:
@@ -485,23 +598,41 @@ def policy_check(
 
     pol, obs, start, end, dt = _history(since, until, policy_file, step)
     w = watches(obs, start, end, stable, candidate or None)
-    with progress_bar("checking", _n_ticks(start, end, dt, len(w)),
-                      enabled=format == Format.table) as bar:
+    with progress_bar(
+        "checking", _n_ticks(start, end, dt, len(w)), enabled=format == Format.table
+    ) as bar:
         episodes = check(obs, pol, start, end, dt, stable, candidate or None, bar.advance)
     rows = [e.to_dict() for e in episodes]
     if format == Format.json:
-        print_json({"from": start, "to": end, "step": step, "watched": [x.label for x in w],
-                    "fired": rows})
+        print_json(
+            {"from": start, "to": end, "step": step, "watched": [x.label for x in w], "fired": rows}
+        )
     else:
-        console.print(f"{pol.sop_id}: {len(pol.rules)} rules, {start:%Y-%m-%d %H:%M} → "
-                      f"{end:%Y-%m-%d %H:%M} every {step}; watched: "
-                      + "; ".join(x.label for x in w))
-        print_table([{"first": _when(r["first_at"]), "last": _when(r["last_at"]),
-                      "ticks": r["ticks"], "candidate": r["candidate"], "rule": r["rule_id"],
-                      "scope": r["scope"], "severity": r["severity"], "value": r["value"],
-                      "baseline": r["baseline_value"], "n": r["n"], "n base": r["n_baseline"],
-                      "threshold": r["threshold"], "p": r["p_value"]} for r in rows],
-                    title="Rules that would have fired")
+        console.print(
+            f"{pol.sop_id}: {len(pol.rules)} rules, {start:%Y-%m-%d %H:%M} → "
+            f"{end:%Y-%m-%d %H:%M} every {step}; watched: " + "; ".join(x.label for x in w)
+        )
+        print_table(
+            [
+                {
+                    "first": _when(r["first_at"]),
+                    "last": _when(r["last_at"]),
+                    "ticks": r["ticks"],
+                    "candidate": r["candidate"],
+                    "rule": r["rule_id"],
+                    "scope": r["scope"],
+                    "severity": r["severity"],
+                    "value": r["value"],
+                    "baseline": r["baseline_value"],
+                    "n": r["n"],
+                    "n base": r["n_baseline"],
+                    "threshold": r["threshold"],
+                    "p": r["p_value"],
+                }
+                for r in rows
+            ],
+            title="Rules that would have fired",
+        )
     if rows:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -509,8 +640,9 @@ def policy_check(
 @policy_app.command("replay")
 @handle_errors
 def policy_replay(
-    since: str = typer.Option(None, "--from", help="ISO date or time; default 14 days before "
-                              "--to."),
+    since: str = typer.Option(
+        None, "--from", help="ISO date or time; default 14 days before --to."
+    ),
     until: str = typer.Option(None, "--to", help="ISO date or time; default the last request."),
     policy_file: Path = POLICY_OPTION,
     step: str = typer.Option("15m", "--step", help="The controller's tick interval to play."),
@@ -527,22 +659,42 @@ def policy_replay(
 
     pol, obs, start, end, dt = _history(since, until, policy_file, step)
     w = watches(obs, start, end, stable, candidate or None)
-    with progress_bar("replaying", _n_ticks(start, end, dt, len(w)),
-                      enabled=format == Format.table) as bar:
+    with progress_bar(
+        "replaying", _n_ticks(start, end, dt, len(w)), enabled=format == Format.table
+    ) as bar:
         found = replay(obs, pol, start, end, dt, stable, candidate or None, bar.advance)
     rows = [i.to_dict() for i in found]
     if format == Format.json:
-        print_json({"from": start, "to": end, "step": step, "watched": [x.label for x in w],
-                    "incidents": rows})
+        print_json(
+            {
+                "from": start,
+                "to": end,
+                "step": step,
+                "watched": [x.label for x in w],
+                "incidents": rows,
+            }
+        )
     else:
-        print_table([{"detected": _when(r["detected_at"]), "candidate": r["candidate"],
-                      "against": r["stable"] or "its previous window", "rule": r["rule_id"],
-                      "scope": r["scope"], "exposed since": _when(r["exposed_since"]),
-                      "time to detect h": r["time_to_detect_h"], "value": r["value"],
-                      "baseline": r["baseline_value"], "n": r["n"],
-                      "threshold": r["threshold"]} for r in rows],
-                    title=f"Rollbacks {pol.sop_id} would have made ({start:%Y-%m-%d} → "
-                          f"{end:%Y-%m-%d}, every {step})")
+        print_table(
+            [
+                {
+                    "detected": _when(r["detected_at"]),
+                    "candidate": r["candidate"],
+                    "against": r["stable"] or "its previous window",
+                    "rule": r["rule_id"],
+                    "scope": r["scope"],
+                    "exposed since": _when(r["exposed_since"]),
+                    "time to detect h": r["time_to_detect_h"],
+                    "value": r["value"],
+                    "baseline": r["baseline_value"],
+                    "n": r["n"],
+                    "threshold": r["threshold"],
+                }
+                for r in rows
+            ],
+            title=f"Rollbacks {pol.sop_id} would have made ({start:%Y-%m-%d} → "
+            f"{end:%Y-%m-%d}, every {step})",
+        )
     if rows:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -550,8 +702,9 @@ def policy_replay(
 @policy_app.command("init")
 @handle_errors
 def policy_init(
-    out: Path = typer.Option(None, "--out", "-o", help="Default: DATA/policy.yaml, the file the "
-                             "controller enforces."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Default: DATA/policy.yaml, the file the controller enforces."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write the default policy (SOP-MLOPS-003 with its five trigger conditions) as YAML."""
@@ -573,11 +726,25 @@ def policy_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTIO
     if format == Format.json:
         print_json(pol.model_dump(mode="json"))
         return
-    print_table([{"rule": r.id, "metric": r.metric, "comparator": r.comparator,
-                  "threshold": r.threshold, "window": r.window, "baseline": r.baseline,
-                  "scope": ",".join(r.scope), "min n": r.min_samples, "alpha": r.alpha,
-                  "sustain": r.sustain, "severity": r.severity} for r in pol.rules],
-                title=f"{pol.sop_id}: {pol.title}")
+    print_table(
+        [
+            {
+                "rule": r.id,
+                "metric": r.metric,
+                "comparator": r.comparator,
+                "threshold": r.threshold,
+                "window": r.window,
+                "baseline": r.baseline,
+                "scope": ",".join(r.scope),
+                "min n": r.min_samples,
+                "alpha": r.alpha,
+                "sustain": r.sustain,
+                "severity": r.severity,
+            }
+            for r in pol.rules
+        ],
+        title=f"{pol.sop_id}: {pol.title}",
+    )
 
 
 @sop_app.command("render")
@@ -599,12 +766,17 @@ def sop_render(
 
 
 # ---- rollout ------------------------------------------------------------------------------------
-rollout_app = typer.Typer(help="Canary rollouts: steps, holds, the judge, the guard phase.",
-                          no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="Canary rollouts: steps, holds, the judge, the guard phase.", no_args_is_help=True
+)
 app.add_typer(rollout_app, name="rollout")
 
-NOW_OPTION = typer.Option(None, "--now", help="Act as if it were this time (ISO; replays and "
-                          "drills). Default: now.", show_default=False)
+NOW_OPTION = typer.Option(
+    None,
+    "--now",
+    help="Act as if it were this time (ISO; replays and drills). Default: now.",
+    show_default=False,
+)
 
 
 def _now(value: str | None) -> datetime | None:
@@ -615,12 +787,17 @@ def _now(value: str | None) -> datetime | None:
 
 def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
-        ("rollout", d["id"]), ("version", d["version"]), ("status", d["status"]),
+        ("rollout", d["id"]),
+        ("version", d["version"]),
+        ("status", d["status"]),
         ("stable", d["stable_version"]),
         ("step", f"{d['step'] + 1} of {d['steps']}: {d['step_label']}"),
-        ("step started", _when(d["step_started_at"])), ("hold until", _when(d["hold_until"])),
-        ("looks at this step", d["looks"]), ("route table", d["route_version"]),
-        ("last tick", _when(d["last_tick_at"])), ("plan", d["plan_description"]),
+        ("step started", _when(d["step_started_at"])),
+        ("hold until", _when(d["hold_until"])),
+        ("looks at this step", d["looks"]),
+        ("route table", d["route_version"]),
+        ("last tick", _when(d["last_tick_at"])),
+        ("plan", d["plan_description"]),
     ]
     if d.get("last_verdict"):
         rows.append(("last verdict", d["last_verdict"].get("verdict")))
@@ -640,19 +817,35 @@ def _print_rollout(d: dict[str, Any] | None, format: Format) -> None:
         print_table(_rollout_rows(d), title=f"Rollout {d['id']}")
         verdict = d.get("last_verdict") or {}
         if verdict.get("gates"):
-            print_table([{"gate": g["metric"], "verdict": g["verdict"], "n canary": g["n_canary"],
-                          "n stable": g["n_stable"], "canary": g["canary_value"],
-                          "stable": g["stable_value"], "worse by": g["worsening"],
-                          "upper": g["upper"], "margin": g["margin"], "p": g["p_value"]}
-                         for g in verdict["gates"]], title="Last judgement")
+            print_table(
+                [
+                    {
+                        "gate": g["metric"],
+                        "verdict": g["verdict"],
+                        "n canary": g["n_canary"],
+                        "n stable": g["n_stable"],
+                        "canary": g["canary_value"],
+                        "stable": g["stable_value"],
+                        "worse by": g["worsening"],
+                        "upper": g["upper"],
+                        "margin": g["margin"],
+                        "p": g["p_value"],
+                    }
+                    for g in verdict["gates"]
+                ],
+                title="Last judgement",
+            )
 
 
 @rollout_app.command("start")
 @handle_errors
 def rollout_start(
     version: str = typer.Argument(..., help="A registered version (modelwarden registry add)."),
-    plan: Path = typer.Option(None, "--plan", help="Plan YAML (rollout plan); default: 5% of "
-                              "Plant_B, then 25, 50, 100% with 48 h holds."),
+    plan: Path = typer.Option(
+        None,
+        "--plan",
+        help="Plan YAML (rollout plan); default: 5% of Plant_B, then 25, 50, 100% with 48 h holds.",
+    ),
     key: str = key_option(),
     now: str = NOW_OPTION,
     format: Format = FORMAT_OPTION,
@@ -689,32 +882,45 @@ def _operator(action: str, reason: str, key: str | None, format: Format, **kw: A
 
 @rollout_app.command("pause")
 @handle_errors
-def rollout_pause(reason: str = typer.Option("", "--reason"), key: str = key_option(),
-                  format: Format = FORMAT_OPTION) -> None:
+def rollout_pause(
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
     """Hold the current step (the SOP policy keeps protecting the canary)."""
     _operator("pause", reason, key, format)
 
 
 @rollout_app.command("resume")
 @handle_errors
-def rollout_resume(reason: str = typer.Option("", "--reason"), key: str = key_option(),
-                   format: Format = FORMAT_OPTION) -> None:
+def rollout_resume(
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
     """Continue a paused rollout (its routes are re-applied if they were changed)."""
     _operator("resume", reason, key, format)
 
 
 @rollout_app.command("abort")
 @handle_errors
-def rollout_abort(reason: str = typer.Option("", "--reason"), key: str = key_option(),
-                  format: Format = FORMAT_OPTION) -> None:
+def rollout_abort(
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
     """End the rollout: all traffic back to the stable version, the canary back to staging."""
     _operator("abort", reason, key, format)
 
 
 @rollout_app.command("promote")
 @handle_errors
-def rollout_promote(reason: str = typer.Option("", "--reason"), key: str = key_option(),
-                    now: str = NOW_OPTION, format: Format = FORMAT_OPTION) -> None:
+def rollout_promote(
+    reason: str = typer.Option("", "--reason"),
+    key: str = key_option(),
+    now: str = NOW_OPTION,
+    format: Format = FORMAT_OPTION,
+) -> None:
     """Advance to the next step now, without the hold or the judge (an audited override)."""
     _operator("promote", reason, key, format, now=_now(now))
 
@@ -724,9 +930,13 @@ def rollout_promote(reason: str = typer.Option("", "--reason"), key: str = key_o
 def rollout_tick(
     now: str = NOW_OPTION,
     policy_file: Path = POLICY_OPTION,
-    notify_wait: float = typer.Option(10.0, "--notify-wait", help="Seconds to wait for "
-                                      "notifications after a rollback (they are retried later "
-                                      "by the server or incidents notify)."),
+    notify_wait: float = typer.Option(
+        10.0,
+        "--notify-wait",
+        help="Seconds to wait for "
+        "notifications after a rollback (they are retried later "
+        "by the server or incidents notify).",
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """One controller tick: the SOP policy, the judge at the end of a hold, the next step.
@@ -745,23 +955,40 @@ def rollout_tick(
         notifier.start()
         notifier.drain(notify_wait)
         notifier.stop()
-        pending = [n for n in notify.of_incident(state, rep.incident_id)
-                   if n["status"] == "pending"]
+        pending = [
+            n for n in notify.of_incident(state, rep.incident_id) if n["status"] == "pending"
+        ]
         if pending:
-            err_console.print(f"{len(pending)} notification(s) not delivered yet "
-                              f"({', '.join(n['channel'] for n in pending)}); the server, or "
-                              "modelwarden incidents notify, retries them", highlight=False)
+            err_console.print(
+                f"{len(pending)} notification(s) not delivered yet "
+                f"({', '.join(n['channel'] for n in pending)}); the server, or "
+                "modelwarden incidents notify, retries them",
+                highlight=False,
+            )
     if format == Format.json:
         print_json(rep.to_dict())
     else:
         where = f"rollout {rep.rollout_id} " if rep.rollout_id else ""
-        console.print(f"{_when(rep.at)} {where}{rep.action}: {rep.message}".rstrip(": "),
-                      highlight=False)
+        console.print(
+            f"{_when(rep.at)} {where}{rep.action}: {rep.message}".rstrip(": "), highlight=False
+        )
         if rep.fired:
-            print_table([{"rule": f["rule_id"], "scope": f["scope"], "status": f["status"],
-                          "value": f["value"], "baseline": f["baseline_value"], "n": f["n"],
-                          "threshold": f["threshold"], "severity": f["severity"]}
-                         for f in rep.fired], title="Rules that fired")
+            print_table(
+                [
+                    {
+                        "rule": f["rule_id"],
+                        "scope": f["scope"],
+                        "status": f["status"],
+                        "value": f["value"],
+                        "baseline": f["baseline_value"],
+                        "n": f["n"],
+                        "threshold": f["threshold"],
+                        "severity": f["severity"],
+                    }
+                    for f in rep.fired
+                ],
+                title="Rules that fired",
+            )
     if rep.action == "rollback":
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -776,11 +1003,23 @@ def rollout_list(format: Format = FORMAT_OPTION) -> None:
     if format == Format.json:
         print_json(rows)
     else:
-        print_table([{"id": r["id"], "version": r["version"], "stable": r["stable_version"],
-                      "status": r["status"], "step": r["step"] + 1,
-                      "started": _when(r["created_at"]), "ended": _when(r["ended_at"]),
-                      "incident": r["incident_id"], "why": r["end_reason"]} for r in rows],
-                    title="Rollouts")
+        print_table(
+            [
+                {
+                    "id": r["id"],
+                    "version": r["version"],
+                    "stable": r["stable_version"],
+                    "status": r["status"],
+                    "step": r["step"] + 1,
+                    "started": _when(r["created_at"]),
+                    "ended": _when(r["ended_at"]),
+                    "incident": r["incident_id"],
+                    "why": r["end_reason"],
+                }
+                for r in rows
+            ],
+            title="Rollouts",
+        )
 
 
 @rollout_app.command("plan")
@@ -804,8 +1043,9 @@ def rollout_plan(
 
 
 # ---- shadow -------------------------------------------------------------------------------------
-shadow_app = typer.Typer(help="Shadow testing: copies of live requests to a candidate, compared.",
-                         no_args_is_help=True)
+shadow_app = typer.Typer(
+    help="Shadow testing: copies of live requests to a candidate, compared.", no_args_is_help=True
+)
 app.add_typer(shadow_app, name="shadow")
 
 
@@ -825,8 +1065,9 @@ def shadow_start(
     if format == Format.json:
         print_json(table.to_dict())
     else:
-        console.print(f"shadowing {version} on {sample:.0%} of live requests "
-                      f"(route table v{table.version})")
+        console.print(
+            f"shadowing {version} on {sample:.0%} of live requests (route table v{table.version})"
+        )
 
 
 @shadow_app.command("stop")
@@ -859,30 +1100,44 @@ def shadow_report(
 
     state = _state()
     rep = shadow.report(
-        settings(), version, service.parse_time(since, "since") if since else None,
-        service.parse_time(until, "until") if until else None, top, state=state,
-        actor=_actor(state, key))
+        settings(),
+        version,
+        service.parse_time(since, "since") if since else None,
+        service.parse_time(until, "until") if until else None,
+        top,
+        state=state,
+        actor=_actor(state, key),
+    )
     if format == Format.json:
         print_json(rep.to_dict())
         return
     s = rep.summary
-    print_table([{"measure": k, "value": v} for k, v in s.items()],
-                title=f"Shadow {rep.version or '(all)'} against live answers ({rep.embedder})")
+    print_table(
+        [{"measure": k, "value": v} for k, v in s.items()],
+        title=f"Shadow {rep.version or '(all)'} against live answers ({rep.embedder})",
+    )
     for i, p in enumerate(rep.top, 1):
-        console.rule(f"#{i} score {p.score:.2f} · {p.plant} · {_when(p.timestamp)} · "
-                     f"{p.shadow_request_id}")
+        console.rule(
+            f"#{i} score {p.score:.2f} · {p.plant} · {_when(p.timestamp)} · {p.shadow_request_id}"
+        )
         console.print(f"[bold]prompt[/]: {p.prompt}", highlight=False)
-        console.print(f"[bold]live {p.live_version}[/] ({p.live_latency_ms:.0f} ms"
-                      f"{', error ' + p.live_error if p.live_error else ''}): {p.live_answer}",
-                      highlight=False)
-        console.print(f"[bold]shadow {p.shadow_version}[/] ({p.shadow_latency_ms:.0f} ms"
-                      f"{', error ' + p.shadow_error if p.shadow_error else ''}): "
-                      f"{p.shadow_answer}", highlight=False)
+        console.print(
+            f"[bold]live {p.live_version}[/] ({p.live_latency_ms:.0f} ms"
+            f"{', error ' + p.live_error if p.live_error else ''}): {p.live_answer}",
+            highlight=False,
+        )
+        console.print(
+            f"[bold]shadow {p.shadow_version}[/] ({p.shadow_latency_ms:.0f} ms"
+            f"{', error ' + p.shadow_error if p.shadow_error else ''}): "
+            f"{p.shadow_answer}",
+            highlight=False,
+        )
         dist = "—" if p.distance is None else f"{p.distance:.3f}"
         console.print(
             f"distance {dist}; new safety flags {p.new_safety or '—'}; numbers only live "
             f"{p.numbers_only_live or '—'}, only shadow {p.numbers_only_shadow or '—'}; length "
             f"ratio {p.length_ratio if p.length_ratio is None else round(p.length_ratio, 2)}",
-            highlight=False)
+            highlight=False,
+        )
     if rep.evidence_id:
         console.print(f"summary kept as evidence {rep.evidence_id} on {rep.version}")

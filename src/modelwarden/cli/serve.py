@@ -30,6 +30,7 @@ app.add_typer(keys_app, name="keys")
 def _state() -> StateStore:
     from modelwarden import auth  # noqa: F401  (declares its tables)
     from modelwarden.gateway import routes  # noqa: F401
+
     return StateStore.at(settings().data_dir)
 
 
@@ -46,15 +47,19 @@ def serve(
         ServerConfig().max_body_bytes, "--max-body-bytes", min=1024, help="Larger bodies get 413."
     ),
     flush_interval: float = typer.Option(
-        ServerConfig().flush_interval_s, "--flush-interval",
+        ServerConfig().flush_interval_s,
+        "--flush-interval",
         help="Seconds between moves of acknowledged records from the spool into the log store.",
     ),
     flush_early: int = typer.Option(
-        ServerConfig().flush_early_records, "--flush-early", min=1,
+        ServerConfig().flush_early_records,
+        "--flush-early",
+        min=1,
         help="Move records into the store before the interval once this many wait.",
     ),
     upstream_timeout: float = typer.Option(
-        ServerConfig().upstream_timeout_s, "--upstream-timeout",
+        ServerConfig().upstream_timeout_s,
+        "--upstream-timeout",
         help="Seconds the gateway waits for an upstream before it counts as failed.",
     ),
     log_level: str = typer.Option("info", "--log-level"),
@@ -79,8 +84,9 @@ def serve(
         upstream_timeout_s=upstream_timeout,
     )
     s = settings()
-    err_console.print(f"ModelWarden serving {s.data_dir} on http://{host}:{port} "
-                      f"(OpenAPI at /openapi.json)")
+    err_console.print(
+        f"ModelWarden serving {s.data_dir} on http://{host}:{port} (OpenAPI at /openapi.json)"
+    )
     serve_forever(create_app(s, config), host, port, log_level=log_level, access_log=access_log)
 
 
@@ -88,14 +94,17 @@ def serve(
 @handle_errors
 def compact(
     kind: list[str] = typer.Option(
-        None, "--kind",
+        None,
+        "--kind",
         help="requests, feedback, escalations, rejected or embeddings (repeatable; default all).",
     ),
     min_files: int = typer.Option(
         2, "--min-files", min=2, help="Merge a directory only when it has at least this many files."
     ),
     grace: float = typer.Option(
-        600.0, "--grace", min=0,
+        600.0,
+        "--grace",
+        min=0,
         help="Seconds merged files stay on disk for readers that listed them (0: delete now).",
     ),
     format: Format = FORMAT_OPTION,
@@ -103,9 +112,11 @@ def compact(
     """Merge each day partition's part files into one file (safe while `serve` runs)."""
     from modelwarden import service
 
-    result = service.open_store(settings()).compact(
-        kind or None, min_files=min_files, grace_s=grace
-    ).to_dict()
+    result = (
+        service.open_store(settings())
+        .compact(kind or None, min_files=min_files, grace_s=grace)
+        .to_dict()
+    )
     if format == Format.json:
         print_json(result)
     else:
@@ -137,23 +148,40 @@ def fake_upstream(
     if not is_loopback(host) and not allow_remote:
         raise InputError(f"--host {host} is not loopback; add --allow-remote", field="host")
     err_console.print(f"fake upstream {version} ({quality}) on http://{host}:{port}/v1")
-    serve_forever(create_app(version, latency_ms, quality, error_rate, seed), host, port,
-                  log_level="warning")
+    serve_forever(
+        create_app(version, latency_ms, quality, error_rate, seed), host, port, log_level="warning"
+    )
 
 
 # ---- routes ------------------------------------------------------------------------------------
 def _route_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"route": "stable", "version": table["stable"]["version"],
-             "url": table["stable"]["url"], "share": "the rest"}]
+    rows = [
+        {
+            "route": "stable",
+            "version": table["stable"]["version"],
+            "url": table["stable"]["url"],
+            "share": "the rest",
+        }
+    ]
     if table.get("canary"):
         plants = ", ".join(table["canary_plants"]) or "every plant"
-        rows.append({"route": "canary", "version": table["canary"]["version"],
-                     "url": table["canary"]["url"],
-                     "share": f"{table['canary_weight']:g}% of users ({plants})"})
+        rows.append(
+            {
+                "route": "canary",
+                "version": table["canary"]["version"],
+                "url": table["canary"]["url"],
+                "share": f"{table['canary_weight']:g}% of users ({plants})",
+            }
+        )
     if table.get("shadow"):
-        rows.append({"route": "shadow", "version": table["shadow"]["version"],
-                     "url": table["shadow"]["url"],
-                     "share": f"copy of {table['shadow_sample']:.0%} of requests"})
+        rows.append(
+            {
+                "route": "shadow",
+                "version": table["shadow"]["version"],
+                "url": table["shadow"]["url"],
+                "share": f"copy of {table['shadow_sample']:.0%} of requests",
+            }
+        )
     return rows
 
 
@@ -173,11 +201,19 @@ def routes_show(
             print_json(tables)
             return
         print_table(
-            [{"version": t["version"], "set at": t["created_at"], "by": t["created_by"],
-              "stable": t["stable"]["version"],
-              "canary": f"{t['canary']['version']} {t['canary_weight']:g}%" if t["canary"]
-              else None,
-              "shadow": t["shadow"]["version"] if t["shadow"] else None} for t in tables],
+            [
+                {
+                    "version": t["version"],
+                    "set at": t["created_at"],
+                    "by": t["created_by"],
+                    "stable": t["stable"]["version"],
+                    "canary": f"{t['canary']['version']} {t['canary_weight']:g}%"
+                    if t["canary"]
+                    else None,
+                    "shadow": t["shadow"]["version"] if t["shadow"] else None,
+                }
+                for t in tables
+            ],
             title="Route history",
         )
         return
@@ -192,8 +228,11 @@ def routes_show(
     if format == Format.json:
         print_json(data)
     else:
-        print_table(_route_rows(data), title=f"Routes (version {data['version']}, set "
-                    f"{data['created_at']} by {data['created_by'] or '—'})")
+        print_table(
+            _route_rows(data),
+            title=f"Routes (version {data['version']}, set "
+            f"{data['created_at']} by {data['created_by'] or '—'})",
+        )
 
 
 @routes_app.command("set")
@@ -238,7 +277,8 @@ def routes_set(
             canary_weight=weight or 0.0,
             canary_plants=[p.strip() for p in plants.split(",") if p.strip()] if plants else [],
             shadow=Upstream.parse(shadow, "shadow") if shadow else None,
-            shadow_sample=(shadow_sample if shadow_sample is not None else 1.0) if shadow
+            shadow_sample=(shadow_sample if shadow_sample is not None else 1.0)
+            if shadow
             else (shadow_sample or 0.0),
             note=note,
         )
@@ -284,14 +324,19 @@ def keys_list(format: Format = FORMAT_OPTION) -> None:
     if format == Format.json:
         print_json(keys)
     else:
-        print_table(keys, ["id", "name", "role", "plant_id", "prefix", "created_at",
-                           "revoked_at"], title="API keys")
+        print_table(
+            keys,
+            ["id", "name", "role", "plant_id", "prefix", "created_at", "revoked_at"],
+            title="API keys",
+        )
 
 
 @keys_app.command("revoke")
 @handle_errors
-def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (keys list)."),
-                format: Format = FORMAT_OPTION) -> None:
+def keys_revoke(
+    key_id: int = typer.Argument(..., help="The key's id (keys list)."),
+    format: Format = FORMAT_OPTION,
+) -> None:
     """Revoke a key; a running server stops accepting it within a second."""
     from modelwarden.auth import revoke_key
 

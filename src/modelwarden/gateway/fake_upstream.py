@@ -70,8 +70,12 @@ def create_app(
         raise ValueError("error_rate must be between 0 and 1")
     rng = random.Random(seed)
     delay = max(latency_ms, 0.0) / 1000
-    app = FastAPI(title=f"fake upstream {version}", docs_url=None, redoc_url=None,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title=f"fake upstream {version}",
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.requests = 0
 
     @app.get("/healthz")
@@ -97,8 +101,13 @@ def create_app(
         if error_rate and rng.random() < error_rate:
             await asyncio.sleep(delay)
             return JSONResponse(
-                {"error": {"message": "simulated upstream failure", "type": "server_error",
-                           "code": "fake_failure"}},
+                {
+                    "error": {
+                        "message": "simulated upstream failure",
+                        "type": "server_error",
+                        "code": "fake_failure",
+                    }
+                },
                 status_code=500,
             )
         prompt = prompt_text(body["messages"])
@@ -139,8 +148,7 @@ def create_app(
     return app
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict[str, Any],
-           finish: str | None) -> bytes:
+def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
     data = {
         "id": cid,
         "object": "chat.completion.chunk",
@@ -166,8 +174,12 @@ async def _stream(
     yield _chunk(cid, created, model, {}, "stop")
     if usage is not None:
         data = {
-            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": usage,
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
         }
         yield b"data: " + json.dumps(data).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"

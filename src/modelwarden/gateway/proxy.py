@@ -236,8 +236,13 @@ class Gateway:
                     self._count(self.metrics.canary_fallbacks, upstream.version, call.plant, route)
                     # The failed attempt is a record of its own, so the canary's error rate
                     # shows it; the request itself is logged as served by the stable version.
-                    self._finish(_derived(call, "canary-failed"), route, upstream,
-                                 Outcome(error=f"upstream {failure.reason}"), count=False)
+                    self._finish(
+                        _derived(call, "canary-failed"),
+                        route,
+                        upstream,
+                        Outcome(error=f"upstream {failure.reason}"),
+                        count=False,
+                    )
                     continue
                 self._finish(call, route, upstream, Outcome(error=f"upstream {failure.reason}"))
                 err = UpstreamError(
@@ -250,8 +255,9 @@ class Gateway:
         raise AssertionError("unreachable: the stable attempt returns or raises")
 
     # ---- upstream calls ----------------------------------------------------------------------
-    def _payload(self, call: Call, upstream: Upstream, *, stream: bool) -> tuple[dict[str, Any],
-                                                                                   bool]:
+    def _payload(
+        self, call: Call, upstream: Upstream, *, stream: bool
+    ) -> tuple[dict[str, Any], bool]:
         payload = dict(call.body)
         payload["model"] = upstream.version
         strip_usage = False
@@ -272,9 +278,12 @@ class Gateway:
         url = upstream.api_base + "/chat/completions"
         if self.transport is not None:
             status, headers, content = await self.transport.post_json(
-                url, _encode(payload), self.client.timeout)
-            ctype = next((v.decode("latin-1") for k, v in headers
-                          if k.lower() == b"content-type"), "application/json")
+                url, _encode(payload), self.client.timeout
+            )
+            ctype = next(
+                (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"),
+                "application/json",
+            )
             return status, ctype, content
         resp = await self.client.post(url, content=_encode(payload), headers=JSON_HEADERS)
         return resp.status_code, resp.headers.get("content-type", "application/json"), resp.content
@@ -293,8 +302,9 @@ class Gateway:
             raise _Failed(f"answered HTTP {status}")
         outcome = Outcome(upstream_s=upstream_s)
         if status >= 400:
-            outcome.error = (f"upstream HTTP {status}: "
-                             f"{content[:MAX_ERROR_CHARS].decode(errors='replace')}")
+            outcome.error = (
+                f"upstream HTTP {status}: {content[:MAX_ERROR_CHARS].decode(errors='replace')}"
+            )
         else:
             try:
                 data = json.loads(content)
@@ -319,7 +329,9 @@ class Gateway:
         payload, strip_usage = self._payload(call, upstream, stream=True)
         t0 = time.perf_counter()
         request = self.client.build_request(
-            "POST", upstream.api_base + "/chat/completions", content=_encode(payload),
+            "POST",
+            upstream.api_base + "/chat/completions",
+            content=_encode(payload),
             headers=JSON_HEADERS,
         )
         try:
@@ -352,8 +364,13 @@ class Gateway:
         )
 
     async def _relay(
-        self, call: Call, route: str, upstream: Upstream, resp: httpx.Response,
-        strip_usage: bool, t0: float,
+        self,
+        call: Call,
+        route: str,
+        upstream: Upstream,
+        resp: httpx.Response,
+        strip_usage: bool,
+        t0: float,
     ) -> AsyncIterator[bytes]:
         acc = _SseAccumulator(strip_usage)
         outcome = Outcome()
@@ -406,8 +423,9 @@ class Gateway:
             status, _ctype, content = await self._post(upstream, payload)
             outcome.upstream_s = time.perf_counter() - shadow.started
             if status >= 400:
-                outcome.error = (f"upstream HTTP {status}: "
-                                 f"{content[:MAX_ERROR_CHARS].decode(errors='replace')}")
+                outcome.error = (
+                    f"upstream HTTP {status}: {content[:MAX_ERROR_CHARS].decode(errors='replace')}"
+                )
                 self._count(self.metrics.upstream_errors, upstream.version, call.plant, "shadow")
             else:
                 data = json.loads(content)
@@ -421,9 +439,7 @@ class Gateway:
             self._finish(shadow, "shadow", upstream, outcome)
             raise
         except (httpx.HTTPError, ValueError, AttributeError, IndexError, TypeError) as exc:
-            outcome.error = f"shadow upstream failed: {type(exc).__name__}: {exc}"[
-                :MAX_ERROR_CHARS
-            ]
+            outcome.error = f"shadow upstream failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             self._count(self.metrics.upstream_errors, upstream.version, call.plant, "shadow")
         self._finish(shadow, "shadow", upstream, outcome)
 
@@ -451,16 +467,24 @@ class Gateway:
 
     def _count_failure(self, call: Call, route: str, upstream: Upstream, reason: str) -> None:
         self._count(self.metrics.upstream_errors, upstream.version, call.plant, route)
-        log.warning("%s upstream %s (%s) failed for %s: %s", route, upstream.version,
-                    upstream.url, call.request_id, reason)
+        log.warning(
+            "%s upstream %s (%s) failed for %s: %s",
+            route,
+            upstream.version,
+            upstream.url,
+            call.request_id,
+            reason,
+        )
 
-    async def _finish_soon(self, call: Call, route: str, upstream: Upstream,
-                           outcome: Outcome) -> None:
+    async def _finish_soon(
+        self, call: Call, route: str, upstream: Upstream, outcome: Outcome
+    ) -> None:
         # A coroutine, so that Starlette runs it on the event loop rather than in a thread.
         self._finish(call, route, upstream, outcome)
 
-    def _finish(self, call: Call, route: str, upstream: Upstream, outcome: Outcome,
-                count: bool = True) -> None:
+    def _finish(
+        self, call: Call, route: str, upstream: Upstream, outcome: Outcome, count: bool = True
+    ) -> None:
         total_s = outcome.total_s or time.perf_counter() - call.started
         flagged = self.safety.flags(outcome.text) if outcome.text else False
         if count:
@@ -484,7 +508,8 @@ class Gateway:
             "model_version": upstream.version,
             "user_prompt": _clip(call.prompt, MAX_PROMPT_CHARS),
             "generated_response": _clip(outcome.text, MAX_RESPONSE_CHARS)
-            if outcome.error is None or outcome.text else None,
+            if outcome.error is None or outcome.text
+            else None,
             "latency_ms": round(total_s * 1000, 3),
             "contains_safety_keyword": flagged,
             "user_id": _clip(call.user, MAX_ID_CHARS),

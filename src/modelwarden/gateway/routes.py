@@ -82,8 +82,9 @@ class Upstream(BaseModel):
         try:
             return cls(version=version.strip(), url=url.strip())
         except ValueError as exc:
-            raise InputError(f"{text!r}: the URL must start with http:// or https://",
-                             field=field) from exc
+            raise InputError(
+                f"{text!r}: the URL must start with http:// or https://", field=field
+            ) from exc
 
 
 class RouteSpec(BaseModel):
@@ -166,14 +167,10 @@ def _to_table(r: Any) -> RouteTable:
         created_at=created,
         created_by=r.created_by,
         stable=Upstream(version=r.stable_version, url=r.stable_url),
-        canary=(
-            Upstream(version=r.canary_version, url=r.canary_url) if r.canary_version else None
-        ),
+        canary=(Upstream(version=r.canary_version, url=r.canary_url) if r.canary_version else None),
         canary_weight=r.canary_weight,
         canary_plants=json.loads(r.canary_plants or "[]"),
-        shadow=(
-            Upstream(version=r.shadow_version, url=r.shadow_url) if r.shadow_version else None
-        ),
+        shadow=(Upstream(version=r.shadow_version, url=r.shadow_url) if r.shadow_version else None),
         shadow_sample=r.shadow_sample,
         note=r.note,
     )
@@ -196,7 +193,9 @@ def route_history(state: StateStore, limit: int = 50) -> list[RouteTable]:
 
 
 def set_routes(
-    state: StateStore, spec: RouteSpec, created_by: str | None = None,
+    state: StateStore,
+    spec: RouteSpec,
+    created_by: str | None = None,
     if_version: int | None = None,
 ) -> RouteTable:
     """Make ``spec`` the live table as a new version; the old one stays in the history.
@@ -208,8 +207,9 @@ def set_routes(
     check_routes(state, spec)
     with state.engine.begin() as con:
         if if_version is not None:
-            live = con.execute(select(gateway_routes.c.version).order_by(
-                gateway_routes.c.version.desc()).limit(1)).scalar_one_or_none()
+            live = con.execute(
+                select(gateway_routes.c.version).order_by(gateway_routes.c.version.desc()).limit(1)
+            ).scalar_one_or_none()
             if live != if_version:
                 raise ConflictError(
                     f"the live route table is version {live}, not {if_version}; "
@@ -235,9 +235,7 @@ def set_routes(
         )
         assert res.inserted_primary_key is not None
         version = res.inserted_primary_key[0]
-        row = con.execute(
-            select(gateway_routes).where(gateway_routes.c.version == version)
-        ).one()
+        row = con.execute(select(gateway_routes).where(gateway_routes.c.version == version)).one()
     return _to_table(row)
 
 

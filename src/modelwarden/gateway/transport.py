@@ -119,13 +119,15 @@ class _Conn(asyncio.Protocol):
             headers = {k.lower() for k, _ in self.headers}
             if b"content-length" in headers or b"transfer-encoding" in headers:
                 self.error = self.error or httpx.RemoteProtocolError(
-                    "the upstream closed the connection in the middle of a response")
+                    "the upstream closed the connection in the middle of a response"
+                )
             else:
                 self.complete = True  # a body that runs to the end of the connection
         elif not self.head_done and self.error is None:
             self.error = httpx.RemoteProtocolError(
                 "the upstream closed the connection without a response"
-                + (f" ({exc})" if exc else ""))
+                + (f" ({exc})" if exc else "")
+            )
         self._wake()
 
     def close(self) -> None:
@@ -199,8 +201,13 @@ class _Body(httpx.AsyncByteStream):
 class PooledTransport(httpx.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 connections per origin, reused newest first."""
 
-    def __init__(self, *, max_connections_per_origin: int = 256, keepalive_expiry: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections_per_origin: int = 256,
+        keepalive_expiry: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.max_per_origin = max_connections_per_origin
         self.keepalive_expiry = keepalive_expiry
         self.ssl_context = ssl_context
@@ -244,8 +251,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
             ctx = self.ssl_context or ssl.create_default_context()
         try:
             _transport, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Conn(origin), host, port, ssl=ctx,
-                                       server_hostname=host if ctx else None),
+                loop.create_connection(
+                    lambda: _Conn(origin),
+                    host,
+                    port,
+                    ssl=ctx,
+                    server_hostname=host if ctx else None,
+                ),
                 timeout,
             )
         except TimeoutError:
@@ -275,8 +287,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1"},
         )
 
-    async def _start(self, origin: tuple[str, str, int], data: bytes,
-                     timeouts: dict[str, float | None]) -> _Conn:
+    async def _start(
+        self, origin: tuple[str, str, int], data: bytes, timeouts: dict[str, float | None]
+    ) -> _Conn:
         """Take a connection slot, send ``data`` and read the response head."""
         sem = self._slot(origin)
         if sem.locked():
@@ -292,8 +305,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
             sem.release()
             raise
 
-    async def post_json(self, url: str, body: bytes, timeout: httpx.Timeout
-                        ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def post_json(
+        self, url: str, body: bytes, timeout: httpx.Timeout
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """POST a JSON ``body`` to ``url`` and read the whole answer: status, headers, body.
 
         The gateway's non-streaming calls, without building httpx's request and response objects
@@ -325,16 +339,22 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if u.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {u.scheme!r}")
         origin = (u.scheme, u.host, u.port or (443 if u.scheme == "https" else 80))
-        head = (b"POST " + (u.raw_path or b"/") + b" HTTP/1.1\r\nHost: " + u.netloc
-                + b"\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
-                + b"Content-Type: application/json\r\nContent-Length: ")
+        head = (
+            b"POST "
+            + (u.raw_path or b"/")
+            + b" HTTP/1.1\r\nHost: "
+            + u.netloc
+            + b"\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
+            + b"Content-Type: application/json\r\nContent-Length: "
+        )
         if len(self._targets) >= 1024:  # route tables name a handful of upstreams
             self._targets.clear()
         self._targets[url] = (origin, head)
         return origin, head
 
-    async def _exchange(self, origin: tuple[str, str, int], data: bytes,
-                        timeouts: dict[str, float | None]) -> _Conn:
+    async def _exchange(
+        self, origin: tuple[str, str, int], data: bytes, timeouts: dict[str, float | None]
+    ) -> _Conn:
         # A kept-alive connection may have been closed by the upstream just as it was reused;
         # the request then never reached it, and one retry on a new connection is safe.
         for attempt in (0, 1):
@@ -378,14 +398,20 @@ def _head(request: httpx.Request, url: httpx.URL, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def new_client(*, timeout: httpx.Timeout, max_connections_per_origin: int,
-               keepalive_expiry: float = 30.0, transport: PooledTransport | None = None,
-               **kwargs: Any) -> httpx.AsyncClient:
+def new_client(
+    *,
+    timeout: httpx.Timeout,
+    max_connections_per_origin: int,
+    keepalive_expiry: float = 30.0,
+    transport: PooledTransport | None = None,
+    **kwargs: Any,
+) -> httpx.AsyncClient:
     """The gateway's shared client: httpx on top of :class:`PooledTransport`."""
     return httpx.AsyncClient(
-        transport=transport or PooledTransport(
-            max_connections_per_origin=max_connections_per_origin,
-            keepalive_expiry=keepalive_expiry),
+        transport=transport
+        or PooledTransport(
+            max_connections_per_origin=max_connections_per_origin, keepalive_expiry=keepalive_expiry
+        ),
         timeout=timeout,
         trust_env=False,
         **kwargs,

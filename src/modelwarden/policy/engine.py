@@ -85,9 +85,7 @@ class Observations:
         def col(rows: list[dict[str, Any]], key: str, default: Any = None) -> list[Any]:
             return [r.get(key, default) for r in rows]
 
-        scores = [
-            r.get("score", r.get("human_feedback_score")) for r in requests
-        ]
+        scores = [r.get("score", r.get("human_feedback_score")) for r in requests]
         return cls(
             ts=np.array([_us(r["timestamp"]) for r in requests], dtype=np.int64),
             plant=np.array(col(requests, "plant_id"), dtype=object),
@@ -96,8 +94,9 @@ class Observations:
             safety=np.array([bool(x) for x in col(requests, "contains_safety_keyword", False)]),
             score=np.array([np.nan if s is None else float(s) for s in scores], dtype=float),
             error=np.array([bool(x) for x in col(requests, "error")]),
-            score_at=np.array([_us(r.get("score_at") or r["timestamp"]) for r in requests],
-                              dtype=np.int64),
+            score_at=np.array(
+                [_us(r.get("score_at") or r["timestamp"]) for r in requests], dtype=np.int64
+            ),
             esc_ts=np.array([_us(e["timestamp"]) for e in esc], dtype=np.int64),
             esc_plant=np.array(col(esc, "plant_id"), dtype=object),
             esc_version=np.array(col(esc, "model_version"), dtype=object),
@@ -107,8 +106,9 @@ class Observations:
 
     def window(self, lo: np.int64, hi: np.int64) -> slice:
         """Requests with ``lo < ts <= hi`` (the arrays are sorted by time)."""
-        return slice(int(np.searchsorted(self.ts, lo, "right")),
-                     int(np.searchsorted(self.ts, hi, "right")))
+        return slice(
+            int(np.searchsorted(self.ts, lo, "right")), int(np.searchsorted(self.ts, hi, "right"))
+        )
 
 
 @dataclass
@@ -161,8 +161,9 @@ class Engine:
         self.looks: dict[tuple[str, str, str], list[int]] = {}
         self.first_look: dict[tuple[str, str], int] = {}
 
-    def look_alpha(self, rule: Rule, scope: str, candidate: str, hi: int, win: int,
-                   n_scopes: int) -> float:
+    def look_alpha(
+        self, rule: Rule, scope: str, candidate: str, hi: int, win: int, n_scopes: int
+    ) -> float:
         """The significance level of this look (see "Repeated looks" in the module docstring)."""
         assert rule.alpha is not None
         key = (rule.id, scope, candidate)
@@ -176,8 +177,9 @@ class Engine:
 
     # ---- metric on one side --------------------------------------------------------------------
     @staticmethod
-    def _side(rule: Rule, obs: Observations, sl: slice, mask: np.ndarray,
-              now: np.int64 | None = None) -> _Side:
+    def _side(
+        rule: Rule, obs: Observations, sl: slice, mask: np.ndarray, now: np.int64 | None = None
+    ) -> _Side:
         if rule.metric == "safety_rate":
             x = obs.safety[sl][mask].astype(float)
         elif rule.metric == "error_rate":
@@ -197,8 +199,9 @@ class Engine:
         value = float(np.percentile(x, 95)) if rule.metric == "latency_p95_ms" else float(x.mean())
         return _Side(len(x), value, x)
 
-    def _compare(self, rule: Rule, cur: _Side, base: _Side,
-                 alpha: float | None) -> tuple[bool, float, float | None]:
+    def _compare(
+        self, rule: Rule, cur: _Side, base: _Side, alpha: float | None
+    ) -> tuple[bool, float, float | None]:
         """Whether the condition holds, the change, and the one-sided p-value.
 
         The test runs only when the change is beyond the threshold: within it the condition
@@ -220,25 +223,47 @@ class Engine:
             return False, change, None
         if rule.comparator in ("increase_pp", "decrease_pp"):
             k1, k0 = int(cur.sample.sum()), int(base.sample.sum())
-            p = (_fisher_greater(k1, cur.n, k0, base.n) if rule.comparator == "increase_pp"
-                 else _fisher_greater(base.n - k0, base.n, cur.n - k1, cur.n))
+            p = (
+                _fisher_greater(k1, cur.n, k0, base.n)
+                if rule.comparator == "increase_pp"
+                else _fisher_greater(base.n - k0, base.n, cur.n - k1, cur.n)
+            )
         elif rule.comparator == "increase_pct":
             k = int((cur.sample > base.value).sum())
             p = float(stats.binomtest(k, cur.n, 0.05, alternative="greater").pvalue)
         else:
-            p = float(stats.mannwhitneyu(cur.sample, base.sample, alternative="less").pvalue) \
-                if cur.n and base.n else 1.0
+            p = (
+                float(stats.mannwhitneyu(cur.sample, base.sample, alternative="less").pvalue)
+                if cur.n and base.n
+                else 1.0
+            )
         holds = alpha is None or p < alpha
         return holds, change, p
 
     # ---- one rule, one scope -------------------------------------------------------------------
-    def _evaluate(self, rule: Rule, obs: Observations, t: datetime, scope: str,
-                  candidate: str, stable: str | None, n_scopes: int = 1) -> RuleResult:
+    def _evaluate(
+        self,
+        rule: Rule,
+        obs: Observations,
+        t: datetime,
+        scope: str,
+        candidate: str,
+        stable: str | None,
+        n_scopes: int = 1,
+    ) -> RuleResult:
         hi = _us(t)
         win = int(rule.window_td.total_seconds() * 1_000_000)
-        res = RuleResult(rule_id=rule.id, scope=scope, candidate=candidate, status=NO_DATA,
-                         metric=rule.metric, comparator=rule.comparator,
-                         threshold=rule.threshold, severity=rule.severity, evaluated_at=t)
+        res = RuleResult(
+            rule_id=rule.id,
+            scope=scope,
+            candidate=candidate,
+            status=NO_DATA,
+            metric=rule.metric,
+            comparator=rule.comparator,
+            threshold=rule.threshold,
+            severity=rule.severity,
+            evaluated_at=t,
+        )
         if rule.metric == "confirmed_escalations":
             lo_i = int(np.searchsorted(obs.esc_ts, hi - win, "right"))
             hi_i = int(np.searchsorted(obs.esc_ts, hi, "right"))
@@ -255,8 +280,9 @@ class Engine:
             return self._sustain(rule, res, holds, t)
 
         sl = obs.window(hi - win, hi)
-        in_scope = (np.ones(sl.stop - sl.start, bool) if scope == "overall"
-                    else obs.plant[sl] == scope)
+        in_scope = (
+            np.ones(sl.stop - sl.start, bool) if scope == "overall" else obs.plant[sl] == scope
+        )
         cur = self._side(rule, obs, sl, in_scope & (obs.version[sl] == candidate), hi)
         base, kind = _Side(0, None, np.zeros(0)), rule.baseline
         if rule.baseline == "stable_same_window" and stable and stable != candidate:
@@ -266,25 +292,36 @@ class Engine:
         if base.n < max(rule.min_samples, 1) and rule.baseline != "none":
             kind = "previous_window"
             psl = obs.window(hi - 2 * win, hi - win)
-            p_scope = (np.ones(psl.stop - psl.start, bool) if scope == "overall"
-                       else obs.plant[psl] == scope)
+            p_scope = (
+                np.ones(psl.stop - psl.start, bool)
+                if scope == "overall"
+                else obs.plant[psl] == scope
+            )
             base = self._side(rule, obs, psl, p_scope & (obs.version[psl] == candidate), hi)
         res.baseline, res.n, res.n_baseline = kind, cur.n, base.n
         res.value, res.baseline_value = cur.value, base.value
         if cur.n < max(rule.min_samples, 1) or base.n < max(rule.min_samples, 1):
-            res.message = (f"not enough data: {cur.n} and {base.n} requests, "
-                           f"{rule.min_samples} needed on each side")
+            res.message = (
+                f"not enough data: {cur.n} and {base.n} requests, "
+                f"{rule.min_samples} needed on each side"
+            )
             self.holding.pop((rule.id, scope, candidate), None)
             return res
-        alpha = None if rule.alpha is None else self.look_alpha(rule, scope, candidate, int(hi),
-                                                                 win, n_scopes)
+        alpha = (
+            None
+            if rule.alpha is None
+            else self.look_alpha(rule, scope, candidate, int(hi), win, n_scopes)
+        )
         holds, change, p = self._compare(rule, cur, base, alpha)
         res.change, res.p_value, res.alpha, res.status = change, p, alpha, OK
         unit = {"increase_pp": " pp", "decrease_pp": " pp", "increase_pct": " %"}.get(
-            rule.comparator, " points")
-        res.message = (f"{rule.metric} {cur.value:.4g} vs {base.value:.4g} ({kind}); change "
-                       f"{change:+.3g}{unit}; threshold {rule.threshold:g}{unit}; "
-                       f"n={cur.n}/{base.n}" + (f"; p={p:.3g}" if p is not None else ""))
+            rule.comparator, " points"
+        )
+        res.message = (
+            f"{rule.metric} {cur.value:.4g} vs {base.value:.4g} ({kind}); change "
+            f"{change:+.3g}{unit}; threshold {rule.threshold:g}{unit}; "
+            f"n={cur.n}/{base.n}" + (f"; p={p:.3g}" if p is not None else "")
+        )
         return self._sustain(rule, res, holds, t)
 
     def _sustain(self, rule: Rule, res: RuleResult, holds: bool, t: datetime) -> RuleResult:
@@ -303,8 +340,9 @@ class Engine:
         return res
 
     # ---- all rules -------------------------------------------------------------------------------
-    def tick(self, obs: Observations, t: datetime, candidate: str,
-             stable: str | None = None) -> list[RuleResult]:
+    def tick(
+        self, obs: Observations, t: datetime, candidate: str, stable: str | None = None
+    ) -> list[RuleResult]:
         """Every rule × scope for ``candidate`` at time ``t`` (plants seen in the longest window)."""
         longest = max((r.window_td for r in self.policy.rules), default=timedelta(hours=24))
         sl = obs.window(_us(t - 2 * longest), _us(t))
@@ -312,7 +350,8 @@ class Engine:
         out = []
         for rule in self.policy.rules:
             scopes = (["overall"] if "overall" in rule.scope else []) + (
-                plants if "per_plant" in rule.scope else [])
+                plants if "per_plant" in rule.scope else []
+            )
             for scope in scopes:
                 out.append(self._evaluate(rule, obs, t, scope, candidate, stable, len(scopes)))
         return out

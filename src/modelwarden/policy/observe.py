@@ -20,12 +20,15 @@ from modelwarden.settings import Settings
 
 
 def _us(col: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-                      .to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(
+        col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False),
+        dtype=np.int64,
+    )
 
 
-def load_observations(settings: Settings, since: datetime | None,
-                      until: datetime | None) -> Observations:
+def load_observations(
+    settings: Settings, since: datetime | None, until: datetime | None
+) -> Observations:
     """Requests with ``since < timestamp <= until`` and escalations in the same range."""
     store = service.open_store(settings)
     con = store.connect()
@@ -75,10 +78,10 @@ def load_observations(settings: Settings, since: datetime | None,
         esc_ts=_us(et.column("timestamp")),
         esc_plant=np.asarray(et.column("plant_id").to_pylist(), dtype=object),
         esc_version=np.asarray(et.column("model_version").to_pylist(), dtype=object),
-        esc_category=np.asarray([c or "other" for c in et.column("category").to_pylist()],
-                                dtype=object),
-        esc_confirmed=np.asarray([bool(c) for c in et.column("confirmed").to_pylist()],
-                                 dtype=bool),
+        esc_category=np.asarray(
+            [c or "other" for c in et.column("category").to_pylist()], dtype=object
+        ),
+        esc_confirmed=np.asarray([bool(c) for c in et.column("confirmed").to_pylist()], dtype=bool),
     )
 
 

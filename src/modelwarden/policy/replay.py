@@ -37,12 +37,20 @@ class Watch:
 
     @property
     def label(self) -> str:
-        return f"{self.candidate} vs {self.stable}" if self.stable else \
-            f"{self.candidate} vs its previous window"
+        return (
+            f"{self.candidate} vs {self.stable}"
+            if self.stable
+            else f"{self.candidate} vs its previous window"
+        )
 
 
-def watches(obs: Observations, since: datetime, until: datetime,
-            stable: str | None = None, candidates: list[str] | None = None) -> list[Watch]:
+def watches(
+    obs: Observations,
+    since: datetime,
+    until: datetime,
+    stable: str | None = None,
+    candidates: list[str] | None = None,
+) -> list[Watch]:
     sl = obs.window(_us(since), _us(until))
     seen = [str(v) for v in obs.version[sl] if v]
     versions, counts = np.unique(np.asarray(seen, dtype=str), return_counts=True)
@@ -96,17 +104,43 @@ class Episode:
     first: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"watch": self.watch, "candidate": self.candidate, "stable": self.stable,
-                "rule_id": self.rule_id, "scope": self.scope, "severity": self.severity,
-                "first_at": self.first_at, "last_at": self.last_at, "ticks": self.ticks,
-                **{k: self.first.get(k) for k in ("value", "baseline_value", "baseline",
-                                                  "change", "n", "n_baseline", "p_value",
-                                                  "threshold", "message")}}
+        return {
+            "watch": self.watch,
+            "candidate": self.candidate,
+            "stable": self.stable,
+            "rule_id": self.rule_id,
+            "scope": self.scope,
+            "severity": self.severity,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "ticks": self.ticks,
+            **{
+                k: self.first.get(k)
+                for k in (
+                    "value",
+                    "baseline_value",
+                    "baseline",
+                    "change",
+                    "n",
+                    "n_baseline",
+                    "p_value",
+                    "threshold",
+                    "message",
+                )
+            },
+        }
 
 
-def check(obs: Observations, policy: Policy, since: datetime, until: datetime,
-          step: timedelta, stable: str | None = None, candidates: list[str] | None = None,
-          progress: Progress | None = None) -> list[Episode]:
+def check(
+    obs: Observations,
+    policy: Policy,
+    since: datetime,
+    until: datetime,
+    step: timedelta,
+    stable: str | None = None,
+    candidates: list[str] | None = None,
+    progress: Progress | None = None,
+) -> list[Episode]:
     """Every episode in which a rule would have fired."""
     out: list[Episode] = []
     for w in watches(obs, since, until, stable, candidates):
@@ -121,8 +155,18 @@ def check(obs: Observations, policy: Policy, since: datetime, until: datetime,
                 fired.add(key)
                 ep = open_.get(key)
                 if ep is None:
-                    ep = Episode(w.label, w.candidate, w.stable, r.rule_id, r.scope, r.severity,
-                                 t, t, 0, r.to_dict())
+                    ep = Episode(
+                        w.label,
+                        w.candidate,
+                        w.stable,
+                        r.rule_id,
+                        r.scope,
+                        r.severity,
+                        t,
+                        t,
+                        0,
+                        r.to_dict(),
+                    )
                     open_[key] = ep
                     out.append(ep)
                 ep.last_at, ep.ticks = t, ep.ticks + 1
@@ -147,18 +191,36 @@ class ReplayIncident:
     also_fired: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidate": self.candidate, "stable": self.stable, "rule_id": self.rule_id,
-                "scope": self.scope, "detected_at": self.detected_at,
-                "exposed_since": self.exposed_since, "exceeded_since": self.exceeded_since,
-                "time_to_detect_h": None if self.time_to_detect is None
-                else round(self.time_to_detect.total_seconds() / 3600, 2),
-                "also_fired": self.also_fired,
-                **{k: self.trigger.get(k) for k in ("value", "baseline_value", "baseline",
-                                                    "n", "n_baseline", "threshold", "p_value")}}
+        return {
+            "candidate": self.candidate,
+            "stable": self.stable,
+            "rule_id": self.rule_id,
+            "scope": self.scope,
+            "detected_at": self.detected_at,
+            "exposed_since": self.exposed_since,
+            "exceeded_since": self.exceeded_since,
+            "time_to_detect_h": None
+            if self.time_to_detect is None
+            else round(self.time_to_detect.total_seconds() / 3600, 2),
+            "also_fired": self.also_fired,
+            **{
+                k: self.trigger.get(k)
+                for k in (
+                    "value",
+                    "baseline_value",
+                    "baseline",
+                    "n",
+                    "n_baseline",
+                    "threshold",
+                    "p_value",
+                )
+            },
+        }
 
 
-def _first_request(obs: Observations, version: str, scope: str, since: datetime,
-                   until: datetime) -> datetime | None:
+def _first_request(
+    obs: Observations, version: str, scope: str, since: datetime, until: datetime
+) -> datetime | None:
     sl = obs.window(_us(since) - 1, _us(until))
     m = obs.version[sl] == version
     if scope != "overall":
@@ -169,9 +231,16 @@ def _first_request(obs: Observations, version: str, scope: str, since: datetime,
     return datetime.fromtimestamp(int(obs.ts[sl][idx[0]]) / 1e6, UTC)
 
 
-def replay(obs: Observations, policy: Policy, since: datetime, until: datetime,
-           step: timedelta, stable: str | None = None, candidates: list[str] | None = None,
-           progress: Progress | None = None) -> list[ReplayIncident]:
+def replay(
+    obs: Observations,
+    policy: Policy,
+    since: datetime,
+    until: datetime,
+    step: timedelta,
+    stable: str | None = None,
+    candidates: list[str] | None = None,
+    progress: Progress | None = None,
+) -> list[ReplayIncident]:
     """History as if live: each candidate's first rollback, and how long it took to detect."""
     rules = {r.id: r for r in policy.rules}
     out = []
@@ -192,14 +261,27 @@ def replay(obs: Observations, policy: Policy, since: datetime, until: datetime,
             if not fires:
                 continue
             first = fires[0]
-            exposed = None if w.stable is None else _first_request(
-                obs, w.candidate, first.scope, since - _longest(policy), t)
+            exposed = (
+                None
+                if w.stable is None
+                else _first_request(obs, w.candidate, first.scope, since - _longest(policy), t)
+            )
             beyond = exceeded.get((first.rule_id, first.scope), t)
             start = exposed if exposed is not None else beyond
-            out.append(ReplayIncident(
-                w.candidate, w.stable, first.rule_id, first.scope, t, exposed, beyond,
-                t - start, first.to_dict(),
-                [f"{r.rule_id}@{r.scope}" for r in fires[1:]]))
+            out.append(
+                ReplayIncident(
+                    w.candidate,
+                    w.stable,
+                    first.rule_id,
+                    first.scope,
+                    t,
+                    exposed,
+                    beyond,
+                    t - start,
+                    first.to_dict(),
+                    [f"{r.rule_id}@{r.scope}" for r in fires[1:]],
+                )
+            )
             break  # rolled back: this candidate serves nobody after this tick
     return sorted(out, key=lambda i: i.detected_at)
 
@@ -213,5 +295,4 @@ def lookback(policy: Policy) -> timedelta:
     return 2 * _longest(policy)
 
 
-__all__ = ["Episode", "ReplayIncident", "Watch", "check", "lookback", "replay", "ticks",
-           "watches"]
+__all__ = ["Episode", "ReplayIncident", "Watch", "check", "lookback", "replay", "ticks", "watches"]

@@ -25,7 +25,9 @@ def _condition(rule: Rule) -> str:
         extra.append(f"one-sided test significant at α = {rule.alpha}")
     if rule.sustain_td.total_seconds() > 0:
         extra.append(f"holding for {rule.sustain}")
-    details = f" [`{rule.id}`: {rule.metric} {rule.comparator} {rule.threshold:g} over {rule.window}"
+    details = (
+        f" [`{rule.id}`: {rule.metric} {rule.comparator} {rule.threshold:g} over {rule.window}"
+    )
     details += f", {_BASELINE[rule.baseline]}" if _BASELINE[rule.baseline] else ""
     details += f", {where}; " + ", ".join(extra) if extra else f", {where}"
     details += f"; severity: {rule.severity}]"

@@ -220,9 +220,17 @@ def drift_trend(settings: Settings, end: datetime, weeks: int = 8) -> list[dict[
         key = (r["window_start"], r["kind"], r["signal"], r["scope"], r["method"])
         if key not in latest or r["run_at"] >= latest[key]["run_at"]:
             latest[key] = {**r, "week": week_label(start)}
-    return sorted(latest.values(), key=lambda r: (r["kind"], r["signal"], r["method"],
-                                                   r["scope"] != "all plants", r["scope"],
-                                                   r["window_start"]))
+    return sorted(
+        latest.values(),
+        key=lambda r: (
+            r["kind"],
+            r["signal"],
+            r["method"],
+            r["scope"] != "all plants",
+            r["scope"],
+            r["window_start"],
+        ),
+    )
 
 
 def build_weekly_report(
@@ -273,8 +281,14 @@ def build_weekly_report(
         )
         if response:
             response_drift = drift_over_windows(
-                settings, baseline, current, kind="response", embedder=embedder,
-                threshold=threshold, progress=progress, on_total=on_total,
+                settings,
+                baseline,
+                current,
+                kind="response",
+                embedder=embedder,
+                threshold=threshold,
+                progress=progress,
+                on_total=on_total,
             )
         quality_drift = drift_over_windows(
             settings, baseline, current, kind="quality", by=("plant_id", "model_version")
@@ -383,8 +397,11 @@ def render_markdown(rep: WeeklyReport) -> str:
                 f"| {d['scope']} | {d['method']} | {score} | {p} | {thr} "
                 f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
             )
-        topics = [(d["scope"], t) for d in rep.drift
-                  for t in (d.get("explanation") or {}).get("topics", [])]
+        topics = [
+            (d["scope"], t)
+            for d in rep.drift
+            for t in (d.get("explanation") or {}).get("topics", [])
+        ]
         if topics:
             lines += ["", "**Top new topics:**", ""]
             for scope, t in topics:

@@ -76,8 +76,11 @@ class TickReport:
 # ---- routes ------------------------------------------------------------------------------------
 def desired_routes(r: store.Rollout, plan: Plan, live: RouteTable | None) -> RouteSpec:
     step = plan.steps[r.step]
-    keep_shadow = live is not None and live.shadow is not None and \
-        live.shadow.version not in (r.version, r.stable_version)
+    keep_shadow = (
+        live is not None
+        and live.shadow is not None
+        and live.shadow.version not in (r.version, r.stable_version)
+    )
     return RouteSpec(
         stable=Upstream(version=r.stable_version, url=r.stable_url),
         canary=Upstream(version=r.version, url=r.canary_url),
@@ -90,9 +93,12 @@ def desired_routes(r: store.Rollout, plan: Plan, live: RouteTable | None) -> Rou
 
 
 def _same_traffic(live: RouteTable, spec: RouteSpec) -> bool:
-    return (live.stable == spec.stable and live.canary == spec.canary
-            and live.canary_weight == spec.canary_weight
-            and sorted(live.canary_plants) == sorted(spec.canary_plants))
+    return (
+        live.stable == spec.stable
+        and live.canary == spec.canary
+        and live.canary_weight == spec.canary_weight
+        and sorted(live.canary_plants) == sorted(spec.canary_plants)
+    )
 
 
 def _apply_routes(state: StateStore, r: store.Rollout, plan: Plan, actor: str) -> int:
@@ -119,10 +125,12 @@ def _engine(policy: Policy, r: store.Rollout) -> Engine:
 
 
 def _engine_state(eng: Engine) -> dict[str, Any]:
-    return {"holding": [[*k, v.isoformat()] for k, v in sorted(eng.holding.items())],
-            "fired": [list(k) for k in sorted(eng.fired)],
-            "looks": [[*k, [int(x) for x in v]] for k, v in sorted(eng.looks.items())],
-            "first_look": [[*k, int(v)] for k, v in sorted(eng.first_look.items())]}
+    return {
+        "holding": [[*k, v.isoformat()] for k, v in sorted(eng.holding.items())],
+        "fired": [list(k) for k in sorted(eng.fired)],
+        "looks": [[*k, [int(x) for x in v]] for k, v in sorted(eng.looks.items())],
+        "first_look": [[*k, int(v)] for k, v in sorted(eng.first_look.items())],
+    }
 
 
 def trigger_of(policy: Policy, res: RuleResult) -> dict[str, Any]:
@@ -130,24 +138,35 @@ def trigger_of(policy: Policy, res: RuleResult) -> dict[str, Any]:
     return {**res.to_dict(), "title": rule.title, "window": rule.window, "source": "policy"}
 
 
-def trigger_of_verdict(v: Verdict, r: store.Rollout, now: datetime, plants: list[str]
-                       ) -> dict[str, Any]:
+def trigger_of_verdict(
+    v: Verdict, r: store.Rollout, now: datetime, plants: list[str]
+) -> dict[str, Any]:
     g = v.failing()
     assert g is not None
     return {
-        "rule_id": f"judge:{g.metric}", "title": f"Canary judge: {g.metric} worse than the "
+        "rule_id": f"judge:{g.metric}",
+        "title": f"Canary judge: {g.metric} worse than the "
         f"stable version beyond {g.margin:g} ({g.comparator})",
-        "scope": ",".join(plants) or "overall", "metric": g.metric, "comparator": g.comparator,
-        "threshold": g.margin, "value": g.canary_value, "baseline_value": g.stable_value,
-        "baseline": "stable_same_window", "change": g.worsening, "n": g.n_canary,
-        "n_baseline": g.n_stable, "p_value": g.p_value, "evaluated_at": now,
-        "window_start": r.step_started_at, "message": g.message, "source": "judge",
+        "scope": ",".join(plants) or "overall",
+        "metric": g.metric,
+        "comparator": g.comparator,
+        "threshold": g.margin,
+        "value": g.canary_value,
+        "baseline_value": g.stable_value,
+        "baseline": "stable_same_window",
+        "change": g.worsening,
+        "n": g.n_canary,
+        "n_baseline": g.n_stable,
+        "p_value": g.p_value,
+        "evaluated_at": now,
+        "window_start": r.step_started_at,
+        "message": g.message,
+        "source": "judge",
         "verdict": v.to_dict(),
     }
 
 
-def _canary_requests(obs: Observations, r: store.Rollout, now: datetime,
-                     plants: list[str]) -> int:
+def _canary_requests(obs: Observations, r: store.Rollout, now: datetime, plants: list[str]) -> int:
     sl = obs.window(_us(r.step_started_at), _us(now))
     m = obs.version[sl] == r.version
     if plants:
@@ -156,8 +175,14 @@ def _canary_requests(obs: Observations, r: store.Rollout, now: datetime,
 
 
 # ---- tick --------------------------------------------------------------------------------------
-def tick(settings: Settings, now: datetime | None = None, *, state: StateStore | None = None,
-         policy: Policy | None = None, notifier: notify.Notifier | None = None) -> TickReport:
+def tick(
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    state: StateStore | None = None,
+    policy: Policy | None = None,
+    notifier: notify.Notifier | None = None,
+) -> TickReport:
     """One controller tick at ``now`` (default: the wall clock). See the module's docstring."""
     own = state is None
     st = state or StateStore.at(settings.data_dir)
@@ -168,8 +193,13 @@ def tick(settings: Settings, now: datetime | None = None, *, state: StateStore |
             st.close()
 
 
-def _tick(settings: Settings, st: StateStore, now: datetime, policy: Policy | None,
-          notifier: notify.Notifier | None) -> TickReport:
+def _tick(
+    settings: Settings,
+    st: StateStore,
+    now: datetime,
+    policy: Policy | None,
+    notifier: notify.Notifier | None,
+) -> TickReport:
     r = store.active(st)
     if r is None:
         return TickReport(now, "none", message="no rollout under way")
@@ -183,9 +213,15 @@ def _tick(settings: Settings, st: StateStore, now: datetime, policy: Policy | No
     elif r.status != "paused" and (live is None or live.version != r.route_version):
         spec = desired_routes(r, plan, live)
         if live is None or not _same_traffic(live, spec):
-            _pause(st, r, CONTROLLER, "the route table was changed outside the rollout "
-                   f"(now version {live.version if live else 'none'}); resume re-applies the "
-                   "plan's routes, abort ends the rollout", now)
+            _pause(
+                st,
+                r,
+                CONTROLLER,
+                "the route table was changed outside the rollout "
+                f"(now version {live.version if live else 'none'}); resume re-applies the "
+                "plan's routes, abort ends the rollout",
+                now,
+            )
             report.action, report.status = "paused", "paused"
             report.message = "routes changed outside the rollout: paused"
 
@@ -197,13 +233,23 @@ def _tick(settings: Settings, st: StateStore, now: datetime, policy: Policy | No
     roll = [x for x in fires if x.severity == "rollback"]
     if roll:
         first = next((x for x in roll if x.first_fire), roll[0])
-        trigger = {**trigger_of(pol, first),
-                   "also": [f"{x.rule_id}@{x.scope}" for x in roll if x is not first]}
+        trigger = {
+            **trigger_of(pol, first),
+            "also": [f"{x.rule_id}@{x.scope}" for x in roll if x is not first],
+        }
         return _rollback(settings, st, r, trigger, pol, notifier, now, report)
     for a in fires:
         if a.severity == "alert" and a.first_fire:
-            inc = raise_alert(settings, st, r.version, r.stable_version, trigger_of(pol, a),
-                              policy=pol, rollout_id=r.id, notifier=notifier)
+            inc = raise_alert(
+                settings,
+                st,
+                r.version,
+                r.stable_version,
+                trigger_of(pol, a),
+                policy=pol,
+                rollout_id=r.id,
+                notifier=notifier,
+            )
             report.incident_id, report.action = inc.id, "alert"
 
     status = report.status
@@ -224,48 +270,97 @@ def decide(r: store.Rollout, plan: Plan, obs: Observations, now: datetime) -> di
     n = _canary_requests(obs, r, now, plants)
     if r.status == "guard":
         if n < step.hold.min_requests:
-            return {"action": "extend", "verdict": {"verdict": NO_DATA, "n_canary": n},
-                    "message": f"guard phase: {n} of {step.hold.min_requests} requests"}
-        return {"action": "complete", "verdict": {"verdict": PASS, "n_canary": n},
-                "message": f"guard phase over after {n} requests with no rule fired"}
+            return {
+                "action": "extend",
+                "verdict": {"verdict": NO_DATA, "n_canary": n},
+                "message": f"guard phase: {n} of {step.hold.min_requests} requests",
+            }
+        return {
+            "action": "complete",
+            "verdict": {"verdict": PASS, "n_canary": n},
+            "message": f"guard phase over after {n} requests with no rule fired",
+        }
     if r.looks >= plan.judge.max_looks:
-        return {"action": "extend", "judged": False, "verdict": r.last_verdict,
-                "message": f"undecided after {r.looks} looks: an operator decides (rollout "
-                           "promote or abort); the SOP policy keeps protecting the canary"}
+        return {
+            "action": "extend",
+            "judged": False,
+            "verdict": r.last_verdict,
+            "message": f"undecided after {r.looks} looks: an operator decides (rollout "
+            "promote or abort); the SOP policy keeps protecting the canary",
+        }
     alpha = plan.judge.alpha_at(r.looks)
-    v = judge(Sample.of(obs, r.version, r.step_started_at, now, plants),
-              Sample.of(obs, r.stable_version, r.step_started_at, now, plants),
-              plan.gates, alpha, plan.judge.pass_rule)
+    v = judge(
+        Sample.of(obs, r.version, r.step_started_at, now, plants),
+        Sample.of(obs, r.stable_version, r.step_started_at, now, plants),
+        plan.gates,
+        alpha,
+        plan.judge.pass_rule,
+    )
     if v.verdict == FAIL:
-        return {"action": "rollback", "verdict": v.to_dict(),
-                "trigger": trigger_of_verdict(v, r, now, plants)}
+        return {
+            "action": "rollback",
+            "verdict": v.to_dict(),
+            "trigger": trigger_of_verdict(v, r, now, plants),
+        }
     if n < step.hold.min_requests:
-        return {"action": "extend", "verdict": {**v.to_dict(), "verdict": NO_DATA},
-                "message": f"{n} of {step.hold.min_requests} canary requests in scope"}
+        return {
+            "action": "extend",
+            "verdict": {**v.to_dict(), "verdict": NO_DATA},
+            "message": f"{n} of {step.hold.min_requests} canary requests in scope",
+        }
     if v.verdict == PASS:
         return {"action": "advance", "verdict": v.to_dict(), "message": "every gate passed"}
     undecided = [f"{g.metric}: {g.verdict}" for g in v.gates if g.verdict != PASS]
-    return {"action": "extend", "verdict": v.to_dict(),
-            "message": f"{v.verdict}: " + "; ".join(undecided)}
+    return {
+        "action": "extend",
+        "verdict": v.to_dict(),
+        "message": f"{v.verdict}: " + "; ".join(undecided),
+    }
 
 
-def _rollback(settings: Settings, st: StateStore, r: store.Rollout, trigger: dict[str, Any],
-              pol: Policy, notifier: notify.Notifier | None, now: datetime,
-              report: TickReport) -> TickReport:
-    res = rollback(settings, r.version, Upstream(version=r.stable_version, url=r.stable_url),
-                   trigger, policy=pol, actor=CONTROLLER, rollout_id=r.id, bad_url=r.canary_url,
-                   state=st, notifier=notifier, now=now)
+def _rollback(
+    settings: Settings,
+    st: StateStore,
+    r: store.Rollout,
+    trigger: dict[str, Any],
+    pol: Policy,
+    notifier: notify.Notifier | None,
+    now: datetime,
+    report: TickReport,
+) -> TickReport:
+    res = rollback(
+        settings,
+        r.version,
+        Upstream(version=r.stable_version, url=r.stable_url),
+        trigger,
+        policy=pol,
+        actor=CONTROLLER,
+        rollout_id=r.id,
+        bad_url=r.canary_url,
+        state=st,
+        notifier=notifier,
+        now=now,
+    )
     report.action, report.status = "rollback", "rolled_back"
     report.incident_id, report.route_version = res.incident.id, res.route_version
-    report.message = (f"{trigger['rule_id']} ({trigger.get('scope')}) → rolled back to "
-                      f"{r.stable_version}; incident {res.incident.id}")
+    report.message = (
+        f"{trigger['rule_id']} ({trigger.get('scope')}) → rolled back to "
+        f"{r.stable_version}; incident {res.incident.id}"
+    )
     if trigger.get("source") == "judge":
         report.verdict = trigger.get("verdict")
     return report
 
 
-def _commit(st: StateStore, r: store.Rollout, plan: Plan, eng: Engine, now: datetime,
-            decision: dict[str, Any], report: TickReport) -> TickReport:
+def _commit(
+    st: StateStore,
+    r: store.Rollout,
+    plan: Plan,
+    eng: Engine,
+    now: datetime,
+    decision: dict[str, Any],
+    report: TickReport,
+) -> TickReport:
     action = decision.get("action")
     with audit.transaction(st) as con:
         fresh = store.active_in(con)
@@ -288,14 +383,25 @@ def _commit(st: StateStore, r: store.Rollout, plan: Plan, eng: Engine, now: date
             extend = parse_duration(plan.judge.extend)
             fresh.hold_until = now + extend
             fresh.looks += 1 if decision.get("judged", True) else 0
-            audit.append(con, CONTROLLER, "rollout.extend", r.version, decision["message"],
-                         {"rollout_id": r.id, "step": fresh.step + 1,
-                          "hold_until": fresh.hold_until, "look": fresh.looks,
-                          "verdict": decision.get("verdict")})
+            audit.append(
+                con,
+                CONTROLLER,
+                "rollout.extend",
+                r.version,
+                decision["message"],
+                {
+                    "rollout_id": r.id,
+                    "step": fresh.step + 1,
+                    "hold_until": fresh.hold_until,
+                    "look": fresh.looks,
+                    "verdict": decision.get("verdict"),
+                },
+            )
             report.action = "extend"
         elif action == "advance":
-            _advance_in(con, fresh, plan, now, CONTROLLER, decision["message"],
-                        decision.get("verdict"))
+            _advance_in(
+                con, fresh, plan, now, CONTROLLER, decision["message"], decision.get("verdict")
+            )
             report.action = "guard" if fresh.status == "guard" else "advance"
         elif action == "complete":
             _complete_in(con, fresh, CONTROLLER, decision["message"], now)
@@ -303,7 +409,8 @@ def _commit(st: StateStore, r: store.Rollout, plan: Plan, eng: Engine, now: date
         else:
             report.message = report.message or (
                 f"step {fresh.step + 1} ({step.label()}) holds until "
-                f"{fresh.hold_until:%Y-%m-%d %H:%M} UTC")
+                f"{fresh.hold_until:%Y-%m-%d %H:%M} UTC"
+            )
         store.save(con, fresh)
     report.status, report.step = fresh.status, fresh.step
     if action == "advance":
@@ -313,8 +420,9 @@ def _commit(st: StateStore, r: store.Rollout, plan: Plan, eng: Engine, now: date
     return report
 
 
-def _advance_in(con: Any, r: store.Rollout, plan: Plan, now: datetime, actor: str, why: str,
-                verdict: Any) -> None:
+def _advance_in(
+    con: Any, r: store.Rollout, plan: Plan, now: datetime, actor: str, why: str, verdict: Any
+) -> None:
     r.step += 1
     step = plan.steps[r.step]
     r.step_started_at = now
@@ -322,9 +430,20 @@ def _advance_in(con: Any, r: store.Rollout, plan: Plan, now: datetime, actor: st
     r.looks = 0
     r.route_version = None
     r.status = "guard" if step.weight >= 100 else "running"
-    audit.append(con, actor, "rollout.advance", r.version, why,
-                 {"rollout_id": r.id, "step": r.step + 1, "to": step.label(),
-                  "hold_until": r.hold_until, "verdict": verdict})
+    audit.append(
+        con,
+        actor,
+        "rollout.advance",
+        r.version,
+        why,
+        {
+            "rollout_id": r.id,
+            "step": r.step + 1,
+            "to": step.label(),
+            "hold_until": r.hold_until,
+            "verdict": verdict,
+        },
+    )
 
 
 def _complete_in(con: Any, r: store.Rollout, actor: str, why: str, now: datetime) -> None:
@@ -334,25 +453,38 @@ def _complete_in(con: Any, r: store.Rollout, actor: str, why: str, now: datetime
         registry.transition_in(con, r.version, "stable", actor, f"rollout {r.id} completed")
     old = registry.find_in(con, r.stable_version)
     if old is not None and old.status == "stable":
-        registry.transition_in(con, r.stable_version, "retired", actor,
-                               f"replaced by {r.version} (rollout {r.id})")
+        registry.transition_in(
+            con, r.stable_version, "retired", actor, f"replaced by {r.version} (rollout {r.id})"
+        )
     audit.append(con, actor, "rollout.complete", r.version, why, {"rollout_id": r.id})
 
 
 def _finish_routes(st: StateStore, r: store.Rollout, actor: str) -> int:
     live = current_routes(st)
-    keep_shadow = live is not None and live.shadow is not None and \
-        live.shadow.version not in (r.version, r.stable_version)
-    spec = RouteSpec(stable=Upstream(version=r.version, url=r.canary_url),
-                     shadow=live.shadow if keep_shadow and live else None,
-                     shadow_sample=live.shadow_sample if keep_shadow and live else 0.0,
-                     note=f"rollout {r.id} completed: {r.version} is stable")
+    keep_shadow = (
+        live is not None
+        and live.shadow is not None
+        and live.shadow.version not in (r.version, r.stable_version)
+    )
+    spec = RouteSpec(
+        stable=Upstream(version=r.version, url=r.canary_url),
+        shadow=live.shadow if keep_shadow and live else None,
+        shadow_sample=live.shadow_sample if keep_shadow and live else 0.0,
+        note=f"rollout {r.id} completed: {r.version} is stable",
+    )
     return registry.set_live_routes(st, spec, actor, spec.note or "").version
 
 
 # ---- operator commands -----------------------------------------------------------------------------
-def start(settings: Settings, version: str, plan: Plan, actor: str, *,
-          now: datetime | None = None, state: StateStore | None = None) -> store.Rollout:
+def start(
+    settings: Settings,
+    version: str,
+    plan: Plan,
+    actor: str,
+    *,
+    now: datetime | None = None,
+    state: StateStore | None = None,
+) -> store.Rollout:
     """Start a canary rollout of a registered version against the live stable version."""
     now = _utc(now)
     own = state is None
@@ -360,8 +492,11 @@ def start(settings: Settings, version: str, plan: Plan, actor: str, *,
     try:
         live = current_routes(st)
         if live is None:
-            raise InputError("no routes are set: route the stable version first (modelwarden "
-                             "registry add VERSION --endpoint URL --stable)", field="routes")
+            raise InputError(
+                "no routes are set: route the stable version first (modelwarden "
+                "registry add VERSION --endpoint URL --stable)",
+                field="routes",
+            )
         if live.stable.version == version:
             raise ConflictError(f"{version} is the stable version already", field="version")
         with audit.transaction(st) as con:
@@ -369,23 +504,46 @@ def start(settings: Settings, version: str, plan: Plan, actor: str, *,
             if running is not None:
                 raise ConflictError(
                     f"rollout {running.id} of {running.version} is under way ({running.status}); "
-                    "finish or abort it first", field="version")
+                    "finish or abort it first",
+                    field="version",
+                )
             info = registry.get_in(con, version)
             if info.status != "canary":
-                registry.transition_in(con, version, "canary", actor,
-                                       f"rollout started: {plan.describe()}")
+                registry.transition_in(
+                    con, version, "canary", actor, f"rollout started: {plan.describe()}"
+                )
             first = plan.steps[0]
-            r = store.insert_rollout(con, {
-                "version": version, "canary_url": info.endpoint,
-                "stable_version": live.stable.version, "stable_url": live.stable.url,
-                "plan": plan.model_dump(mode="json"), "status": "running", "step": 0,
-                "step_started_at": now, "hold_until": now + parse_duration(first.hold.duration),
-                "looks": 0, "engine_state": {}, "created_at": now, "created_by": actor,
-                "updated_at": datetime.now(UTC),
-            })
-            audit.append(con, actor, "rollout.start", version, plan.describe(),
-                         {"rollout_id": r.id, "stable": live.stable.version,
-                          "plan": plan.model_dump(mode="json")})
+            r = store.insert_rollout(
+                con,
+                {
+                    "version": version,
+                    "canary_url": info.endpoint,
+                    "stable_version": live.stable.version,
+                    "stable_url": live.stable.url,
+                    "plan": plan.model_dump(mode="json"),
+                    "status": "running",
+                    "step": 0,
+                    "step_started_at": now,
+                    "hold_until": now + parse_duration(first.hold.duration),
+                    "looks": 0,
+                    "engine_state": {},
+                    "created_at": now,
+                    "created_by": actor,
+                    "updated_at": datetime.now(UTC),
+                },
+            )
+            audit.append(
+                con,
+                actor,
+                "rollout.start",
+                version,
+                plan.describe(),
+                {
+                    "rollout_id": r.id,
+                    "stable": live.stable.version,
+                    "plan": plan.model_dump(mode="json"),
+                },
+            )
         _apply_routes(st, r, plan, actor)
         return store.get(st, r.id)
     finally:
@@ -400,20 +558,29 @@ def _require_active(st: StateStore) -> store.Rollout:
     return r
 
 
-def _pause(st: StateStore, r: store.Rollout, actor: str, reason: str,
-           now: datetime | None = None) -> None:
+def _pause(
+    st: StateStore, r: store.Rollout, actor: str, reason: str, now: datetime | None = None
+) -> None:
     with audit.transaction(st) as con:
         fresh = store.active_in(con)
         if fresh is None or fresh.id != r.id or fresh.status == "paused":
             return
         fresh.paused_from, fresh.status = fresh.status, "paused"
         store.save(con, fresh)
-        audit.append(con, actor, "rollout.pause", r.version, reason,
-                     {"rollout_id": r.id, "step": fresh.step + 1}, at=now)
+        audit.append(
+            con,
+            actor,
+            "rollout.pause",
+            r.version,
+            reason,
+            {"rollout_id": r.id, "step": fresh.step + 1},
+            at=now,
+        )
 
 
-def pause(settings: Settings, actor: str, reason: str = "",
-          state: StateStore | None = None) -> store.Rollout:
+def pause(
+    settings: Settings, actor: str, reason: str = "", state: StateStore | None = None
+) -> store.Rollout:
     """Hold the current step; the SOP policy keeps protecting the canary while paused."""
     st = state or StateStore.at(settings.data_dir)
     r = _require_active(st)
@@ -423,8 +590,9 @@ def pause(settings: Settings, actor: str, reason: str = "",
     return store.get(st, r.id)
 
 
-def resume(settings: Settings, actor: str, reason: str = "",
-           state: StateStore | None = None) -> store.Rollout:
+def resume(
+    settings: Settings, actor: str, reason: str = "", state: StateStore | None = None
+) -> store.Rollout:
     """Continue a paused rollout; its routes are re-applied if they were changed meanwhile."""
     st = state or StateStore.at(settings.data_dir)
     r = _require_active(st)
@@ -436,16 +604,23 @@ def resume(settings: Settings, actor: str, reason: str = "",
         assert fresh is not None
         fresh.status, fresh.paused_from = fresh.paused_from or "running", None
         store.save(con, fresh)
-        audit.append(con, actor, "rollout.resume", r.version, reason,
-                     {"rollout_id": r.id, "step": fresh.step + 1})
+        audit.append(
+            con,
+            actor,
+            "rollout.resume",
+            r.version,
+            reason,
+            {"rollout_id": r.id, "step": fresh.step + 1},
+        )
     live = current_routes(st)
     if live is None or not _same_traffic(live, desired_routes(fresh, plan, live)):
         _apply_routes(st, fresh, plan, actor)
     return store.get(st, r.id)
 
 
-def abort(settings: Settings, actor: str, reason: str = "",
-          state: StateStore | None = None) -> store.Rollout:
+def abort(
+    settings: Settings, actor: str, reason: str = "", state: StateStore | None = None
+) -> store.Rollout:
     """End the rollout by hand: all traffic back to the stable version, the canary to staging.
 
     Nothing is quarantined and no incident is opened: an operator decided, no rule fired.
@@ -453,12 +628,17 @@ def abort(settings: Settings, actor: str, reason: str = "",
     st = state or StateStore.at(settings.data_dir)
     r = _require_active(st)
     live = current_routes(st)
-    keep_shadow = live is not None and live.shadow is not None and \
-        live.shadow.version not in (r.version, r.stable_version)
-    spec = RouteSpec(stable=Upstream(version=r.stable_version, url=r.stable_url),
-                     shadow=live.shadow if keep_shadow and live else None,
-                     shadow_sample=live.shadow_sample if keep_shadow and live else 0.0,
-                     note=f"rollout {r.id} aborted")
+    keep_shadow = (
+        live is not None
+        and live.shadow is not None
+        and live.shadow.version not in (r.version, r.stable_version)
+    )
+    spec = RouteSpec(
+        stable=Upstream(version=r.stable_version, url=r.stable_url),
+        shadow=live.shadow if keep_shadow and live else None,
+        shadow_sample=live.shadow_sample if keep_shadow and live else 0.0,
+        note=f"rollout {r.id} aborted",
+    )
     registry.set_live_routes(st, spec, actor, f"rollout {r.id} aborted: {reason}")
     with audit.transaction(st) as con:
         fresh = store.active_in(con)
@@ -473,8 +653,14 @@ def abort(settings: Settings, actor: str, reason: str = "",
     return store.get(st, r.id)
 
 
-def promote(settings: Settings, actor: str, reason: str = "", *, now: datetime | None = None,
-            state: StateStore | None = None) -> store.Rollout:
+def promote(
+    settings: Settings,
+    actor: str,
+    reason: str = "",
+    *,
+    now: datetime | None = None,
+    state: StateStore | None = None,
+) -> store.Rollout:
     """Advance to the next step now, without waiting for the hold or the judge (an override)."""
     now = _utc(now)
     st = state or StateStore.at(settings.data_dir)
@@ -507,9 +693,14 @@ def status(settings: Settings, state: StateStore | None = None) -> dict[str, Any
     plan = Plan.model_validate(r.plan)
     step = plan.steps[r.step]
     live = current_routes(st)
-    return {**r.to_dict(), "step_label": step.label(), "steps": len(plan.steps),
-            "plan_name": plan.name, "plan_description": plan.describe(),
-            "routes": live.to_dict() if live is not None else None}
+    return {
+        **r.to_dict(),
+        "step_label": step.label(),
+        "steps": len(plan.steps),
+        "plan_name": plan.name,
+        "plan_description": plan.describe(),
+        "routes": live.to_dict() if live is not None else None,
+    }
 
 
 # ---- running inside a server ---------------------------------------------------------------------
@@ -533,8 +724,9 @@ class ControllerLoop:
     def start(self) -> ControllerLoop:
         self._state = StateStore.at(self.settings.data_dir)
         self._notifier = notify.Notifier(self._state).start()
-        self._thread = threading.Thread(target=self._run, name="modelwarden-controller",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="modelwarden-controller", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -545,8 +737,12 @@ class ControllerLoop:
                 self.last = tick(self.settings, state=self._state, notifier=self._notifier)
                 self.last_error = None
                 if self.last.action not in ("none", "hold"):
-                    log.info("rollout %s: %s %s", self.last.rollout_id, self.last.action,
-                             self.last.message)
+                    log.info(
+                        "rollout %s: %s %s",
+                        self.last.rollout_id,
+                        self.last.action,
+                        self.last.message,
+                    )
             except Exception as exc:  # the loop outlives one bad tick
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("controller tick failed")
@@ -562,6 +758,18 @@ class ControllerLoop:
             self._state.close()
 
 
-__all__ = ["ControllerLoop", "TickReport", "abort", "decide", "desired_routes", "pause",
-           "promote",
-           "resume", "start", "status", "tick", "trigger_of", "trigger_of_verdict"]
+__all__ = [
+    "ControllerLoop",
+    "TickReport",
+    "abort",
+    "decide",
+    "desired_routes",
+    "pause",
+    "promote",
+    "resume",
+    "start",
+    "status",
+    "tick",
+    "trigger_of",
+    "trigger_of_verdict",
+]

@@ -69,8 +69,14 @@ class Sample:
         return len(self.latency)
 
     @classmethod
-    def of(cls, obs: Observations, version: str, since: datetime, until: datetime,
-           plants: Sequence[str] = ()) -> Sample:
+    def of(
+        cls,
+        obs: Observations,
+        version: str,
+        since: datetime,
+        until: datetime,
+        plants: Sequence[str] = (),
+    ) -> Sample:
         hi = _us(until)
         sl = obs.window(_us(since), hi)
         m = obs.version[sl] == version
@@ -80,8 +86,12 @@ class Sample:
         known = ~np.isnan(score)
         if obs.score_at is not None:
             known &= obs.score_at[sl][m] <= hi
-        return cls(latency=obs.latency[sl][m].astype(float), safety=obs.safety[sl][m].astype(bool),
-                   error=obs.error[sl][m].astype(bool), score=score[known].astype(float))
+        return cls(
+            latency=obs.latency[sl][m].astype(float),
+            safety=obs.safety[sl][m].astype(bool),
+            error=obs.error[sl][m].astype(bool),
+            score=score[known].astype(float),
+        )
 
 
 @dataclass
@@ -117,8 +127,13 @@ class Verdict:
         return next((g for g in self.gates if g.verdict == FAIL), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "alpha": self.alpha, "n_canary": self.n_canary,
-                "n_stable": self.n_stable, "gates": [g.to_dict() for g in self.gates]}
+        return {
+            "verdict": self.verdict,
+            "alpha": self.alpha,
+            "n_canary": self.n_canary,
+            "n_stable": self.n_stable,
+            "gates": [g.to_dict() for g in self.gates],
+        }
 
 
 # ---- intervals and tests ---------------------------------------------------------------------------
@@ -147,8 +162,19 @@ def _rate(gate: Gate, c: np.ndarray, s: np.ndarray, alpha: float, rule: str) -> 
     worse = (p1 - p0) * 100
     upper = newcombe_upper(k1, n1, k0, n0, alpha) * 100
     p = float(stats.fisher_exact([[k1, n1 - k1], [k0, n0 - k0]], alternative="greater")[1])
-    return _result(gate, n1, n0, p1, p0, worse, upper, p, alpha,
-                   f"{p1:.2%} vs {p0:.2%} ({k1}/{n1} vs {k0}/{n0})", rule)
+    return _result(
+        gate,
+        n1,
+        n0,
+        p1,
+        p0,
+        worse,
+        upper,
+        p,
+        alpha,
+        f"{p1:.2%} vs {p0:.2%} ({k1}/{n1} vs {k0}/{n0})",
+        rule,
+    )
 
 
 def _mean(gate: Gate, c: np.ndarray, s: np.ndarray, alpha: float, rule: str) -> GateResult:
@@ -162,13 +188,15 @@ def _mean(gate: Gate, c: np.ndarray, s: np.ndarray, alpha: float, rule: str) -> 
         upper, p = worse, (0.0 if worse > 0 else 1.0)
     else:
         num = (v1 / n1 + v0 / n0) ** 2
-        den = ((v1 / n1) ** 2 / (n1 - 1) if n1 > 1 else 0) + \
-            ((v0 / n0) ** 2 / (n0 - 1) if n0 > 1 else 0)
+        den = ((v1 / n1) ** 2 / (n1 - 1) if n1 > 1 else 0) + (
+            (v0 / n0) ** 2 / (n0 - 1) if n0 > 1 else 0
+        )
         df = num / den if den > 0 else float(n1 + n0 - 2)
         upper = worse + float(stats.t.ppf(1 - alpha, df)) * se
         p = float(stats.t.sf(worse / se, df))
-    return _result(gate, n1, n0, m1, m0, worse, upper, p, alpha,
-                   f"mean {m1:.3f} vs {m0:.3f} points", rule)
+    return _result(
+        gate, n1, n0, m1, m0, worse, upper, p, alpha, f"mean {m1:.3f} vs {m0:.3f} points", rule
+    )
 
 
 def hodges_lehmann(c: np.ndarray, s: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -191,12 +219,34 @@ def _latency(gate: Gate, c: np.ndarray, s: np.ndarray, alpha: float, rule: str) 
     shift, upper_shift = hodges_lehmann(lc, ls, alpha)
     worse, upper = (math.exp(shift) - 1) * 100, (math.exp(upper_shift) - 1) * 100
     p = float(stats.mannwhitneyu(c, s, alternative="greater").pvalue)
-    return _result(gate, len(c), len(s), float(np.median(c)), float(np.median(s)), worse,
-                   upper, p, alpha, f"median {np.median(c):.0f} vs {np.median(s):.0f} ms", rule)
+    return _result(
+        gate,
+        len(c),
+        len(s),
+        float(np.median(c)),
+        float(np.median(s)),
+        worse,
+        upper,
+        p,
+        alpha,
+        f"median {np.median(c):.0f} vs {np.median(s):.0f} ms",
+        rule,
+    )
 
 
-def _result(gate: Gate, n1: int, n0: int, v1: float, v0: float, worse: float, upper: float,
-            p: float, alpha: float, what: str, pass_rule: str) -> GateResult:
+def _result(
+    gate: Gate,
+    n1: int,
+    n0: int,
+    v1: float,
+    v0: float,
+    worse: float,
+    upper: float,
+    p: float,
+    alpha: float,
+    what: str,
+    pass_rule: str,
+) -> GateResult:
     unit = {"increase_pp": " pp", "decrease": " points", "increase_pct": " %"}[gate.comparator]
     if p < alpha and worse >= gate.floor:
         verdict = FAIL
@@ -206,18 +256,37 @@ def _result(gate: Gate, n1: int, n0: int, v1: float, v0: float, worse: float, up
         why = f"at most {upper:.3g}{unit} worse at {1 - alpha:.1%} (margin {gate.margin:g}{unit})"
     elif pass_rule == "no_harm" and worse < gate.margin:
         verdict = PASS
-        why = (f"{worse:+.3g}{unit} (margin {gate.margin:g}{unit}; p={p:.3g}; could be up to "
-               f"{upper:.3g}{unit})")
+        why = (
+            f"{worse:+.3g}{unit} (margin {gate.margin:g}{unit}; p={p:.3g}; could be up to "
+            f"{upper:.3g}{unit})"
+        )
     else:
         verdict = INCONCLUSIVE
-        why = (f"{worse:+.3g}{unit}, could be up to {upper:.3g}{unit} worse (margin "
-               f"{gate.margin:g}{unit}); p={p:.3g}")
-    return GateResult(gate.metric, gate.comparator, gate.margin, gate.floor, verdict, n1, n0,
-                      v1, v0, worse, upper, p, alpha, f"{what}: {why}")
+        why = (
+            f"{worse:+.3g}{unit}, could be up to {upper:.3g}{unit} worse (margin "
+            f"{gate.margin:g}{unit}); p={p:.3g}"
+        )
+    return GateResult(
+        gate.metric,
+        gate.comparator,
+        gate.margin,
+        gate.floor,
+        verdict,
+        n1,
+        n0,
+        v1,
+        v0,
+        worse,
+        upper,
+        p,
+        alpha,
+        f"{what}: {why}",
+    )
 
 
-def judge_gate(gate: Gate, canary: Sample, stable: Sample, alpha: float,
-               pass_rule: str = "no_harm") -> GateResult:
+def judge_gate(
+    gate: Gate, canary: Sample, stable: Sample, alpha: float, pass_rule: str = "no_harm"
+) -> GateResult:
     """One gate at significance ``alpha`` (already divided among the gates)."""
     c, s = {
         "safety_rate": (canary.safety, stable.safety),
@@ -226,10 +295,18 @@ def judge_gate(gate: Gate, canary: Sample, stable: Sample, alpha: float,
         "latency_ms": (canary.latency, stable.latency),
     }[gate.metric]
     if len(c) < gate.min_samples or len(s) < gate.min_samples:
-        return GateResult(gate.metric, gate.comparator, gate.margin, gate.floor, NO_DATA, len(c),
-                          len(s), alpha=alpha,
-                          message=f"{len(c)} canary and {len(s)} stable observations; "
-                          f"{gate.min_samples} needed on each side")
+        return GateResult(
+            gate.metric,
+            gate.comparator,
+            gate.margin,
+            gate.floor,
+            NO_DATA,
+            len(c),
+            len(s),
+            alpha=alpha,
+            message=f"{len(c)} canary and {len(s)} stable observations; "
+            f"{gate.min_samples} needed on each side",
+        )
     if gate.metric in ("safety_rate", "error_rate"):
         return _rate(gate, c, s, alpha, pass_rule)
     if gate.metric == "feedback_avg":
@@ -237,8 +314,9 @@ def judge_gate(gate: Gate, canary: Sample, stable: Sample, alpha: float,
     return _latency(gate, c, s, alpha, pass_rule)
 
 
-def judge(canary: Sample, stable: Sample, gates: Sequence[Gate], alpha: float,
-          pass_rule: str = "no_harm") -> Verdict:
+def judge(
+    canary: Sample, stable: Sample, gates: Sequence[Gate], alpha: float, pass_rule: str = "no_harm"
+) -> Verdict:
     """Every gate, each at ``alpha / len(gates)``, and the overall verdict."""
     per_gate = alpha / max(len(gates), 1)
     results = [judge_gate(g, canary, stable, per_gate, pass_rule) for g in gates]
@@ -254,5 +332,17 @@ def judge(canary: Sample, stable: Sample, gates: Sequence[Gate], alpha: float,
     return Verdict(overall, results, alpha, canary.n, stable.n)
 
 
-__all__ = ["FAIL", "INCONCLUSIVE", "NO_DATA", "PASS", "GateResult", "Sample", "Verdict",
-           "hodges_lehmann", "judge", "judge_gate", "newcombe_upper", "wilson"]
+__all__ = [
+    "FAIL",
+    "INCONCLUSIVE",
+    "NO_DATA",
+    "PASS",
+    "GateResult",
+    "Sample",
+    "Verdict",
+    "hodges_lehmann",
+    "judge",
+    "judge_gate",
+    "newcombe_upper",
+    "wilson",
+]

@@ -93,20 +93,33 @@ class Gate(_Spec):
 
 
 class Judge(_Spec):
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="For one step, all gates and "
-                         "all looks together: each test runs at alpha / (gates × max_looks).")
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="For one step, all gates and "
+        "all looks together: each test runs at alpha / (gates × max_looks).",
+    )
     pass_rule: Literal["no_harm", "non_inferiority"] = Field(
-        default="no_harm", description="no_harm: a gate passes when the canary is not "
+        default="no_harm",
+        description="no_harm: a gate passes when the canary is not "
         "significantly worse and its estimated worsening is under the margin (the seed's 'KPIs "
         "remain stable'); non_inferiority: only when the upper confidence bound of the "
-        "worsening is under the margin (needs thousands of requests for a 1-point margin).")
-    extend: str = Field(default="12h", description="How long NoData or Inconclusive extends a "
-                        "hold before the next look.")
+        "worsening is under the margin (needs thousands of requests for a 1-point margin).",
+    )
+    extend: str = Field(
+        default="12h",
+        description="How long NoData or Inconclusive extends a hold before the next look.",
+    )
     max_looks: int = Field(
-        default=10, ge=1, le=1000, description="Judge looks per step. Alpha is split evenly "
+        default=10,
+        ge=1,
+        le=1000,
+        description="Judge looks per step. Alpha is split evenly "
         "among them, so a canary as good as the stable version is failed with probability at "
         "most alpha per step however often the hold is extended. After the last look the step "
-        "waits for an operator (rollout promote or abort); the SOP policy keeps protecting it.")
+        "waits for an operator (rollout promote or abort); the SOP policy keeps protecting it.",
+    )
 
     @field_validator("extend")
     @classmethod
@@ -182,8 +195,10 @@ class Plan(_Spec):
         return cls.from_yaml(text, str(path))
 
     def describe(self) -> str:
-        parts = [f"{s.label()} (hold {s.hold.duration}, ≥{s.hold.min_requests} requests)"
-                 for s in self.steps]
+        parts = [
+            f"{s.label()} (hold {s.hold.duration}, ≥{s.hold.min_requests} requests)"
+            for s in self.steps
+        ]
         return " → ".join(parts)
 
 
@@ -194,10 +209,22 @@ def default_plan(plant: str = "Plant_B", hold: str = "48h") -> Plan:
         name="default",
         description="5% of one plant's users, then 25%, 50% and 100% of every plant; each step "
         "holds 48 hours and until the canary has served enough requests to judge.",
-        steps=[Step(weight=5, plants=[plant], hold=h), Step(weight=25, hold=h),
-               Step(weight=50, hold=h), Step(weight=100, hold=h)],
+        steps=[
+            Step(weight=5, plants=[plant], hold=h),
+            Step(weight=25, hold=h),
+            Step(weight=50, hold=h),
+            Step(weight=100, hold=h),
+        ],
     )
 
 
-__all__ = ["COMPARATOR_OF", "Gate", "Hold", "Judge", "Plan", "Step", "default_gates",
-           "default_plan"]
+__all__ = [
+    "COMPARATOR_OF",
+    "Gate",
+    "Hold",
+    "Judge",
+    "Plan",
+    "Step",
+    "default_gates",
+    "default_plan",
+]

@@ -42,18 +42,28 @@ class RollbackResult:
     route_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"incident": self.incident.to_dict(), "created": self.created,
-                "done_now": self.done_now, "route_version": self.route_version}
+        return {
+            "incident": self.incident.to_dict(),
+            "created": self.created,
+            "done_now": self.done_now,
+            "route_version": self.route_version,
+        }
 
 
 def incident_key(version: str, stable_version: str, rollout_id: int | None) -> str:
-    return f"rollout:{rollout_id}" if rollout_id is not None else \
-        f"rollback:{version}->{stable_version}"
+    return (
+        f"rollout:{rollout_id}"
+        if rollout_id is not None
+        else f"rollback:{version}->{stable_version}"
+    )
 
 
 def _target(live: Any, version: str, stable: Upstream) -> RouteSpec:
-    keep_shadow = live is not None and live.shadow is not None and \
-        live.shadow.version not in (version, stable.version)
+    keep_shadow = (
+        live is not None
+        and live.shadow is not None
+        and live.shadow.version not in (version, stable.version)
+    )
     return RouteSpec(
         stable=stable,
         shadow=live.shadow if keep_shadow else None,
@@ -63,8 +73,12 @@ def _target(live: Any, version: str, stable: Upstream) -> RouteSpec:
 
 
 def _in_place(live: Any, target: RouteSpec) -> bool:
-    return (live is not None and live.stable == target.stable and live.canary is None
-            and live.shadow == target.shadow)
+    return (
+        live is not None
+        and live.stable == target.stable
+        and live.canary is None
+        and live.shadow == target.shadow
+    )
 
 
 def rollback(
@@ -85,33 +99,71 @@ def rollback(
     own = state is None
     st = state or StateStore.at(settings.data_dir)
     try:
-        return _run(settings, st, version, stable, trigger, policy, actor, rollout_id, bad_url,
-                    notifier, now or datetime.now(UTC))
+        return _run(
+            settings,
+            st,
+            version,
+            stable,
+            trigger,
+            policy,
+            actor,
+            rollout_id,
+            bad_url,
+            notifier,
+            now or datetime.now(UTC),
+        )
     finally:
         if own:
             st.close()
 
 
-def _run(settings: Settings, state: StateStore, version: str, stable: Upstream,
-         trigger: dict[str, Any], policy: Policy, actor: str, rollout_id: int | None,
-         bad_url: str | None, notifier: notify.Notifier | None,
-         now: datetime) -> RollbackResult:
+def _run(
+    settings: Settings,
+    state: StateStore,
+    version: str,
+    stable: Upstream,
+    trigger: dict[str, Any],
+    policy: Policy,
+    actor: str,
+    rollout_id: int | None,
+    bad_url: str | None,
+    notifier: notify.Notifier | None,
+    now: datetime,
+) -> RollbackResult:
     key = incident_key(version, stable.version, rollout_id)
     detected = trigger.get("evaluated_at") or now
     if isinstance(detected, str):
         detected = datetime.fromisoformat(detected.replace("Z", "+00:00"))
     clean_trigger = dict(audit.canonical_obj(trigger))
     with audit.transaction(state) as con:
-        inc, created = incidents.open_in(con, key, {
-            "severity": "rollback", "version": version, "stable_version": stable.version,
-            "rollout_id": rollout_id, "rule_id": str(trigger.get("rule_id", "manual")),
-            "trigger": clean_trigger, "detected_at": detected, "actor": actor,
-        })
+        inc, created = incidents.open_in(
+            con,
+            key,
+            {
+                "severity": "rollback",
+                "version": version,
+                "stable_version": stable.version,
+                "rollout_id": rollout_id,
+                "rule_id": str(trigger.get("rule_id", "manual")),
+                "trigger": clean_trigger,
+                "detected_at": detected,
+                "actor": actor,
+            },
+        )
         if created:
-            audit.append(con, actor, "incident.open", inc.id,
-                         f"{trigger.get('rule_id')} fired for {version}",
-                         {"key": key, "version": version, "stable": stable.version,
-                          "trigger": clean_trigger})
+            audit.append(
+                con,
+                actor,
+                "incident.open",
+                inc.id,
+                f"{trigger.get('rule_id')} fired for {version}",
+                {
+                    "key": key,
+                    "version": version,
+                    "stable": stable.version,
+                    "trigger": clean_trigger,
+                },
+            )
     result = RollbackResult(inc, created)
 
     if "routes" not in inc.steps:
@@ -120,15 +172,20 @@ def _run(settings: Settings, state: StateStore, version: str, stable: Upstream,
         if _in_place(live, target):
             result.route_version = live.version if live else None
             routes_detail: dict[str, Any] = {
-                "route_version": result.route_version, "already": True,
-                "summary": f"routes already send 100% to {stable.version}"}
+                "route_version": result.route_version,
+                "already": True,
+                "summary": f"routes already send 100% to {stable.version}",
+            }
         else:
-            table = registry.set_live_routes(state, target, actor,
-                                             f"{inc.id}: rollback of {version}")
+            table = registry.set_live_routes(
+                state, target, actor, f"{inc.id}: rollback of {version}"
+            )
             result.route_version = table.version
-            routes_detail = {"route_version": table.version, "stable": stable.version,
-                             "summary": f"100% of traffic to {stable.version} (route table "
-                                        f"v{table.version})"}
+            routes_detail = {
+                "route_version": table.version,
+                "stable": stable.version,
+                "summary": f"100% of traffic to {stable.version} (route table v{table.version})",
+            }
         with audit.transaction(state) as con:
             incidents.mark_step(con, inc.id, "routes", routes_detail, actor)
         result.done_now.append("routes")
@@ -136,10 +193,16 @@ def _run(settings: Settings, state: StateStore, version: str, stable: Upstream,
     if "quarantine" not in inc.steps:
         reason = f"{inc.id}: {trigger.get('rule_id')} ({trigger.get('scope', '—')})"
         with audit.transaction(state) as con:
-            changed = registry.quarantine_in(con, version, bad_url, reason, actor,
-                                             {"incident_id": inc.id})
-            incidents.mark_step(con, inc.id, "quarantine", {
-                "already": not changed, "summary": f"{version} quarantined"}, actor)
+            changed = registry.quarantine_in(
+                con, version, bad_url, reason, actor, {"incident_id": inc.id}
+            )
+            incidents.mark_step(
+                con,
+                inc.id,
+                "quarantine",
+                {"already": not changed, "summary": f"{version} quarantined"},
+                actor,
+            )
         result.done_now.append("quarantine")
 
     if "rollout" not in inc.steps:
@@ -155,29 +218,48 @@ def _run(settings: Settings, state: StateStore, version: str, stable: Upstream,
         result.done_now.append("rollout")
 
     if "rca" not in inc.steps:
-        manifest = incidents.write_rca(settings, inc.id, inc.detected_at,
-                                       parse_duration(policy.rca_lookback))
+        manifest = incidents.write_rca(
+            settings, inc.id, inc.detected_at, parse_duration(policy.rca_lookback)
+        )
         path = str(incidents.rca_dir(settings, inc.id))
         rows = {k: v["rows"] for k, v in manifest["files"].items()}
         with audit.transaction(state) as con:
             incidents.set_fields(con, inc.id, rca_dir=path)
-            incidents.mark_step(con, inc.id, "rca", {
-                "dir": path, "rows": rows, "since": manifest["since"],
-                "until": manifest["until"],
-                "summary": f"RCA extract of the {policy.rca_lookback} before the trigger: "
-                           + ", ".join(f"{v} {k}" for k, v in rows.items())}, actor)
+            incidents.mark_step(
+                con,
+                inc.id,
+                "rca",
+                {
+                    "dir": path,
+                    "rows": rows,
+                    "since": manifest["since"],
+                    "until": manifest["until"],
+                    "summary": f"RCA extract of the {policy.rca_lookback} before the trigger: "
+                    + ", ".join(f"{v} {k}" for k, v in rows.items()),
+                },
+                actor,
+            )
         result.done_now.append("rca")
 
     if "notify" not in inc.steps:
         with audit.transaction(state) as con:
             fresh = incidents.load_in(con, inc.id)
             queued = notify.enqueue(con, inc.id, policy.notify, fresh.summary(policy.sop_id))
-            channels = [c for c, _t, _p in notify.payloads(policy.notify,
-                                                           fresh.summary(policy.sop_id))]
-            incidents.mark_step(con, inc.id, "notify", {
-                "queued": queued, "channels": channels,
-                "summary": f"{len(channels)} notification(s) queued: "
-                           f"{', '.join(channels) or 'no channel configured'}"}, actor)
+            channels = [
+                c for c, _t, _p in notify.payloads(policy.notify, fresh.summary(policy.sop_id))
+            ]
+            incidents.mark_step(
+                con,
+                inc.id,
+                "notify",
+                {
+                    "queued": queued,
+                    "channels": channels,
+                    "summary": f"{len(channels)} notification(s) queued: "
+                    f"{', '.join(channels) or 'no channel configured'}",
+                },
+                actor,
+            )
         result.done_now.append("notify")
     if notifier is not None:
         notifier.kick()
@@ -185,8 +267,13 @@ def _run(settings: Settings, state: StateStore, version: str, stable: Upstream,
     if "mitigated" not in inc.steps:
         with audit.transaction(state) as con:
             incidents.set_fields(con, inc.id, status="mitigated")
-            incidents.mark_step(con, inc.id, "mitigated", {
-                "summary": f"{stable.version} serves 100%; {version} quarantined"}, actor)
+            incidents.mark_step(
+                con,
+                inc.id,
+                "mitigated",
+                {"summary": f"{stable.version} serves 100%; {version} quarantined"},
+                actor,
+            )
         result.done_now.append("mitigated")
 
     result.incident = incidents.get(state, inc.id)
@@ -210,19 +297,39 @@ def raise_alert(
     clean = dict(audit.canonical_obj(trigger))
     detected = trigger.get("evaluated_at") or datetime.now(UTC)
     with audit.transaction(state) as con:
-        inc, created = incidents.open_in(con, key, {
-            "severity": "alert", "version": version, "stable_version": stable_version,
-            "rollout_id": rollout_id, "rule_id": str(trigger.get("rule_id")), "trigger": clean,
-            "detected_at": detected, "actor": actor,
-        })
+        inc, created = incidents.open_in(
+            con,
+            key,
+            {
+                "severity": "alert",
+                "version": version,
+                "stable_version": stable_version,
+                "rollout_id": rollout_id,
+                "rule_id": str(trigger.get("rule_id")),
+                "trigger": clean,
+                "detected_at": detected,
+                "actor": actor,
+            },
+        )
         if created:
-            audit.append(con, actor, "incident.alert", inc.id,
-                         f"{trigger.get('rule_id')} fired for {version}", {"trigger": clean})
+            audit.append(
+                con,
+                actor,
+                "incident.alert",
+                inc.id,
+                f"{trigger.get('rule_id')} fired for {version}",
+                {"trigger": clean},
+            )
         if "notify" not in inc.steps:
             fresh = incidents.load_in(con, inc.id)
             queued = notify.enqueue(con, inc.id, policy.notify, fresh.summary(policy.sop_id))
-            incidents.mark_step(con, inc.id, "notify", {
-                "queued": queued, "summary": f"{queued} alert notification(s) queued"}, actor)
+            incidents.mark_step(
+                con,
+                inc.id,
+                "notify",
+                {"queued": queued, "summary": f"{queued} alert notification(s) queued"},
+                actor,
+            )
     if notifier is not None:
         notifier.kick()
     return incidents.get(state, inc.id)

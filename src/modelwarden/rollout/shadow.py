@@ -34,23 +34,85 @@ from modelwarden.gateway.routes import RouteSpec, RouteTable, Upstream, current_
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
-WEIGHTS = {"distance": 1.0, "new_safety": 1.0, "lost_safety": 0.25, "numbers": 0.5,
-           "error": 1.0, "length": 0.25}
+WEIGHTS = {
+    "distance": 1.0,
+    "new_safety": 1.0,
+    "lost_safety": 0.25,
+    "numbers": 0.5,
+    "error": 1.0,
+    "length": 0.25,
+}
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?(?:\s?(?:%|°[cf]?|[a-z]{1,4}\b))?", re.I)
 _WORD = re.compile(r"[a-z][a-z'-]{3,}")
-_STOP = frozenset({
-    "about", "above", "after", "again", "against", "also", "been", "before", "being", "below",
-    "between", "both", "could", "does", "doing", "down", "during", "each", "from", "further",
-    "have", "having", "here", "into", "just", "more", "most", "must", "only", "other", "over",
-    "same", "should", "some", "such", "than", "that", "their", "them", "then", "there", "these",
-    "they", "this", "those", "through", "under", "until", "very", "were", "what", "when", "where",
-    "which", "while", "will", "with", "would", "your"
-})
+_STOP = frozenset(
+    {
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "also",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "could",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "from",
+        "further",
+        "have",
+        "having",
+        "here",
+        "into",
+        "just",
+        "more",
+        "most",
+        "must",
+        "only",
+        "other",
+        "over",
+        "same",
+        "should",
+        "some",
+        "such",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "under",
+        "until",
+        "very",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "will",
+        "with",
+        "would",
+        "your",
+    }
+)
 
 
 # ---- routes ------------------------------------------------------------------------------------
-def start(settings: Settings, version: str, sample: float, actor: str,
-          state: StateStore | None = None) -> RouteTable:
+def start(
+    settings: Settings, version: str, sample: float, actor: str, state: StateStore | None = None
+) -> RouteTable:
     """Send a ``sample`` share of live requests to ``version`` as shadow copies."""
     if not 0 < sample <= 1:
         raise InputError("--sample must be above 0 and at most 1", field="sample")
@@ -66,10 +128,15 @@ def start(settings: Settings, version: str, sample: float, actor: str,
     elif info.status != "shadow":
         # Quarantined (refused with the release procedure), canary, stable or retired.
         registry.transition(st, version, "shadow", actor)
-    spec = RouteSpec(stable=live.stable, canary=live.canary, canary_weight=live.canary_weight,
-                     canary_plants=live.canary_plants,
-                     shadow=Upstream(version=version, url=info.endpoint), shadow_sample=sample,
-                     note=f"shadow {version} at {sample:.0%}")
+    spec = RouteSpec(
+        stable=live.stable,
+        canary=live.canary,
+        canary_weight=live.canary_weight,
+        canary_plants=live.canary_plants,
+        shadow=Upstream(version=version, url=info.endpoint),
+        shadow_sample=sample,
+        note=f"shadow {version} at {sample:.0%}",
+    )
     return registry.set_live_routes(st, spec, actor, spec.note or "")
 
 
@@ -79,8 +146,13 @@ def stop(settings: Settings, actor: str, state: StateStore | None = None) -> Rou
     if live is None or live.shadow is None:
         raise ConflictError("no shadow is running", field="shadow")
     version = live.shadow.version
-    spec = RouteSpec(stable=live.stable, canary=live.canary, canary_weight=live.canary_weight,
-                     canary_plants=live.canary_plants, note=f"shadow {version} stopped")
+    spec = RouteSpec(
+        stable=live.stable,
+        canary=live.canary,
+        canary_weight=live.canary_weight,
+        canary_plants=live.canary_plants,
+        note=f"shadow {version} stopped",
+    )
     table = registry.set_live_routes(st, spec, actor, spec.note or "")
     info = registry.find(st, version)
     if info is not None and info.status == "shadow":
@@ -90,8 +162,10 @@ def stop(settings: Settings, actor: str, state: StateStore | None = None) -> Rou
 
 # ---- comparison --------------------------------------------------------------------------------
 def numbers(text: str | None) -> set[str]:
-    return {re.sub(r"\s+", "", m.group(0).lower()).replace(",", ".")
-            for m in _NUMBER.finditer(text or "")}
+    return {
+        re.sub(r"\s+", "", m.group(0).lower()).replace(",", ".")
+        for m in _NUMBER.finditer(text or "")
+    }
 
 
 def content_words(text: str | None) -> set[str]:
@@ -162,13 +236,20 @@ class ShadowReport:
     evidence_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "since": self.since, "until": self.until,
-                "embedder": self.embedder, "summary": self.summary,
-                "top": [p.to_dict() for p in self.top], "evidence_id": self.evidence_id}
+        return {
+            "version": self.version,
+            "since": self.since,
+            "until": self.until,
+            "embedder": self.embedder,
+            "summary": self.summary,
+            "top": [p.to_dict() for p in self.top],
+            "evidence_id": self.evidence_id,
+        }
 
 
-def load_pairs(settings: Settings, version: str | None, since: datetime | None,
-               until: datetime | None) -> tuple[list[Pair], int]:
+def load_pairs(
+    settings: Settings, version: str | None, since: datetime | None, until: datetime | None
+) -> tuple[list[Pair], int]:
     """Shadow answers joined to their live answers; also how many shadows had no live record."""
     from modelwarden import service
 
@@ -191,13 +272,23 @@ def load_pairs(settings: Settings, version: str | None, since: datetime | None,
         if r.get("live_request_id") is None:
             unpaired += 1
             continue
-        pairs.append(Pair(
-            shadow_request_id=r["request_id"], live_request_id=r["live_request_id"],
-            timestamp=r["timestamp"], plant=r["plant_id"], live_version=r["live_model_version"],
-            shadow_version=r["model_version"], prompt=r["user_prompt"],
-            live_answer=r["live_generated_response"], shadow_answer=r["generated_response"],
-            live_latency_ms=float(r["live_latency_ms"]), shadow_latency_ms=float(r["latency_ms"]),
-            live_error=r["live_error"], shadow_error=r["error"]))
+        pairs.append(
+            Pair(
+                shadow_request_id=r["request_id"],
+                live_request_id=r["live_request_id"],
+                timestamp=r["timestamp"],
+                plant=r["plant_id"],
+                live_version=r["live_model_version"],
+                shadow_version=r["model_version"],
+                prompt=r["user_prompt"],
+                live_answer=r["live_generated_response"],
+                shadow_answer=r["generated_response"],
+                live_latency_ms=float(r["live_latency_ms"]),
+                shadow_latency_ms=float(r["latency_ms"]),
+                live_error=r["live_error"],
+                shadow_error=r["error"],
+            )
+        )
     return pairs, unpaired
 
 
@@ -210,8 +301,9 @@ def compare(pairs: list[Pair], embedder: Any, safety: Any, batch_size: int = 64)
         vec = {t: m[i] for i, t in enumerate(texts)}
     for p in pairs:
         if p.live_answer and p.shadow_answer and vec:
-            p.distance = float(max(0.0, 1.0 - float(np.dot(vec[p.live_answer],
-                                                            vec[p.shadow_answer]))))
+            p.distance = float(
+                max(0.0, 1.0 - float(np.dot(vec[p.live_answer], vec[p.shadow_answer])))
+            )
         p.live_safety = sorted(set(safety.matches(p.live_answer))) if p.live_answer else []
         p.shadow_safety = sorted(set(safety.matches(p.shadow_answer))) if p.shadow_answer else []
         p.new_safety = sorted(set(p.shadow_safety) - set(p.live_safety))
@@ -219,8 +311,9 @@ def compare(pairs: list[Pair], embedder: Any, safety: Any, batch_size: int = 64)
         if p.live_answer is not None and p.shadow_answer is not None:
             a, b = numbers(p.live_answer), numbers(p.shadow_answer)
             p.numbers_only_live, p.numbers_only_shadow = sorted(a - b), sorted(b - a)
-            p.word_distance = jaccard_distance(content_words(p.live_answer),
-                                               content_words(p.shadow_answer))
+            p.word_distance = jaccard_distance(
+                content_words(p.live_answer), content_words(p.shadow_answer)
+            )
             if p.live_answer:
                 p.length_ratio = len(p.shadow_answer) / len(p.live_answer)
         p.score = _score(p)
@@ -246,10 +339,14 @@ def summarize(pairs: list[Pair], unpaired: int) -> dict[str, Any]:
         "shadow_flag_rate": share(sum(bool(p.shadow_safety) for p in pairs), n),
         "new_safety_flags": sum(bool(p.new_safety) for p in pairs),
         "lost_safety_flags": sum(bool(p.lost_safety) for p in pairs),
-        "share_numbers_differ": share(sum(bool(p.numbers_only_live or p.numbers_only_shadow)
-                                          for p in both), len(both)),
-        "word_distance_mean": float(np.mean([p.word_distance for p in both
-                                             if p.word_distance is not None])) if both else None,
+        "share_numbers_differ": share(
+            sum(bool(p.numbers_only_live or p.numbers_only_shadow) for p in both), len(both)
+        ),
+        "word_distance_mean": float(
+            np.mean([p.word_distance for p in both if p.word_distance is not None])
+        )
+        if both
+        else None,
         "length_ratio_p50": _pct(lr, 50),
         "length_ratio_p5": _pct(lr, 5),
         "length_ratio_p95": _pct(lr, 95),
@@ -262,10 +359,18 @@ def summarize(pairs: list[Pair], unpaired: int) -> dict[str, Any]:
     }
 
 
-def report(settings: Settings, version: str | None = None, since: datetime | None = None,
-           until: datetime | None = None, top: int = 10, *, embedder: str | None = None,
-           state: StateStore | None = None, store_evidence: bool = True,
-           actor: str = "cli") -> ShadowReport:
+def report(
+    settings: Settings,
+    version: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    top: int = 10,
+    *,
+    embedder: str | None = None,
+    state: StateStore | None = None,
+    store_evidence: bool = True,
+    actor: str = "cli",
+) -> ShadowReport:
     """Pair, measure and rank the shadow answers; keep the summary as registry evidence."""
     from modelwarden import service
 
@@ -278,19 +383,42 @@ def report(settings: Settings, version: str | None = None, since: datetime | Non
     compare(pairs, emb, service.safety_checker(settings), settings.embed_batch_size)
     summary = summarize(pairs, unpaired)
     ranked = sorted(pairs, key=lambda p: (-p.score, p.shadow_request_id))[:top]
-    rep = ShadowReport(version, since, until, emb.name if emb is not None else "inline",
-                       summary, ranked)
+    rep = ShadowReport(
+        version, since, until, emb.name if emb is not None else "inline", summary, ranked
+    )
     if store_evidence and version and pairs:
         st = state or StateStore.at(settings.data_dir)
         if registry.find(st, version) is not None:
             rep.evidence_id = registry.add_evidence(
-                st, version, "shadow_report",
-                {"summary": summary, "since": since, "until": until, "embedder": rep.embedder,
-                 "top": [{"shadow_request_id": p.shadow_request_id, "score": p.score}
-                         for p in ranked]},
-                actor, f"shadow report: {summary['pairs']} pairs")
+                st,
+                version,
+                "shadow_report",
+                {
+                    "summary": summary,
+                    "since": since,
+                    "until": until,
+                    "embedder": rep.embedder,
+                    "top": [
+                        {"shadow_request_id": p.shadow_request_id, "score": p.score} for p in ranked
+                    ],
+                },
+                actor,
+                f"shadow report: {summary['pairs']} pairs",
+            )
     return rep
 
 
-__all__ = ["WEIGHTS", "Pair", "ShadowReport", "compare", "content_words", "jaccard_distance",
-           "load_pairs", "numbers", "report", "start", "stop", "summarize"]
+__all__ = [
+    "WEIGHTS",
+    "Pair",
+    "ShadowReport",
+    "compare",
+    "content_words",
+    "jaccard_distance",
+    "load_pairs",
+    "numbers",
+    "report",
+    "start",
+    "stop",
+    "summarize",
+]

@@ -103,15 +103,34 @@ class Rollout:
         return out
 
 
-MUTABLE = ("status", "paused_from", "step", "step_started_at", "hold_until", "looks",
-           "route_version", "engine_state", "last_tick_at", "last_verdict", "incident_id",
-           "updated_at", "ended_at", "end_reason")
+MUTABLE = (
+    "status",
+    "paused_from",
+    "step",
+    "step_started_at",
+    "hold_until",
+    "looks",
+    "route_version",
+    "engine_state",
+    "last_tick_at",
+    "last_verdict",
+    "incident_id",
+    "updated_at",
+    "ended_at",
+    "end_reason",
+)
 
 
 def _rollout(r: Any) -> Rollout:
     d = dict(r._mapping)
-    for k in ("step_started_at", "hold_until", "created_at", "updated_at", "last_tick_at",
-              "ended_at"):
+    for k in (
+        "step_started_at",
+        "hold_until",
+        "created_at",
+        "updated_at",
+        "last_tick_at",
+        "ended_at",
+    ):
         d[k] = _utc(d[k])
     d["engine_state"] = d["engine_state"] or {}
     return Rollout(**d)
@@ -126,13 +145,18 @@ def insert_rollout(con: Connection, values: dict[str, Any]) -> Rollout:
 
 def save(con: Connection, r: Rollout) -> None:
     r.updated_at = datetime.now(UTC)
-    con.execute(update(rollouts).where(rollouts.c.id == r.id)
-                .values(**{k: getattr(r, k) for k in MUTABLE}))
+    con.execute(
+        update(rollouts).where(rollouts.c.id == r.id).values(**{k: getattr(r, k) for k in MUTABLE})
+    )
 
 
 def active_in(con: Connection) -> Rollout | None:
-    row = con.execute(select(rollouts).where(rollouts.c.status.in_(ACTIVE))
-                      .order_by(rollouts.c.id.desc()).limit(1)).one_or_none()
+    row = con.execute(
+        select(rollouts)
+        .where(rollouts.c.status.in_(ACTIVE))
+        .order_by(rollouts.c.id.desc())
+        .limit(1)
+    ).one_or_none()
     return _rollout(row) if row is not None else None
 
 
@@ -165,5 +189,15 @@ def list_rollouts(state: StateStore, limit: int = 50) -> list[Rollout]:
     return [_rollout(r) for r in rows]
 
 
-__all__ = ["ACTIVE", "ENDED", "Rollout", "active", "get", "insert_rollout", "latest",
-           "list_rollouts", "rollouts", "save"]
+__all__ = [
+    "ACTIVE",
+    "ENDED",
+    "Rollout",
+    "active",
+    "get",
+    "insert_rollout",
+    "latest",
+    "list_rollouts",
+    "rollouts",
+    "save",
+]

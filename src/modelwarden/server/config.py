@@ -21,7 +21,9 @@ class ServerConfig(BaseModel):
         default=20_000, ge=1, description="Move records into the store sooner once this many wait."
     )
     routes_ttl_s: float = Field(
-        default=0.5, gt=0, le=1.0,
+        default=0.5,
+        gt=0,
+        le=1.0,
         description="Route changes made elsewhere reach every request within this time.",
     )
     keys_ttl_s: float = Field(default=1.0, gt=0, description="A revoked key stops within this.")

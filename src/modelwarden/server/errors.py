@@ -46,13 +46,14 @@ class InvalidBody(WardenError):
     @classmethod
     def from_validation(cls, exc: ValidationError) -> InvalidBody:
         problems = [
-            {"field": ".".join(str(x) for x in e.get("loc", ())) or "(body)",
-             "reason": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
+            {
+                "field": ".".join(str(x) for x in e.get("loc", ())) or "(body)",
+                "reason": str(e.get("msg", "invalid")).removeprefix("Value error, "),
+            }
             for e in exc.errors(include_url=False)
         ]
         first = problems[0] if problems else {"field": "(body)", "reason": "invalid"}
-        return cls(f"{first['field']}: {first['reason']}", field=first["field"],
-                   problems=problems)
+        return cls(f"{first['field']}: {first['reason']}", field=first["field"], problems=problems)
 
 
 class ServiceUnavailable(WardenError):

@@ -53,8 +53,9 @@ async def chat_completions(
     body = await read_json(request, rt.config.max_body_bytes)
     gateway = rt.gateway
     # One pass over the raw headers; Starlette's Headers scans them again for every lookup.
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-               for k, v in request.scope["headers"]}
+    headers = {
+        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]
+    }
     call = gateway.new_call(body, headers, key.plant_id if key else None)
     return await gateway.handle(call)
 
@@ -93,8 +94,9 @@ def authorize(rt: Runtime, headers: dict[str, str]) -> ApiKey | None:
     return rt.keys.authorize(headers.get("authorization"), "gateway", optional_without_keys=True)
 
 
-async def chat_response(rt: Runtime, headers: dict[str, str], body: Any,
-                        key: ApiKey | None) -> Response:
+async def chat_response(
+    rt: Runtime, headers: dict[str, str], body: Any, key: ApiKey | None
+) -> Response:
     """The answer to an authorized chat request: ``headers`` (lower-case names), JSON ``body``.
 
     Raises :class:`~modelwarden.errors.WardenError` for an answer in the error shape.
@@ -107,8 +109,9 @@ def error_answer(exc: Exception) -> Response:
     if isinstance(exc, WardenError):
         if exc.http_status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            exc.to_dict(), status_code=exc.http_status, headers=getattr(exc, "headers", None)
+        )
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(
         {"error": {"code": "internal", "message": "internal error; see the server log"}},

@@ -62,7 +62,7 @@ def batch_records(body: Any) -> list[Any]:
             return records
         return [body]
     raise MalformedBody(
-        "the body must be a list of records, {\"records\": [...]} or one record object",
+        'the body must be a list of records, {"records": [...]} or one record object',
         field="(body)",
     )
 

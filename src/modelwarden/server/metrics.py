@@ -57,26 +57,34 @@ class Metrics:
         self.gateway_latency = Histogram(
             "modelwarden_gateway_request_duration_seconds",
             "Time from a chat request's arrival to the end of its answer, in seconds.",
-            LABELS, buckets=LATENCY_BUCKETS, registry=r,
+            LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.gateway_overhead = Histogram(
             "modelwarden_gateway_overhead_seconds",
             "Time the gateway adds to a chat request beyond waiting for the upstream, in seconds.",
-            LABELS, buckets=OVERHEAD_BUCKETS, registry=r,
+            LABELS,
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
         )
         self.gateway_requests = Counter(
-            "modelwarden_gateway_requests", "Chat requests answered, by served version and route.",
-            LABELS, registry=r,
+            "modelwarden_gateway_requests",
+            "Chat requests answered, by served version and route.",
+            LABELS,
+            registry=r,
         )
         self.upstream_errors = Counter(
             "modelwarden_upstream_errors",
             "Upstream failures (timeouts, refused connections, 5xx answers).",
-            LABELS, registry=r,
+            LABELS,
+            registry=r,
         )
         self.canary_fallbacks = Counter(
             "modelwarden_canary_fallbacks",
             "Canary requests that failed upstream and were served by the stable version.",
-            LABELS, registry=r,
+            LABELS,
+            registry=r,
         )
         self.safety_flags = Counter(
             "modelwarden_safety_flags", "Answers flagged by the safety check.", LABELS, registry=r
@@ -85,32 +93,40 @@ class Metrics:
             "modelwarden_prompt_tokens", "Prompt tokens reported by upstreams.", LABELS, registry=r
         )
         self.completion_tokens = Counter(
-            "modelwarden_completion_tokens", "Completion tokens reported by upstreams.", LABELS,
+            "modelwarden_completion_tokens",
+            "Completion tokens reported by upstreams.",
+            LABELS,
             registry=r,
         )
         self.shadow_dropped = Counter(
             "modelwarden_shadow_dropped",
-            "Shadow copies not sent because too many were in flight.", LABELS, registry=r,
+            "Shadow copies not sent because too many were in flight.",
+            LABELS,
+            registry=r,
         )
         self.ingest_latency = Histogram(
             "modelwarden_ingest_request_duration_seconds",
             "Time to validate and durably spool one ingest batch, in seconds.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.ingest_records = Counter(
             "modelwarden_ingest_records", "Records accepted by the ingest API.", registry=r
         )
         self.ingest_invalid = Counter(
             "modelwarden_ingest_invalid_records",
-            "Records the ingest API found invalid (kept in the rejected store).", registry=r,
+            "Records the ingest API found invalid (kept in the rejected store).",
+            registry=r,
         )
         self.stored_records = Counter(
             "modelwarden_spool_stored_records",
-            "Records moved from the spool into the log store.", registry=r,
+            "Records moved from the spool into the log store.",
+            registry=r,
         )
         self.spool_records = Gauge(
             "modelwarden_spool_depth_records",
-            "Records acknowledged but not yet moved into the log store.", registry=r,
+            "Records acknowledged but not yet moved into the log store.",
+            registry=r,
         )
         self.spool_bytes = Gauge(
             "modelwarden_spool_depth_bytes", "Bytes of spool segments not yet stored.", registry=r
@@ -127,7 +143,9 @@ class Metrics:
         }
 
     def bind_spool(
-        self, records: Callable[[], float], nbytes: Callable[[], float],
+        self,
+        records: Callable[[], float],
+        nbytes: Callable[[], float],
         segments: Callable[[], float],
     ) -> None:
         self.spool_records.set_function(records)

@@ -53,8 +53,12 @@ def get_routes(
     table = rt.routes.get()
     if table is None:
         return JSONResponse(
-            {"error": {"code": "not_found",
-                       "message": "no routes are set; PUT /v1/routes or modelwarden routes set"}},
+            {
+                "error": {
+                    "code": "not_found",
+                    "message": "no routes are set; PUT /v1/routes or modelwarden routes set",
+                }
+            },
             status_code=404,
         )
     return table.to_dict()
@@ -83,9 +87,12 @@ async def put_routes(request: Request, key: ApiKey | None = Depends(requires("ro
         raise InvalidBody.from_validation(exc) from None
     actor = key_actor(key) if key is not None else "api"
     table = await run_in_threadpool(
-        set_live_routes, rt.state,
+        set_live_routes,
+        rt.state,
         RouteSpec.model_validate(spec.model_dump(exclude={"if_version"})),
-        actor, spec.note or "", spec.if_version,
+        actor,
+        spec.note or "",
+        spec.if_version,
     )
     rt.routes.invalidate()
     return table.to_dict()

@@ -22,8 +22,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "warning",
-                   access_log: bool = False) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, host: str, port: int, *, log_level: str = "warning", access_log: bool = False
+) -> uvicorn.Config:
     from modelwarden.server.fast_http import protocol_for
 
     return uvicorn.Config(
@@ -41,23 +42,26 @@ def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "warning"
     )
 
 
-def serve_forever(app: Any, host: str, port: int, *, log_level: str = "info",
-                  access_log: bool = False) -> None:
-    uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level,
-                                  access_log=access_log)).run()
+def serve_forever(
+    app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = False
+) -> None:
+    uvicorn.Server(
+        uvicorn_config(app, host, port, log_level=log_level, access_log=access_log)
+    ).run()
 
 
 class ServerThread:
     """A uvicorn server on ``host:port`` in a daemon thread; ``url`` once it is started."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
-                 log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.server = uvicorn.Server(uvicorn_config(app, self.host, self.port,
-                                                    log_level=log_level))
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}",
-                                       daemon=True)
+        self.server = uvicorn.Server(uvicorn_config(app, self.host, self.port, log_level=log_level))
+        self.thread = threading.Thread(
+            target=self.server.run, name=f"uvicorn-{self.port}", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -91,8 +95,9 @@ def running(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Itera
         yield srv
 
 
-def wait_for_spool(base_url: str, timeout: float = 15, headers: dict[str, str] | None = None
-                   ) -> None:
+def wait_for_spool(
+    base_url: str, timeout: float = 15, headers: dict[str, str] | None = None
+) -> None:
     """Block until the server at ``base_url`` has moved every acknowledged record into the store.
 
     For read-your-writes: the ingest API answers once a batch is durable, and the log store (which

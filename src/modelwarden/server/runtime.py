@@ -74,9 +74,7 @@ class Runtime:
             log.info("replaying %d spool segment(s) left by the previous run", len(leftovers))
         self.spool.on_commit = self._maybe_flush_early
         self.flusher.start()
-        transport = PooledTransport(
-            max_connections_per_origin=self.config.upstream_max_connections
-        )
+        transport = PooledTransport(max_connections_per_origin=self.config.upstream_max_connections)
         self._client = new_client(
             timeout=httpx.Timeout(
                 self.config.upstream_timeout_s, connect=self.config.upstream_connect_timeout_s
@@ -149,8 +147,9 @@ class Runtime:
             self._records_timer = None
         records, self._records = self._records, []
         if records:
-            batch = SpoolBatch("requests", GATEWAY_SOURCE,
-                               [(f"gateway {r['request_id']}", r) for r in records])
+            batch = SpoolBatch(
+                "requests", GATEWAY_SOURCE, [(f"gateway {r['request_id']}", r) for r in records]
+            )
             self.spool.append(batch).add_done_callback(_report_failure)
 
     def pending_records(self) -> int:

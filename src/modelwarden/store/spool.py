@@ -106,8 +106,9 @@ def read_segment(path: Path) -> Iterator[SpoolBatch]:
         try:
             yield SpoolBatch.from_line(line)
         except (ValueError, KeyError, TypeError):
-            log.warning("%s: line %d is incomplete (a write cut short by a crash); skipped",
-                        path, n)
+            log.warning(
+                "%s: line %d is incomplete (a write cut short by a crash); skipped", path, n
+            )
 
 
 class _Seal:
@@ -121,8 +122,9 @@ _STOP = object()
 class Spool:
     """Append-only, fsync'd batches in segment files; one process owns a spool directory."""
 
-    def __init__(self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-                 fsync: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: bool = True
+    ) -> None:
         self.dir = Path(directory)
         self.segment_bytes = segment_bytes
         self.fsync = fsync
@@ -341,16 +343,22 @@ class SealedSegments:
     reported through ``on_removed`` so that the owner stops counting it.
     """
 
-    def __init__(self, directory: Path, *, fsync: bool = True,
-                 on_removed: Callable[[Path], None] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fsync: bool = True,
+        on_removed: Callable[[Path], None] | None = None,
+    ) -> None:
         self.dir = Path(directory)
         self.fsync = fsync
         self.upto = 0
         self.on_removed = on_removed
 
     def seal(self, timeout: float | None = None) -> list[Path]:
-        paths = [p for p in self.dir.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}")
-                 if _seq(p) <= self.upto]
+        paths = [
+            p for p in self.dir.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}") if _seq(p) <= self.upto
+        ]
         return sorted(paths, key=_seq)
 
     def remove(self, path: Path) -> None:
@@ -443,8 +451,13 @@ class Flusher:
                 self.last_error = f"{path.name}: {exc}"
                 if n >= MAX_ATTEMPTS:
                     target = self.spool.quarantine(path)
-                    log.error("gave up on %s after %d attempts (%s); moved to %s",
-                              path.name, n, exc, target)
+                    log.error(
+                        "gave up on %s after %d attempts (%s); moved to %s",
+                        path.name,
+                        n,
+                        exc,
+                        target,
+                    )
                     self._attempts.pop(path, None)
                     continue
                 log.warning("could not store %s (attempt %d): %s", path.name, n, exc)
@@ -484,5 +497,6 @@ class Flusher:
             mid = len(items) // 2
             self._store_items(kind, items[:mid], source)
             self._store_items(kind, items[mid:], source)
+
 
 __all__ = ["Flusher", "SealedSegments", "Spool", "SpoolBatch", "read_segment", "segment_seq"]
