@@ -18,10 +18,12 @@ from typing import NamedTuple
 
 import pytest
 
-from modelwarden import service
+from modelwarden.embed.service import embed_missing
 from modelwarden.ingest.core import Ingestor
+from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
 from modelwarden.simulate.traffic import SimulatedData, simulate
+from modelwarden.store.reads import open_store
 
 SIM_DAYS = 21
 SIM_SEED = 3
@@ -109,7 +111,7 @@ def seeded_data_dir(tmp_path_factory: pytest.TempPathFactory, sim_data: Simulate
     """A data directory holding ``sim_data`` and its hashing prompt embeddings. Read only."""
     data = tmp_path_factory.mktemp("seeded") / "warden-data"
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    ingestor = Ingestor(service.open_store(settings), service.safety_checker(settings))
+    ingestor = Ingestor(open_store(settings), safety_checker(settings))
     for kind, rows in (
         ("requests", sim_data.requests),
         ("feedback", sim_data.feedback),
@@ -119,6 +121,6 @@ def seeded_data_dir(tmp_path_factory: pytest.TempPathFactory, sim_data: Simulate
             kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)], source="simulate"
         )
         assert (report.accepted, report.rejected) == (len(rows), 0), report.first_rejections
-    emb = service.embed_missing(settings, "prompt")
+    emb = embed_missing(settings, "prompt")
     assert emb.missing == len(sim_data.requests)
     return data

@@ -94,8 +94,8 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
 
 
 def side_warden(data: str) -> dict:
-    from modelwarden.kpi import KpiQuery
-    from modelwarden.service import compute_kpis
+    from modelwarden.kpi.compute import KpiQuery
+    from modelwarden.kpi.service import compute_kpis
     from modelwarden.settings import Settings
 
     s = Settings(data_dir=Path(data))

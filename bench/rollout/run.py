@@ -52,7 +52,7 @@ SAFETY_RATE = 0.05
 
 # ---- simulated rollouts ---------------------------------------------------------------------------
 def _traffic(rate: float, hours: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    from modelwarden.gateway.routes import bucket
+    from modelwarden.governance.routes import bucket
 
     ts, plant, user = [], [], []
     for p in PLANTS:
@@ -213,13 +213,13 @@ def pct(values: list[float], q: float) -> str:
 def restore_times(repeats: int) -> list[dict[str, float]]:
     import httpx
 
-    from modelwarden import registry
     from modelwarden.gateway import fake_upstream
-    from modelwarden.gateway.routes import bucket
+    from modelwarden.governance import registry
+    from modelwarden.governance.routes import bucket
     from modelwarden.ingest.core import Ingestor
     from modelwarden.rollout import controller
     from modelwarden.rollout.plan import default_plan
-    from modelwarden.safety import SafetyChecker
+    from modelwarden.safety.checker import SafetyChecker
     from modelwarden.server.app import create_app
     from modelwarden.server.runner import ServerThread
     from modelwarden.settings import Settings

@@ -65,6 +65,13 @@ class DimensionError(InputError):
     code = "dimension_mismatch"
 
 
+class MalformedBody(InputError):
+    """A body that is not the document it claims to be: empty, not UTF-8, not valid JSON or
+    protobuf."""
+
+    code = "malformed_json"
+
+
 class NotFoundError(WardenError):
     code = "not_found"
     http_status = 404

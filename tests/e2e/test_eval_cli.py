@@ -22,7 +22,7 @@ import pytest
 
 from modelwarden.evals.compare import GateSpec
 from modelwarden.evals.golden import load_golden, starter_set
-from modelwarden.evals.scorecard import default_gate
+from modelwarden.governance.scorecard import default_gate
 from modelwarden.server.runner import free_port
 
 CLI = str(Path(sys.executable).parent / "modelwarden")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelwarden.auth import create_key
+from modelwarden.governance.keys import create_key
 from modelwarden.server.runner import free_port
 from modelwarden.store.logstore import LogStore
 from modelwarden.store.state import StateStore

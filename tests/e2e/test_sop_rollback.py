@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelwarden.gateway.routes import bucket
+from modelwarden.governance.routes import bucket
 from modelwarden.server.runner import free_port, wait_for_spool
 
 CLI = str(Path(sys.executable).parent / "modelwarden")

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modelwarden.kpi import CHANGES, METRICS
+from modelwarden.kpi.compute import CHANGES, METRICS
 from modelwarden.simulate.traffic import SimulatedData
 from modelwarden.store.logstore import LogStore
 

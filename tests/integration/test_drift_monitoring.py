@@ -18,23 +18,23 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from modelwarden.baseline import reservoir_seed, update_baselines
-from modelwarden.cli.core import parse_window_arg
-from modelwarden.drift.reservoir import Reservoir
-from modelwarden.drift_store import (
+from modelwarden.drift.baseline import reservoir_seed, update_baselines
+from modelwarden.drift.history import (
     ALL_PLANTS,
     drift_results,
     load_reservoir,
     read_history,
     reservoir_dir,
 )
-from modelwarden.monitor import drift_over_windows
+from modelwarden.drift.monitor import drift_over_windows
+from modelwarden.drift.reservoir import Reservoir
+from modelwarden.embed.service import window_vectors
 from modelwarden.report.weekly import build_weekly_report, render_markdown
 from modelwarden.server.app import create_app
 from modelwarden.server.runner import ServerThread
-from modelwarden.service import window_vectors
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
+from modelwarden.windows import parse_window_arg
 
 STABLE = "sop-assistant-v1.1"
 CANARY = "sop-assistant-v1.2"

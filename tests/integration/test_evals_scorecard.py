@@ -13,9 +13,9 @@ import pytest
 from modelwarden.errors import NotFoundError
 from modelwarden.evals.golden import starter_set
 from modelwarden.evals.runner import RunOptions, run_eval
-from modelwarden.evals.scorecard import default_gate, render_markdown, scorecard, wilson
 from modelwarden.evals.store import compare_stored, run_scores
 from modelwarden.gateway import fake_upstream
+from modelwarden.governance.scorecard import default_gate, render_markdown, scorecard, wilson
 from modelwarden.review.queue import next_item, submit_review
 from modelwarden.review.sampling import SampleSpec, build_queue
 from modelwarden.server.runner import ServerThread

@@ -19,9 +19,9 @@ import httptools
 import httpx
 import pytest
 
-from modelwarden.auth import create_key
 from modelwarden.gateway import fake_upstream
-from modelwarden.gateway.routes import RouteSpec, Upstream, set_routes
+from modelwarden.governance.keys import create_key
+from modelwarden.governance.routes import RouteSpec, Upstream, set_routes
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.fast_http import GatewayHttpProtocol

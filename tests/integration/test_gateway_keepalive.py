@@ -12,8 +12,8 @@ import httptools
 import httpx
 import pytest
 
-from modelwarden.gateway.routes import RouteSpec, Upstream, set_routes
 from modelwarden.gateway.transport import PooledTransport, new_client
+from modelwarden.governance.routes import RouteSpec, Upstream, set_routes
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from modelwarden import registry
-from modelwarden.auth import create_key
 from modelwarden.errors import ConflictError
 from modelwarden.gateway import fake_upstream
-from modelwarden.gateway.routes import RouteSpec, Upstream, route_history, set_routes
+from modelwarden.governance import registry
+from modelwarden.governance.keys import create_key
+from modelwarden.governance.routes import RouteSpec, Upstream, route_history, set_routes
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread

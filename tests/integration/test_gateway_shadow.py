@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from modelwarden.gateway import fake_upstream
-from modelwarden.gateway.routes import RouteSpec, Upstream, set_routes
+from modelwarden.governance.routes import RouteSpec, Upstream, set_routes
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread, wait_for_spool

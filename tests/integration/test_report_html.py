@@ -6,7 +6,7 @@ import base64
 import re
 from pathlib import Path
 
-from modelwarden.report.weekly import build_weekly_report, write_report
+from modelwarden.report.service import build_weekly_report, write_report
 from modelwarden.settings import Settings
 
 

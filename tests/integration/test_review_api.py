@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from modelwarden.auth import create_key
+from modelwarden.governance.keys import create_key
 from modelwarden.review.queue import list_reviews
 from modelwarden.review.reliability import agreement_report
 from modelwarden.review.sampling import SampleSpec, build_queue
@@ -32,12 +32,13 @@ def _with_review_routes(app: FastAPI) -> FastAPI:
 
 @pytest.fixture
 def server(tmp_path: Path, sim_data: Any) -> Iterator[dict[str, Any]]:
-    from modelwarden import service
     from modelwarden.ingest.core import Ingestor
+    from modelwarden.safety.service import safety_checker
+    from modelwarden.store.reads import open_store
 
     data = tmp_path / "warden-data"
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    ing = Ingestor(service.open_store(settings), service.safety_checker(settings))
+    ing = Ingestor(open_store(settings), safety_checker(settings))
     rows = sim_data.requests[:300]
     ing.ingest_raw("requests", [(str(i), r) for i, r in enumerate(rows)], "test")
     state = StateStore.at(data)

@@ -17,7 +17,6 @@ from modelwarden.errors import ConflictError, InputError, NotFoundError
 from modelwarden.evals.golden import starter_set
 from modelwarden.evals.runner import RunOptions, run_eval
 from modelwarden.gateway import fake_upstream
-from modelwarden.review.agreement import cohen_kappa, krippendorff_alpha
 from modelwarden.review.queue import (
     export_file,
     get_item,
@@ -33,6 +32,7 @@ from modelwarden.review.sampling import SampleSpec, build_queue
 from modelwarden.server.runner import ServerThread
 from modelwarden.settings import Settings
 from modelwarden.simulate.corpus import TOPICS
+from modelwarden.stats.agreement import cohen_kappa, krippendorff_alpha
 from modelwarden.store.state import StateStore
 
 GOOD, POOR = "sop-assistant-v1.1", "sop-assistant-v1.2"

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from modelwarden import service
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.ingest.core import Ingestor
 from modelwarden.review.queue import review_items
 from modelwarden.review.sampling import SampleSpec, build_queue, disagreement
+from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
 from modelwarden.simulate.traffic import SimulatedData
+from modelwarden.store.reads import open_store
 from modelwarden.store.state import StateStore
 
 
@@ -157,7 +158,7 @@ def test_shadow_disagreement_pairs_the_most_different_answers(
                 "parent_request_id": f"p{i}",
             }
         )
-    ing = Ingestor(service.open_store(settings), service.safety_checker(settings))
+    ing = Ingestor(open_store(settings), safety_checker(settings))
     rep = ing.ingest_raw("requests", [(str(i), r) for i, r in enumerate(records)], "test")
     assert rep.accepted == 8
     state = StateStore.at(data)

@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 from aiosmtpd.controller import Controller
 
-from modelwarden import audit, incidents, notify, registry
 from modelwarden.gateway import fake_upstream
-from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes, route_history
-from modelwarden.gateway.routes import bucket as route_bucket
+from modelwarden.governance import audit, incidents, notify, registry
+from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, route_history
+from modelwarden.governance.routes import bucket as route_bucket
 from modelwarden.ingest.core import Ingestor
 from modelwarden.policy.spec import Notify, default_policy
 from modelwarden.rollout.rollback import rollback
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread, free_port

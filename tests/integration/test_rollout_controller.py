@@ -16,13 +16,13 @@ import httpx
 import numpy as np
 import pytest
 
-from modelwarden import audit, incidents, registry
 from modelwarden.gateway import fake_upstream
-from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes, set_routes
+from modelwarden.governance import audit, incidents, registry
+from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, set_routes
 from modelwarden.ingest.core import Ingestor
 from modelwarden.rollout import controller, store
 from modelwarden.rollout.plan import Gate, Hold, Plan, Step
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelwarden import registry
 from modelwarden.errors import ConflictError
 from modelwarden.gateway import fake_upstream
-from modelwarden.gateway.routes import current_routes
+from modelwarden.governance import registry
+from modelwarden.governance.routes import current_routes
 from modelwarden.rollout import shadow
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig

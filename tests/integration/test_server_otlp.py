@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelwarden.auth import create_key
+from modelwarden.governance.keys import create_key
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread, wait_for_spool

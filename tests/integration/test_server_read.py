@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from modelwarden.cli.core import parse_window_arg
-from modelwarden.monitor import drift_over_windows
+from modelwarden.drift.monitor import drift_over_windows
 from modelwarden.server.app import create_app
 from modelwarden.server.runner import ServerThread
 from modelwarden.settings import Settings
+from modelwarden.windows import parse_window_arg
 
 
 @pytest.fixture(scope="module")

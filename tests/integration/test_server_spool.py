@@ -120,7 +120,7 @@ def test_a_record_the_store_cannot_hold_is_kept_as_rejected(tmp_path: Path) -> N
 
 
 def test_bad_unicode_and_out_of_range_values_are_answered_invalid(tmp_path: Path) -> None:
-    from modelwarden.server.validation import as_bad_line, check_batch
+    from modelwarden.ingest.validation import as_bad_line, check_batch
 
     raw = json.loads(
         '[{"request_id": "s", "timestamp": "2026-11-04T07:30:00Z", '

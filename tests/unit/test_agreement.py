@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from modelwarden.errors import InputError
-from modelwarden.review.agreement import (
+from modelwarden.stats.agreement import (
     cohen_kappa,
     coincidence_matrix,
     krippendorff_alpha,

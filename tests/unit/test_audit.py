@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import DatabaseError
 
-from modelwarden import audit
+from modelwarden.governance import audit
 from modelwarden.store.state import StateStore
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modelwarden.embed.hashing import HashingEmbedder
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 from modelwarden.simulate.corpus import (
     DRIFT_TOPICS,
     QA,

@@ -19,7 +19,7 @@ from modelwarden.evals.metrics import (
     semantic_similarity,
 )
 from modelwarden.evals.ngrams import bleu_statistics, chrf_pair_statistics, tokenize_13a
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 
 _VOCABULARY = (
     "the main conveyor requires lubrication every 200 operating hours use ISO VG 46 oil on "

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from modelwarden.errors import InputError
-from modelwarden.kpi import METRICS, KpiQuery, add_changes, kpi_expr, parse_by, parse_window
+from modelwarden.kpi.compute import METRICS, KpiQuery, add_changes, kpi_expr, parse_by, parse_window
 from modelwarden.store.duckdb_sql import ibis_connect
 from modelwarden.store.schema import SCHEMAS
 

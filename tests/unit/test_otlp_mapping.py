@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from modelwarden.ingest import otlp
 from modelwarden.records import validate
-from modelwarden.server import otlp
 
 KEYS = [
     "gen_ai.operation.name",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from modelwarden import audit, registry
-from modelwarden.auth import ApiKey, ForbiddenError, create_key
 from modelwarden.errors import ConflictError, InputError
 from modelwarden.evals.store import insert_run
-from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes, set_routes
+from modelwarden.governance import audit, registry
+from modelwarden.governance.keys import ApiKey, ForbiddenError, create_key
+from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, set_routes
 from modelwarden.store.state import StateStore
 
 V11, V12, V13 = "sop-assistant-v1.1", "sop-assistant-v1.2", "sop-assistant-v1.3"

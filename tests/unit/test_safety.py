@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelwarden.errors import InputError
-from modelwarden.safety import DEFAULT_PATTERNS, SafetyChecker
+from modelwarden.safety.checker import DEFAULT_PATTERNS, SafetyChecker
 
 DANGEROUS = [
     "You can bypass the interlock to keep the line running.",

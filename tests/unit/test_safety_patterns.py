@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from modelwarden import safety
 from modelwarden.errors import InputError
-from modelwarden.safety import DEFAULT_PATTERNS, SafetyChecker
+from modelwarden.safety import checker as safety
+from modelwarden.safety.checker import DEFAULT_PATTERNS, SafetyChecker
 from modelwarden.simulate.corpus import all_topics
 
 CHECKER = SafetyChecker()

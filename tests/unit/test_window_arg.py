@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from modelwarden.cli.core import parse_window_arg
 from modelwarden.errors import EXIT_BAD_INPUT, InputError
+from modelwarden.windows import parse_window_arg
 
 
 def _utc(*args: int) -> datetime:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from modelwarden import service
 from modelwarden.cli.app import (
     FORMAT_OPTION,
     Format,
@@ -36,10 +34,22 @@ from modelwarden.cli.app import (
     print_table,
     settings,
 )
+from modelwarden.drift.service import (
+    compare_files,
+    drift_over_windows,
+    is_vector_file,
+    parse_drift_by,
+    resolve_windows,
+)
+from modelwarden.embed.service import EmbedReport, embed_missing, embedder_key
 from modelwarden.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
-from modelwarden.kpi import CHANGES, METRICS, KpiQuery, parse_by, parse_window
-from modelwarden.monitor import Window, drift_over_windows
-from modelwarden.report.weekly import build_weekly_report, latest_complete_week, write_report
+from modelwarden.ingest.service import ingest_paths
+from modelwarden.kpi.compute import CHANGES, METRICS, KpiQuery, parse_by, parse_window
+from modelwarden.kpi.service import compute_kpis
+from modelwarden.report.service import build_weekly_report, write_report
+from modelwarden.safety.service import safety_checker
+from modelwarden.store import reads
+from modelwarden.windows import parse_time
 
 
 class Bar:
@@ -128,7 +138,7 @@ def ingest(
     """Validate and store records. Bad records are kept with their reasons; exit 2 if any."""
     s = settings()
     with progress_bar(f"ingesting {kind.value}", enabled=format == Format.table) as bar:
-        report = service.ingest_paths(s, paths, kind.value, progress=bar.advance)
+        report = ingest_paths(s, paths, kind.value, progress=bar.advance)
     out = report.to_dict()
     if embed and kind == KindChoice.requests:
         out["embedding"] = _embed(s, "prompt", None, None, None, format).to_dict()
@@ -152,7 +162,7 @@ def rejected(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """List rejected records with their file, line or row, field and reason."""
-    rows = service.rejected(settings(), limit=limit, source=source)
+    rows = reads.rejected(settings(), limit=limit, source=source)
     if format == Format.json:
         print_json(rows)
         return
@@ -181,10 +191,10 @@ def _embed(
     since: datetime | None,
     until: datetime | None,
     format: Format,
-) -> service.EmbedReport:
-    name = service.embedder_key(s, embedder)
+) -> EmbedReport:
+    name = embedder_key(s, embedder)
     with progress_bar(f"embedding {kind}s ({name})", enabled=format == Format.table) as bar:
-        return service.embed_missing(
+        return embed_missing(
             s, kind, embedder, since, until, progress=bar.advance, on_total=bar.total
         )
 
@@ -200,8 +210,8 @@ def embed(
     """Embed stored requests that have no vector from the current embedder yet."""
     s = settings()
     kinds = ["prompt", "response"] if kind == "all" else [kind]
-    lo = service.parse_time(since, "since") if since else None
-    hi = service.parse_time(until, "until") if until else None
+    lo = parse_time(since, "since") if since else None
+    hi = parse_time(until, "until") if until else None
     reports = [_embed(s, k, None, lo, hi, format).to_dict() for k in kinds]
     if format == Format.json:
         print_json(reports)
@@ -245,7 +255,7 @@ def simulate(
 
     if out is None and not ingest_:
         raise InputError("say where the traffic goes: --out FILE or --ingest", field="out")
-    end_dt = service.parse_time(end, "end") if end else None
+    end_dt = parse_time(end, "end") if end else None
     data = run(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
     summary: dict[str, Any] = {
         "scenarios": list(data.scenarios),
@@ -283,7 +293,7 @@ def _ingest_simulated(data: Any) -> list[dict[str, Any]]:
     from modelwarden.ingest.core import Ingestor
 
     s = settings()
-    ing = Ingestor(service.open_store(s), service.safety_checker(s))
+    ing = Ingestor(reads.open_store(s), safety_checker(s))
     out = []
     for kind, rows in (
         ("requests", data.requests),
@@ -340,13 +350,13 @@ def kpis(
 ) -> None:
     """KPIs per window and group: latency avg/p50/p95/p99, feedback, safety, escalations."""
     q = KpiQuery(
-        since=service.parse_time(since, "since") if since else None,
-        until=service.parse_time(until, "until") if until else None,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
         window=parse_window(window),
         by=parse_by(by),
         include_shadow=include_shadow,
     )
-    rows = service.compute_kpis(settings(), q)
+    rows = compute_kpis(settings(), q)
     cols = ["window_start", *q.by, *METRICS, *CHANGES]
     if format == TabularFormat.json:
         print_json(rows)
@@ -370,132 +380,7 @@ def kpis(
         )
 
 
-# ---- drift -------------------------------------------------------------------------------------
-WINDOW_HELP = "use 2026-W45 or 2026-11-01..2026-11-08"
-_WEEK_RE = re.compile(r"([0-9]{4})-W([0-9]{2})", re.IGNORECASE)
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?")
-_ZONE_RE = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}")
-
-
-def _window_bound(text: str, upper: bool, value: str, field: str) -> datetime:
-    """One end of a window: an ISO week (its Monday, or the next Monday as an upper end), a
-    date (00:00 UTC) or an ISO-8601 date-time with a zone."""
-    if m := _WEEK_RE.fullmatch(text):
-        try:
-            monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
-        except ValueError:
-            raise InputError(
-                f"{value!r}: {text!r} is not an ISO week (weeks run 01 to 52 or 53)", field=field
-            ) from None
-        start = datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
-        return start + timedelta(weeks=1) if upper else start
-    if _DATE_RE.fullmatch(text):
-        try:
-            d = date.fromisoformat(text)
-        except ValueError:
-            raise InputError(f"{value!r}: {text!r} is not a valid date", field=field) from None
-        return datetime(d.year, d.month, d.day, tzinfo=UTC)
-    stamp = _TIME_RE.match(text)
-    if stamp:
-        zone = text[stamp.end() :]
-        if not zone:
-            raise InputError(
-                f"{value!r}: {text!r} has no time zone; add Z or an offset such as +01:00",
-                field=field,
-            )
-        if _ZONE_RE.fullmatch(zone):
-            try:
-                return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-            except (ValueError, OverflowError):
-                raise InputError(
-                    f"{value!r}: {text!r} is not a valid date and time", field=field
-                ) from None
-    raise InputError(f"{value!r} is not a window: {WINDOW_HELP}", field=field)
-
-
-def parse_window_arg(value: str, field: str) -> Window:
-    """A window given on the command line or in a query.
-
-    ``2026-W45`` (one ISO week), or ``FROM..TO`` where each end is an ISO week (``2026-W43..
-    2026-W45`` takes the weeks whole), a date (``2026-11-01..2026-11-08``: from 00:00 UTC of the
-    first to 00:00 UTC of the second) or an ISO-8601 date-time with a zone
-    (``2026-11-01T06:00:00+01:00``). Anything else is an :class:`InputError` naming ``field``.
-    """
-    from modelwarden.monitor import Window
-
-    text = value.strip()
-    if ".." in text:
-        a, b = text.split("..", 1)
-        if not a or not b or ".." in b:
-            raise InputError(f"{value!r} is not a window: {WINDOW_HELP}", field=field)
-        lo = _window_bound(a, False, value, field)
-        hi = _window_bound(b, True, value, field)
-    elif _WEEK_RE.fullmatch(text):
-        lo = _window_bound(text, False, value, field)
-        hi = _window_bound(text, True, value, field)
-    else:
-        raise InputError(f"{value!r} is not a window: {WINDOW_HELP}", field=field)
-    if hi <= lo:
-        raise InputError(f"window {value!r} is empty (its end is not after its start)", field=field)
-    return Window(lo, hi)
-
-
-def default_windows(s: Any) -> tuple[Window, Window]:
-    lo, hi = service.require_data(s)
-    current = Window(*service.iso_week(latest_complete_week(hi)))
-    baseline = Window(max(lo, current.since - timedelta(weeks=3)), current.since)
-    if baseline.until <= baseline.since:
-        raise InputError(
-            "the store holds less than two weeks; give --baseline and --current", field="baseline"
-        )
-    return baseline, current
-
-
-def load_vectors(path: str, field: str) -> Any:
-    """Reference embeddings from ``.npy``, Parquet or JSONL (a ``prompt_embedding`` column)."""
-    import numpy as np
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file", field=field)
-    try:
-        if p.suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        elif p.suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            col = next(
-                (
-                    c
-                    for c in ("prompt_embedding", "embedding", "vector")
-                    if c in pq.read_schema(p).names
-                ),
-                None,
-            )
-            if col is None:
-                raise InputError(
-                    f"{path}: no prompt_embedding, embedding or vector column", field=field
-                )
-            arr = np.asarray(pq.read_table(p, columns=[col]).column(col).to_pylist(), float)
-        else:
-            rows = [
-                json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()
-            ]
-            arr = np.asarray(
-                [r.get("prompt_embedding") or r.get("embedding") for r in rows], dtype=float
-            )
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read embeddings ({exc})", field=field) from exc
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise InputError(f"{path}: expected a non-empty 2-D array of embeddings", field=field)
-    if not np.isfinite(arr).all():
-        raise InputError(f"{path}: embeddings contain NaN or infinite values", field=field)
-    return arr.astype(np.float32)
-
-
-def _is_file(value: str | None) -> bool:
-    return bool(value) and value.lower().endswith((".npy", ".parquet", ".pq", ".jsonl"))
+# ---- drift ----
 
 
 DRIFT_COLUMNS = [
@@ -579,7 +464,6 @@ def drift(
     same window replaces its points.
     """
     from modelwarden.drift.registry import EMBEDDING_DETECTORS
-    from modelwarden.monitor import BASELINE_RESERVOIR, parse_drift_by
 
     if kind not in ("prompt", "response", "quality"):
         raise InputError("kind must be prompt, response or quality", field="kind")
@@ -590,48 +474,11 @@ def drift(
         )
     by_cols = parse_drift_by(by)
     s = settings()
-    if _is_file(baseline) or _is_file(current):
-        from modelwarden.drift.centroid import check_drift
-        from modelwarden.monitor import test_vectors
-
-        if kind == "quality":
-            raise InputError("quality drift compares windows, not embedding files", field="kind")
-        if not (baseline and current):
-            raise InputError("give both --baseline and --current", field="baseline")
-        if not (_is_file(baseline) and _is_file(current)):
-            raise InputError(
-                "compare a file with a file (or a window with a window)", field="current"
-            )
-        b_arr = load_vectors(baseline, "baseline")
-        c_arr = load_vectors(current, "current")
-        if b_arr.shape[1] != c_arr.shape[1]:
-            raise InputError(
-                f"baseline has {b_arr.shape[1]} dimensions and current has {c_arr.shape[1]}",
-                field="current",
-            )
-        row: dict[str, Any] = {
-            "scope": "files",
-            "method": method,
-            "n_baseline": len(b_arr),
-            "n_current": len(c_arr),
-        }
-        if method == "seed":
-            score, status = check_drift(b_arr, c_arr, threshold)
-            row.update(score=score, threshold=threshold, p_value=None, status=status)
-        else:
-            row.update(test_vectors(b_arr, c_arr, method, alpha))
-        rows = [row]
+    if is_vector_file(baseline) or is_vector_file(current):
+        rows = [compare_files(baseline, current, kind, method, alpha, threshold)]
         title = f"Drift: {baseline} → {current}"
     else:
-        use_reservoir = baseline is not None and baseline.lower() == BASELINE_RESERVOIR
-        if use_reservoir:
-            c = parse_window_arg(current, "current") if current else default_windows(s)[1]
-            b: Any = BASELINE_RESERVOIR
-        else:
-            b, c = default_windows(s) if not (baseline and current) else (None, None)
-            b = parse_window_arg(baseline, "baseline") if baseline else b
-            c = parse_window_arg(current, "current") if current else c
-        assert b is not None and c is not None
+        b, c = resolve_windows(s, baseline, current)
         with progress_bar("embedding", enabled=format == Format.table) as bar:
             rows = drift_over_windows(
                 s,
@@ -647,7 +494,7 @@ def drift(
                 progress=bar.advance,
                 on_total=bar.total,
             )
-        b_label = "reservoir" if use_reservoir else b.label()
+        b_label = b if isinstance(b, str) else b.label()
         title = f"Drift ({kind}{'' if kind == 'quality' else 's'}): {b_label} → {c.label()}"
     if format == Format.json:
         print_json(rows)
@@ -687,9 +534,9 @@ def report(
 def status(format: Format = FORMAT_OPTION) -> None:
     """What the data directory holds."""
     s = settings()
-    store = service.open_store(s)
+    store = reads.open_store(s)
     stats = store.stats()
-    bounds = service.time_bounds(s)
+    bounds = reads.time_bounds(s)
     info = {
         "data_dir": str(s.data_dir),
         **{k: v for k, v in stats.items() if k != "embeddings"},
@@ -733,7 +580,7 @@ def demo(
         if s.embedder == "minilm"
         else f"embedding prompts ({s.embedder})"
     ) as bar:
-        emb = service.embed_missing(s, "prompt", None, progress=bar.advance, on_total=bar.total)
+        emb = embed_missing(s, "prompt", None, progress=bar.advance, on_total=bar.total)
     console.print(
         f"embedded {emb.missing} prompts ({emb.unique_texts} distinct) with {emb.embedder}"
     )

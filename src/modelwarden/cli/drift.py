@@ -26,9 +26,9 @@ app.add_typer(baseline_app, name="baseline")
 
 
 def _time(value: str | None, field: str) -> Any:
-    from modelwarden import service
+    from modelwarden.windows import parse_time
 
-    return service.parse_time(value, field) if value else None
+    return parse_time(value, field) if value else None
 
 
 @app.command("drift-history")
@@ -46,7 +46,7 @@ def drift_history(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """The stored drift results over time: one point per window, scope, baseline and method."""
-    from modelwarden.drift_store import read_history
+    from modelwarden.drift.history import read_history
 
     if kind is not None and kind not in ("prompt", "response", "quality"):
         raise InputError("kind must be prompt, response or quality", field="kind")
@@ -112,7 +112,7 @@ def baseline_update(
     A window that drifted against the reservoir is skipped and listed, so the baseline never
     absorbs a drift; exit 1 when a window was skipped for drift.
     """
-    from modelwarden.baseline import update_baselines
+    from modelwarden.drift.baseline import update_baselines
     from modelwarden.errors import EXIT_CHECK_FAILED
 
     rows = update_baselines(
@@ -144,7 +144,7 @@ def baseline_update(
 @handle_errors
 def baseline_show(format: Format = FORMAT_OPTION) -> None:
     """Every reservoir: rows kept and seen, windows folded and skipped, last update."""
-    from modelwarden.baseline import baseline_rows
+    from modelwarden.drift.baseline import baseline_rows
 
     rows = baseline_rows(settings())
     if format == Format.json:
@@ -169,7 +169,7 @@ def baseline_show(format: Format = FORMAT_OPTION) -> None:
 
 
 def _scope(plant: str | None) -> str:
-    from modelwarden.drift_store import ALL_PLANTS
+    from modelwarden.drift.history import ALL_PLANTS
 
     return plant or ALL_PLANTS
 
@@ -182,12 +182,12 @@ def baseline_reset(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Delete a reservoir; the next update starts it again from the first window."""
-    from modelwarden import service
-    from modelwarden.drift_store import check_kind, delete_reservoir, reservoir_lock
+    from modelwarden.drift.history import check_kind, delete_reservoir, reservoir_lock
+    from modelwarden.embed.service import embedder_key
 
     s = settings()
     check_kind(kind)
-    name = service.embedder_key(s, None)
+    name = embedder_key(s, None)
     with reservoir_lock(s):
         found = delete_reservoir(s, _scope(plant), kind, name)
     if not found:
@@ -199,12 +199,12 @@ def baseline_reset(
 
 
 def _pin(kind: str, plant: str | None, pinned: bool, format: Format) -> None:
-    from modelwarden import service
-    from modelwarden.drift_store import check_kind, set_pinned
+    from modelwarden.drift.history import check_kind, set_pinned
+    from modelwarden.embed.service import embedder_key
 
     s = settings()
     check_kind(kind)
-    name = service.embedder_key(s, None)
+    name = embedder_key(s, None)
     set_pinned(s, _scope(plant), kind, name, pinned)
     out = {"scope": _scope(plant), "kind": kind, "embedder": name, "pinned": pinned}
     print_json(out) if format == Format.json else console.print(

@@ -361,7 +361,7 @@ def eval_gate_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a default release gate: floors, non-inferiority margins and hard gates."""
-    from modelwarden.evals.scorecard import DEFAULT_GATE_YAML, default_gate
+    from modelwarden.governance.scorecard import DEFAULT_GATE_YAML, default_gate
 
     default_gate()  # the text must stay a valid gate
     _write_new(out, DEFAULT_GATE_YAML, force)
@@ -382,7 +382,7 @@ def eval_scorecard(
     out: Path = typer.Option(None, "--out", "-o", help="Write it here instead of stdout."),
 ) -> None:
     """One page on a model version: metrics with 95% intervals, its gate, human review."""
-    from modelwarden.evals.scorecard import render_markdown, scorecard
+    from modelwarden.governance.scorecard import render_markdown, scorecard
 
     card = scorecard(settings(), version)
     text = (

@@ -51,7 +51,7 @@ def _state() -> StateStore:
 
 
 def _actor(state: StateStore, key: str | None) -> str:
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     return registry.key_actor(registry.identify(state, key)) if key else registry.cli_actor()
 
@@ -93,7 +93,7 @@ def registry_add(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Register a model version (in staging)."""
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     state = _state()
     actor = _actor(state, key)
@@ -113,7 +113,7 @@ def registry_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Every registered version and its status."""
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     versions = registry.list_versions(_state(), status)
     if format == Format.json:
@@ -126,7 +126,7 @@ def registry_list(
 @handle_errors
 def registry_show(version: str = typer.Argument(...), format: Format = FORMAT_OPTION) -> None:
     """A version: status, release requests, evidence and its audit trail."""
-    from modelwarden import audit, registry
+    from modelwarden.governance import audit, registry
 
     state = _state()
     info = registry.get(state, version)
@@ -205,10 +205,10 @@ def registry_promote(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Move a version forward in its lifecycle; a quarantined version is refused."""
-    from modelwarden import registry
+    from modelwarden.rollout import service as rollout_service
 
     state = _state()
-    info = registry.promote(state, version, to, _actor(state, key), reason)
+    info = rollout_service.promote_version(state, version, to, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
     else:
@@ -224,7 +224,7 @@ def registry_quarantine(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Quarantine a version and take it out of the routes (canary and shadow)."""
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     state = _state()
     changed = registry.quarantine(state, version, reason, _actor(state, key))
@@ -244,7 +244,7 @@ def registry_request_release(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Ask for a quarantined version's release; a different key with the approver role approves."""
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     state = _state()
     req = registry.request_release(state, version, registry.identify(state, key), reason)
@@ -283,7 +283,7 @@ def registry_approve(
 
     Exit 0 approved, 1 the gate failed (nothing changes), 2 bad input or not allowed.
     """
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     state = _state()
     res = registry.approve_release(
@@ -315,7 +315,7 @@ def registry_retire(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Retire a version that no route uses."""
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     state = _state()
     info = registry.retire(state, version, _actor(state, key), reason)
@@ -335,7 +335,7 @@ def registry_set_endpoint(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Point a version that serves no traffic at another server."""
-    from modelwarden import registry
+    from modelwarden.governance import registry
 
     state = _state()
     info = registry.set_endpoint(state, version, endpoint, _actor(state, key), reason)
@@ -350,7 +350,7 @@ def registry_set_endpoint(
 @handle_errors
 def audit_verify(format: Format = FORMAT_OPTION) -> None:
     """Recompute the hash chain. Exit 1 naming the first entry that does not fit."""
-    from modelwarden import audit
+    from modelwarden.governance import audit
 
     res = audit.verify(_state())
     if format == Format.json:
@@ -376,7 +376,7 @@ def audit_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Audit entries, newest first."""
-    from modelwarden import audit
+    from modelwarden.governance import audit
 
     rows = audit.entries(_state(), subject=subject, action=action, limit=limit, newest_first=True)
     if format == Format.json:
@@ -407,7 +407,7 @@ def incidents_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Incidents, newest first."""
-    from modelwarden import incidents
+    from modelwarden.governance import incidents
 
     items = incidents.list_incidents(_state(), status)
     if format == Format.json:
@@ -438,7 +438,7 @@ def incidents_list(
 @handle_errors
 def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORMAT_OPTION) -> None:
     """One incident: its trigger, timeline, notifications and RCA files."""
-    from modelwarden import incidents, notify
+    from modelwarden.governance import incidents, notify
 
     state = _state()
     inc = incidents.get(state, incident_id)
@@ -486,7 +486,7 @@ def incidents_close(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Close an incident once its root cause is understood."""
-    from modelwarden import incidents
+    from modelwarden.governance import incidents
 
     state = _state()
     inc = incidents.close(state, incident_id, _actor(state, key), note)
@@ -500,7 +500,7 @@ def incidents_close(
 @handle_errors
 def incidents_notify(format: Format = FORMAT_OPTION) -> None:
     """Deliver every notification that is due now (the server does this on its own)."""
-    from modelwarden import notify
+    from modelwarden.governance import notify
 
     done = notify.deliver_due(_state())
     rows = [d.__dict__ for d in done]
@@ -536,11 +536,12 @@ def _policy(path: Path | None) -> Any:
 def _range(since: str | None, until: str | None) -> tuple[datetime, datetime]:
     from datetime import timedelta
 
-    from modelwarden import service
+    from modelwarden.store.reads import require_data
+    from modelwarden.windows import parse_time
 
-    lo, hi = service.require_data(settings())
-    end = service.parse_time(until, "to") if until else hi + timedelta(microseconds=1)
-    start = service.parse_time(since, "from") if since else max(lo, end - timedelta(days=14))
+    lo, hi = require_data(settings())
+    end = parse_time(until, "to") if until else hi + timedelta(microseconds=1)
+    start = parse_time(since, "from") if since else max(lo, end - timedelta(days=14))
     if end <= start:
         raise InputError("--to must be after --from", field="to")
     return start, end
@@ -780,9 +781,9 @@ NOW_OPTION = typer.Option(
 
 
 def _now(value: str | None) -> datetime | None:
-    from modelwarden import service
+    from modelwarden.windows import parse_time
 
-    return service.parse_time(value, "now") if value else None
+    return parse_time(value, "now") if value else None
 
 
 def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -943,7 +944,7 @@ def rollout_tick(
 
     Exit 1 when the tick rolled back.
     """
-    from modelwarden import notify
+    from modelwarden.governance import notify
     from modelwarden.policy.spec import Policy
     from modelwarden.rollout import controller
 
@@ -1095,15 +1096,15 @@ def shadow_report(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Pair shadow answers with live answers and rank the differences; kept as evidence."""
-    from modelwarden import service
     from modelwarden.rollout import shadow
+    from modelwarden.windows import parse_time
 
     state = _state()
     rep = shadow.report(
         settings(),
         version,
-        service.parse_time(since, "since") if since else None,
-        service.parse_time(until, "until") if until else None,
+        parse_time(since, "since") if since else None,
+        parse_time(until, "until") if until else None,
         top,
         state=state,
         actor=_actor(state, key),

@@ -12,7 +12,6 @@ import typer
 from rich.panel import Panel
 from rich.text import Text
 
-from modelwarden import service
 from modelwarden.cli.app import (
     FORMAT_OPTION,
     Format,
@@ -27,6 +26,7 @@ from modelwarden.cli.app import (
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
 from modelwarden.review.queue import DEFAULT_QUEUE
 from modelwarden.store.state import StateStore
+from modelwarden.windows import parse_time
 
 review_app = typer.Typer(
     help="Human review: sample a queue, review in the terminal, export, agreement.",
@@ -104,8 +104,8 @@ def review_sample(
         seed=seed,
         queue=queue,
         rubric=Rubric.load(rubric) if rubric is not None else DEFAULT_RUBRIC,
-        since=service.parse_time(since, "since") if since else None,
-        until=service.parse_time(until, "until") if until else None,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
         append=append,
         lease_minutes=lease_minutes,
     )

@@ -28,8 +28,8 @@ app.add_typer(keys_app, name="keys")
 
 
 def _state() -> StateStore:
-    from modelwarden import auth  # noqa: F401  (declares its tables)
     from modelwarden.gateway import routes  # noqa: F401
+    from modelwarden.governance import keys  # noqa: F401  (declares its tables)
 
     return StateStore.at(settings().data_dir)
 
@@ -110,10 +110,10 @@ def compact(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Merge each day partition's part files into one file (safe while `serve` runs)."""
-    from modelwarden import service
+    from modelwarden.store.reads import open_store
 
     result = (
-        service.open_store(settings())
+        open_store(settings())
         .compact(kind or None, min_files=min_files, grace_s=grace)
         .to_dict()
     )
@@ -192,7 +192,7 @@ def routes_show(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """The live route table (or its history)."""
-    from modelwarden.gateway.routes import current_routes, route_history
+    from modelwarden.governance.routes import current_routes, route_history
 
     state = _state()
     if history:
@@ -257,8 +257,8 @@ def routes_set(
     """
     from pydantic import ValidationError
 
-    from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes
-    from modelwarden.registry import cli_actor, set_live_routes
+    from modelwarden.governance.registry import cli_actor, set_live_routes
+    from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
 
     state = _state()
     if stable is None:
@@ -303,7 +303,7 @@ def keys_create(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Create an API key; it is printed once and only its hash is kept."""
-    from modelwarden.auth import create_key
+    from modelwarden.governance.keys import create_key
 
     secret, key = create_key(_state(), role, name, plant)
     if format == Format.json:
@@ -318,7 +318,7 @@ def keys_create(
 @handle_errors
 def keys_list(format: Format = FORMAT_OPTION) -> None:
     """Every key (never the secret): id, name, role, plant, created, revoked."""
-    from modelwarden.auth import list_keys
+    from modelwarden.governance.keys import list_keys
 
     keys = [k.to_dict() for k in list_keys(_state())]
     if format == Format.json:
@@ -338,7 +338,7 @@ def keys_revoke(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Revoke a key; a running server stops accepting it within a second."""
-    from modelwarden.auth import revoke_key
+    from modelwarden.governance.keys import revoke_key
 
     key = revoke_key(_state(), key_id).to_dict()
     if format == Format.json:

@@ -54,6 +54,7 @@ from modelwarden.drift.calibration import (
     joint_p_values,
     weighted_step_down,
 )
+from modelwarden.drift.detectors import SUITE_MEMBERS, build_detector
 from modelwarden.errors import InputError
 
 DEFAULT_MEMBERS: tuple[str, ...] = ("clusters", "mmd", "centroid_euclidean", "classifier")
@@ -126,9 +127,7 @@ class DriftSuite(Detector):
     def _build_members(
         self, members: Sequence[str | Detector], member_params: Mapping[str, Mapping[str, Any]]
     ) -> list[Detector]:
-        from modelwarden.drift.registry import EMBEDDING_DETECTORS, get_detector
-
-        allowed = sorted(set(EMBEDDING_DETECTORS) - {"suite", "seed"})
+        allowed = sorted(SUITE_MEMBERS)
         built: list[Detector] = []
         for m in members:
             if isinstance(m, Detector):
@@ -145,7 +144,7 @@ class DriftSuite(Detector):
                 "n_permutations": self.n_permutations,
             }
             params.update(member_params.get(m, {}))
-            built.append(get_detector(m, **params))
+            built.append(build_detector(SUITE_MEMBERS, m, **params))
         return built
 
     @property

@@ -8,7 +8,7 @@
   bounded concurrency, retries and a generation cache;
 - :mod:`~modelwarden.evals.store`: runs, items, cached generations and comparisons in the state
   store (``compare_stored`` compares two stored runs);
-- :mod:`~modelwarden.evals.scorecard`: ``scorecard`` of a model version and the default gate.
+- :mod:`~modelwarden.governance.scorecard`: ``scorecard`` of a model version and the default gate.
 
 Names are imported on first use, so loading a golden set does not load the metric libraries.
 """

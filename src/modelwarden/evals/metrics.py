@@ -47,7 +47,7 @@ from modelwarden.evals.ngrams import (
     chrf_f_scores,
     chrf_pair_statistics,
 )
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 VIOLATIONS: tuple[str, ...] = ("forbidden", "safety")

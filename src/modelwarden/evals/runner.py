@@ -348,9 +348,10 @@ def run_eval(
     Raises :class:`UpstreamError` (and stores nothing) when no item got an answer; a run where
     some items failed is stored with status ``partial`` and those items' errors.
     """
-    from modelwarden import service
+    from modelwarden.embed.service import resolve_embedder
     from modelwarden.evals.metrics import Evaluator
     from modelwarden.evals.store import check_run_name, insert_run, require_free_name
+    from modelwarden.safety.service import safety_checker
 
     if opts.name is not None:
         check_run_name(opts.name)
@@ -371,8 +372,8 @@ def run_eval(
                 f"(first error: {first}); nothing was stored",
                 field="endpoint",
             )
-        embedder = service.resolve_embedder(settings)
-        evaluator = Evaluator(embedder=embedder, safety=service.safety_checker(settings))
+        embedder = resolve_embedder(settings)
+        evaluator = Evaluator(embedder=embedder, safety=safety_checker(settings))
         latencies = {k: g.latency_ms for k, g in gens.items() if g.latency_ms is not None}
         scores = evaluator.score(golden, answered, latencies=latencies)
         items = []

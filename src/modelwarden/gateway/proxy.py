@@ -2,7 +2,7 @@
 
 For each ``POST /v1/chat/completions``:
 
-1. the live route table (cached, see :class:`~modelwarden.gateway.routes.RouteCache`) and the
+1. the live route table (cached, see :class:`~modelwarden.governance.routes.RouteCache`) and the
    user's sticky bucket pick the stable or the canary upstream;
 2. a sampled copy goes to the shadow upstream in the background; its answer is logged, never
    returned, and the live answer never waits for it;
@@ -41,12 +41,12 @@ from starlette.background import BackgroundTask
 
 from modelwarden.errors import InputError, WardenError
 from modelwarden.gateway.messages import content_text, prompt_text
-from modelwarden.gateway.routes import RouteSource, Upstream, assign
+from modelwarden.gateway.metrics import Metrics
 from modelwarden.gateway.transport import PooledTransport
+from modelwarden.governance.routes import RouteSource, Upstream, assign
+from modelwarden.ingest.validation import clean_text
 from modelwarden.records import MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_RESPONSE_CHARS
-from modelwarden.safety import SafetyChecker
-from modelwarden.server.metrics import Metrics
-from modelwarden.server.validation import clean_text
+from modelwarden.safety.checker import SafetyChecker
 
 log = logging.getLogger("modelwarden.gateway")
 

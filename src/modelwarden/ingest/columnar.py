@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelwarden.ingest.rejections import Rejection, raw_text
 from modelwarden.records import (
     FLOAT32_LIMIT,
     INLINE_EMBEDDER,
@@ -32,7 +33,7 @@ from modelwarden.records import (
     UTF8_BYTES_REASON,
     FieldProblem,
 )
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 from modelwarden.store.schema import SCHEMAS
 
 REQUIRED_STRINGS = {
@@ -128,8 +129,6 @@ def _check_string(col: Any, name: str, lo: int, hi: int, required: bool, probs: 
 def validate_requests(
     table: pa.Table, known_dims: dict[str, int], source: str, row_offset: int = 0
 ) -> ColumnarResult:
-    from modelwarden.ingest.core import Rejection, _raw_text
-
     n = table.num_rows
     names = set(table.column_names)
     probs = _Problems(n)
@@ -251,7 +250,7 @@ def validate_requests(
                 f"row {row_offset + i + 1}",
                 str(key) if key is not None else None,
                 probs.by_row[i],
-                _raw_text(_jsonable(row)),
+                raw_text(_jsonable(row)),
             )
         )
     good = table.filter(pa.array(~bad)) if probs.by_row else table

@@ -17,43 +17,23 @@ import numpy as np
 import pyarrow as pa
 
 from modelwarden.errors import InputError
-from modelwarden.ingest import readers
+from modelwarden.ingest import columnar, readers
+from modelwarden.ingest.rejections import Rejection, raw_text
 from modelwarden.records import (
     INLINE_EMBEDDER,
     KINDS,
     FieldProblem,
     RequestRecord,
     clean_text,
-    is_utf8,
     validate,
 )
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 from modelwarden.store.logstore import LogStore
 from modelwarden.store.schema import SCHEMAS
 
-MAX_RAW_CHARS = 65_536
 SAMPLE_REJECTIONS = 5
 
 Progress = Callable[[int], None]
-
-
-@dataclass
-class Rejection:
-    source: str
-    location: str
-    key: str | None
-    problems: list[FieldProblem]
-    raw: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "location": self.location,
-            "record_key": self.key,
-            "field": self.problems[0].field,
-            "reason": self.problems[0].reason,
-            "problems": [p.model_dump() for p in self.problems],
-        }
 
 
 @dataclass
@@ -90,19 +70,6 @@ class IngestReport:
             "embeddings_stored": self.embeddings_stored,
             "first_rejections": self.first_rejections,
         }
-
-
-def _raw_text(raw: Any) -> str:
-    if isinstance(raw, readers.BadLine):
-        return raw.text[:MAX_RAW_CHARS]
-    try:
-        text = json.dumps(raw, default=str, ensure_ascii=False)
-        if not is_utf8(text):
-            # JSON escapes keep a lone surrogate exactly as it came, in text UTF-8 can store.
-            text = json.dumps(raw, default=str, ensure_ascii=True)
-        return text[:MAX_RAW_CHARS]
-    except (TypeError, ValueError):
-        return clean_text(repr(raw)[:MAX_RAW_CHARS])
 
 
 def rejections_table(kind: str, rejections: Sequence[Rejection]) -> pa.Table:
@@ -182,8 +149,6 @@ class Ingestor:
         fmt = readers.detect_format(path)
         report = IngestReport(kind=kind, sources=[path])
         if fmt == "parquet":
-            from modelwarden.ingest import columnar
-
             pf = readers.open_parquet(path)
             if kind == "requests" and columnar.is_native(pf.schema_arrow):
                 for batch in pf.iter_batches(batch_size=256 * 1024):
@@ -220,7 +185,7 @@ class Ingestor:
                         location,
                         None,
                         [FieldProblem(field=raw.field, reason=raw.reason)],
-                        _raw_text(raw),
+                        raw_text(raw),
                     )
                 )
                 continue
@@ -233,7 +198,7 @@ class Ingestor:
                         location,
                         clean_text(str(key)) if key is not None else None,
                         problems,
-                        _raw_text(raw),
+                        raw_text(raw),
                     )
                 )
             else:
@@ -250,8 +215,6 @@ class Ingestor:
 
     def ingest_arrow(self, table: pa.Table, source: str, row_offset: int = 0) -> IngestReport:
         """The columnar path for typed request tables (Parquet, Arrow)."""
-        from modelwarden.ingest import columnar
-
         source = clean_text(source)  # a file name need not be UTF-8
         report = IngestReport(kind="requests", sources=[source], read=table.num_rows)
         result = columnar.validate_requests(table, self.store.embedders(), source, row_offset)
@@ -304,7 +267,7 @@ class Ingestor:
                         loc,
                         rec.request_id,
                         problems,
-                        _raw_text(rec.model_dump(mode="json")),
+                        raw_text(rec.model_dump(mode="json")),
                     )
                 )
             else:

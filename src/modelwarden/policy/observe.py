@@ -14,9 +14,9 @@ import ibis
 import numpy as np
 import pyarrow as pa
 
-from modelwarden import service
 from modelwarden.policy.engine import Observations
 from modelwarden.settings import Settings
+from modelwarden.store.reads import open_store
 
 
 def _us(col: pa.ChunkedArray) -> np.ndarray:
@@ -30,7 +30,7 @@ def load_observations(
     settings: Settings, since: datetime | None, until: datetime | None
 ) -> Observations:
     """Requests with ``since < timestamp <= until`` and escalations in the same range."""
-    store = service.open_store(settings)
+    store = open_store(settings)
     con = store.connect()
     req = con.table("requests")
     r = req.filter(req.route.isnull() | (req.route != "shadow"))

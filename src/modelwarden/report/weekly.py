@@ -10,19 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from modelwarden.errors import InputError, NotFoundError
-from modelwarden.kpi import KpiQuery
-from modelwarden.monitor import Window, drift_over_windows
-from modelwarden.service import (
-    compute_kpis,
-    iso_week,
-    require_data,
-    week_label,
-)
+from modelwarden.drift.monitor import drift_over_windows
+from modelwarden.errors import NotFoundError
+from modelwarden.kpi.compute import KpiQuery
+from modelwarden.kpi.service import compute_kpis
 from modelwarden.settings import Settings
+from modelwarden.store.reads import require_data
+from modelwarden.windows import Window, iso_week, latest_complete_week, week_label
 
 BASELINE_WEEKS = 3
 
@@ -58,17 +54,6 @@ class WeeklyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def latest_complete_week(last_ts: datetime) -> str:
-    """The last ISO week that ended at or before the newest record (or the newest one's week)."""
-    day = last_ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    this_monday = day - timedelta(days=day.weekday())
-    candidate = this_monday - timedelta(weeks=1)
-    # If the data reaches the very end of its week, that week is complete.
-    if last_ts >= this_monday + timedelta(days=7) - timedelta(hours=1):
-        candidate = this_monday
-    return week_label(candidate)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -206,7 +191,7 @@ def _p_text(d: dict[str, Any]) -> str:
 def drift_trend(settings: Settings, end: datetime, weeks: int = 8) -> list[dict[str, Any]]:
     """The stored weekly drift results of the ``weeks`` weeks up to ``end``: one row per week,
     scope, kind and signal, for the suite (embeddings) and every quality test, newest run kept."""
-    from modelwarden.drift_store import read_history
+    from modelwarden.drift.history import read_history
 
     points = read_history(settings, since=end - timedelta(weeks=weeks), until=end)
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -501,34 +486,3 @@ def _markdown_more_drift(rep: WeeklyReport) -> list[str]:
                     cells.append(f"{t['p_value']:.3f} {t['status']}")
             lines.append(f"| {kind} | {scope} | " + " | ".join(cells) + " |")
     return lines
-
-
-def trend_rows(settings: Settings, rep: WeeklyReport) -> list[dict[str, Any]]:
-    """Weekly KPIs per plant for the report's week and the weeks before it, for the charts."""
-    lo, _ = require_data(settings)
-    since = max(rep.start - timedelta(weeks=TREND_WEEKS - 1), lo - timedelta(weeks=1))
-    return compute_kpis(
-        settings, KpiQuery(since=since, until=rep.end, window="week", by=("plant_id",))
-    )
-
-
-def write_report(rep: WeeklyReport, out: Path | None, settings: Settings, fmt: str = "md") -> Path:
-    """Write the report as Markdown, HTML (with trend charts) or JSON; returns the path."""
-    import json
-
-    if fmt not in ("md", "html", "json"):
-        raise InputError("format must be md, html or json", field="format")
-    path = out or settings.reports_dir / f"weekly-{rep.week}.{fmt}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "json":
-        text = json.dumps(rep.to_dict(), indent=2, default=str)
-    elif fmt == "html":
-        from modelwarden.report.html import render_html
-
-        text = render_html(rep, trend_rows(settings, rep))
-    else:
-        text = render_markdown(rep)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path

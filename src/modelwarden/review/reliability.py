@@ -22,9 +22,9 @@ from typing import Any, Literal
 import numpy as np
 from sqlalchemy import select
 
-from modelwarden.review.agreement import cohen_kappa, krippendorff_alpha, reviewer_vs_consensus
 from modelwarden.review.queue import get_queue, queue_rubric, review_items, reviews
 from modelwarden.review.rubrics import PAIRWISE_DECODED, PREFERENCE, Dimension
+from modelwarden.stats.agreement import cohen_kappa, krippendorff_alpha, reviewer_vs_consensus
 from modelwarden.store.state import StateStore
 
 RELIABILITY_THRESHOLD = 0.667

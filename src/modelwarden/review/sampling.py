@@ -163,9 +163,9 @@ def disagreement(a: str, b: str) -> float:
 
 
 def _log_table(settings: Settings, spec: SampleSpec) -> tuple[Any, Any]:
-    from modelwarden import service
+    from modelwarden.store.reads import open_store
 
-    store = service.open_store(settings)
+    store = open_store(settings)
     if not store.files("requests"):
         raise NotFoundError(
             f"no requests stored in {settings.data_dir}; ingest some first", field="from"

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from modelwarden import audit, notify, registry
 from modelwarden.errors import ConflictError, InputError
-from modelwarden.gateway.routes import RouteSpec, RouteTable, Upstream, current_routes
+from modelwarden.governance import audit, notify, registry
+from modelwarden.governance.routes import RouteSpec, RouteTable, Upstream, current_routes
 from modelwarden.policy.engine import FIRE, Engine, Observations, RuleResult, _us
 from modelwarden.policy.observe import load_observations
 from modelwarden.policy.replay import lookback

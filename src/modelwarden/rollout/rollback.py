@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelwarden import audit, incidents, notify, registry
-from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes
+from modelwarden.governance import audit, incidents, notify, registry
+from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
 from modelwarden.policy.spec import Policy, parse_duration
 from modelwarden.rollout import store as rollout_store
 from modelwarden.settings import Settings

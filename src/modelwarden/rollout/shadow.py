@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from modelwarden import registry
 from modelwarden.errors import ConflictError, InputError
-from modelwarden.gateway.routes import RouteSpec, RouteTable, Upstream, current_routes
+from modelwarden.governance import registry
+from modelwarden.governance.routes import RouteSpec, RouteTable, Upstream, current_routes
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
@@ -251,9 +251,9 @@ def load_pairs(
     settings: Settings, version: str | None, since: datetime | None, until: datetime | None
 ) -> tuple[list[Pair], int]:
     """Shadow answers joined to their live answers; also how many shadows had no live record."""
-    from modelwarden import service
+    from modelwarden.store.reads import open_store
 
-    con = service.open_store(settings).connect()
+    con = open_store(settings).connect()
     req = con.table("requests")
     sh = req.filter(req.route == "shadow")
     if version:
@@ -372,15 +372,16 @@ def report(
     actor: str = "cli",
 ) -> ShadowReport:
     """Pair, measure and rank the shadow answers; keep the summary as registry evidence."""
-    from modelwarden import service
+    from modelwarden.embed.service import resolve_embedder
+    from modelwarden.safety.service import safety_checker
 
     if version is None:
         st0 = state or StateStore.at(settings.data_dir)
         live = current_routes(st0)
         version = live.shadow.version if live is not None and live.shadow is not None else None
     pairs, unpaired = load_pairs(settings, version, since, until)
-    emb = service.resolve_embedder(settings, embedder)
-    compare(pairs, emb, service.safety_checker(settings), settings.embed_batch_size)
+    emb = resolve_embedder(settings, embedder)
+    compare(pairs, emb, safety_checker(settings), settings.embed_batch_size)
     summary = summarize(pairs, unpaired)
     ranked = sorted(pairs, key=lambda p: (-p.score, p.shadow_request_id))[:top]
     rep = ShadowReport(

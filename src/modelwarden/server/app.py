@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelwarden import __version__
-from modelwarden.gateway.routes import PutRoutes
+from modelwarden.governance.routes import PutRoutes
 from modelwarden.records import EscalationEvent, FeedbackEvent, RequestRecord
 from modelwarden.server import gateway_api, ingest_api, ops_api, otlp_api, read_api, review_api
 from modelwarden.server.config import ServerConfig

@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import Request
 
-from modelwarden.server.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from modelwarden.errors import MalformedBody
+from modelwarden.server.errors import PayloadTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from modelwarden.auth import ApiKey
+from modelwarden.governance.keys import ApiKey
 from modelwarden.server.runtime import Runtime
 
 bearer_scheme = HTTPBearer(

@@ -32,11 +32,6 @@ class UnsupportedMediaType(WardenError):
     http_status = 415
 
 
-class MalformedBody(WardenError):
-    code = "malformed_json"
-    http_status = 400
-
-
 class InvalidBody(WardenError):
     """A JSON body that parsed but does not have the shape the endpoint takes."""
 

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from modelwarden.auth import ApiKey
 from modelwarden.errors import WardenError
+from modelwarden.governance.keys import ApiKey
 from modelwarden.server.body import JSON_TYPES, _too_large, parse_json, read_json
 from modelwarden.server.deps import requires, runtime_of
 from modelwarden.server.errors import UnsupportedMediaType, error_responses

@@ -20,11 +20,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from modelwarden.errors import MalformedBody
+from modelwarden.ingest.validation import check_batch
 from modelwarden.records import FieldProblem
 from modelwarden.server.body import read_json
 from modelwarden.server.deps import requires, runtime_of
-from modelwarden.server.errors import MalformedBody, PayloadTooLarge, error_responses
-from modelwarden.server.validation import check_batch
+from modelwarden.server.errors import PayloadTooLarge, error_responses
 from modelwarden.store.spool import SpoolBatch
 
 router = APIRouter(tags=["ingest"])

@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.auth import ApiKey
-from modelwarden.gateway.routes import PutRoutes, RouteSpec, RouteTable, route_history
-from modelwarden.registry import key_actor, set_live_routes
+from modelwarden.gateway.metrics import CONTENT_TYPE
+from modelwarden.governance.keys import ApiKey
+from modelwarden.governance.registry import key_actor, set_live_routes
+from modelwarden.governance.routes import PutRoutes, RouteSpec, RouteTable, route_history
 from modelwarden.server.body import read_json
 from modelwarden.server.deps import requires, runtime_of
 from modelwarden.server.errors import InvalidBody, error_responses
-from modelwarden.server.metrics import CONTENT_TYPE
 
 router = APIRouter()
 

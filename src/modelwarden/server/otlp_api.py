@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.server import otlp
+from modelwarden.ingest import otlp
+from modelwarden.ingest.validation import check_batch
 from modelwarden.server.body import (
     JSON_TYPES,
     parse_json,
@@ -30,7 +31,6 @@ from modelwarden.server.errors import (
     UnsupportedMediaType,
     error_responses,
 )
-from modelwarden.server.validation import check_batch
 from modelwarden.store.spool import SpoolBatch
 
 router = APIRouter(tags=["ingest"])

@@ -16,14 +16,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from modelwarden import service
-from modelwarden.cli.core import default_windows, parse_window_arg
+from modelwarden.drift.service import drift_over_windows, parse_drift_by, resolve_windows
 from modelwarden.errors import InputError
-from modelwarden.kpi import KpiQuery, parse_by, parse_window
-from modelwarden.monitor import drift_over_windows
-from modelwarden.report.weekly import build_weekly_report, render_markdown
+from modelwarden.kpi.compute import KpiQuery, parse_by, parse_window
+from modelwarden.kpi.service import compute_kpis
+from modelwarden.report.service import build_weekly_report, render_markdown
 from modelwarden.server.deps import json_default, runtime_of
 from modelwarden.server.errors import error_responses
+from modelwarden.windows import parse_time
 
 router = APIRouter(tags=["read"])
 
@@ -73,8 +73,8 @@ def get_kpis(
     settings = runtime_of(request).settings
     try:
         q = KpiQuery(
-            since=service.parse_time(since, "since") if since else None,
-            until=service.parse_time(until, "until") if until else None,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
             window=parse_window(window.value),
             by=parse_by(by),
             include_shadow=include_shadow,
@@ -83,7 +83,7 @@ def get_kpis(
         err = exc.errors(include_url=False)[0]
         field = str(err["loc"][0]) if err.get("loc") else "query"
         raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
-    return json_text(service.compute_kpis(settings, q))
+    return json_text(compute_kpis(settings, q))
 
 
 class DriftKind(StrEnum):
@@ -107,19 +107,9 @@ def get_drift(
     alpha: float = Query(0.05, gt=0, lt=1, allow_inf_nan=False),
     threshold: float = Query(0.02, ge=0, le=2, allow_inf_nan=False),
 ) -> Response:
-    from modelwarden.monitor import BASELINE_RESERVOIR, parse_drift_by
-
     settings = runtime_of(request).settings
     by_cols = parse_drift_by(by)
-    b: Any
-    if baseline is not None and baseline.lower() == BASELINE_RESERVOIR:
-        b = BASELINE_RESERVOIR
-        c = parse_window_arg(current, "current") if current else default_windows(settings)[1]
-    else:
-        b, c = default_windows(settings) if not (baseline and current) else (None, None)
-        b = parse_window_arg(baseline, "baseline") if baseline else b
-        c = parse_window_arg(current, "current") if current else c
-    assert b is not None and c is not None
+    b, c = resolve_windows(settings, baseline, current)
     rows = drift_over_windows(
         settings,
         b,
@@ -150,7 +140,7 @@ def get_drift_history(
     until: str | None = Query(None, description="windows ending at or before (ISO date)"),
     members: bool = Query(False, description="add the suite members' points"),
 ) -> Response:
-    from modelwarden.drift_store import read_history
+    from modelwarden.drift.history import read_history
 
     settings = runtime_of(request).settings
     rows = read_history(
@@ -159,8 +149,8 @@ def get_drift_history(
         version=version,
         kind=kind.value if kind else None,
         method=method,
-        since=service.parse_time(since, "since") if since else None,
-        until=service.parse_time(until, "until") if until else None,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
         members=members,
     )
     return json_text(rows)

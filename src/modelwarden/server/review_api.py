@@ -18,8 +18,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.auth import ApiKey, ForbiddenError
 from modelwarden.errors import NotFoundError
+from modelwarden.governance.keys import ApiKey, ForbiddenError
 from modelwarden.review import queue as review_queue
 from modelwarden.review.reliability import RELIABILITY_THRESHOLD, agreement_report
 from modelwarden.server.deps import json_default, requires, runtime_of

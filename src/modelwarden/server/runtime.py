@@ -1,7 +1,7 @@
 """What one running server holds: stores, the spool and its flusher, keys, routes, the gateway.
 
 The flusher, which moves acknowledged records from the spool into the log store, runs in a child
-process (:mod:`modelwarden.server.flusher`) so that its work never holds up a request.
+process (:mod:`modelwarden.ingest.flusher`) so that its work never holds up a request.
 
 Created by :func:`modelwarden.server.app.create_app` and started by the app's lifespan, so that
 several apps (one per test, say) can live in one process without sharing anything.
@@ -17,17 +17,18 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden import service
-from modelwarden.auth import KeyRing
+from modelwarden.gateway.metrics import Metrics
 from modelwarden.gateway.proxy import Gateway
 from modelwarden.gateway.transport import PooledTransport, new_client
+from modelwarden.governance.keys import KeyRing
+from modelwarden.governance.registry import GuardedRoutes
 from modelwarden.ingest.core import Ingestor
-from modelwarden.registry import GuardedRoutes
+from modelwarden.ingest.flusher import FlushProcess
 from modelwarden.rollout.controller import ControllerLoop
+from modelwarden.safety.service import safety_checker
 from modelwarden.server.config import ServerConfig
-from modelwarden.server.flusher import FlushProcess
-from modelwarden.server.metrics import Metrics
 from modelwarden.settings import Settings
+from modelwarden.store.reads import open_store
 from modelwarden.store.spool import Spool, SpoolBatch
 from modelwarden.store.state import StateStore
 
@@ -49,8 +50,8 @@ class Runtime:
         # A version quarantined under the rollback SOP is never served, even by a route table
         # written before its quarantine.
         self.routes = GuardedRoutes(self.state, config.routes_ttl_s)
-        self.safety = service.safety_checker(settings)
-        self.store = service.open_store(settings)
+        self.safety = safety_checker(settings)
+        self.store = open_store(settings)
         self.ingestor = Ingestor(self.store, self.safety)
         self.spool = Spool(settings.data_dir / "spool")
         self.flusher = FlushProcess(

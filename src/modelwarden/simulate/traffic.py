@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from modelwarden.errors import InputError
-from modelwarden.safety import SafetyChecker
+from modelwarden.safety.checker import SafetyChecker
 from modelwarden.simulate import corpus
 
 PLANTS = ("Plant_A", "Plant_B", "Plant_C", "Plant_D")

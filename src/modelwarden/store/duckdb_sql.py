@@ -1,6 +1,6 @@
 """The one module with DuckDB-specific SQL and settings.
 
-Analytics are Ibis expressions (see :mod:`modelwarden.kpi`) so they can run on Spark as well.
+Analytics are Ibis expressions (see :mod:`modelwarden.kpi.compute`) so they can run on Spark as well.
 Two storage chores are written in DuckDB SQL here because they are plumbing, not analytics, and a
 measurement showed them worth it: the idempotency check (an anti-join of a batch's keys against
 every stored key, about 0.3 s per million stored keys instead of loading them into Python sets),

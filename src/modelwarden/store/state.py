@@ -20,16 +20,16 @@ metadata = MetaData()
 
 # Modules whose import declares tables on ``metadata``.
 TABLE_MODULES: list[str] = [
-    "modelwarden.auth",
-    "modelwarden.gateway.routes",
+    "modelwarden.governance.keys",
+    "modelwarden.governance.routes",
     "modelwarden.evals.store",
     "modelwarden.review.queue",
-    "modelwarden.audit",
-    "modelwarden.registry",
+    "modelwarden.governance.audit",
+    "modelwarden.governance.registry",
     "modelwarden.rollout.store",
-    "modelwarden.incidents",
-    "modelwarden.notify",
-    "modelwarden.drift_store",
+    "modelwarden.governance.incidents",
+    "modelwarden.governance.notify",
+    "modelwarden.drift.history",
 ]
 
 

@@ -36,8 +36,8 @@ from sqlalchemy import (
     update,
 )
 
-from modelwarden import audit
 from modelwarden.errors import NotFoundError
+from modelwarden.governance import audit
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore, metadata
 
@@ -248,7 +248,7 @@ def close(state: StateStore, incident_id: str, actor: str, note: str) -> Inciden
 
 def timeline(state: StateStore, inc: Incident) -> list[dict[str, Any]]:
     """The incident's events in time order: the trigger, each step, each notification."""
-    from modelwarden import notify
+    from modelwarden.governance import notify
 
     t = inc.trigger
     events: list[dict[str, Any]] = [
@@ -320,8 +320,8 @@ def write_rca(
     """Write the logs of ``(until - lookback, until]``; returns the manifest. Idempotent."""
     import pyarrow.parquet as pq
 
-    from modelwarden import service
     from modelwarden.store.logstore import write_parquet_atomic
+    from modelwarden.store.reads import open_store
 
     out = rca_dir(settings, incident_id)
     manifest_path = out / "manifest.json"
@@ -329,7 +329,7 @@ def write_rca(
         return dict(json.loads(manifest_path.read_text()))
     out.mkdir(parents=True, exist_ok=True)
     since = until - lookback
-    con = service.open_store(settings).connect()
+    con = open_store(settings).connect()
     files: dict[str, Any] = {}
     for name in RCA_TABLES:
         t = con.table(name)

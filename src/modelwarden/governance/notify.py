@@ -45,7 +45,7 @@ from sqlalchemy import (
 from modelwarden.policy.spec import Notify
 from modelwarden.store.state import StateStore, metadata
 
-log = logging.getLogger("modelwarden.notify")
+log = logging.getLogger("modelwarden.governance.notify")
 
 MAX_BACKOFF_S = 300.0
 CLAIM_S = 120.0

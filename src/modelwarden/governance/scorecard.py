@@ -175,9 +175,9 @@ def _gate(state: StateStore, run: dict[str, Any]) -> dict[str, Any] | None:
 def _human(
     state: StateStore, version: str, threshold: float, n_boot: int, confidence: float, seed: int
 ) -> dict[str, Any]:
-    from modelwarden.review.agreement import krippendorff_alpha
     from modelwarden.review.queue import list_queues
     from modelwarden.review.reliability import PAIRWISE_KEY, pairwise_report, rating_tables
+    from modelwarden.stats.agreement import krippendorff_alpha
 
     dims: list[dict[str, Any]] = []
     excluded: list[dict[str, Any]] = []

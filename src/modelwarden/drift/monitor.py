@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from modelwarden.drift.centroid import SEED_THRESHOLD, check_drift
+from modelwarden.embed.service import WindowVectors, embed_missing, embedder_key, window_vectors
 from modelwarden.errors import InputError, NotFoundError
-from modelwarden.service import (
-    WindowVectors,
-    embed_missing,
-    embedder_key,
-    plants,
-    window_vectors,
-)
 from modelwarden.settings import Settings
+from modelwarden.store.reads import plants
+from modelwarden.windows import Window
 
 MIN_SAMPLES = 20
 ALL_SCOPE = "all plants"
-
-
-@dataclass
-class Window:
-    since: datetime
-    until: datetime
-
-    def label(self) -> str:
-        return f"{self.since:%Y-%m-%d} .. {self.until:%Y-%m-%d}"
 
 
 BASELINE_RESERVOIR = "reservoir"
@@ -64,14 +50,14 @@ def drift_scopes(
     The overall row is all plants (or ``plant``) and all versions (or ``version``); then one row
     per plant, per version, or per plant and version of the current window, as ``by`` asks.
     """
-    from modelwarden.service import _filtered_requests, open_store
+    from modelwarden.store.reads import filtered_requests, open_store
 
     scopes: list[tuple[str | None, str | None]] = [(plant, version)]
     cols = [c for c in BY_COLUMNS if c in by]
     if not cols or (plant and cols == ["plant_id"]) or (version and cols == ["model_version"]):
         return scopes
     con = open_store(settings).connect()
-    t = _filtered_requests(con, current.since, current.until, plant, version, include_shadow=False)
+    t = filtered_requests(con, current.since, current.until, plant, version, include_shadow=False)
     found = con.to_pyarrow(t.select(*cols).distinct()).to_pylist()
     keys = {
         (
@@ -114,7 +100,7 @@ def drift_over_windows(
     """Drift of the ``current`` window against ``baseline``, overall and per plant or version.
 
     ``baseline`` is a :class:`Window` or ``"reservoir"`` (the reservoir-sampled reference of
-    each plant, see :mod:`modelwarden.baseline`). ``by`` splits the current window by
+    each plant, see :mod:`modelwarden.drift.baseline`). ``by`` splits the current window by
     ``plant_id`` and/or ``model_version``; a version's traffic is compared with its plant's
     baseline (every version), so a version new this week is compared with what the plant saw
     before. ``kind`` is ``prompt``, ``response`` or ``quality`` (feedback scores and safety
@@ -127,7 +113,7 @@ def drift_over_windows(
     Requests of either window without a stored vector from this embedder are embedded first
     (unless ``embed`` is False). A scope with fewer than ``MIN_SAMPLES`` vectors on either side
     is reported as ``INSUFFICIENT_DATA`` rather than guessed. With ``record`` the rows are
-    stored in the drift history (:mod:`modelwarden.drift_store`), replacing an earlier run of
+    stored in the drift history (:mod:`modelwarden.drift.history`), replacing an earlier run of
     the same window, scope, baseline and method.
     """
     by = parse_drift_by(by)
@@ -158,7 +144,7 @@ def drift_over_windows(
             on_total=on_total,
         )
     if record:
-        from modelwarden.drift_store import record_results
+        from modelwarden.drift.history import record_results
 
         record_results(settings, rows)
     return rows
@@ -258,7 +244,7 @@ def reservoir_vectors(
     A reservoir that already holds rows of the ``current`` window cannot judge it: that is an
     input error rather than a test of a window against itself.
     """
-    from modelwarden.drift_store import ALL_PLANTS, load_reservoir
+    from modelwarden.drift.history import ALL_PLANTS, load_reservoir
 
     loaded = load_reservoir(settings, plant or ALL_PLANTS, kind, embedder)
     if loaded is None:
@@ -383,11 +369,11 @@ def quality_frame(
     settings: Settings, since: datetime, until: datetime, plant: str | None = None
 ) -> dict[str, np.ndarray]:
     """Per request of ``[since, until)``: time, plant, version, effective score, safety flag."""
-    from modelwarden.kpi import effective_feedback
-    from modelwarden.service import _filtered_requests, open_store
+    from modelwarden.kpi.compute import effective_feedback
+    from modelwarden.store.reads import filtered_requests, open_store
 
     con = open_store(settings).connect()
-    t = _filtered_requests(con, since, until, plant, include_shadow=False)
+    t = filtered_requests(con, since, until, plant, include_shadow=False)
     t = effective_feedback(t, con.table("feedback"))
     t = t.select("timestamp", "plant_id", "model_version", "score", "contains_safety_keyword")
     table = con.to_pyarrow(t.order_by("timestamp"))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelwarden.ingest.core import MAX_RAW_CHARS
 from modelwarden.ingest.readers import BadLine
+from modelwarden.ingest.rejections import MAX_RAW_CHARS
 from modelwarden.records import INLINE_EMBEDDER, KEY_FIELD, FieldProblem, clean_text, validate
 
 BAD_RECORD_KEY = "__modelwarden_bad_record__"

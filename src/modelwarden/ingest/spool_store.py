@@ -6,12 +6,13 @@ import json
 import logging
 from typing import Any
 
-from modelwarden.ingest.core import MAX_RAW_CHARS, Ingestor, Rejection, rejections_table
+from modelwarden.ingest.core import Ingestor, rejections_table
+from modelwarden.ingest.rejections import MAX_RAW_CHARS, Rejection
+from modelwarden.ingest.validation import as_bad_line, clean_text
 from modelwarden.records import KEY_FIELD, FieldProblem
-from modelwarden.server.validation import as_bad_line, clean_text
 from modelwarden.store.logstore import LogStore
 
-log = logging.getLogger("modelwarden.server")
+log = logging.getLogger("modelwarden.ingest")
 
 
 class SpoolStore:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelwarden.server.errors import MalformedBody
+from modelwarden.errors import MalformedBody
 
 UNKNOWN_PLANT = "unknown"
 STATUS_ERROR = 2

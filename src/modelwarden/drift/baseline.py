@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from modelwarden.drift.reservoir import Reservoir
-from modelwarden.drift_store import (
+from modelwarden.drift.history import (
     ALL_PLANTS,
     DEFAULT_RESERVOIR_SIZE,
     ReservoirInfo,
@@ -33,22 +32,17 @@ from modelwarden.drift_store import (
     reservoir_lock,
     save_reservoir,
 )
-from modelwarden.errors import InputError
-from modelwarden.monitor import (
+from modelwarden.drift.monitor import (
     BASELINE_RESERVOIR,
     MIN_SAMPLES,
     Window,
     drift_row,
 )
-from modelwarden.service import (
-    WindowVectors,
-    embed_missing,
-    embedder_key,
-    plants,
-    require_data,
-    window_vectors,
-)
+from modelwarden.drift.reservoir import Reservoir
+from modelwarden.embed.service import WindowVectors, embed_missing, embedder_key, window_vectors
+from modelwarden.errors import InputError
 from modelwarden.settings import Settings
+from modelwarden.store.reads import plants, require_data
 
 STEPS = {"day": timedelta(days=1), "week": timedelta(weeks=1)}
 
@@ -219,7 +213,7 @@ def _without_plants(
 
 def baseline_rows(settings: Settings) -> list[dict[str, Any]]:
     """Every stored reservoir: scope, kind, embedder, rows kept of rows seen, windows, update."""
-    from modelwarden.drift_store import list_reservoirs
+    from modelwarden.drift.history import list_reservoirs
 
     out = []
     for res, info in list_reservoirs(settings):

@@ -124,7 +124,7 @@ class FlushProcess:
     def _spawn_locked(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, ENV_SETTINGS: self.settings.model_dump_json()}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modelwarden.server.flusher"],
+            [sys.executable, "-m", "modelwarden.ingest.flusher"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -221,9 +221,10 @@ def main() -> int:
     os.dup2(2, 1)
     out_lock = threading.Lock()
 
-    from modelwarden import service
     from modelwarden.ingest.core import Ingestor
-    from modelwarden.server.spool_store import SpoolStore
+    from modelwarden.ingest.spool_store import SpoolStore
+    from modelwarden.safety.service import safety_checker
+    from modelwarden.store.reads import open_store
     from modelwarden.store.spool import Flusher
 
     spool_dir = settings.data_dir / "spool"
@@ -231,8 +232,8 @@ def main() -> int:
     lock_fh = open(spool_dir / ".flusher.lock", "a+")  # noqa: SIM115 - held until exit
     fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX)
 
-    store = service.open_store(settings)
-    target = SpoolStore(store, Ingestor(store, service.safety_checker(settings)))
+    store = open_store(settings)
+    target = SpoolStore(store, Ingestor(store, safety_checker(settings)))
     segments = SealedSegments(
         spool_dir, on_removed=lambda p: _emit(out, out_lock, {"done": p.name})
     )

@@ -200,11 +200,11 @@ def set_routes(
 ) -> RouteTable:
     """Make ``spec`` the live table as a new version; the old one stays in the history.
 
-    A version quarantined under the rollback SOP is refused (409) until it is approved again.
+    This is the storage step only. Every writer goes through
+    :func:`modelwarden.governance.registry.set_live_routes`, which refuses a quarantined version
+    (409) and audits the change; the gateway reads through ``GuardedRoutes``, which drops a
+    quarantined canary or shadow whatever the table says.
     """
-    from modelwarden.registry import check_routes  # the registry imports this module
-
-    check_routes(state, spec)
     with state.engine.begin() as con:
         if if_version is not None:
             live = con.execute(

@@ -1,0 +1,104 @@
+"""Reads over the log store that several features share: the store itself, its time span,
+a filtered request table, the plants and versions seen, rejected records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from modelwarden.errors import NotFoundError
+from modelwarden.settings import Settings
+from modelwarden.store.logstore import LogStore
+
+
+def open_store(settings: Settings) -> LogStore:
+    return LogStore(settings.log_dir, threads=0)
+
+
+def time_bounds(settings: Settings) -> tuple[datetime, datetime] | None:
+    """First and last request timestamp in the store, or None when it is empty."""
+    store = open_store(settings)
+    if not store.files("requests"):
+        return None
+    con = store.connect()
+    t = con.table("requests")
+    row = con.to_pyarrow(t.aggregate(lo=t.timestamp.min(), hi=t.timestamp.max())).to_pylist()[0]
+    return row["lo"], row["hi"]
+
+
+def filtered_requests(
+    con: Any,
+    since: datetime | None,
+    until: datetime | None,
+    plant: str | None = None,
+    version: str | None = None,
+    include_shadow: bool = True,
+) -> Any:
+    t = con.table("requests")
+    if since is not None:
+        t = t.filter(t.timestamp >= since)
+    if until is not None:
+        t = t.filter(t.timestamp < until)
+    if plant:
+        t = t.filter(t.plant_id == plant)
+    if version:
+        t = t.filter(t.model_version == version)
+    if not include_shadow:
+        t = t.filter(t.route.isnull() | (t.route != "shadow"))
+    return t
+
+
+def plants(
+    settings: Settings, since: datetime | None = None, until: datetime | None = None
+) -> list[str]:
+    store = open_store(settings)
+    con = store.connect()
+    t = filtered_requests(con, since, until)
+    return sorted(
+        x
+        for x in con.to_pyarrow(t.select("plant_id").distinct()).column("plant_id").to_pylist()
+        if x
+    )
+
+
+def versions(
+    settings: Settings, since: datetime | None = None, until: datetime | None = None
+) -> list[str]:
+    store = open_store(settings)
+    con = store.connect()
+    t = filtered_requests(con, since, until, include_shadow=False)
+    return sorted(
+        x
+        for x in con.to_pyarrow(t.select("model_version").distinct())
+        .column("model_version")
+        .to_pylist()
+        if x
+    )
+
+
+def rejected(
+    settings: Settings, limit: int = 50, source: str | None = None
+) -> list[dict[str, Any]]:
+    store = open_store(settings)
+    con = store.connect()
+    t = con.table("rejected")
+    if source:
+        t = t.filter(t.source == source)
+    t = t.order_by([t.rejected_at.desc(), t.source, t.location]).limit(limit)
+    return con.to_pyarrow(t.drop("raw")).to_pylist()
+
+
+def require_data(settings: Settings) -> tuple[datetime, datetime]:
+    bounds = time_bounds(settings)
+    if bounds is None:
+        raise NotFoundError(
+            f"no requests stored in {settings.data_dir}; ingest some first "
+            "(modelwarden ingest FILE, or modelwarden simulate --ingest)"
+        )
+    return bounds
+
+
+def as_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows)
