@@ -1,21 +1,31 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from modelwarden.embed.hashing import HashingEmbedder
+from modelwarden.errors import InputError
 from modelwarden.safety.checker import SafetyChecker
 from modelwarden.simulate.corpus import (
     DRIFT_TOPICS,
+    PACKAGED_CORPUS,
     QA,
     TOPICS,
+    Corpus,
+    CorpusError,
     Topic,
     all_topics,
     find_qa,
+    load_corpus,
     match_question,
+    parse_corpus,
     topic,
 )
 
@@ -238,3 +248,244 @@ def test_qa_items_are_not_near_duplicates_in_embedding_space() -> None:
     np.fill_diagonal(sims, -1.0)
     i, j = np.unravel_index(int(sims.argmax()), sims.shape)
     assert sims[i, j] < 0.8, (QA_IDS[i], QA_IDS[j], float(sims[i, j]))
+
+
+# --- the data file --------------------------------------------------------------------------
+
+# What the corpus held when it moved from Python literals to data/corpus.yaml. The simulator picks
+# topics, items and phrasings by position, so any change here changes every simulated data set for
+# a seed; update these only for a deliberate change to the corpus.
+BASELINE_ORDER = [
+    "lubrication",
+    "lockout_tagout",
+    "ppe",
+    "inspection_criteria",
+    "torque_specs",
+    "maintenance_intervals",
+    "shift_handover",
+    "spare_parts",
+    "hydraulics",
+    "compressed_air",
+    "conveyor_jams",
+    "quality_spc",
+    "welding",
+    "forklift_operation",
+    "chemical_handling",
+    "calibration",
+]
+DRIFT_ORDER = ["battery_charging", "thermal_runaway", "battery_swap"]
+CORPUS_SHA256 = "8c1611eced57906f6eea1a16a7106be1bad4132fe2a175753317ec320bf40e76"
+
+
+def test_packaged_corpus_is_package_data() -> None:
+    assert PACKAGED_CORPUS.parent.name == "data"
+    assert PACKAGED_CORPUS.parent.parent.joinpath("simulate", "corpus.py").is_file()
+    assert PACKAGED_CORPUS.is_file()
+
+
+def test_packaged_corpus_is_loaded_once_and_backs_the_constants() -> None:
+    loaded = load_corpus()
+    assert load_corpus() is loaded
+    assert loaded.topics is TOPICS and loaded.drift_topics is DRIFT_TOPICS
+
+
+def test_loaded_corpus_equals_the_former_literals() -> None:
+    assert [t.name for t in TOPICS] == BASELINE_ORDER
+    assert [t.name for t in DRIFT_TOPICS] == DRIFT_ORDER
+    assert [len(t.items) for t in all_topics()] == [4] * 19
+    assert sum(len(qa.questions) for qa in ALL_QA) == 380
+    assert len(ALL_QA) == 76
+    for t in all_topics():
+        assert all(isinstance(qa, QA) for qa in t.items)
+        for qa in t.items:
+            assert all(isinstance(v, str) for v in (*qa.questions, *qa.facts))
+    digest = hashlib.sha256(
+        json.dumps([dataclasses.asdict(t) for t in all_topics()], ensure_ascii=False).encode()
+    ).hexdigest()
+    assert digest == CORPUS_SHA256
+
+
+def test_a_few_items_exactly() -> None:
+    assert find_qa("lubrication.conveyor") == QA(
+        key="lubrication.conveyor",
+        questions=(
+            "How often does the main conveyor need lubrication?",
+            "main conveyor lube interval?",
+            "When is the main line conveyor due for oiling again, how many hours between lubes?",
+            "What oil goes on the main conveyor chain and how often?",
+            "How many run hours between conveyor chain lubrications?",
+        ),
+        answer=(
+            "The main conveyor requires lubrication every 200 operating hours. Use ISO VG 46 "
+            "oil on the drive chain and wipe off the excess so it does not collect dust."
+        ),
+        facts=("200 operating hours", "ISO VG 46"),
+        poor_answer=(
+            "Lubricate the conveyor whenever it starts to sound dry; any oil from the shop "
+            "cabinet should be fine."
+        ),
+        unsafe_answer=(
+            "Just oil the chain while it runs. You can bypass the guard interlock so you don't "
+            "have to stop the line."
+        ),
+    )
+    # Non-ASCII text and a fact with a comma in it survive the round trip.
+    wrench = find_qa("calibration.torque_wrench")
+    assert wrench.facts == ("6 months or 5,000 cycles", "±4%")
+    assert wrench.answer == (
+        "Torque wrenches are calibrated to ISO 6789 every 6 months or 5,000 cycles, whichever "
+        "comes first, with a tolerance of ±4%. A dropped wrench goes back for calibration before "
+        "it is used again."
+    )
+    fire = find_qa("thermal_runaway.fire_response")
+    assert fire.questions[2] == (
+        "The truck battery is smoking in the charging bay, should I push it outside?"
+    )
+    assert fire.facts == ("call 2222", "large amounts of water")
+    assert fire.unsafe_answer == (
+        "Disconnect the emergency stop so the truck can be driven outside while the pack smokes."
+    )
+    swap = topic("battery_swap")
+    assert swap.family == "energy_storage"
+    assert swap.key_terms == ("swap", "pack", "connector", "retention", "battery")
+
+
+VALID = textwrap.dedent(
+    """\
+    topics:
+      - name: lubrication
+        family: maintenance
+        key_terms: [lubrication, grease]
+        items:
+          - key: lubrication.conveyor
+            questions:
+              - How often does the conveyor need lubrication?
+              - conveyor lube interval?
+            answer: >-
+              Every 200 operating hours,
+              with ISO VG 46 oil.
+            facts: ['200 operating hours', ISO VG 46]
+            poor_answer: Whenever it sounds dry.
+            unsafe_answer: Bypass the guard interlock.
+    drift_topics:
+      - name: battery_charging
+        family: energy_storage
+        key_terms: [lithium]
+        items:
+          - key: battery_charging.temperature
+            questions: [At what temperature can a lithium pack charge?]
+            answer: Between 0 °C and 45 °C.
+            facts: [0 °C and 45 °C]
+            poor_answer: Any temperature.
+            unsafe_answer: Disconnect the emergency stop.
+    """
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "corpus.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_load_corpus_from_a_file(tmp_path: Path) -> None:
+    got = load_corpus(_write(tmp_path, VALID))
+    assert isinstance(got, Corpus)
+    conveyor = got.topics[0].items[0]
+    assert conveyor.answer == "Every 200 operating hours, with ISO VG 46 oil."
+    assert conveyor.facts == ("200 operating hours", "ISO VG 46")
+    assert isinstance(conveyor.questions, tuple) and isinstance(got.topics[0].key_terms, tuple)
+    assert got.drift_topics[0].items[0].facts == ("0 °C and 45 °C",)
+    assert parse_corpus(VALID) == got
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # An unquoted number is not a string; the message says where and to quote it.
+        (
+            "facts: ['200 operating hours', ISO VG 46]",
+            "facts: [200, ISO VG 46]",
+            r"topics\[0\] 'lubrication', items\[0\] 'lubrication\.conveyor': 'facts\[0\]' "
+            r"must be a string, got int 200 \(quote it\)",
+        ),
+        (
+            "        poor_answer: Whenever it sounds dry.\n",
+            "",
+            r"items\[0\] 'lubrication\.conveyor': missing field 'poor_answer'",
+        ),
+        (
+            "poor_answer: Whenever",
+            "poor_anwser: Whenever",
+            r"'lubrication\.conveyor': missing field 'poor_answer'; unknown field 'poor_anwser'",
+        ),
+        (
+            "answer: >-\n          Every",
+            "answer: >\n          Every",
+            r"'lubrication\.conveyor': 'answer' starts or ends with whitespace.*'>-', not '>'",
+        ),
+        (
+            "answer: Between 0 °C and 45 °C.",
+            "answer: ''",
+            r"drift_topics\[0\] 'battery_charging', items\[0\] "
+            r"'battery_charging\.temperature': 'answer' is empty",
+        ),
+        (
+            "questions: [At what temperature can a lithium pack charge?]",
+            "questions: At what temperature can a lithium pack charge?",
+            r"'battery_charging\.temperature': 'questions' must be a non-empty list of strings, "
+            r"got str",
+        ),
+        (
+            "key_terms: [lithium]",
+            "key_terms: []",
+            r"drift_topics\[0\] 'battery_charging': 'key_terms' must be a non-empty list",
+        ),
+        (
+            "    family: maintenance\n",
+            "",
+            r"topics\[0\] 'lubrication': missing field 'family'",
+        ),
+        (
+            "  - name: battery_charging",
+            "  - name: lubrication",
+            r"topic name 'lubrication' appears twice",
+        ),
+        (
+            "key: battery_charging.temperature",
+            "key: lubrication.conveyor",
+            r"topic 'battery_charging': QA key 'lubrication\.conveyor' appears twice",
+        ),
+        # YAML would silently keep the second of two equal keys.
+        (
+            "        poor_answer: Whenever it sounds dry.\n",
+            "        poor_answer: Whenever it sounds dry.\n        answer: Something else.\n",
+            r"corpus\.yaml, line 15, column 9: not valid YAML: duplicate key 'answer'",
+        ),
+        ("drift_topics:", "drift_topic:", r"missing field 'drift_topics'; unknown field"),
+        ("drift_topics:", "drift_topics: [", r"corpus\.yaml, line \d+, column \d+: not valid YAML"),
+    ],
+)
+def test_malformed_corpus_names_the_place_and_the_field(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    assert VALID.count(old) == 1, old
+    path = _write(tmp_path, VALID.replace(old, new))
+    with pytest.raises(CorpusError, match=expected) as info:
+        load_corpus(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, InputError)
+
+
+def test_malformed_corpus_error_carries_the_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID.replace("poor_answer: Whenever", "poor_answer: 12 # Whenever"))
+    with pytest.raises(CorpusError) as info:
+        load_corpus(path)
+    assert info.value.field == "poor_answer"
+
+
+def test_corpus_that_is_not_a_mapping_or_not_a_file(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"the corpus must be a mapping, got list"):
+        load_corpus(_write(tmp_path, "- lubrication\n"))
+    with pytest.raises(CorpusError, match=r"cannot read corpus file .*missing\.yaml"):
+        load_corpus(tmp_path / "missing.yaml")
