@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from modelwarden.errors import MalformedBody
 from modelwarden.ingest import otlp
 from modelwarden.ingest.validation import check_batch
 from modelwarden.server.body import (
@@ -26,7 +27,6 @@ from modelwarden.server.body import (
 )
 from modelwarden.server.deps import requires, runtime_of
 from modelwarden.server.errors import (
-    MalformedBody,
     PayloadTooLarge,
     UnsupportedMediaType,
     error_responses,
