@@ -28,7 +28,7 @@ app.add_typer(keys_app, name="keys")
 
 
 def _state() -> StateStore:
-    from modelwarden.gateway import routes  # noqa: F401
+    from modelwarden.governance import routes  # noqa: F401
     from modelwarden.governance import keys  # noqa: F401  (declares its tables)
 
     return StateStore.at(settings().data_dir)

@@ -45,9 +45,6 @@ _EXPORTS = {
     "latest_run": "store",
     "list_runs": "store",
     "run_scores": "store",
-    "default_gate": "scorecard",
-    "render_markdown": "scorecard",
-    "scorecard": "scorecard",
 }
 
 __all__ = sorted(_EXPORTS)
