@@ -8,10 +8,11 @@ Roles and what they may do over HTTP:
 
 ==========  ===========================================================================
 ingest      send logs, feedback, escalations and traces; chat through the gateway
-operator    everything ``ingest`` may, and change the gateway's routes
-reviewer    send feedback and escalations
-approver    send feedback and escalations
-admin       everything
+operator    everything ``ingest`` may; change the gateway's routes; register, promote and
+            quarantine versions; run rollouts; resolve incidents; ask for a release
+reviewer    send feedback and escalations; review
+approver    send feedback and escalations; ask for and approve a release (never its own)
+admin       everything but approving a release (that needs the approver role)
 ==========  ===========================================================================
 
 Reads (KPIs, drift, reports, routes, metrics) need no key; the server binds to loopback unless
@@ -45,8 +46,29 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "events": frozenset({"ingest", "operator", "reviewer", "approver", "admin"}),
     "routes": frozenset({"operator", "admin"}),
     "gateway": frozenset({"ingest", "operator", "admin"}),
+    "registry": frozenset({"operator", "admin"}),
+    "release": frozenset({"operator", "approver", "admin"}),
+    "approve": frozenset({"approver"}),
+    "rollout": frozenset({"operator", "admin"}),
+    "incidents": frozenset({"operator", "admin"}),
 }
-SUGGESTED_ROLE = {"ingest": "ingest", "events": "ingest", "routes": "operator", "gateway": "ingest"}
+SUGGESTED_ROLE = {
+    "ingest": "ingest",
+    "events": "ingest",
+    "routes": "operator",
+    "gateway": "ingest",
+    "registry": "operator",
+    "release": "operator",
+    "approve": "approver",
+    "rollout": "operator",
+    "incidents": "operator",
+}
+
+
+def may(role: str, action: str) -> bool:
+    """Whether a key with ``role`` may perform ``action`` (what the console shows and allows)."""
+    return role in PERMISSIONS[action]
+
 
 api_keys = Table(
     "api_keys",
@@ -209,6 +231,28 @@ class KeyRing:
             self._cache[digest] = (now + self.ttl, key)
         return key
 
+    def by_id(self, key_id: int) -> ApiKey | None:
+        """A live (not revoked) key by its id, cached like :meth:`lookup`."""
+        now = time.monotonic()
+        tag = f"id:{key_id}"
+        hit = self._cache.get(tag)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        with self.state.engine.connect() as con:
+            row = con.execute(
+                select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            ).one_or_none()
+        key = _row(row) if row is not None else None
+        with self._lock:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[tag] = (now + self.ttl, key)
+        return key
+
+    @staticmethod
+    def may(role: str, action: str) -> bool:
+        return may(role, action)
+
     def invalidate(self) -> None:
         with self._lock:
             self._cache.clear()
@@ -264,5 +308,6 @@ __all__ = [
     "create_key",
     "hash_key",
     "list_keys",
+    "may",
     "revoke_key",
 ]

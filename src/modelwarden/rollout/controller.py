@@ -66,6 +66,8 @@ class TickReport:
     message: str = ""
     verdict: dict[str, Any] | None = None
     fired: list[dict[str, Any]] = field(default_factory=list)
+    # Every SOP rule's evaluation at this tick (value, threshold, holding since), fired or not.
+    rules: list[dict[str, Any]] = field(default_factory=list)
     incident_id: str | None = None
     route_version: int | None = None
 
@@ -230,6 +232,7 @@ def _tick(
     results = eng.tick(obs, now, r.version, r.stable_version)
     fires = [x for x in results if x.status == FIRE]
     report.fired = [x.to_dict() for x in fires]
+    report.rules = [x.to_dict() for x in results]
     roll = [x for x in fires if x.severity == "rollback"]
     if roll:
         first = next((x for x in roll if x.first_fire), roll[0])
@@ -367,7 +370,11 @@ def _commit(
         if fresh is None or fresh.id != r.id or fresh.step != r.step:
             report.action, report.message = "none", "another controller moved the rollout first"
             return report
-        fresh.engine_state, fresh.last_tick_at = _engine_state(eng), now
+        fresh.engine_state = {
+            **_engine_state(eng),
+            "rules": audit.canonical_obj(report.rules),
+        }
+        fresh.last_tick_at = now
         if fresh.status == "paused" or fresh.status != r.status:
             store.save(con, fresh)
             report.status = fresh.status

@@ -5,10 +5,17 @@ The registry knows versions; this layer knows rollouts too, so the rules that ne
 
 from __future__ import annotations
 
-from modelwarden.errors import ConflictError
+from typing import Any
+
+from modelwarden.errors import ConflictError, InputError
 from modelwarden.governance import registry
 from modelwarden.governance.registry import VersionInfo
+from modelwarden.governance.routes import current_routes
+from modelwarden.policy.spec import Policy
+from modelwarden.rollout import controller
 from modelwarden.rollout import store as rollout_store
+from modelwarden.rollout.plan import Plan
+from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
 
@@ -25,3 +32,98 @@ def promote_version(
             field="version",
         )
     return registry.promote(state, version, to, actor, reason)
+
+
+# ---- rollouts as the HTTP API and the console see them ------------------------------------------
+OPERATIONS = ("pause", "resume", "promote", "rollback")
+
+
+def list_rollouts(state: StateStore, limit: int = 50) -> list[dict[str, Any]]:
+    """Every rollout, newest first."""
+    return [r.to_dict() for r in rollout_store.list_rollouts(state, limit)]
+
+
+def rule_states(policy: Policy, rollout: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each SOP rule of ``policy`` with its last evaluation per scope in ``rollout``'s last tick:
+    value against threshold, how long it has held, and its sustain time."""
+    evaluated: dict[str, list[dict[str, Any]]] = {}
+    for res in ((rollout or {}).get("engine_state") or {}).get("rules", []):
+        evaluated.setdefault(res["rule_id"], []).append(res)
+    out = []
+    for rule in policy.rules:
+        base = {
+            "rule_id": rule.id,
+            "title": rule.title,
+            "metric": rule.metric,
+            "comparator": rule.comparator,
+            "threshold": rule.threshold,
+            "window": rule.window,
+            "sustain": rule.sustain,
+            "severity": rule.severity,
+        }
+        results = evaluated.get(rule.id) or [{}]
+        for res in results:
+            out.append(
+                {
+                    **base,
+                    "scope": res.get("scope"),
+                    "status": res.get("status", "not evaluated"),
+                    "value": res.get("value"),
+                    "baseline_value": res.get("baseline_value"),
+                    "n": res.get("n"),
+                    "p_value": res.get("p_value"),
+                    "holding_since": res.get("holding_since"),
+                    "message": res.get("message", ""),
+                }
+            )
+    return out
+
+
+def rollout_view(
+    settings: Settings, state: StateStore, policy: Policy | None = None
+) -> dict[str, Any]:
+    """The rollout under way (else the latest), its traffic split, the judge's last verdict and
+    every SOP rule's state: what ``GET /v1/rollouts/current`` answers and the console shows."""
+    pol = policy or Policy.for_data(settings.data_dir)
+    current = controller.status(settings, state)
+    routes = (current or {}).get("routes")
+    if current is None:
+        live = current_routes(state)
+        routes = live.to_dict() if live is not None else None
+    return {
+        "rollout": current,
+        "active": bool(current and current["status"] in rollout_store.ACTIVE),
+        "routes": routes,
+        "verdict": (current or {}).get("last_verdict"),
+        "rules": rule_states(pol, current),
+        "sop_id": pol.sop_id,
+    }
+
+
+def start_rollout(
+    settings: Settings, state: StateStore, version: str, plan_yaml: str | None, actor: str
+) -> dict[str, Any]:
+    """Start a canary rollout of ``version`` (plan YAML, or the default plan)."""
+    plan = Plan.from_yaml(plan_yaml, "plan") if plan_yaml else Plan.load(None)
+    controller.start(settings, version, plan, actor, state=state)
+    return rollout_view(settings, state)
+
+
+def operate(
+    settings: Settings, state: StateStore, operation: str, actor: str, reason: str
+) -> dict[str, Any]:
+    """An operator's pause, resume, promote or rollback of the rollout under way.
+
+    ``rollback`` sends all traffic back to the stable version at once and ends the rollout (the
+    canary returns to staging); the SOP's automatic rollback also quarantines and opens an
+    incident, which an operator's decision does not.
+    """
+    if operation not in OPERATIONS:
+        raise InputError(f"operation must be one of {', '.join(OPERATIONS)}", field="operation")
+    if not reason.strip():
+        raise InputError("say why (a reason goes into the audit log)", field="reason")
+    if operation == "rollback":
+        controller.abort(settings, actor, reason, state=state)
+    else:
+        getattr(controller, operation)(settings, actor, reason, state=state)
+    return rollout_view(settings, state)

@@ -17,8 +17,21 @@ from fastapi.openapi.utils import get_openapi
 from modelwarden import __version__
 from modelwarden.governance.routes import PutRoutes
 from modelwarden.records import EscalationEvent, FeedbackEvent, RequestRecord
-from modelwarden.server import gateway_api, ingest_api, ops_api, otlp_api, read_api, review_api
+from modelwarden.server import (
+    audit_api,
+    evals_api,
+    gateway_api,
+    incidents_api,
+    ingest_api,
+    ops_api,
+    otlp_api,
+    read_api,
+    registry_api,
+    review_api,
+    rollout_api,
+)
 from modelwarden.server.config import ServerConfig
+from modelwarden.server.deps import audit_refusal
 from modelwarden.server.errors import ErrorBody, install_error_handlers
 from modelwarden.server.runtime import Runtime
 from modelwarden.settings import Settings
@@ -136,8 +149,20 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
-    install_error_handlers(app)
-    for module in (ingest_api, otlp_api, read_api, gateway_api, ops_api, review_api):
+    install_error_handlers(app, on_refused=audit_refusal)
+    for module in (
+        ingest_api,
+        otlp_api,
+        read_api,
+        gateway_api,
+        ops_api,
+        review_api,
+        registry_api,
+        rollout_api,
+        incidents_api,
+        evals_api,
+        audit_api,
+    ):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

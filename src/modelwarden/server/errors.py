@@ -9,12 +9,14 @@ unexpected 500 with no internals in the body (the traceback goes to the server l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelwarden.errors import WardenError
@@ -106,11 +108,21 @@ _HTTP_CODES = {
 }
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    async def warden(_request: Request, exc: Exception) -> JSONResponse:
+def install_error_handlers(
+    app: FastAPI, on_refused: Callable[[Request, Exception], None] | None = None
+) -> None:
+    """The one error shape for every failure; ``on_refused`` sees each 401 and 403 first."""
+
+    async def warden(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WardenError)
         if exc.http_status >= 500:
             log.error("%s: %s", exc.code, exc.message)
+        if on_refused is not None and exc.http_status in (401, 403):
+            await run_in_threadpool(on_refused, request, exc)
+        custom = getattr(request.state, "mw_error_page", None)
+        if custom is not None:
+            page: Response = custom(exc)
+            return page
         headers = getattr(exc, "headers", None)
         return error_response(exc, headers)
 

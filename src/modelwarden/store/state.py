@@ -21,6 +21,7 @@ metadata = MetaData()
 # Modules whose import declares tables on ``metadata``.
 TABLE_MODULES: list[str] = [
     "modelwarden.governance.keys",
+    "modelwarden.governance.sessions",
     "modelwarden.governance.routes",
     "modelwarden.evals.store",
     "modelwarden.review.queue",

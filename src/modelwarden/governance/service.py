@@ -1,0 +1,63 @@
+"""Governance service: what the CLI, the HTTP API and the console call for versions, releases,
+incidents and the audit log, each answer as JSON-able data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelwarden.errors import InputError, NotFoundError
+from modelwarden.governance import audit, incidents, notify, registry
+from modelwarden.settings import Settings
+from modelwarden.store.state import StateStore
+
+RCA_FORMATS = {"parquet": "application/vnd.apache.parquet", "jsonl": "application/x-ndjson"}
+
+
+def version_detail(state: StateStore, version: str) -> dict[str, Any]:
+    """A version: status, release requests, evidence and its audit trail (``registry show``)."""
+    info = registry.get(state, version)
+    return {
+        "version": info.to_dict(),
+        "release_requests": [r.to_dict() for r in registry.release_requests_of(state, version)],
+        "evidence": registry.evidence(state, version),
+        "audit": [e.to_dict() for e in audit.entries(state, subject=version)],
+    }
+
+
+def incident_detail(state: StateStore, incident_id: str) -> dict[str, Any]:
+    """An incident with its timeline and notifications (``incidents show``)."""
+    inc = incidents.get(state, incident_id)
+    return {
+        **inc.to_dict(),
+        "timeline": incidents.timeline(state, inc),
+        "notifications": notify.of_incident(state, inc.id),
+    }
+
+
+def rca_file(settings: Settings, incident_id: str, table: str, fmt: str) -> Path:
+    """The path of one table of an incident's RCA log extract, in ``fmt`` (parquet or jsonl)."""
+    if fmt not in RCA_FORMATS:
+        raise InputError(f"format must be one of {', '.join(RCA_FORMATS)}", field="format")
+    if table not in incidents.RCA_TABLES:
+        raise InputError(f"table must be one of {', '.join(incidents.RCA_TABLES)}", field="table")
+    path = incidents.rca_dir(settings, incident_id) / f"{table}.{fmt}"
+    if not path.is_file():
+        raise NotFoundError(
+            f"incident {incident_id} has no RCA extract of {table} (yet)", field="incident_id"
+        )
+    return path
+
+
+def audit_entries(
+    state: StateStore,
+    subject: str | None = None,
+    action: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Audit entries, newest first (``audit list``)."""
+    rows = audit.entries(state, subject=subject, action=action, newest_first=True, limit=limit)
+    return [e.to_dict() for e in rows]
+
+
+__all__ = ["RCA_FORMATS", "audit_entries", "incident_detail", "rca_file", "version_detail"]
