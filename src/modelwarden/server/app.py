@@ -33,6 +33,7 @@ from modelwarden.server import (
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.deps import audit_refusal
 from modelwarden.server.errors import ErrorBody, install_error_handlers
+from modelwarden.server.output_metrics import OutputsCollector
 from modelwarden.server.runtime import Runtime
 from modelwarden.settings import Settings
 
@@ -149,6 +150,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
+    runtime.metrics.registry.register(OutputsCollector(runtime.state))
     install_error_handlers(app, on_refused=audit_refusal)
     for module in (
         ingest_api,
