@@ -31,6 +31,7 @@ from modelwarden.server import (
     rollout_api,
 )
 from modelwarden.server.config import ServerConfig
+from modelwarden.server.console import views as console
 from modelwarden.server.deps import audit_refusal
 from modelwarden.server.errors import ErrorBody, install_error_handlers
 from modelwarden.server.output_metrics import OutputsCollector
@@ -146,6 +147,9 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI is served from the package's own assets (console.views.docs); no CDN.
+        docs_url=None,
+        redoc_url=None,
         # The gateway's overhead is measured in microseconds; the app keeps its own metrics.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
@@ -166,6 +170,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         audit_api,
     ):
         app.include_router(module.router)
+    console.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
