@@ -186,9 +186,9 @@ def build(data: Path, sim_requests: list[dict[str, Any]] | None = None) -> dict[
     }
 
 
-def start_live_rollout(world: dict[str, Any]) -> None:
-    """A rollout of V12 under way now (first step: 5 % of Plant_B)."""
-    controller.start(world["settings"], V12, PLAN, "cli:ops", state=world["state"])
+def start_live_rollout(world: dict[str, Any], now: datetime | None = None) -> None:
+    """A rollout of V12 under way (first step: 5 % of Plant_B), started at ``now``."""
+    controller.start(world["settings"], V12, PLAN, "cli:ops", now=now, state=world["state"])
 
 
 def copy_of(template: dict[str, Any], data: Path) -> dict[str, Any]:

@@ -34,9 +34,6 @@ from modelwarden.governance.sessions import close_session, open_session
 from modelwarden.kpi.compute import KpiQuery
 from modelwarden.kpi.service import compute_kpis
 from modelwarden.policy import service as policy_service
-from modelwarden.report.html import render_html
-from modelwarden.report.service import trend_rows
-from modelwarden.report.weekly import build_weekly_report
 from modelwarden.review import queue as review_queue
 from modelwarden.review.reliability import agreement_report
 from modelwarden.rollout import service as rollout_service
@@ -475,7 +472,7 @@ async def version_page(request: Request, version: str) -> Response:
     open_request = next((r for r in d["release_requests"] if r["status"] == "open"), None)
     quarantined_at = info.get("quarantined_at")
     runs = [
-        {**r, "after": bool(quarantined_at) and str(r["created_at"]) >= str(quarantined_at)}
+        {**r, "after": bool(quarantined_at) and _at(r["created_at"]) >= _at(quarantined_at)}
         for r in evals_service.runs(rt.state, version)
     ]
     try:
@@ -495,6 +492,11 @@ async def version_page(request: Request, version: str) -> Response:
         runs=runs,
         card=card,
     )
+
+
+def _at(v: Any) -> datetime:
+    t = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 @router.post("/registry/{version}/approve")
@@ -725,39 +727,49 @@ async def drift_page(request: Request) -> Response:
     return _render(request, "drift.html", "/drift", title="Drift", **data)
 
 
-def _weeks(settings: Any) -> list[str]:
-    try:
-        lo, hi = require_data(settings)
-    except WardenError:
+PACK_SUFFIXES = (".html", ".md", ".json")
+
+
+def _packs(settings: Any) -> list[dict[str, Any]]:
+    """The weekly packs written by ``modelwarden report`` under DATA/reports/, newest first."""
+    d = Path(settings.reports_dir)
+    if not d.is_dir():
         return []
-    out = []
-    d = hi
-    while d >= lo - timedelta(days=7) and len(out) < 12:
-        out.append(f"{d:%G-W%V}")
-        d -= timedelta(weeks=1)
-    return out
+    files = [p for p in d.iterdir() if p.is_file() and p.suffix in PACK_SUFFIXES]
+    files.sort(key=lambda p: (p.stem, p.suffix), reverse=True)
+    return [
+        {
+            "name": p.name,
+            "stem": p.stem,
+            "format": p.suffix[1:],
+            "size": p.stat().st_size,
+            "modified": datetime.fromtimestamp(p.stat().st_mtime, UTC),
+        }
+        for p in files
+    ]
 
 
 @router.get("/reports")
-def reports_page(request: Request, week: str | None = None) -> Response:
+def reports_page(request: Request, pack: str | None = None) -> Response:
     _user(request)
-    weeks = _weeks(runtime_of(request).settings)
-    chosen = week if week in weeks else (weeks[0] if weeks else None)
-    return _render(request, "reports.html", "/reports", title="Reports", weeks=weeks, week=chosen)
+    packs = _packs(runtime_of(request).settings)
+    html = [p for p in packs if p["format"] == "html"]
+    chosen = next((p for p in html if p["name"] == pack), html[0] if html else None)
+    return _render(request, "reports.html", "/reports", title="Reports", packs=packs, chosen=chosen)
 
 
-@router.get("/reports/{week}.html")
-async def report_html(request: Request, week: str) -> Response:
+@router.get("/reports/files/{name}")
+def report_file(request: Request, name: str) -> Response:
     _user(request)
-    settings = runtime_of(request).settings
-
-    def build() -> str:
-        rep = build_weekly_report(settings, week)
-        return render_html(rep, trend_rows(settings, rep))
-
-    html = await run_in_threadpool(build)
-    return HTMLResponse(
-        html,
+    packs = {p["name"]: p for p in _packs(runtime_of(request).settings)}
+    if name not in packs:
+        raise NotFoundError(f"no report pack {name!r}", field="name")
+    path = Path(runtime_of(request).settings.reports_dir) / name
+    media = {"html": "text/html", "md": "text/markdown", "json": "application/json"}
+    return Response(
+        path.read_bytes(),
+        media_type=f"{media[packs[name]['format']]}; charset=utf-8",
+        # A pack is a document, not an app: no scripts, nothing fetched from elsewhere.
         headers={
             "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
         },
