@@ -104,8 +104,7 @@ async def caller(request: Request, action: str) -> ApiKey | None:
         return key
     if secret:
         request.state.mw_key = rt.keys.lookup(secret)
-    key = rt.keys.authorize(authorization, action, optional_without_keys=action == "gateway")
-    return key
+    return rt.keys.authorize(authorization, action, optional_without_keys=action == "gateway")
 
 
 def requires(action: str) -> Callable[..., Awaitable[ApiKey | None]]:

@@ -636,7 +636,7 @@ def _rca_rows(settings: Any, incident_id: str, q: str) -> tuple[list[dict[str, A
         path = governance.rca_file(settings, incident_id, "requests", "jsonl")
     except NotFoundError:
         return [], 0
-    rows = []
+    rows: list[dict[str, Any]] = []
     total = 0
     needle = q.lower().strip()
     with path.open(encoding="utf-8") as fh:
