@@ -19,6 +19,8 @@ from modelwarden.store.state import StateStore
 
 V11, V12 = "sop-assistant-v1.1", "sop-assistant-v1.2"
 GATEWAY_LABELS = {"model_version", "plant", "route"}
+# The outputs (drift, SOP rules, incidents, review queues) have labels of their own, all bounded.
+OUTPUT_LABELS = {"kind", "scope", "rule", "state", "severity", "queue"}
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -112,4 +114,5 @@ def test_metrics_after_gateway_and_ingest_traffic(tmp_path: Path) -> None:
     for family in text_string_to_metric_families(resp.text):
         if family.name.startswith("modelwarden_"):
             for s in family.samples:
-                assert set(s.labels) - {"le"} <= GATEWAY_LABELS, (s.name, s.labels)
+                allowed = GATEWAY_LABELS | OUTPUT_LABELS
+                assert set(s.labels) - {"le"} <= allowed, (s.name, s.labels)
