@@ -28,8 +28,10 @@ app.add_typer(keys_app, name="keys")
 
 
 def _state() -> StateStore:
-    from modelwarden.governance import routes  # noqa: F401
-    from modelwarden.governance import keys  # noqa: F401  (declares its tables)
+    from modelwarden.governance import (
+        keys,  # noqa: F401  (declares its tables)
+        routes,  # noqa: F401
+    )
 
     return StateStore.at(settings().data_dir)
 
@@ -113,9 +115,7 @@ def compact(
     from modelwarden.store.reads import open_store
 
     result = (
-        open_store(settings())
-        .compact(kind or None, min_files=min_files, grace_s=grace)
-        .to_dict()
+        open_store(settings()).compact(kind or None, min_files=min_files, grace_s=grace).to_dict()
     )
     if format == Format.json:
         print_json(result)
