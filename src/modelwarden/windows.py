@@ -49,7 +49,6 @@ def week_label(start: datetime) -> str:
     return f"{y}-W{w:02d}"
 
 
-
 def latest_complete_week(last_ts: datetime) -> str:
     """The last ISO week that ended at or before the newest record (or the newest one's week)."""
     day = last_ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -59,7 +58,6 @@ def latest_complete_week(last_ts: datetime) -> str:
     if last_ts >= this_monday + timedelta(days=7) - timedelta(hours=1):
         candidate = this_monday
     return week_label(candidate)
-
 
 
 WINDOW_HELP = "use 2026-W45 or 2026-11-01..2026-11-08"

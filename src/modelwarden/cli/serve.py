@@ -113,9 +113,7 @@ def compact(
     from modelwarden.store.reads import open_store
 
     result = (
-        open_store(settings())
-        .compact(kind or None, min_files=min_files, grace_s=grace)
-        .to_dict()
+        open_store(settings()).compact(kind or None, min_files=min_files, grace_s=grace).to_dict()
     )
     if format == Format.json:
         print_json(result)

@@ -22,7 +22,6 @@ Progress = Callable[[int], None]
 TEXT_COLUMN = {"prompt": "user_prompt", "response": "generated_response"}
 
 
-
 def resolve_embedder(settings: Settings, name: str | None = None) -> Embedder | None:
     """The embedder to compute vectors with; None for ``inline`` (vectors that came with records)."""
     name = name or settings.embedder

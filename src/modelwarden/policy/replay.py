@@ -6,7 +6,8 @@ controller reads. Who is watched:
 - the **stable** version is the one that served most requests in the range (or the one given);
 - every other version with traffic is a **candidate** judged against the stable version in the
   same window, as during a canary;
-- the stable version is also watched against its own previous window, as after 100 %.
+- the stable version is also watched against its own history (each rule's ``fallback``), as
+  after 100 %.
 
 ``check`` reports every episode in which a rule fired (first and last tick, the values at the
 first). ``replay`` plays the history as if it were live: a candidate whose rollback-severity rule
@@ -291,8 +292,14 @@ def _longest(policy: Policy) -> timedelta:
 
 
 def lookback(policy: Policy) -> timedelta:
-    """How much history before ``since`` the first tick needs (two of the longest windows)."""
-    return 2 * _longest(policy)
+    """How much history before ``since`` the first tick needs: two of the longest windows, or
+    the days a ``same_hours_previous_days`` baseline looks back, whichever is longer."""
+    days = [
+        timedelta(days=r.baseline_days) + r.window_td
+        for r in policy.rules
+        if "same_hours_previous_days" in (r.baseline, r.fallback)
+    ]
+    return max([2 * _longest(policy), *days])
 
 
 __all__ = ["Episode", "ReplayIncident", "Watch", "check", "lookback", "replay", "ticks", "watches"]
