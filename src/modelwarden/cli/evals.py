@@ -149,6 +149,13 @@ def eval_run(
             f"{run['n_answered']} of {run['n_items']} items answered, {run['n_cached']} from the "
             f"cache, {run['n_requests']} HTTP request(s) in {run['duration_s']:.1f} s"
         )
+        if run["n_cached"]:
+            console.print(
+                f"{run['n_cached']} of {run['n_answered']} answers came from the cache (asked "
+                f"of {run['endpoint']} with the same decoding before; the oldest at "
+                f"{run['params'].get('oldest_answer_at') or 'an unknown time'}); "
+                "--no-cache asks again"
+            )
         if failed:
             print_table(
                 [

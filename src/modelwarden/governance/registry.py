@@ -693,6 +693,27 @@ class ApprovalResult:
         }
 
 
+def _require_fresh_answers(run: dict[str, Any], info: VersionInfo) -> None:
+    """Refuse a run whose answers predate the version's last change.
+
+    A quarantined version changes only by its quarantine and by endpoint moves, and each sets its
+    ``updated_at``; a run that answered from the cache (or was made before a move) says nothing
+    about what the version serves now."""
+    changed = max(t for t in (info.updated_at, info.quarantined_at) if t is not None)
+    oldest = (run.get("params") or {}).get("oldest_answer_at")
+    answered = _utc(datetime.fromisoformat(oldest)) if oldest else _utc(run["created_at"])
+    if answered is not None and answered < changed:
+        cached = int(run.get("n_cached") or 0)
+        raise InputError(
+            f"evaluation run {run['name']} has answers generated at "
+            f"{answered:%Y-%m-%d %H:%M:%S} UTC, before {info.version}'s last change "
+            f"({changed:%Y-%m-%d %H:%M:%S} UTC: quarantine or endpoint move)"
+            + (f"; {cached} of its answers came from the cache" if cached else "")
+            + "; re-validate with modelwarden eval run --no-cache at the version's endpoint",
+            field="eval_run",
+        )
+
+
 def approve_release(
     state: StateStore,
     version: str,
@@ -742,16 +763,13 @@ def approve_release(
         raise InputError(
             f"evaluation run {run['name']} is of {run['model']}, not {version}", field="eval_run"
         )
-    if (
-        info.quarantined_at
-        and _utc(run["created_at"])
-        and _utc(run["created_at"]) < info.quarantined_at
-    ):  # type: ignore[operator]
+    if info.quarantined_at and _utc(run["created_at"]) < info.quarantined_at:  # type: ignore[operator]
         raise InputError(
             f"evaluation run {run['name']} was made before {version} was quarantined "
             f"({info.quarantined_at:%Y-%m-%d %H:%M} UTC); re-validate the fixed version",
             field="eval_run",
         )
+    _require_fresh_answers(run, info)
     if baseline_run is None:
         stable = stable_version(state)
         base = latest_run(state, stable.version) if stable is not None else None
