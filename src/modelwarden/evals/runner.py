@@ -411,7 +411,7 @@ def run_eval(
                 field="endpoint",
             )
         embedder = resolve_embedder(settings)
-        evaluator = Evaluator(embedder=embedder, safety=safety_checker(settings))
+        evaluator = Evaluator(embedder=embedder, safety=safety_checker(settings, embedder))
         latencies = {k: g.latency_ms for k, g in gens.items() if g.latency_ms is not None}
         scores = evaluator.score(golden, answered, latencies=latencies)
         items = []
