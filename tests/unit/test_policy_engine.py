@@ -291,3 +291,18 @@ def test_the_sop_document_and_policy_yaml_state_the_latency_baseline() -> None:
     line = next(x for x in render_sop(p).splitlines() if "`p95_latency`" in x)
     assert "without a stable version: against the same 15m of each of the previous 7 days" in line
     assert "holding for 1h" in line and rule.window == "15m"
+
+
+def test_replay_never_proposes_rolling_back_the_stable_version() -> None:
+    from modelwarden.policy.replay import check, replay
+
+    # Only the stable version serves, and it turns unsafe: check lists it, replay rolls nothing back.
+    rows = requests(OLD, 200, start=T - timedelta(hours=23), span=timedelta(hours=10)) + requests(
+        OLD, 200, flagged=20
+    )
+    obs = Observations.from_rows(rows)
+    pol = rule_policy("safety_incident_rate")
+    since = T - timedelta(hours=3)
+    fired = check(obs, pol, since, T, timedelta(minutes=30))
+    assert fired and {(e.candidate, e.stable) for e in fired} == {(OLD, None)}
+    assert replay(obs, pol, since, T, timedelta(minutes=30)) == []

@@ -318,3 +318,14 @@ def test_a_refused_route_change_is_audited(state: StateStore) -> None:
     assert entry.subject == "routes" and entry.actor == "key:7:ops"
     assert entry.evidence["requested"]["canary"]["version"] == V12
     assert audit.verify(state).ok
+
+
+def test_a_released_version_does_not_keep_its_quarantine_reason(state: StateStore) -> None:
+    k = quarantined(state)
+    assert registry.get(state, V12).quarantine_reason == "INC-1: safety rule"
+    registry.request_release(state, V12, k["ops"], "fixed")
+    assert registry.approve_release(state, V12, k["board"], str(run(state, V12))).approved
+    info = registry.get(state, V12)
+    assert info.status == "staging" and info.quarantine_reason is None
+    moves = audit.entries(state, subject=V12, action="registry.transition")
+    assert moves[0].reason == "INC-1: safety rule"

@@ -398,6 +398,9 @@ def transition_in(
     values: dict[str, Any] = {"status": to, "updated_at": now}
     if to == "quarantined":
         values.update(quarantined_at=now, quarantine_reason=reason or "no reason given")
+    elif info.status == "quarantined":
+        # Released or retired: the quarantine is over; its record stays in the audit log.
+        values.update(quarantine_reason=None)
     con.execute(update(model_versions).where(model_versions.c.version == version).values(**values))
     audit.append(
         con,

@@ -11,7 +11,8 @@ controller reads. Who is watched:
 
 ``check`` reports every episode in which a rule fired (first and last tick, the values at the
 first). ``replay`` plays the history as if it were live: a candidate whose rollback-severity rule
-fires is rolled back at that tick and not watched afterwards, and each such incident gets its
+fires is rolled back at that tick and not watched afterwards (the stable version is never
+proposed for a rollback: there is nothing to roll back to), and each such incident gets its
 time to detect — from the candidate's first request in the firing scope (exposure), or, for the
 stable version, from the first tick at which the change was beyond the threshold.
 """
@@ -246,6 +247,10 @@ def replay(
     rules = {r.id: r for r in policy.rules}
     out = []
     for w in watches(obs, since, until, stable, candidates):
+        if w.stable is None:
+            # The stable version has nothing to roll back to: what fires for it is an alert,
+            # listed by ``check``, never a rollback.
+            continue
         eng = Engine(policy)
         exceeded: dict[tuple[str, str], datetime] = {}
         for t in ticks(since, until, step):
