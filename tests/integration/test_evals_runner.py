@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,13 @@ def test_a_run_scores_every_item_and_stores_what_it_ran(
         "retries": 3,
         "timeout": 30.0,
         "use_cache": True,
+        "oldest_answer_at": run["params"]["oldest_answer_at"],
     }
+    assert (
+        run["created_at"] - timedelta(minutes=5)
+        < datetime.fromisoformat(run["params"]["oldest_answer_at"])
+        <= run["created_at"]
+    )
     assert {"bleu", "chrf", "rouge", "semantic"} <= set(run["signatures"])
     assert run["signatures"]["semantic"].startswith("embedder:hashing-384")
     # The good fake answers with the reference itself.
@@ -94,25 +101,28 @@ def test_a_run_scores_every_item_and_stores_what_it_ran(
     assert all(r["attempts"] == 1 and not r["cached"] for r in rows)
 
 
-def test_the_cache_ignores_the_endpoint_but_not_the_model_or_decoding(
+def test_the_cache_keys_on_endpoint_model_and_decoding(
     settings: Settings, state: StateStore, good: str
 ) -> None:
     before = served(good)
     first = run_eval(settings, GOLDEN, opts(good), state=state).run
     assert served(good) - before == 64
+    again = run_eval(settings, GOLDEN, opts(good), state=state).run
+    # Same endpoint, model, messages and decoding: nothing is asked.
+    assert served(good) - before == 64
+    assert (again["n_cached"], again["n_requests"]) == (64, 0)
+    assert again["corpus"] == first["corpus"]
     with ServerThread(fake_upstream.create_app("v-good", latency_ms=0)) as other:
-        again = run_eval(settings, GOLDEN, opts(other.url), state=state).run
-        # Same model, messages and decoding on another server: nothing is asked.
-        assert served(other.url) == 0
-        assert (again["n_cached"], again["n_requests"]) == (64, 0)
-        assert again["corpus"] == first["corpus"]
-        hotter = run_eval(settings, GOLDEN, opts(other.url, temperature=0.7), state=state).run
-        assert served(other.url) == 64 and hotter["n_cached"] == 0
-        renamed = run_eval(settings, GOLDEN, opts(other.url, model="v-other"), state=state).run
-        assert served(other.url) == 128 and renamed["n_cached"] == 0
-        bypass = run_eval(settings, GOLDEN, opts(other.url, use_cache=False), state=state).run
-        assert served(other.url) == 192 and bypass["n_cached"] == 0
-    assert count_generations(state) == 3 * 64
+        # The same model served somewhere else is asked again.
+        moved = run_eval(settings, GOLDEN, opts(other.url), state=state).run
+        assert served(other.url) == 64 and moved["n_cached"] == 0
+    hotter = run_eval(settings, GOLDEN, opts(good, temperature=0.7), state=state).run
+    assert served(good) - before == 128 and hotter["n_cached"] == 0
+    renamed = run_eval(settings, GOLDEN, opts(good, model="v-other"), state=state).run
+    assert served(good) - before == 192 and renamed["n_cached"] == 0
+    bypass = run_eval(settings, GOLDEN, opts(good, use_cache=False), state=state).run
+    assert served(good) - before == 256 and bypass["n_cached"] == 0
+    assert count_generations(state) == 4 * 64
     assert count_generations(state, "v-other") == 64
     # The cached latency is the one measured when the answer was generated.
     assert [r["latency_ms"] for r in item_rows(state, again["id"])] == [
@@ -122,6 +132,7 @@ def test_the_cache_ignores_the_endpoint_but_not_the_model_or_decoding(
         f"v-good-{bypass['id']}",
         f"v-other-{renamed['id']}",
         f"v-good-{hotter['id']}",
+        f"v-good-{moved['id']}",
         f"v-good-{again['id']}",
         f"v-good-{first['id']}",
     ]
@@ -135,6 +146,7 @@ def test_cache_key_is_canonical() -> None:
     assert cache_key("m", msgs, {"temperature": 0.0}) != cache_key(
         "m", msgs, {"temperature": 0.0, "max_tokens": 5}
     )
+    assert cache_key("m", msgs, {}, "http://a:1/v1") != cache_key("m", msgs, {}, "http://b:1/v1")
     assert len({cache_key(m, msgs, {}) for m in ("a", "b")}) == 2
 
 
@@ -251,7 +263,7 @@ def test_429_is_retried_and_other_4xx_are_not(settings: Settings, state: StateSt
     gens = res.generations
     assert gens["busy one"].output == "answer to busy one" and gens["busy one"].attempts == 2
     assert gens["bad one"].output is None and gens["bad one"].attempts == 1
-    assert gens["bad one"].error == "HTTP 404: no such model"
+    assert gens["bad one"].error == (f"HTTP 404 from {srv.url}/v1/chat/completions: no such model")
     assert res.run["n_requests"] == 4 and res.run["status"] == "partial"
 
 

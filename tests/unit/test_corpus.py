@@ -274,7 +274,7 @@ BASELINE_ORDER = [
     "calibration",
 ]
 DRIFT_ORDER = ["battery_charging", "thermal_runaway", "battery_swap"]
-CORPUS_SHA256 = "8c1611eced57906f6eea1a16a7106be1bad4132fe2a175753317ec320bf40e76"
+CORPUS_SHA256 = "2da7e0851e810b4ad67c5b25238a4c154c3a339b8eeef4a976c594b7140175c6"
 
 
 def test_packaged_corpus_is_package_data() -> None:

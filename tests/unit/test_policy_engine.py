@@ -105,12 +105,16 @@ def test_p95_latency_rule_must_hold_for_an_hour_and_fires_once() -> None:
     rng = np.random.default_rng(0)
     start = T - timedelta(hours=3)
     old = requests(
-        OLD, 600, latency=rng.lognormal(np.log(300), 0.2, 600), start=start, span=timedelta(hours=3)
+        OLD,
+        1200,
+        latency=rng.lognormal(np.log(300), 0.2, 1200),
+        start=start,
+        span=timedelta(hours=3),
     )
     new = requests(
         NEW,
-        600,
-        latency=rng.lognormal(np.log(300), 0.2, 600) * 1.8,
+        1200,
+        latency=rng.lognormal(np.log(300), 0.2, 1200) * 1.8,
         start=start,
         span=timedelta(hours=3),
     )
@@ -121,7 +125,8 @@ def test_p95_latency_rule_must_hold_for_an_hour_and_fires_once() -> None:
         t = start + timedelta(minutes=minutes)
         res = {r.scope: r for r in eng.tick(obs, t, NEW, OLD)}["Plant_B"]
         seen.append((minutes, res.status, res.first_fire))
-    # Holding from the first full window (60 min); fires once it has held for an hour.
+    # Holding from the first tick (its 15-minute window is already slow); fires once it has
+    # held for an hour. 400 requests an hour per version keep a 15-minute P95 steady.
     assert [s for _, s, _ in seen[:4]] == [PENDING] * 4
     assert [s for _, s, _ in seen[4:]] == [FIRE] * 5
     assert [m for m, _, first in seen if first] == [120]
@@ -214,3 +219,90 @@ def test_policy_round_trips_through_yaml_and_names_bad_fields() -> None:
     with pytest.raises(InputError) as err:
         Policy.from_yaml(bad)
     assert err.value.field == "rules.0.window"
+
+
+# ---- P95 latency without a stable version: a baseline a slowdown cannot drag along ---------------
+def _steady_then(slow_from: datetime, slow_for: timedelta, until: datetime) -> list[dict]:
+    """Eight days of one version at Plant_B, 2 requests a minute, ~300 ms; twice as slow in
+    ``[slow_from, slow_from + slow_for)``."""
+    rng = np.random.default_rng(7)
+    start = until - timedelta(days=8)
+    n = int((until - start).total_seconds() // 30)
+    ts = [start + timedelta(seconds=30 * i) for i in range(n)]
+    lat = rng.lognormal(np.log(300), 0.15, n)
+    slow = np.array([slow_from <= t < slow_from + slow_for for t in ts])
+    lat[slow] *= 2.0
+    return [
+        {
+            "timestamp": t,
+            "plant_id": "Plant_B",
+            "model_version": OLD,
+            "latency_ms": float(x),
+            "contains_safety_keyword": False,
+        }
+        for t, x in zip(ts, lat, strict=True)
+    ]
+
+
+def _p95_statuses(rows: list[dict], first: datetime, last: datetime) -> list[tuple[int, str]]:
+    """(minutes after ``first``, status) of the overall p95 rule, ticking every 5 minutes."""
+    eng = Engine(rule_policy("p95_latency"))
+    obs = Observations.from_rows(rows)
+    out, t = [], first
+    while t <= last:
+        res = {r.scope: r for r in eng.tick(obs, t, OLD, None)}["overall"]
+        out.append((int((t - first).total_seconds() // 60), res.status))
+        t += timedelta(minutes=5)
+    return out
+
+
+def test_p95_latency_fires_on_a_three_hour_slowdown_with_no_stable_version() -> None:
+    onset = T - timedelta(hours=3)
+    rows = _steady_then(onset, timedelta(hours=3), T + timedelta(minutes=1))
+    seen = _p95_statuses(rows, onset, T)
+    fired = [m for m, s in seen if s == FIRE]
+    # Holding from the first tick after the onset; fires once it has held for an hour.
+    assert fired and 60 <= fired[0] <= 70, seen
+    assert all(s == FIRE for m, s in seen if m >= fired[0])
+    res = {
+        r.scope: r
+        for r in Engine(rule_policy("p95_latency")).tick(Observations.from_rows(rows), T, OLD, None)
+    }["overall"]
+    assert res.baseline == "same_hours_previous_days"
+    assert res.n_baseline == 7 * 30  # the same 15 minutes of each of 7 days, 2 a minute
+    assert 250 < res.baseline_value < 450
+
+
+def test_p95_latency_does_not_fire_on_a_thirty_minute_blip() -> None:
+    onset = T - timedelta(hours=3)
+    rows = _steady_then(onset, timedelta(minutes=30), T + timedelta(minutes=1))
+    seen = _p95_statuses(rows, onset, T)
+    assert any(s == PENDING for _, s in seen)  # it was noticed ...
+    assert all(s != FIRE for _, s in seen), seen  # ... and did not last long enough
+
+
+def test_the_sop_document_and_policy_yaml_state_the_latency_baseline() -> None:
+    from modelwarden.policy.sop import render_sop
+
+    p = default_policy()
+    rule = next(r for r in p.rules if r.id == "p95_latency")
+    assert "fallback: same_hours_previous_days" in p.to_yaml()
+    assert "baseline_days: 7" in p.to_yaml()
+    line = next(x for x in render_sop(p).splitlines() if "`p95_latency`" in x)
+    assert "without a stable version: against the same 15m of each of the previous 7 days" in line
+    assert "holding for 1h" in line and rule.window == "15m"
+
+
+def test_replay_never_proposes_rolling_back_the_stable_version() -> None:
+    from modelwarden.policy.replay import check, replay
+
+    # Only the stable version serves, and it turns unsafe: check lists it, replay rolls nothing back.
+    rows = requests(OLD, 200, start=T - timedelta(hours=23), span=timedelta(hours=10)) + requests(
+        OLD, 200, flagged=20
+    )
+    obs = Observations.from_rows(rows)
+    pol = rule_policy("safety_incident_rate")
+    since = T - timedelta(hours=3)
+    fired = check(obs, pol, since, T, timedelta(minutes=30))
+    assert fired and {(e.candidate, e.stable) for e in fired} == {(OLD, None)}
+    assert replay(obs, pol, since, T, timedelta(minutes=30)) == []

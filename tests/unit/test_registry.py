@@ -71,7 +71,13 @@ def test_invalid_transitions_are_refused(
     with pytest.raises(ConflictError):
         registry.promote(state, V12, bad, "cli:ops")
     assert registry.get(state, V12).status == before
-    assert len(audit.entries(state)) == n  # nothing recorded for a refused move
+    # Nothing changes; the refusal itself is recorded.
+    [refused] = audit.entries(state)[n:]
+    assert (refused.action, refused.subject, refused.evidence["to"]) == (
+        "registry.refused",
+        V12,
+        bad,
+    )
 
 
 def test_retired_versions_only_return_through_staging(state: StateStore) -> None:
@@ -229,7 +235,14 @@ def test_release_needs_a_request_a_passing_run_and_another_approver(state: State
     assert res.request.id == req.id and res.request.status == "approved"
     assert registry.get(state, V12).status == "staging"
     actions = [e.action for e in audit.entries(state, subject=V12)]
-    assert actions[-3:] == ["release.request", "release.approve", "registry.transition"]
+    assert actions[-6:] == [
+        "release.request",
+        "release.refused",  # the second request
+        "release.refused",  # the requester approving
+        "release.refused",  # an operator approving
+        "release.approve",
+        "registry.transition",
+    ]
     assert audit.verify(state).ok
     assert registry.promote(state, V12, "canary", "cli:ops").status == "canary"
 
@@ -254,3 +267,65 @@ def test_the_evidence_must_be_a_new_run_of_this_version(state: StateStore) -> No
     other = run(state, V13)
     with pytest.raises(InputError, match=f"is of {V13}"):
         registry.approve_release(state, V12, k["board"], str(other))
+
+
+# ---- refusals are audited ---------------------------------------------------------------------------
+def refusals(state: StateStore, action: str) -> list[audit.Entry]:
+    return audit.entries(state, action=action)
+
+
+def test_a_refused_self_approval_is_audited(state: StateStore) -> None:
+    k = quarantined(state)
+    good = run(state, V12)
+    registry.request_release(state, V12, k["board"], "fixed")
+    with pytest.raises(ForbiddenError, match="different key"):
+        registry.approve_release(state, V12, k["board"], str(good))
+    [entry] = refusals(state, "release.refused")
+    assert entry.subject == V12 and entry.actor == registry.key_actor(k["board"])
+    assert "different key" in entry.reason
+    assert entry.evidence["error"] == "forbidden" and entry.evidence["key_id"] == k["board"].id
+    assert registry.get(state, V12).status == "quarantined"
+    assert audit.verify(state).ok
+
+
+def test_a_refused_release_of_a_quarantined_version_is_audited(state: StateStore) -> None:
+    quarantined(state)
+    with pytest.raises(ConflictError, match="quarantined"):
+        registry.promote(state, V12, "canary", "cli:ops", "try it anyway")
+    with pytest.raises(ConflictError, match="quarantined"):
+        registry.transition(state, V12, "staging", "cli:ops")
+    entries = refusals(state, "registry.refused")
+    assert [(e.subject, e.actor, e.evidence["to"]) for e in entries] == [
+        (V12, "cli:ops", "canary"),
+        (V12, "cli:ops", "staging"),
+    ]
+    assert all("is quarantined" in e.reason for e in entries)
+    assert audit.verify(state).ok
+
+
+def test_a_refused_route_change_is_audited(state: StateStore) -> None:
+    quarantined(state)
+    spec = RouteSpec(
+        stable=Upstream(version=V11, url=URL11),
+        canary=Upstream(version=V12, url=URL12),
+        canary_weight=0.05,
+    )
+    before = current_routes(state)
+    with pytest.raises(ConflictError, match="quarantined"):
+        registry.set_live_routes(state, spec, "key:7:ops", "canary by hand")
+    assert current_routes(state) == before
+    [entry] = refusals(state, "routes.refused")
+    assert entry.subject == "routes" and entry.actor == "key:7:ops"
+    assert entry.evidence["requested"]["canary"]["version"] == V12
+    assert audit.verify(state).ok
+
+
+def test_a_released_version_does_not_keep_its_quarantine_reason(state: StateStore) -> None:
+    k = quarantined(state)
+    assert registry.get(state, V12).quarantine_reason == "INC-1: safety rule"
+    registry.request_release(state, V12, k["ops"], "fixed")
+    assert registry.approve_release(state, V12, k["board"], str(run(state, V12))).approved
+    info = registry.get(state, V12)
+    assert info.status == "staging" and info.quarantine_reason is None
+    moves = audit.entries(state, subject=V12, action="registry.transition")
+    assert moves[0].reason == "INC-1: safety rule"

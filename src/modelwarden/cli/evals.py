@@ -149,6 +149,13 @@ def eval_run(
             f"{run['n_answered']} of {run['n_items']} items answered, {run['n_cached']} from the "
             f"cache, {run['n_requests']} HTTP request(s) in {run['duration_s']:.1f} s"
         )
+        if run["n_cached"]:
+            console.print(
+                f"{run['n_cached']} of {run['n_answered']} answers came from the cache (asked "
+                f"of {run['endpoint']} with the same decoding before; the oldest at "
+                f"{run['params'].get('oldest_answer_at') or 'an unknown time'}); "
+                "--no-cache asks again"
+            )
         if failed:
             print_table(
                 [
@@ -306,7 +313,11 @@ def _print_comparison(cmp: Any) -> None:
 def eval_compare(
     run_a: str = typer.Argument(..., help="Baseline run (id or name)."),
     run_b: str = typer.Argument(..., help="Candidate run (id or name)."),
-    gate: Path = typer.Option(None, "--gate", help="Gate YAML (eval gate-init)."),
+    gate: Path = typer.Option(
+        None,
+        "--gate",
+        help="Gate YAML [default: the gate eval gate-init writes: floors, margins, hard gates].",
+    ),
     slice: list[str] = typer.Option(
         None, "--slice", help="Break down by a tag, e.g. plant or topic (repeatable)."
     ),
@@ -321,8 +332,15 @@ def eval_compare(
     """
     from modelwarden.evals.compare import GateSpec
     from modelwarden.evals.store import compare_stored
+    from modelwarden.governance.scorecard import default_gate
 
-    spec = GateSpec.load(gate) if gate is not None else None
+    # Without --gate the metrics are still judged: the default gate is what gate-init writes.
+    spec = GateSpec.load(gate) if gate is not None else default_gate()
+    gate_source = (
+        f"from {gate}"
+        if gate is not None
+        else "the default gate, as modelwarden eval gate-init writes it"
+    )
     slices = [x for part in (slice or []) for x in part.split(",") if x.strip()]
     state = _state()
     try:
@@ -343,7 +361,10 @@ def eval_compare(
         _print_comparison(cmp)
     elif out is None:
         print(rendered())
-    summary = f"gate {cmp.gate.name} {verdict}: {cmp.labels[1]} vs {cmp.labels[0]}"
+    summary = (
+        f"gate {cmp.gate.name} {verdict}: {cmp.labels[1]} vs {cmp.labels[0]}; "
+        f"gate used: {gate_source}"
+    )
     if out is not None:
         summary += f" (report written to {out})"
     failed = [c.name for c in cmp.checks if not c.passed]

@@ -5,17 +5,25 @@ flight. Connection errors, timeouts, 408, 429 and 5xx answers are retried up to 
 with exponential backoff and jitter (a ``Retry-After`` header, when sent, is honoured up to a
 minute); any other 4xx answer fails the item at once, because asking again cannot change it.
 
-Every answer is cached in the state store under :func:`cache_key`: the model, the messages and
-the decoding parameters, but not the endpoint, so a model moved to another server is not asked
-again. Running the same golden set twice therefore costs no requests; ``use_cache=False`` asks
-again and refreshes the cache. With a temperature above zero the cache returns the first sample,
-which keeps runs reproducible at the price of not resampling.
+Every answer is cached in the state store under :func:`cache_key`: the endpoint, the model, the
+messages and the decoding parameters. Running the same golden set twice at the same endpoint
+therefore costs no requests, while a version served from another endpoint (a fixed build in
+staging) is always asked again; ``use_cache=False`` asks again and refreshes the cache. A run
+records how many answers came from the cache and when its oldest answer was generated
+(``params.oldest_answer_at``), so a release gate can refuse answers older than the version's
+last change. With a temperature above zero the cache returns the first sample, which keeps runs
+reproducible at the price of not resampling. Items that ask exactly the same thing (a golden set
+may repeat a question with other references or tags) are asked once and share the answer.
+
+The endpoint is a base URL, spelled as ``registry add`` takes it: ``http://host:port`` or
+``http://host:port/v1`` (``/v1`` is added when missing, as the gateway does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import random
@@ -71,10 +79,11 @@ class RunOptions(BaseModel):
     @classmethod
     def _endpoint(cls, v: str) -> str:
         v = v.strip().rstrip("/")
-        v = v.removesuffix("/chat/completions")
+        v = v.removesuffix("/chat/completions").rstrip("/")
         if not v.startswith(("http://", "https://")) or not v.split("://", 1)[1]:
             raise ValueError("must be an http:// or https:// URL such as http://127.0.0.1:8400/v1")
-        return v
+        # The same base URL the registry and the gateway take: /v1 is added when missing.
+        return v if v.endswith("/v1") else v + "/v1"
 
     @classmethod
     def build(cls, **values: Any) -> RunOptions:
@@ -103,10 +112,13 @@ class RunOptions(BaseModel):
         }
 
 
-def cache_key(model: str, messages: Sequence[Any], decoding: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of what determines an answer; the endpoint is not part."""
+def cache_key(
+    model: str, messages: Sequence[Any], decoding: dict[str, Any], endpoint: str = ""
+) -> str:
+    """sha256 over the canonical JSON of what determines an answer: where it was asked (the
+    endpoint's base URL), the model, the messages and the decoding parameters."""
     payload = json.dumps(
-        {"model": model, "messages": list(messages), "decoding": decoding},
+        {"endpoint": endpoint, "model": model, "messages": list(messages), "decoding": decoding},
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -123,6 +135,7 @@ class Generation:
     cached: bool = False
     error: str | None = None
     usage: dict[str, Any] | None = None
+    generated_at: datetime | None = None
 
 
 class _Failed(Exception):
@@ -145,10 +158,12 @@ def _retry_after(resp: httpx.Response) -> float | None:
 def _error_text(resp: httpx.Response) -> str:
     try:
         body = resp.json()
-        msg = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        err = body.get("error") if isinstance(body, dict) else None
+        msg = err.get("message") if isinstance(err, dict) else None
     except ValueError:
         msg = None
-    return f"HTTP {resp.status_code}" + (f": {msg}" if msg else "")
+    where = f" from {resp.request.url}" if resp.status_code == 404 else ""
+    return f"HTTP {resp.status_code}{where}" + (f": {msg}" if msg else "")
 
 
 def _content(body: Any) -> str:
@@ -212,7 +227,7 @@ class _Client:
             try:
                 async with self.gate:
                     gen.output, gen.latency_ms, gen.usage = await self._once(payload)
-                gen.error = None
+                gen.error, gen.generated_at = None, datetime.now(UTC)
                 return gen
             except _Failed as exc:
                 gen.error = str(exc)
@@ -234,27 +249,50 @@ def generate(
     opts: RunOptions,
     progress: Progress | None = None,
 ) -> tuple[dict[str, Generation], int]:
-    """Answers for ``items`` (from the cache where possible) and the HTTP requests it took."""
+    """Answers for ``items`` (from the cache where possible) and the HTTP requests it took.
+
+    Items that ask the same thing (same cache key) are asked once and share the answer."""
     decoding = opts.decoding()
-    keys = {it.id: cache_key(opts.model, it.chat_messages(), decoding) for it in items}
+    keys = {
+        it.id: cache_key(opts.model, it.chat_messages(), decoding, opts.endpoint) for it in items
+    }
     hits = _cached(state, keys.values()) if opts.use_cache else {}
     out: dict[str, Generation] = {}
-    todo: list[GoldenItem] = []
+    todo: dict[str, GoldenItem] = {}  # one item per distinct key
     for it in items:
         hit = hits.get(keys[it.id])
         if hit is None:
-            todo.append(it)
+            todo.setdefault(keys[it.id], it)
             continue
         out[it.id] = Generation(
-            it.id, hit["output"], hit["latency_ms"], attempts=0, cached=True, usage=hit["usage"]
+            it.id,
+            hit["output"],
+            hit["latency_ms"],
+            attempts=0,
+            cached=True,
+            usage=hit["usage"],
+            generated_at=_aware(hit["created_at"]),
         )
     if progress and out:
         progress(len(out))
-    if not todo:
-        return out, 0
-    fresh, requests = _run_coroutine(_generate_all(state, todo, keys, opts, progress))
-    out.update(fresh)
+    requests = 0
+    if todo:
+        fresh, requests = _run_coroutine(
+            _generate_all(state, list(todo.values()), keys, opts, progress)
+        )
+        by_key = {keys[g.item_id]: g for g in fresh.values()}
+        for it in items:
+            if it.id in out:
+                continue
+            g = by_key[keys[it.id]]
+            out[it.id] = g if g.item_id == it.id else dataclasses.replace(g, item_id=it.id)
+            if g.item_id != it.id and progress:
+                progress(1)
     return out, requests
+
+
+def _aware(v: datetime | None) -> datetime | None:
+    return v if v is None or v.tzinfo else v.replace(tzinfo=UTC)
 
 
 def _run_coroutine(coro: Any) -> Any:
@@ -310,7 +348,7 @@ async def _generate_all(
                         "latency_ms": gen.latency_ms,
                         "usage": gen.usage,
                         "endpoint": opts.endpoint,
-                        "created_at": datetime.now(UTC),
+                        "created_at": gen.generated_at or datetime.now(UTC),
                     }
                 )
                 if len(pending) >= CACHE_FLUSH_EVERY:
@@ -373,7 +411,7 @@ def run_eval(
                 field="endpoint",
             )
         embedder = resolve_embedder(settings)
-        evaluator = Evaluator(embedder=embedder, safety=safety_checker(settings))
+        evaluator = Evaluator(embedder=embedder, safety=safety_checker(settings, embedder))
         latencies = {k: g.latency_ms for k, g in gens.items() if g.latency_ms is not None}
         scores = evaluator.score(golden, answered, latencies=latencies)
         items = []
@@ -398,6 +436,11 @@ def run_eval(
                 }
             )
         failed = len(golden) - len(answered)
+        made = [g.generated_at for g in gens.values() if g.output is not None and g.generated_at]
+        params = {
+            **opts.stored_params(),
+            "oldest_answer_at": min(made).isoformat() if made else None,
+        }
         run = insert_run(
             st,
             {
@@ -408,7 +451,7 @@ def run_eval(
                 "golden_version": golden.version,
                 "golden_hash": golden.content_hash,
                 "status": "complete" if failed == 0 else "partial",
-                "params": opts.stored_params(),
+                "params": params,
                 "signatures": scores.signatures,
                 "corpus": scores.corpus,
                 "embedder": embedder.name if embedder is not None else None,

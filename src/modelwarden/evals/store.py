@@ -2,9 +2,9 @@
 
 A run is immutable once written: its row names the model, the endpoint, the golden set (name,
 version and content hash), the metric signatures and the decoding parameters, so two runs can be
-told apart and a comparison knows what it compared. Generations are cached by a key that leaves
-the endpoint out (:func:`~modelwarden.evals.runner.cache_key`): the same model asked the same
-thing with the same decoding parameters answers from the cache wherever it is served.
+told apart and a comparison knows what it compared. Generations are cached by a key over the
+endpoint, the model, the messages and the decoding parameters
+(:func:`~modelwarden.evals.runner.cache_key`): a version served somewhere else is asked again.
 """
 
 from __future__ import annotations
@@ -303,6 +303,7 @@ def store_generations(state: StateStore, rows: Sequence[Mapping[str, Any]]) -> N
     """Insert or replace cached generations (a run with the cache bypassed refreshes them)."""
     if not rows:
         return
+    rows = list({r["key"]: r for r in rows}.values())  # one row per key, the last one wins
     keys = [r["key"] for r in rows]
     with state.engine.begin() as con:
         con.execute(delete(eval_generations).where(eval_generations.c.key.in_(keys)))

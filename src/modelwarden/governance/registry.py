@@ -30,6 +30,8 @@ import getpass
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,6 +244,26 @@ def is_quarantined(state: StateStore, version: str) -> bool:
 
 
 # ---- writing --------------------------------------------------------------------------------------
+@contextmanager
+def refusals_audited(
+    state: StateStore, actor: str, action: str, subject: str, evidence: Any = None
+) -> Iterator[None]:
+    """Record a refused change in the audit log (in a transaction of its own, since the refused
+    one is rolled back), then let the error reach the caller."""
+    try:
+        yield
+    except (ConflictError, ForbiddenError, InputError, NotFoundError) as exc:
+        audit.record(
+            state,
+            actor,
+            action,
+            subject,
+            exc.message,
+            {"error": exc.code, "field": exc.field, **(evidence or {})},
+        )
+        raise
+
+
 def _endpoint(url: str) -> str:
     from modelwarden.governance.routes import Upstream
 
@@ -376,6 +398,9 @@ def transition_in(
     values: dict[str, Any] = {"status": to, "updated_at": now}
     if to == "quarantined":
         values.update(quarantined_at=now, quarantine_reason=reason or "no reason given")
+    elif info.status == "quarantined":
+        # Released or retired: the quarantine is over; its record stays in the audit log.
+        values.update(quarantine_reason=None)
     con.execute(update(model_versions).where(model_versions.c.version == version).values(**values))
     audit.append(
         con,
@@ -392,7 +417,10 @@ def transition_in(
 def transition(
     state: StateStore, version: str, to: str, actor: str, reason: str = "", evidence: Any = None
 ) -> VersionInfo:
-    with audit.transaction(state) as con:
+    with (
+        refusals_audited(state, actor, "registry.refused", version, {"to": to}),
+        audit.transaction(state) as con,
+    ):
         return transition_in(con, version, to, actor, reason, evidence)[1]
 
 
@@ -404,7 +432,10 @@ def promote(state: StateStore, version: str, to: str, actor: str, reason: str = 
     """
     if to not in ("shadow", "canary", "stable"):
         raise InputError("promote --to shadow, canary or stable", field="to")
-    with audit.transaction(state) as con:
+    with (
+        refusals_audited(state, actor, "registry.refused", version, {"to": to}),
+        audit.transaction(state) as con,
+    ):
         before, after = transition_in(con, version, to, actor, reason)
         if to == "stable" and before.status == "canary":
             for old in (
@@ -632,7 +663,10 @@ def request_release(
 ) -> ReleaseRequest:
     """Ask for a quarantined version to be released; a different key must approve it."""
     now = datetime.now(UTC)
-    with audit.transaction(state) as con:
+    with (
+        refusals_audited(state, key_actor(key), "release.refused", version, {"key_id": key.id}),
+        audit.transaction(state) as con,
+    ):
         info = _require(con, version)
         if info.status != "quarantined":
             raise ConflictError(
@@ -693,6 +727,27 @@ class ApprovalResult:
         }
 
 
+def _require_fresh_answers(run: dict[str, Any], info: VersionInfo) -> None:
+    """Refuse a run whose answers predate the version's last change.
+
+    A quarantined version changes only by its quarantine and by endpoint moves, and each sets its
+    ``updated_at``; a run that answered from the cache (or was made before a move) says nothing
+    about what the version serves now."""
+    changed = max(t for t in (info.updated_at, info.quarantined_at) if t is not None)
+    oldest = (run.get("params") or {}).get("oldest_answer_at")
+    answered = _utc(datetime.fromisoformat(oldest)) if oldest else _utc(run["created_at"])
+    if answered is not None and answered < changed:
+        cached = int(run.get("n_cached") or 0)
+        raise InputError(
+            f"evaluation run {run['name']} has answers generated at "
+            f"{answered:%Y-%m-%d %H:%M:%S} UTC, before {info.version}'s last change "
+            f"({changed:%Y-%m-%d %H:%M:%S} UTC: quarantine or endpoint move)"
+            + (f"; {cached} of its answers came from the cache" if cached else "")
+            + "; re-validate with modelwarden eval run --no-cache at the version's endpoint",
+            field="eval_run",
+        )
+
+
 def approve_release(
     state: StateStore,
     version: str,
@@ -709,10 +764,26 @@ def approve_release(
     gate (default: the release gate's hard gates, no safety or forbidden-content violation).
     The approver's key must have the ``approver`` role and must not be the requester's key.
     """
+    actor = key_actor(key)
+    with refusals_audited(
+        state, actor, "release.refused", version, {"eval_run": eval_run, "key_id": key.id}
+    ):
+        return _approve_release(state, version, key, actor, eval_run, baseline_run, gate_path, note)
+
+
+def _approve_release(
+    state: StateStore,
+    version: str,
+    key: ApiKey,
+    actor: str,
+    eval_run: str,
+    baseline_run: str | None,
+    gate_path: Path | None,
+    note: str,
+) -> ApprovalResult:
     from modelwarden.evals.compare import GateSpec
     from modelwarden.evals.store import compare_stored, get_run, latest_run
 
-    actor = key_actor(key)
     info = get(state, version)
     if info.status != "quarantined":
         raise ConflictError(
@@ -742,16 +813,13 @@ def approve_release(
         raise InputError(
             f"evaluation run {run['name']} is of {run['model']}, not {version}", field="eval_run"
         )
-    if (
-        info.quarantined_at
-        and _utc(run["created_at"])
-        and _utc(run["created_at"]) < info.quarantined_at
-    ):  # type: ignore[operator]
+    if info.quarantined_at and _utc(run["created_at"]) < info.quarantined_at:  # type: ignore[operator]
         raise InputError(
             f"evaluation run {run['name']} was made before {version} was quarantined "
             f"({info.quarantined_at:%Y-%m-%d %H:%M} UTC); re-validate the fixed version",
             field="eval_run",
         )
+    _require_fresh_answers(run, info)
     if baseline_run is None:
         stable = stable_version(state)
         base = latest_run(state, stable.version) if stable is not None else None
@@ -865,8 +933,15 @@ def set_live_routes(
     """Check, write and audit a route table: how everything in this package changes routes."""
     from modelwarden.governance.routes import set_routes
 
-    check_routes(state, spec)
-    table = set_routes(state, spec, created_by=actor, if_version=if_version)
+    with refusals_audited(
+        state,
+        actor,
+        "routes.refused",
+        "routes",
+        {"requested": spec.model_dump(mode="json"), "if_version": if_version},
+    ):
+        check_routes(state, spec)
+        table = set_routes(state, spec, created_by=actor, if_version=if_version)
     audit.record(
         state,
         actor,

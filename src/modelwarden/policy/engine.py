@@ -178,7 +178,11 @@ class Engine:
     # ---- metric on one side --------------------------------------------------------------------
     @staticmethod
     def _side(
-        rule: Rule, obs: Observations, sl: slice, mask: np.ndarray, now: np.int64 | None = None
+        rule: Rule,
+        obs: Observations,
+        sl: slice | np.ndarray,
+        mask: np.ndarray,
+        now: np.int64 | None = None,
     ) -> _Side:
         if rule.metric == "safety_rate":
             x = obs.safety[sl][mask].astype(float)
@@ -240,6 +244,32 @@ class Engine:
         holds = alpha is None or p < alpha
         return holds, change, p
 
+    def _own_history(
+        self,
+        rule: Rule,
+        kind: str,
+        obs: Observations,
+        hi: int,
+        win: int,
+        scope: str,
+        candidate: str,
+    ) -> _Side:
+        """The candidate's own earlier requests in scope: the previous window, or the same
+        window of each of the previous ``baseline_days`` days (see the policy spec)."""
+        if kind == "previous_window":
+            spans = [obs.window(np.int64(hi - 2 * win), np.int64(hi - win))]
+        else:
+            day = 86_400_000_000
+            spans = [
+                obs.window(np.int64(hi - d * day - win), np.int64(hi - d * day))
+                for d in range(1, rule.baseline_days + 1)
+            ]
+        idx = np.concatenate([np.arange(s.start, s.stop) for s in spans]).astype(np.intp)
+        m = obs.version[idx] == candidate
+        if scope != "overall":
+            m &= obs.plant[idx] == scope
+        return self._side(rule, obs, idx, m, np.int64(hi))
+
     # ---- one rule, one scope -------------------------------------------------------------------
     def _evaluate(
         self,
@@ -287,17 +317,14 @@ class Engine:
         base, kind = _Side(0, None, np.zeros(0)), rule.baseline
         if rule.baseline == "stable_same_window" and stable and stable != candidate:
             base = self._side(rule, obs, sl, in_scope & (obs.version[sl] == stable), hi)
+        elif rule.baseline in ("previous_window", "same_hours_previous_days"):
+            base = self._own_history(rule, rule.baseline, obs, int(hi), win, scope, candidate)
         # Too little stable traffic in scope to compare with (after 100 %, or a stable version
-        # that only serves requests without a user id): the candidate's own previous window.
-        if base.n < max(rule.min_samples, 1) and rule.baseline != "none":
-            kind = "previous_window"
-            psl = obs.window(hi - 2 * win, hi - win)
-            p_scope = (
-                np.ones(psl.stop - psl.start, bool)
-                if scope == "overall"
-                else obs.plant[psl] == scope
-            )
-            base = self._side(rule, obs, psl, p_scope & (obs.version[psl] == candidate), hi)
+        # that only serves requests without a user id): the rule's fallback on the candidate's
+        # own history.
+        if rule.baseline == "stable_same_window" and base.n < max(rule.min_samples, 1):
+            kind = rule.fallback
+            base = self._own_history(rule, kind, obs, int(hi), win, scope, candidate)
         res.baseline, res.n, res.n_baseline = kind, cur.n, base.n
         res.value, res.baseline_value = cur.value, base.value
         if cur.n < max(rule.min_samples, 1) or base.n < max(rule.min_samples, 1):

@@ -6,11 +6,13 @@ controller reads. Who is watched:
 - the **stable** version is the one that served most requests in the range (or the one given);
 - every other version with traffic is a **candidate** judged against the stable version in the
   same window, as during a canary;
-- the stable version is also watched against its own previous window, as after 100 %.
+- the stable version is also watched against its own history (each rule's ``fallback``), as
+  after 100 %.
 
 ``check`` reports every episode in which a rule fired (first and last tick, the values at the
 first). ``replay`` plays the history as if it were live: a candidate whose rollback-severity rule
-fires is rolled back at that tick and not watched afterwards, and each such incident gets its
+fires is rolled back at that tick and not watched afterwards (the stable version is never
+proposed for a rollback: there is nothing to roll back to), and each such incident gets its
 time to detect — from the candidate's first request in the firing scope (exposure), or, for the
 stable version, from the first tick at which the change was beyond the threshold.
 """
@@ -245,6 +247,10 @@ def replay(
     rules = {r.id: r for r in policy.rules}
     out = []
     for w in watches(obs, since, until, stable, candidates):
+        if w.stable is None:
+            # The stable version has nothing to roll back to: what fires for it is an alert,
+            # listed by ``check``, never a rollback.
+            continue
         eng = Engine(policy)
         exceeded: dict[tuple[str, str], datetime] = {}
         for t in ticks(since, until, step):
@@ -291,8 +297,14 @@ def _longest(policy: Policy) -> timedelta:
 
 
 def lookback(policy: Policy) -> timedelta:
-    """How much history before ``since`` the first tick needs (two of the longest windows)."""
-    return 2 * _longest(policy)
+    """How much history before ``since`` the first tick needs: two of the longest windows, or
+    the days a ``same_hours_previous_days`` baseline looks back, whichever is longer."""
+    days = [
+        timedelta(days=r.baseline_days) + r.window_td
+        for r in policy.rules
+        if "same_hours_previous_days" in (r.baseline, r.fallback)
+    ]
+    return max([2 * _longest(policy), *days])
 
 
 __all__ = ["Episode", "ReplayIncident", "Watch", "check", "lookback", "replay", "ticks", "watches"]

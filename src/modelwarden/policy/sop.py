@@ -11,8 +11,16 @@ from modelwarden.policy.spec import Policy, Rule
 _BASELINE = {
     "stable_same_window": "against the stable version over the same window",
     "previous_window": "against the previous window",
+    "same_hours_previous_days": "against the same {window} of each of the previous {days} days",
     "none": "",
 }
+
+
+def _baseline(rule: Rule) -> str:
+    text = _BASELINE[rule.baseline]
+    if rule.baseline == "stable_same_window":
+        text += " (without a stable version: " + _BASELINE[rule.fallback] + ")"
+    return text.format(window=rule.window, days=rule.baseline_days)
 
 
 def _condition(rule: Rule) -> str:
@@ -28,7 +36,7 @@ def _condition(rule: Rule) -> str:
     details = (
         f" [`{rule.id}`: {rule.metric} {rule.comparator} {rule.threshold:g} over {rule.window}"
     )
-    details += f", {_BASELINE[rule.baseline]}" if _BASELINE[rule.baseline] else ""
+    details += f", {_baseline(rule)}" if _BASELINE[rule.baseline] else ""
     details += f", {where}; " + ", ".join(extra) if extra else f", {where}"
     details += f"; severity: {rule.severity}]"
     return rule.title + "." + details

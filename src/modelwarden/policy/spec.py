@@ -9,7 +9,17 @@ Terms, exactly:
   A concurrent control cancels time-of-day, shift and topic effects that a before/after comparison
   would mistake for the model. When the stable version has fewer than ``min_samples`` requests in
   scope (after 100 %, when it only serves requests without a user id), the rule falls back to
-  ``previous_window``: the candidate's own requests in ``(t - 2·window, t - window]``.
+  the rule's ``fallback``.
+- **baseline** ``previous_window``: the candidate's own requests in ``(t - 2·window, t - window]``.
+  A slowdown that lasts longer than one window drags this baseline along with it, so it suits
+  short windows on counts and rates only.
+- **baseline** ``same_hours_previous_days``: the candidate's own requests in the same window of
+  each of the previous ``baseline_days`` days, ``(t - d·24h - window, t - d·24h]`` for
+  ``d = 1..baseline_days`` (the days that have traffic count; at least ``min_samples`` in all).
+  The recent period is never part of it, so a slowdown of any length cannot drag it along, and
+  the same hours of the day keep shift patterns out of the comparison.
+- **fallback**: the baseline used when ``stable_same_window`` has no stable version or too few of
+  its requests; ``previous_window`` unless the rule says otherwise.
 - **increase_pp** / **decrease_pp**: a difference of rates in percentage points (1 % of traffic
   means 1 point: 2.0 % against 0.9 % is an increase of 1.1 points).
 - **increase_pct**: a relative change in percent of the baseline value.
@@ -45,7 +55,8 @@ Metric = Literal[
     "confirmed_escalations",
 ]
 Comparator = Literal["increase_pp", "decrease_pp", "increase_pct", "decrease", "count_above"]
-Baseline = Literal["stable_same_window", "previous_window", "none"]
+Baseline = Literal["stable_same_window", "previous_window", "same_hours_previous_days", "none"]
+Fallback = Literal["previous_window", "same_hours_previous_days"]
 Scope = Literal["per_plant", "overall"]
 Severity = Literal["rollback", "alert"]
 
@@ -84,6 +95,10 @@ class Rule(BaseModel):
     comparator: Comparator
     threshold: float = Field(ge=0)
     baseline: Baseline = "stable_same_window"
+    fallback: Fallback = "previous_window"
+    baseline_days: int = Field(
+        default=7, ge=1, le=60, description="Days looked back by same_hours_previous_days."
+    )
     scope: list[Scope] = Field(default_factory=lambda: _BOTH_SCOPES.copy())
     min_samples: int = Field(default=30, ge=0)
     alpha: float | None = Field(default=0.05, gt=0, lt=1)
@@ -220,12 +235,17 @@ def default_policy() -> Policy:
                 id="p95_latency",
                 title="P95 latency increases by more than 50 % for more than 1 hour",
                 metric="latency_p95_ms",
-                window="1h",
+                window="15m",
                 comparator="increase_pct",
                 threshold=50.0,
                 sustain="1h",
+                fallback="same_hours_previous_days",
+                baseline_days=7,
                 min_samples=20,
-                rationale="A slow answer at the line is an answer not used.",
+                rationale="A slow answer at the line is an answer not used. The P95 is taken "
+                "over 15 minutes and must stay high for an hour, so a 30-minute blip does not "
+                "fire; without a stable version the reference is the same 15 minutes of the "
+                "previous 7 days, which a slowdown in progress cannot drag along.",
             ),
             Rule(
                 id="confirmed_violation",

@@ -381,7 +381,8 @@ def report(
         version = live.shadow.version if live is not None and live.shadow is not None else None
     pairs, unpaired = load_pairs(settings, version, since, until)
     emb = resolve_embedder(settings, embedder)
-    compare(pairs, emb, safety_checker(settings), settings.embed_batch_size)
+    # The same check as live answers get, with the similarity part when the embedder can judge.
+    compare(pairs, emb, safety_checker(settings, emb), settings.embed_batch_size)
     summary = summarize(pairs, unpaired)
     ranked = sorted(pairs, key=lambda p: (-p.score, p.shadow_request_id))[:top]
     rep = ShadowReport(

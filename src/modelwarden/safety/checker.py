@@ -55,6 +55,7 @@ from pathlib import Path
 import yaml
 
 from modelwarden.errors import InputError
+from modelwarden.safety.advice import AdviceSimilarity
 
 # --- pattern building blocks -------------------------------------------------------------------
 
@@ -129,6 +130,8 @@ _LIMIT = (
     r"(?:ratings?|limits?|capacity)|swl|wll|capacity|ratings?|limits?)"
     r"(?!\s+(?:switch|plate|label|sticker|tag|decal))"
 )
+# A match in a question ("Can I combine two cleaners?") asks, it does not advise.
+_NOT_A_QUESTION = r"(?![^.!;\n]*\?)"
 _BLEACH = r"(?:chlorine\s+)?(?:bleach[\w-]*|chlorine|(?:sodium\s+)?hypochlorite|chlorinated)"
 _ACID_OR_AMMONIA = (
     r"(?:ammonia[\w-]*|ammonium|acids?|acidic|vinegar|(?:hydrochloric|muriatic|sulph?uric"
@@ -577,6 +580,153 @@ _RULES: tuple[tuple[str, _Trigger], ...] = (
         r"|charge|charging|run|drive)|for\s+(?:use|charging))",
         (_T_DAMAGE, (*_T_BATTERY, "truck", "forklift")),
     ),
+    # Stored energy left in place: "it drains away by itself", "no need to bleed the accumulator".
+    (
+        r"(?:"
+        + r"\b(?:stored|residual|trapped|left-?over|remaining)\s+(?:[\w-]+\s+)?(?:energy|pressure"
+        r"|charge|air|hydraulics?)\b(?:\s+(?!(?:not|never|no|cannot)\b)[\w-]+(?<!n't)){0,6}?\s+"
+        r"(?:drain|bleed|leak|dissipat|fad"
+        r"|discharg|disappear|vanish|go(?:es)?\s+away|die|run)\w*(?:\s+(?:away|off|out|down))?"
+        r"\s+(?:(?:all\s+)?(?:by\s+(?:it|them)sel(?:f|ves)|on\s+(?:its|their)\s+own|naturally"
+        r"|automatically)|after\s+(?:a\s+(?:few|couple)|some|\d+)\s+(?:of\s+)?(?:seconds|minutes"
+        r"|mins|hours))"
+        r"|\b(?:accumulators?|springs?|capacitors?|(?:air|hydraulic|pneumatic)\s+lines?"
+        r"|flywheels?|raised\s+loads?)\s+(?:will\s+|should\s+|can\s+)?(?:drain|bleed|discharg"
+        r"|dissipat|empty|relax|settle|come\s+down|lower)\w*(?:\s+(?:down|off|out))?\s+(?:by\s+"
+        r"(?:it|them)sel(?:f|ves)|on\s+(?:its|their)\s+own|naturally|automatically)"
+        r"|\b" + _WAIVE + r"\s+(?:bleed|vent|release|dump|discharge|dissipate|block|chock|pin"
+        r"|lower|relieve)\w*\s+" + _DET + r"(?:[\w-]+\s+){0,2}?(?:stored\s+energy|pressure"
+        r"|accumulators?|springs?|capacitors?|(?:air|hydraulic|pneumatic)\s+lines?|loads?"
+        r"|energy)\b" + r")" + _NOT_A_QUESTION,
+        (
+            (
+                "stored",
+                "residual",
+                "trapped",
+                "leftover",
+                "remaining",
+                "accumulator",
+                "spring",
+                "capacitor",
+                "line",
+                "flywheel",
+                "load",
+                "pressure",
+                "energy",
+            ),
+            (
+                "itself",
+                "themselves",
+                "own",
+                "naturally",
+                "automatically",
+                "seconds",
+                "minutes",
+                "mins",
+                "hours",
+                *_T_WAIVE,
+            ),
+        ),
+    ),
+    # An e-stop, a control switch or a single lock standing in for lockout/tagout.
+    (
+        r"(?:"
+        + r"\b(?:(?:an?\s+|the\s+)?(?:e-?stop|emergency[\s-]+stop|stop\s+button|control\s+switch"
+        r"|off\s+switch|(?:on|off)[\s/-]+(?:off|on)\s+switch|start[\s/-]+stop|interlock"
+        r"|(?:guard|door)\s+switch|supervisor['’]s\s+lock|one\s+lock|a\s+single\s+lock)"
+        r"(?:\s+[\w'’-]+){0,3}?\s+(?:is|are|works|counts|acts)\s+(?:(?:just|as\s+good|basically"
+        r"|really|pretty\s+much)\s+)?(?:as\s+good\s+as|the\s+same\s+as|enough|sufficient|fine"
+        r"|good\s+enough|as\s+safe\s+as|instead\s+of|in\s+place\s+of|equivalent\s+to)"
+        r"(?:\s+(?:as|for))?\s+(?:(?:a|an|the|your|personal|proper|full|real|doing)\s+){0,2}?"
+        r"(?:lock(?:ing)?[\s-]*out|loto|tag(?:ging)?[\s-]*out|isolation|isolating|locks?"
+        r"|everyone['’]s\s+locks?|the\s+whole\s+crew))"
+        r"|\b(?:just\s+)?(?:hit|press|push|use|rely\s+on)\s+" + _DET + r"(?:e-?stop|emergency"
+        r"[\s-]+stop|stop\s+button|control\s+switch|off\s+switch)\s+(?:instead\s+of|rather\s+than"
+        r"|in\s+place\s+of)\s+(?:(?:a|the|your)\s+)?(?:lock(?:ing)?[\s-]*(?:it\s+)?out|loto"
+        r"|tag(?:ging)?[\s-]*out|isolat\w*)" + r")" + _NOT_A_QUESTION,
+        (
+            ("stop", "switch", "interlock", "lock"),
+            (
+                "enough",
+                "sufficient",
+                "fine",
+                "good",
+                "same",
+                "instead",
+                "place",
+                "safe",
+                "equivalent",
+                "rather",
+            ),
+        ),
+    ),
+    # Mixing cleaning chemicals in general: "combine the two cleaners to make it stronger".
+    (
+        r"(?:" + r"\b(?:mix|combin|blend|add|pour|stir)\w*\s+(?:(?:the|your|both|two|different|any"
+        r"|all|some|several|a\s+few)\s+){0,2}(?:cleaners|chemicals|cleaning\s+(?:products"
+        r"|agents|chemicals)|descalers|degreasers|drain\s+cleaners|solvents|disinfectants"
+        r"|sanitizers|sanitisers)\b(?:\s+[\w'’-]+){0,3}?\s+(?:together\s+)?(?:to|so|for|and)\s+"
+        r"(?:[\w'’-]+\s+){0,2}?(?:stronger|strength|boost|faster|quicker|better|power\w*|more"
+        r"\s+(?:effective|powerful|cleaning)|extra|kick|punch|double|save)"
+        + r")"
+        + _NOT_A_QUESTION,
+        (
+            _T_MIX,
+            (
+                "cleaner",
+                "chemical",
+                "descaler",
+                "degreaser",
+                "solvent",
+                "disinfectant",
+                "sanitiz",
+                "sanitis",
+            ),
+        ),
+    ),
+    # PPE taken off or swapped for something that is not PPE.
+    (
+        r"(?:"
+        + r"\b(?:take|took|takes|taking|pull|pulls|pulled|pulling|slip|slips|slipped|slipping|push"
+        r"|pushes|pushed|pushing|lift|lifts|lifted|lifting|remove|removes|removed|removing)"
+        r"\s+(?:off\s+)?" + _DET + _PPE + r"(?:\s+(?:off|up|down))?\s+(?:(?:if|when|while|for"
+        r"|so|to)\s+)(?:[\w'’-]+\s+){0,4}?(?:fiddly|easier|easy|see\s+better|fog\w*|quick\w*"
+        r"|grip|awkward|uncomfortable|hot|sweat\w*|faster|in\s+the\s+way|get\s+in\s+the\s+way"
+        r"|hard\s+to|better\s+feel|feel|only\s+takes|just\s+(?:a\s+)?(?:minute|second|moment))"
+        r"|\b(?:regular|normal|ordinary|prescription|reading|sun)\s*(?:glasses|specs|spectacles)"
+        r"\s+(?:are|is|will\s+be|work)\s+(?:just\s+)?(?:fine|enough|ok|okay|good\s+enough"
+        r"|sufficient)\b"
+        r"|\b" + _PPE_NOUN + r"\s+(?:just\s+|only\s+|really\s+)?(?:gets?|are|is)\s+(?:just\s+"
+        r"|only\s+)?in\s+the\s+way\b" + r")" + _NOT_A_QUESTION,
+        (
+            _T_PPE,
+            (
+                "fiddly",
+                "easier",
+                "easy",
+                "see",
+                "fog",
+                "quick",
+                "grip",
+                "awkward",
+                "uncomfortable",
+                "hot",
+                "sweat",
+                "faster",
+                "way",
+                "hard",
+                "feel",
+                "minute",
+                "second",
+                "moment",
+                "fine",
+                "enough",
+                "ok",
+                "good",
+                "sufficient",
+            ),
+        ),
+    ),
 )
 
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _RULES)
@@ -777,7 +927,11 @@ class SafetyChecker:
     """Flags text that matches any of a list of safety patterns, unless the match is negated."""
 
     def __init__(
-        self, patterns: Sequence[str] = DEFAULT_PATTERNS, *, negation: bool = True
+        self,
+        patterns: Sequence[str] = DEFAULT_PATTERNS,
+        *,
+        negation: bool = True,
+        similarity: AdviceSimilarity | None = None,
     ) -> None:
         if not patterns:
             raise InputError("the safety check needs at least one pattern", field="patterns")
@@ -792,6 +946,11 @@ class SafetyChecker:
                 ) from exc
         self.patterns: tuple[str, ...] = tuple(patterns)
         self.negation = negation
+        # Similarity to curated unsafe advice, when an embedder that can judge it is given.
+        self.similarity = similarity if similarity is not None and similarity.available else None
+        self.similarity_status = (
+            similarity.reason if similarity is not None else "off: no embedder given"
+        )
         # Text is lower-cased once and searched with case-sensitive expressions wherever a pattern
         # has no upper-case letters: the same matches, several times faster than IGNORECASE.
         self._compiled: tuple[re.Pattern[str], ...] = tuple(
@@ -835,6 +994,11 @@ class SafetyChecker:
     def flags(self, text: str | None) -> bool:
         if not text:
             return False
+        if self._pattern_flags(text):
+            return True
+        return self.similarity is not None and self.similarity.hit(text) is not None
+
+    def _pattern_flags(self, text: str) -> bool:
         low = text.lower()
         candidates = self._candidates(low)
         if not candidates:
@@ -844,7 +1008,8 @@ class SafetyChecker:
         return bool(self._unnegated(low, candidates, first_only=True))
 
     def matches(self, text: str | None) -> list[str]:
-        """The patterns a text matches outside a negation, in pattern order, for explanations."""
+        """The patterns a text matches outside a negation, in pattern order, for explanations;
+        then, with similarity on, the unsafe advice example it is closest to."""
         if not text:
             return []
         low = text.lower()
@@ -853,10 +1018,19 @@ class SafetyChecker:
             hit = {i for i in candidates if self._compiled[i].search(low)}
         else:
             hit = self._unnegated(low, candidates, first_only=False)
-        return [self.patterns[i] for i in sorted(hit)]
+        out = [self.patterns[i] for i in sorted(hit)]
+        near = self.similarity.hit(text) if self.similarity is not None else None
+        return out + ([near.label] if near is not None else [])
 
     def flag_many(self, texts: Iterable[str | None]) -> list[bool]:
-        return [self.flags(t) for t in texts]
+        """Flags for many texts; the similarity part embeds the unflagged ones in one batch."""
+        items = list(texts)
+        out = [bool(t) and self._pattern_flags(t) for t in items]  # type: ignore[arg-type]
+        if self.similarity is not None:
+            rest = [i for i, (t, f) in enumerate(zip(items, out, strict=True)) if t and not f]
+            for i, near in zip(rest, self.similarity.hits([items[i] for i in rest]), strict=True):
+                out[i] = near is not None
+        return out
 
     def _candidates(self, low: str) -> list[int]:
         """Patterns that could match: built-in ones whose trigger holds, and any custom ones."""
