@@ -29,6 +29,7 @@ from modelwarden.drift.base import (
     check_positive_int,
 )
 from modelwarden.errors import InputError
+from modelwarden.stats.multitest import benjamini_hochberg, holm
 
 # statistic(mean_baseline, mean_current, n_baseline, n_current) -> one value per row
 MeanStatistic = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
@@ -300,29 +301,6 @@ def _null_statistics(
         mean_b = (total - sums_c) / n_baseline + offset
         out[done : done + b] = statistic(mean_b, mean_c, n_baseline, n_current)
         done += b
-    return out
-
-
-def holm(p_values: npt.ArrayLike) -> np.ndarray:
-    """Holm step-down adjusted p-values: family-wise error control under any dependence."""
-    p = np.asarray(p_values, dtype=np.float64)
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
-def benjamini_hochberg(p_values: npt.ArrayLike) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate; Simes under the global null)."""
-    p = np.asarray(p_values, dtype=np.float64)
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
     return out
 
 

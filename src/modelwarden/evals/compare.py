@@ -40,8 +40,9 @@ from scipy import stats
 
 from modelwarden.errors import InputError
 from modelwarden.evals.metrics import ItemScores, RunScores, higher_is_better
+from modelwarden.stats.multitest import holm
+from modelwarden.stats.paired import cohens_dz, mcnemar
 
-EXACT_MCNEMAR_MAX = 25
 MIN_ITEMS_WARNING = 20
 TARGET_POWER = 0.8
 # Random draws per block (rows x items) and the most bootstrap draw counts kept between metrics.
@@ -171,42 +172,6 @@ class GateSpec(_Spec):
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaN entries stay NaN and do not count as tests."""
-    p = np.asarray(p_values, dtype=np.float64)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    scaled = (m - np.arange(m)) * p[order]
-    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    return out
-
-
-def mcnemar(regressions: int, improvements: int) -> tuple[float, str]:
-    """Two-sided McNemar p-value from the discordant pair counts, and the method used."""
-    k = regressions + improvements
-    if k == 0:
-        return 1.0, "exact"
-    if k <= EXACT_MCNEMAR_MAX:
-        p = 2.0 * float(stats.binom.cdf(min(regressions, improvements), k, 0.5))
-        return min(1.0, p), "exact"
-    chi2 = (abs(regressions - improvements) - 1.0) ** 2 / k
-    return float(stats.chi2.sf(chi2, 1)), "chi2-cc"
-
-
-def cohens_dz(diffs: np.ndarray) -> float:
-    if diffs.size < 2:
-        return float("nan")
-    mean = float(diffs.mean())
-    sd = float(diffs.std(ddof=1))
-    if sd == 0.0:
-        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-    return mean / sd
 
 
 def noninferiority_power(sd: float, n: int, margin: float, confidence: float) -> float:

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from modelwarden.errors import NotFoundError
 from modelwarden.evals.compare import GateSpec
 from modelwarden.settings import Settings
+from modelwarden.stats.bootstrap import bootstrap_mean
+from modelwarden.stats.proportions import wilson
 from modelwarden.store.state import StateStore
 
 DEFAULT_GATE_YAML = """\
@@ -75,32 +76,6 @@ METRIC_ORDER = (
     "latency_ms",
 )
 OUTCOMES = ("pass", "safety", "forbidden")
-
-
-def bootstrap_mean(
-    values: np.ndarray, *, n_boot: int, confidence: float, rng: np.random.Generator
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
-    n = values.size
-    if n == 0:
-        return float("nan"), float("nan")
-    if n == 1:
-        return float(values[0]), float(values[0])
-    means = values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(lo), float(hi)
-
-
-def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of a proportion: sensible at 0 of n, unlike a bootstrap's [0, 0]."""
-    if n == 0:
-        return float("nan"), float("nan")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _metric_rows(

@@ -48,6 +48,7 @@ from scipy import stats
 
 from modelwarden.policy.engine import Observations, _us
 from modelwarden.rollout.plan import Gate
+from modelwarden.stats.proportions import newcombe_upper
 
 PASS, FAIL, INCONCLUSIVE, NO_DATA = "Pass", "Fail", "Inconclusive", "NoData"
 # Hodges-Lehmann uses every pairwise difference; beyond this many per side a fixed-seed sample
@@ -136,26 +137,7 @@ class Verdict:
         }
 
 
-# ---- intervals and tests ---------------------------------------------------------------------------
-def wilson(k: int, n: int, z: float) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def newcombe_upper(k1: int, n1: int, k0: int, n0: int, alpha: float) -> float:
-    """One-sided upper bound of p1 - p0 at 1 - alpha (Newcombe's method 10)."""
-    z = float(stats.norm.ppf(1 - alpha))
-    p1, p0 = k1 / n1, k0 / n0
-    _l1, u1 = wilson(k1, n1, z)
-    l0, _u0 = wilson(k0, n0, z)
-    return p1 - p0 + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
-
-
+# ---- tests -----------------------------------------------------------------------------------------
 def _rate(gate: Gate, c: np.ndarray, s: np.ndarray, alpha: float, rule: str) -> GateResult:
     k1, n1, k0, n0 = int(c.sum()), len(c), int(s.sum()), len(s)
     p1, p0 = k1 / n1, k0 / n0
@@ -344,5 +326,4 @@ __all__ = [
     "judge",
     "judge_gate",
     "newcombe_upper",
-    "wilson",
 ]

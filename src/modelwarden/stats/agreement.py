@@ -8,14 +8,15 @@ Missing ratings (NaN or None) are allowed; units with fewer than two ratings do 
 Levels: ``nominal``, ``ordinal`` (distance by the marginal counts of the values between),
 ``interval`` (squared difference) and ``ratio``.
 
-Cohen's kappa takes two raters' labels; ``weights`` ``linear`` or ``quadratic`` weigh a
-disagreement by the distance between the two labels' positions in the sorted label list, as
-scikit-learn's ``cohen_kappa_score`` does.
+Cohen's kappa takes two raters' labels and is scikit-learn's ``cohen_kappa_score`` with missing
+ratings left out; ``weights`` ``linear`` or ``quadratic`` weigh a disagreement by the distance
+between the two labels' positions in the sorted label list.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,29 +148,27 @@ def cohen_kappa(
     pairs = [
         (x, y) for x, y in zip(rater_a, rater_b, strict=True) if not _missing(x) and not _missing(y)
     ]
-    if labels is None:
-        label_list = sorted({x for x, _ in pairs} | {y for _, y in pairs})
-    else:
-        label_list = list(labels)
-    pos = {lab: i for i, lab in enumerate(label_list)}
-    k = len(label_list)
-    conf = np.zeros((k, k), dtype=np.float64)
-    for x, y in pairs:
-        if x in pos and y in pos:
-            conf[pos[x], pos[y]] += 1
-    total = conf.sum()
-    if total == 0:
+    if labels is not None:
+        known = set(labels)
+        pairs = [(x, y) for x, y in pairs if x in known and y in known]
+    if not pairs:
         return float("nan")
-    expected = np.outer(conf.sum(axis=1), conf.sum(axis=0)) / total
-    if weights is None:
-        w = 1.0 - np.eye(k)
-    else:
-        grid = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :]).astype(np.float64)
-        w = grid if weights == "linear" else grid**2
-    denom = float((w * expected).sum())
-    if denom == 0.0:
-        return float("nan")
-    return 1.0 - float((w * conf).sum()) / denom
+    # scikit-learn is imported on first use: it added 0.5 s to importing the statistics
+    # (python -X importtime, 2 shared cores under load), which the HTTP server does at start.
+    from sklearn.exceptions import UndefinedMetricWarning  # lazy: see above
+    from sklearn.metrics import cohen_kappa_score  # lazy: see above
+
+    with warnings.catch_warnings():
+        # One label in common: kappa is undefined, and NaN says so.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        kappa = cohen_kappa_score(
+            [x for x, _ in pairs],
+            [y for _, y in pairs],
+            labels=None if labels is None else list(labels),
+            weights=weights,
+            replace_undefined_by=float("nan"),
+        )
+    return float(kappa)
 
 
 def _missing(v: Any) -> bool:
