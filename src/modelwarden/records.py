@@ -4,13 +4,14 @@ Field names follow the seed exactly. Feedback and escalations are also events of
 keyed by ``request_id``, because in production they arrive after the request they are about.
 
 Validation rules (shared by every reader; the columnar Parquet path in
-:mod:`modelwarden.ingest.columnar` enforces the same limits, and a test keeps the two in step):
+:mod:`modelwarden.ingest.columnar` takes its limits and reasons from this module, through
+:func:`text_rules` and the constants below, and a test feeds bad records through both):
 
 - required: ``request_id``, ``timestamp``, ``plant_id``, ``model_version``, ``user_prompt``,
   ``latency_ms``; ``generated_response`` unless ``error`` says the request failed;
 - ``timestamp``: ISO-8601 with a zone (``Z`` or ``+hh:mm``), stored in UTC;
 - ``latency_ms``: a finite number >= 0;
-- ``human_feedback_score``: null or an integer 1-5;
+- ``human_feedback_score``: null or an integer from ``MIN_FEEDBACK_SCORE`` to ``MAX_FEEDBACK_SCORE``;
 - token counts: null or an integer from 0 to ``MAX_TOKENS`` (the store's 32-bit column);
 - embeddings: finite numbers that fit a 32-bit float (``|x| < FLOAT32_LIMIT``, the store keeps
   float32 vectors), 1 to ``MAX_EMBEDDING_DIM`` of them; every embedding of one embedder has one
@@ -27,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -47,6 +49,7 @@ MAX_PROMPT_CHARS = 32_768
 MAX_RESPONSE_CHARS = 65_536
 MAX_SHORT_TEXT_CHARS = 4_000
 MAX_EMBEDDING_DIM = 4_096
+MIN_FEEDBACK_SCORE, MAX_FEEDBACK_SCORE = 1, 5
 INLINE_EMBEDDER = "inline"
 # What the store's columns can hold (store/schema.py; a test keeps the two in step).
 MAX_TOKENS = 2**31 - 1  # int32 token counts
@@ -56,6 +59,8 @@ FLOAT32_LIMIT = 2.0**128 - 2.0**103
 UTF8_BYTES_REASON = "is not valid Unicode text (its bytes are not UTF-8)"
 TIMESTAMP_RANGE_REASON = "is out of range (years 1 to 9999 in UTC)"
 UNICODE_REASON = "is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
+FINITE_REASON = "must be a finite number (no NaN or infinity)"
+FLOAT32_REASON = "values must fit a 32-bit float (|x| <= 3.4e38)"
 
 REQUEST_FIELDS: tuple[str, ...] = (
     "request_id",
@@ -81,14 +86,8 @@ REQUEST_FIELDS: tuple[str, ...] = (
 
 Route = Literal["stable", "canary", "shadow"]
 EscalationCategory = Literal["incorrect", "nonsensical", "safety", "compliance", "other"]
-ROUTES: tuple[str, ...] = ("stable", "canary", "shadow")
-ESCALATION_CATEGORIES: tuple[str, ...] = (
-    "incorrect",
-    "nonsensical",
-    "safety",
-    "compliance",
-    "other",
-)
+ROUTES: tuple[str, ...] = get_args(Route)
+ESCALATION_CATEGORIES: tuple[str, ...] = get_args(EscalationCategory)
 
 
 def is_utf8(text: str) -> bool:
@@ -113,7 +112,7 @@ def _utf8(v: str) -> str:
 
 def _fits_float32(v: list[float]) -> list[float]:
     if any(abs(x) >= FLOAT32_LIMIT for x in v):
-        raise ValueError("values must fit a 32-bit float (|x| <= 3.4e38)")
+        raise ValueError(FLOAT32_REASON)
     return v
 
 
@@ -126,6 +125,7 @@ Embedding = Annotated[
     AfterValidator(_fits_float32),
 ]
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+FeedbackScore = Annotated[int, Field(ge=MIN_FEEDBACK_SCORE, le=MAX_FEEDBACK_SCORE)]
 
 
 NUMERIC_FIELDS = (
@@ -177,7 +177,7 @@ class RequestRecord(_Base):
     generated_response: Annotated[str, Field(max_length=MAX_RESPONSE_CHARS), UTF8] | None = None
     response_embedding: Embedding | None = None
     latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    human_feedback_score: Annotated[int, Field(ge=1, le=5)] | None = None
+    human_feedback_score: FeedbackScore | None = None
     contains_safety_keyword: StrictBool | None = None
     user_id: Id | None = None
     session_id: Id | None = None
@@ -212,7 +212,7 @@ class FeedbackEvent(_Base):
     event_id: Id | None = None
     request_id: Id
     timestamp: AwareDatetime
-    score: Annotated[int, Field(ge=1, le=5)]
+    score: FeedbackScore
     comment: ShortText | None = None
     user_id: Id | None = None
 
@@ -241,6 +241,36 @@ class EscalationEvent(_Base):
                 "esc", self.request_id, self.timestamp.isoformat(), self.reason
             )
         return self
+
+
+@dataclass(frozen=True)
+class TextRule:
+    """The length limits of one text field, and whether a record must have it."""
+
+    min_length: int
+    max_length: int | None
+    required: bool
+
+
+def text_rules(model: type[BaseModel]) -> dict[str, TextRule]:
+    """Every text field of ``model`` with its limits, read from the model's own JSON schema.
+
+    Readers that do not validate record by record (the columnar Parquet path) take their
+    limits from here, so the rules are stated once, in the annotations above.
+    """
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    out: dict[str, TextRule] = {}
+    for name, prop in schema["properties"].items():
+        text = [
+            v
+            for v in prop.get("anyOf", [prop])
+            if v.get("type") == "string" and "format" not in v  # not timestamps
+        ]
+        if text:
+            rule = text[0]
+            out[name] = TextRule(rule.get("minLength", 0), rule.get("maxLength"), name in required)
+    return out
 
 
 Kind = Literal["requests", "feedback", "escalations"]
@@ -278,7 +308,7 @@ def problems_from(exc: ValidationError) -> list[FieldProblem]:
         elif err.get("type") == "string_unicode":  # pydantic's own check, on some fields
             reason = UNICODE_REASON
         elif err.get("type") == "finite_number":
-            reason = "must be a finite number (no NaN or infinity)"
+            reason = FINITE_REASON
         elif msg.startswith("Value error, "):
             text = msg.removeprefix("Value error, ")
             if ": " in text and not field:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from modelwarden.ingest import columnar
 from modelwarden.records import (
     FLOAT32_LIMIT,
     MAX_EMBEDDING_DIM,
@@ -20,6 +21,7 @@ from modelwarden.records import (
     EscalationEvent,
     FeedbackEvent,
     RequestRecord,
+    text_rules,
     validate,
 )
 
@@ -562,3 +564,36 @@ def test_timestamp_at_the_ends_of_the_range_is_accepted() -> None:
     assert _ok("requests", _with(REQUEST, timestamp="9999-12-31T23:59:59.999999Z")).timestamp == (
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
     )
+
+
+# ---- the rules the columnar reader takes from here -----------------------------------------------
+def test_text_rules_are_the_limits_the_record_path_enforces() -> None:
+    rules = text_rules(RequestRecord)
+    assert set(rules) == {
+        "request_id",
+        "plant_id",
+        "model_version",
+        "user_prompt",
+        "generated_response",
+        "user_id",
+        "session_id",
+        "route",
+        "parent_request_id",
+        "error",
+        "embedding_model",
+    }
+    for name, rule in rules.items():
+        if rule.max_length is not None:
+            _ok("requests", _with(REQUEST, **{name: "x" * rule.max_length}))
+            assert _fields("requests", _with(REQUEST, **{name: "x" * (rule.max_length + 1)})) == [
+                name
+            ]
+        if rule.min_length == 1:
+            assert _fields("requests", _with(REQUEST, **{name: ""})) == [name]
+        # generated_response is required unless error is set: a rule of the record, not the field.
+        _, problems = validate("requests", _with(REQUEST, **{"error": "timeout", name: DROP}))
+        assert ([p.field for p in problems] == [name]) is rule.required
+    # The columnar reader checks exactly these fields with exactly these limits.
+    checked = {**columnar.REQUIRED_STRINGS, **columnar.OPTIONAL_STRINGS}
+    assert checked == {n: (r.min_length, r.max_length) for n, r in rules.items()}
+    assert set(columnar.REQUIRED_STRINGS) == {n for n, r in rules.items() if r.required}

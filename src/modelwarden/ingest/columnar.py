@@ -20,37 +20,28 @@ import pyarrow.compute as pc
 
 from modelwarden.ingest.rejections import Rejection, raw_text
 from modelwarden.records import (
+    FINITE_REASON,
     FLOAT32_LIMIT,
+    FLOAT32_REASON,
     INLINE_EMBEDDER,
     MAX_EMBEDDING_DIM,
-    MAX_ID_CHARS,
-    MAX_PROMPT_CHARS,
-    MAX_RESPONSE_CHARS,
-    MAX_SHORT_TEXT_CHARS,
+    MAX_FEEDBACK_SCORE,
     MAX_TOKENS,
+    MIN_FEEDBACK_SCORE,
     ROUTES,
     TIMESTAMP_RANGE_REASON,
     UTF8_BYTES_REASON,
     FieldProblem,
+    RequestRecord,
+    text_rules,
 )
 from modelwarden.safety.checker import SafetyChecker
 from modelwarden.store.schema import SCHEMAS
 
-REQUIRED_STRINGS = {
-    "request_id": (1, MAX_ID_CHARS),
-    "plant_id": (1, MAX_ID_CHARS),
-    "model_version": (1, MAX_ID_CHARS),
-    "user_prompt": (1, MAX_PROMPT_CHARS),
-}
-OPTIONAL_STRINGS = {
-    "generated_response": (0, MAX_RESPONSE_CHARS),
-    "user_id": (1, MAX_ID_CHARS),
-    "session_id": (1, MAX_ID_CHARS),
-    "parent_request_id": (1, MAX_ID_CHARS),
-    "error": (0, MAX_SHORT_TEXT_CHARS),
-    "embedding_model": (1, MAX_ID_CHARS),
-    "route": (0, MAX_ID_CHARS),
-}
+# (min length, max length or None) of each text field, from the record model's annotations.
+_TEXT = text_rules(RequestRecord)
+REQUIRED_STRINGS = {n: (r.min_length, r.max_length) for n, r in _TEXT.items() if r.required}
+OPTIONAL_STRINGS = {n: (r.min_length, r.max_length) for n, r in _TEXT.items() if not r.required}
 EMBEDDINGS = {"prompt_embedding": "prompt", "response_embedding": "response"}
 # The range of Python's datetime, which the record path and the store's readers share.
 _FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -115,7 +106,9 @@ class _Problems:
         self.flag_rows(np.arange(self.n), field_name, reason)
 
 
-def _check_string(col: Any, name: str, lo: int, hi: int, required: bool, probs: _Problems) -> None:
+def _check_string(
+    col: Any, name: str, lo: int, hi: int | None, required: bool, probs: _Problems
+) -> None:
     if required:
         probs.flag(pc.is_null(col), name, "required field is missing")
     if pa.types.is_null(col.type):
@@ -123,7 +116,8 @@ def _check_string(col: Any, name: str, lo: int, hi: int, required: bool, probs: 
     length = pc.utf8_length(col)
     if lo > 0:
         probs.flag(pc.less(length, lo), name, f"string should have at least {lo} character")
-    probs.flag(pc.greater(length, hi), name, f"string should have at most {hi} characters")
+    if hi is not None:
+        probs.flag(pc.greater(length, hi), name, f"string should have at most {hi} characters")
 
 
 def validate_requests(
@@ -153,15 +147,15 @@ def validate_requests(
         probs.flag(
             pc.invert(pc.is_finite(lat)),
             "latency_ms",
-            "must be a finite number (no NaN or infinity)",
+            FINITE_REASON,
         )
         probs.flag(pc.less(lat, 0), "latency_ms", "input should be greater than or equal to 0")
     if "human_feedback_score" in names and not pa.types.is_null(table["human_feedback_score"].type):
         fb = table.column("human_feedback_score")
         probs.flag(
-            pc.or_(pc.less(fb, 1), pc.greater(fb, 5)),
+            pc.or_(pc.less(fb, MIN_FEEDBACK_SCORE), pc.greater(fb, MAX_FEEDBACK_SCORE)),
             "human_feedback_score",
-            "input should be an integer from 1 to 5",
+            f"input should be an integer from {MIN_FEEDBACK_SCORE} to {MAX_FEEDBACK_SCORE}",
         )
     for tok in ("prompt_tokens", "completion_tokens"):
         if tok in names and not pa.types.is_null(table[tok].type):
@@ -178,7 +172,8 @@ def validate_requests(
         bad = pc.and_(
             pc.invert(pc.is_null(route)), pc.invert(pc.is_in(route, value_set=pa.array(ROUTES)))
         )
-        probs.flag(bad, "route", "input should be 'stable', 'canary' or 'shadow'")
+        allowed = ", ".join(repr(r) for r in ROUTES[:-1]) + f" or {ROUTES[-1]!r}"
+        probs.flag(bad, "route", f"input should be {allowed}")
     response_missing = (
         pc.is_null(table.column("generated_response"))
         if "generated_response" in names
@@ -219,14 +214,14 @@ def validate_requests(
         values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
         finite = np.isfinite(values)
         bad_rows = np.unique(parents[~finite])
-        probs.flag_rows(bad_rows, col_name, "must be a finite number (no NaN or infinity)")
+        probs.flag_rows(bad_rows, col_name, FINITE_REASON)
         # The store keeps float32 vectors; a finite float64 beyond their range would become inf.
         with np.errstate(invalid="ignore"):
             huge = finite & (np.abs(values) >= FLOAT32_LIMIT)
         probs.flag_rows(
             np.setdiff1d(np.unique(parents[huge]), bad_rows),
             col_name,
-            "values must fit a 32-bit float (|x| <= 3.4e38)",
+            FLOAT32_REASON,
         )
     if lengths_of:
         assert embedders is not None
