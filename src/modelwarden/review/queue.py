@@ -27,6 +27,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -695,154 +696,141 @@ def import_file(state: StateStore, path: Path) -> dict[str, int]:
     other content is a conflict and nothing is imported.
     """
     lines = _parse_lines(path)
-    queues: dict[str, dict[str, Any]] = {}
-    new_queues: list[QueueLine] = []
+    run = _Import(state, path)
     for lineno, ln in lines:
         if isinstance(ln, QueueLine):
-            where = f"{path} line {lineno}"
-            check_queue_name(ln.name)
-            try:
-                rubric = Rubric.model_validate(ln.rubric)
-            except ValidationError as exc:
-                raise InputError(f"{where}: rubric: {first_error(exc)}", line=lineno) from None
-            try:
-                have = get_queue(state, ln.name)
-            except NotFoundError:
-                have = None
-            if have is not None and (
-                Rubric.model_validate(have["rubric"]) != rubric
-                or have["reviewers_per_item"] != ln.reviewers_per_item
-            ):
-                raise ConflictError(
-                    f"{where}: queue {ln.name!r} exists here with another rubric or reviewer count",
-                    field="queue",
-                )
-            if have is None and ln.name not in queues:
-                new_queues.append(ln)
-            queues[ln.name] = have or {
-                "name": ln.name,
-                "rubric": rubric.model_dump(mode="json"),
-                "reviewers_per_item": ln.reviewers_per_item,
-                "lease_minutes": ln.lease_minutes,
-            }
+            run.add_queue(lineno, ln)
+    for lineno, ln in lines:
+        if isinstance(ln, ItemLine):
+            run.add_item(lineno, ln)
+    for lineno, ln in lines:
+        if isinstance(ln, ReviewLine):
+            run.add_review(lineno, ln)
+    run.store()
+    return run.summary(item_lines=sum(1 for _, ln in lines if isinstance(ln, ItemLine)))
 
-    def queue_of(name: str, where: str) -> dict[str, Any]:
-        if name not in queues:
-            try:
-                queues[name] = get_queue(state, name)
-            except NotFoundError:
+
+@dataclass
+class _Import:
+    """One import: the queues and items it has checked, and the rows it will add.
+
+    Lines are checked in three passes (queues, items, reviews), so that every item finds its
+    queue and every review its item, whether they come from the file or are already here.
+    """
+
+    state: StateStore
+    path: Path
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_queues: list[QueueLine] = field(default_factory=list)
+    new_items: list[dict[str, Any]] = field(default_factory=list)
+    new_reviews: list[dict[str, Any]] = field(default_factory=list)
+    reviews_here: int = 0
+    seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def where(self, lineno: int) -> str:
+        return f"{self.path} line {lineno}"
+
+    # ---- queues
+
+    def add_queue(self, lineno: int, ln: QueueLine) -> None:
+        where = self.where(lineno)
+        check_queue_name(ln.name)
+        try:
+            rubric = Rubric.model_validate(ln.rubric)
+        except ValidationError as exc:
+            raise InputError(f"{where}: rubric: {first_error(exc)}", line=lineno) from None
+        have = self._queue_here(ln.name)
+        if have is not None and (
+            Rubric.model_validate(have["rubric"]) != rubric
+            or have["reviewers_per_item"] != ln.reviewers_per_item
+        ):
+            raise ConflictError(
+                f"{where}: queue {ln.name!r} exists here with another rubric or reviewer count",
+                field="queue",
+            )
+        if have is None and ln.name not in self.queues:
+            self.new_queues.append(ln)
+        self.queues[ln.name] = have or {
+            "name": ln.name,
+            "rubric": rubric.model_dump(mode="json"),
+            "reviewers_per_item": ln.reviewers_per_item,
+            "lease_minutes": ln.lease_minutes,
+        }
+
+    def _queue_here(self, name: str) -> dict[str, Any] | None:
+        try:
+            return get_queue(self.state, name)
+        except NotFoundError:
+            return None
+
+    def queue_of(self, name: str, where: str) -> dict[str, Any]:
+        if name not in self.queues:
+            have = self._queue_here(name)
+            if have is None:
                 raise InputError(
                     f"{where}: queue {name!r} is neither in the file nor here", field="queue"
-                ) from None
-        return queues[name]
-
-    items: dict[str, dict[str, Any]] = {}
-    new_items: list[dict[str, Any]] = []
-    for lineno, ln in lines:
-        if not isinstance(ln, ItemLine):
-            continue
-        where = f"{path} line {lineno}"
-        q = queue_of(ln.queue, where)
-        if ln.id != item_id_for(ln.queue, ln.kind, ln.source_ref):
-            raise InputError(
-                f"{where}: id: does not belong to this queue, kind and source",
-                field="id",
-                line=lineno,
-            )
-        if ln.kind == "pairwise" and (
-            ln.response_b is None or not ln.pair or ln.pair.get("order") not in ("AB", "BA")
-        ):
-            raise InputError(
-                f"{where}: a pairwise item needs response_b and pair.order AB or BA",
-                field="pair",
-                line=lineno,
-            )
-        if ln.kind == "gold":
-            if not ln.gold:
-                raise InputError(
-                    f"{where}: gold: a gold item needs its expected answers",
-                    field="gold",
-                    line=lineno,
                 )
-            try:
-                queue_rubric(q).validate_gold(ln.gold)
-            except InputError as exc:
-                raise InputError(f"{where}: gold: {exc.message}", line=lineno) from None
+            self.queues[name] = have
+        return self.queues[name]
+
+    # ---- items
+
+    def add_item(self, lineno: int, ln: ItemLine) -> None:
+        where = self.where(lineno)
+        q = self.queue_of(ln.queue, where)
+        _check_item_line(ln, q, where, lineno)
         row = ln.model_dump(exclude={"type"})
-        try:
-            existing = get_item(state, ln.id)
-        except NotFoundError:
-            existing = None
+        existing = self._item_here(ln.id)
         if existing is not None and not _same_item(existing, row):
             raise ConflictError(
                 f"{where}: item {ln.id} exists here with other content", field="item"
             )
-        items[ln.id] = existing or row
+        self.items[ln.id] = existing or row
         if existing is None:
-            new_items.append(row)
+            self.new_items.append(row)
 
-    new_reviews: list[dict[str, Any]] = []
-    skipped = 0
-    seen: set[tuple[str, str]] = set()
-    for lineno, ln in lines:
-        if not isinstance(ln, ReviewLine):
-            continue
-        where = f"{path} line {lineno}"
+    def _item_here(self, item_id: str) -> dict[str, Any] | None:
         try:
-            check_reviewer(ln.reviewer)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc.message}", field="reviewer", line=lineno) from None
-        item = items.get(ln.item_id)
+            return get_item(self.state, item_id)
+        except NotFoundError:
+            return None
+
+    def item_of(self, ln: ReviewLine, where: str, lineno: int) -> dict[str, Any]:
+        item = self.items.get(ln.item_id)
         if item is None:
-            try:
-                item = items[ln.item_id] = get_item(state, ln.item_id)
-            except NotFoundError:
+            item = self._item_here(ln.item_id)
+            if item is None:
                 raise InputError(
                     f"{where}: item {ln.item_id} is neither in the file nor here",
                     field="item_id",
                     line=lineno,
-                ) from None
+                )
+            self.items[ln.item_id] = item
         if item["queue"] != ln.queue:
             raise InputError(
                 f"{where}: queue: the item is in queue {item['queue']!r}",
                 field="queue",
                 line=lineno,
             )
-        rubric = rubric_for(queue_of(ln.queue, where), item["kind"])
+        return item
+
+    # ---- reviews
+
+    def add_review(self, lineno: int, ln: ReviewLine) -> None:
+        where = self.where(lineno)
         try:
-            clean = rubric.validate_answers(ln.answers)
+            check_reviewer(ln.reviewer)
         except InputError as exc:
-            raise InputError(f"{where}: answers: {exc.message}", line=lineno) from None
-        decoded = dict(clean)
-        if item["kind"] == "pairwise":
-            decoded[PREFERENCE] = decode_preference(clean[PREFERENCE], item["pair"]["order"])
-        if ln.decoded is not None and ln.decoded != decoded:
-            raise InputError(
-                f"{where}: decoded: does not follow from the answers and the pair order",
-                field="decoded",
-                line=lineno,
-            )
-        key = (ln.item_id, ln.reviewer)
-        if key in seen:
-            raise InputError(
-                f"{where}: {ln.reviewer} reviews item {ln.item_id} twice in the file", line=lineno
-            )
-        seen.add(key)
-        with state.engine.connect() as con:
-            prior = con.execute(
-                select(reviews).where(
-                    reviews.c.item_id == ln.item_id, reviews.c.reviewer == ln.reviewer
-                )
-            ).one_or_none()
-        if prior is not None:
-            if prior.answers != clean:
-                raise ConflictError(
-                    f"{where}: {ln.reviewer} reviewed item {ln.item_id} here with other answers",
-                    field="answers",
-                )
-            skipped += 1
-            continue
-        new_reviews.append(
+            raise InputError(f"{where}: {exc.message}", field="reviewer", line=lineno) from None
+        item = self.item_of(ln, where, lineno)
+        rubric = rubric_for(self.queue_of(ln.queue, where), item["kind"])
+        clean, decoded = _review_answers(ln, item, rubric, where, lineno)
+        self._once_in_file(ln, where, lineno)
+        if self._already_here(ln, clean, where):
+            self.reviews_here += 1
+            return
+        self.new_reviews.append(
             {
                 "id": ln.id,
                 "item_id": ln.item_id,
@@ -857,38 +845,122 @@ def import_file(state: StateStore, path: Path) -> dict[str, int]:
             }
         )
 
-    with state.engine.begin() as con:
-        for new in new_queues:
-            con.execute(insert(review_queues).values(**new.model_dump(exclude={"type", "format"})))
-        if new_items:
-            con.execute(insert(review_items), new_items)
-        for rv in new_reviews:
-            con.execute(
-                delete(review_assignments).where(
-                    review_assignments.c.item_id == rv["item_id"],
-                    review_assignments.c.reviewer == rv["reviewer"],
-                )
+    def _once_in_file(self, ln: ReviewLine, where: str, lineno: int) -> None:
+        key = (ln.item_id, ln.reviewer)
+        if key in self.seen:
+            raise InputError(
+                f"{where}: {ln.reviewer} reviews item {ln.item_id} twice in the file", line=lineno
             )
-            con.execute(
-                insert(review_assignments).values(
-                    item_id=rv["item_id"], reviewer=rv["reviewer"], assigned_at=rv["created_at"]
+        self.seen.add(key)
+
+    def _already_here(self, ln: ReviewLine, clean: dict[str, Any], where: str) -> bool:
+        """True when this reviewer's review of the item is here with the same answers."""
+        with self.state.engine.connect() as con:
+            prior = con.execute(
+                select(reviews).where(
+                    reviews.c.item_id == ln.item_id, reviews.c.reviewer == ln.reviewer
                 )
+            ).one_or_none()
+        if prior is None:
+            return False
+        if prior.answers != clean:
+            raise ConflictError(
+                f"{where}: {ln.reviewer} reviewed item {ln.item_id} here with other answers",
+                field="answers",
             )
-        if new_reviews:
-            try:
-                con.execute(insert(reviews), new_reviews)
-            except IntegrityError as exc:
-                raise ConflictError(
-                    f"a review id in {path} is used here by another review", field="id"
-                ) from exc
-    return {
-        "queues_created": len(new_queues),
-        "items_created": len(new_items),
-        "reviews_created": len(new_reviews),
-        "reviews_already_here": skipped,
-        "items_already_here": sum(1 for _, ln in lines if isinstance(ln, ItemLine))
-        - len(new_items),
-    }
+        return True
+
+    # ---- storing
+
+    def store(self) -> None:
+        """Everything checked, in one transaction."""
+        with self.state.engine.begin() as con:
+            for new in self.new_queues:
+                con.execute(
+                    insert(review_queues).values(**new.model_dump(exclude={"type", "format"}))
+                )
+            if self.new_items:
+                con.execute(insert(review_items), self.new_items)
+            for rv in self.new_reviews:
+                _assign(con, rv["item_id"], rv["reviewer"], rv["created_at"])
+            if self.new_reviews:
+                try:
+                    con.execute(insert(reviews), self.new_reviews)
+                except IntegrityError as exc:
+                    raise ConflictError(
+                        f"a review id in {self.path} is used here by another review", field="id"
+                    ) from exc
+
+    def summary(self, item_lines: int) -> dict[str, int]:
+        return {
+            "queues_created": len(self.new_queues),
+            "items_created": len(self.new_items),
+            "reviews_created": len(self.new_reviews),
+            "reviews_already_here": self.reviews_here,
+            "items_already_here": item_lines - len(self.new_items),
+        }
+
+
+def _check_item_line(ln: ItemLine, queue: dict[str, Any], where: str, lineno: int) -> None:
+    """An item line's id, pair and gold answers, as the queue would have made them."""
+    if ln.id != item_id_for(ln.queue, ln.kind, ln.source_ref):
+        raise InputError(
+            f"{where}: id: does not belong to this queue, kind and source",
+            field="id",
+            line=lineno,
+        )
+    if ln.kind == "pairwise" and (
+        ln.response_b is None or not ln.pair or ln.pair.get("order") not in ("AB", "BA")
+    ):
+        raise InputError(
+            f"{where}: a pairwise item needs response_b and pair.order AB or BA",
+            field="pair",
+            line=lineno,
+        )
+    if ln.kind == "gold":
+        if not ln.gold:
+            raise InputError(
+                f"{where}: gold: a gold item needs its expected answers",
+                field="gold",
+                line=lineno,
+            )
+        try:
+            queue_rubric(queue).validate_gold(ln.gold)
+        except InputError as exc:
+            raise InputError(f"{where}: gold: {exc.message}", line=lineno) from None
+
+
+def _review_answers(
+    ln: ReviewLine, item: Mapping[str, Any], rubric: Rubric, where: str, lineno: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The review's answers checked against the rubric, and decoded by the item's pair order."""
+    try:
+        clean = rubric.validate_answers(ln.answers)
+    except InputError as exc:
+        raise InputError(f"{where}: answers: {exc.message}", line=lineno) from None
+    decoded = dict(clean)
+    if item["kind"] == "pairwise":
+        decoded[PREFERENCE] = decode_preference(clean[PREFERENCE], item["pair"]["order"])
+    if ln.decoded is not None and ln.decoded != decoded:
+        raise InputError(
+            f"{where}: decoded: does not follow from the answers and the pair order",
+            field="decoded",
+            line=lineno,
+        )
+    return clean, decoded
+
+
+def _assign(con: Any, item_id: str, reviewer: str, at: datetime) -> None:
+    """The item's assignment to the reviewer, replaced by one made when the review was."""
+    con.execute(
+        delete(review_assignments).where(
+            review_assignments.c.item_id == item_id,
+            review_assignments.c.reviewer == reviewer,
+        )
+    )
+    con.execute(
+        insert(review_assignments).values(item_id=item_id, reviewer=reviewer, assigned_at=at)
+    )
 
 
 __all__ = [
