@@ -639,129 +639,23 @@ def compare_runs(
     recorded). ``margins`` gives, per metric, the smallest difference that matters, for the
     sample-size warning (default: the gate's non-inferiority margins).
     """
-    if n_boot < 100:
-        raise InputError("n_boot must be at least 100", field="n_boot")
-    n_perm = DEFAULT_PERMUTATIONS if n_perm is None else n_perm
-    if n_perm < 100:
-        raise InputError("n_perm must be at least 100", field="n_perm")
+    n_perm = _check_draws(n_boot, n_perm)
     gate = gate or GateSpec()
-    confidence = gate.confidence
     items_a, items_b = _items(a), _items(b)
-    ids = sorted(set(items_a) & set(items_b))
-    only_a = tuple(sorted(set(items_a) - set(items_b)))
-    only_b = tuple(sorted(set(items_b) - set(items_a)))
-
-    if metrics is None:
-        found_a = {k for s in items_a.values() for k in s.metrics}
-        found_b = {k for s in items_b.values() for k in s.metrics}
-        metric_list = sorted(found_a & found_b)
-    else:
-        metric_list = list(dict.fromkeys(metrics))
-    metric_list += [m for m in gate.metrics() if m not in metric_list]
+    ids, only_a, only_b = _pair_items(items_a, items_b)
+    metric_list = _metric_names(items_a, items_b, metrics, gate)
+    outcome_list = _outcome_names(items_a, items_b, outcomes)
     slice_keys = list(dict.fromkeys([*(slices or []), *gate.slice_keys()]))
-    if outcomes is None:
-        viol = sorted(
-            {k for s in items_b.values() for k in s.violations}
-            & {k for s in items_a.values() for k in s.violations}
-        )
-        outcome_list = ["pass", *viol]
-    else:
-        outcome_list = list(outcomes)
-
-    res = _Resampler(seed, n_boot, n_perm)
-    warnings: list[str] = []
-    if only_a:
-        warnings.append(
-            f"{len(only_a)} item(s) only in {labels[0]} (not compared): "
-            f"{', '.join(only_a[:5])}{' ...' if len(only_a) > 5 else ''}"
-        )
-    if only_b:
-        warnings.append(
-            f"{len(only_b)} item(s) only in {labels[1]} (not compared): "
-            f"{', '.join(only_b[:5])}{' ...' if len(only_b) > 5 else ''}"
-        )
-    if not ids:
-        warnings.append("no item is in both runs: nothing was compared")
-    elif len(ids) < MIN_ITEMS_WARNING:
-        warnings.append(f"only {len(ids)} paired items: intervals and p-values are rough")
-
-    xa = np.array(
-        [[items_a[i].value(m) for m in metric_list] for i in ids], dtype=np.float64
-    ).reshape(len(ids), len(metric_list))
-    xb = np.array(
-        [[items_b[i].value(m) for m in metric_list] for i in ids], dtype=np.float64
-    ).reshape(len(ids), len(metric_list))
     groups: list[tuple[str | None, np.ndarray]] = [(None, np.arange(len(ids)))]
     groups += _slices(ids, items_b, slice_keys)
+    res = _Resampler(seed, n_boot, n_perm)
 
-    metric_rows: list[MetricComparison] = []
-    for label, rows in groups:
-        for name, s in zip(
-            metric_list, _subset_stats(xa[rows], xb[rows], res, confidence), strict=True
-        ):
-            metric_rows.append(
-                MetricComparison(
-                    metric=name,
-                    slice=label,
-                    n=s.n,
-                    mean_a=s.mean_a,
-                    mean_b=s.mean_b,
-                    delta=s.delta,
-                    ci_low=s.ci[0],
-                    ci_high=s.ci[1],
-                    b_ci_low=s.b_ci[0],
-                    b_ci_high=s.b_ci[1],
-                    sd_diff=s.sd,
-                    effect_size=s.dz,
-                    p_value=s.p,
-                )
-            )
-
-    outcome_rows: list[OutcomeComparison] = []
-    for label, rows in groups:
-        for name in outcome_list:
-            raw = [(items_a[ids[r]].ok(name), items_b[ids[r]].ok(name)) for r in rows]
-            pairs = [(x, y) for x, y in raw if x is not None and y is not None]
-            if not pairs:
-                continue
-            reg = sum(1 for x, y in pairs if x and not y)
-            imp = sum(1 for x, y in pairs if y and not x)
-            p, method = mcnemar(reg, imp)
-            outcome_rows.append(
-                OutcomeComparison(
-                    outcome=name,
-                    slice=label,
-                    n=len(pairs),
-                    pass_a=sum(x for x, _ in pairs),
-                    pass_b=sum(y for _, y in pairs),
-                    regressions=reg,
-                    improvements=imp,
-                    method=method,
-                    p_value=p,
-                )
-            )
-
-    adjusted = holm([m.p_value for m in metric_rows] + [o.p_value for o in outcome_rows])
-    metric_rows = [_with_p(m, adjusted[i]) for i, m in enumerate(metric_rows)]
-    outcome_rows = [_with_p(o, adjusted[len(metric_rows) + i]) for i, o in enumerate(outcome_rows)]
-
-    overall = {m.metric: m for m in metric_rows if m.slice is None}
-    wanted = {c.metric: c.margin for c in gate.non_inferiority}
-    wanted.update(margins or {})
-    for name, margin in wanted.items():
-        row = overall.get(name)
-        if row is None or row.n < 2 or math.isnan(row.sd_diff) or margin <= 0:
-            continue
-        power = noninferiority_power(row.sd_diff, row.n, margin, confidence)
-        if power < TARGET_POWER:
-            need = items_needed(row.sd_diff, margin, confidence)
-            warnings.append(
-                f"{name}: {row.n} paired items give about {power:.0%} power to resolve a margin "
-                f"of {margin:g} (paired SD {row.sd_diff:.3g}); about {need} items are needed "
-                f"for {TARGET_POWER:.0%}"
-            )
-
-    checks = _judge(gate, metric_rows, items_a, items_b, only_a, res, confidence, labels)
+    metric_rows = _compare_metrics(items_a, items_b, ids, metric_list, groups, res, gate.confidence)
+    outcome_rows = _compare_outcomes(items_a, items_b, ids, outcome_list, groups)
+    metric_rows, outcome_rows = _holm_over_all_tests(metric_rows, outcome_rows)
+    warnings = _pairing_warnings(ids, only_a, only_b, labels)
+    warnings += _power_warnings(metric_rows, gate, margins)
+    checks = _judge(gate, metric_rows, items_a, items_b, only_a, res, gate.confidence, labels)
     return Comparison(
         labels=labels,
         n_paired=len(ids),
@@ -772,11 +666,195 @@ def compare_runs(
         checks=tuple(checks),
         warnings=tuple(warnings),
         gate=gate,
-        confidence=confidence,
+        confidence=gate.confidence,
         seed=seed,
         n_boot=n_boot,
         n_perm=n_perm,
     )
+
+
+def _check_draws(n_boot: int, n_perm: int | None) -> int:
+    """The number of sign-flip patterns, after checking both counts of random draws."""
+    if n_boot < 100:
+        raise InputError("n_boot must be at least 100", field="n_boot")
+    n_perm = DEFAULT_PERMUTATIONS if n_perm is None else n_perm
+    if n_perm < 100:
+        raise InputError("n_perm must be at least 100", field="n_perm")
+    return n_perm
+
+
+def _pair_items(
+    items_a: Mapping[str, ItemScores], items_b: Mapping[str, ItemScores]
+) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """The items both runs scored, and those only one of them did, each sorted."""
+    ids = sorted(set(items_a) & set(items_b))
+    only_a = tuple(sorted(set(items_a) - set(items_b)))
+    only_b = tuple(sorted(set(items_b) - set(items_a)))
+    return ids, only_a, only_b
+
+
+def _metric_names(
+    items_a: Mapping[str, ItemScores],
+    items_b: Mapping[str, ItemScores],
+    metrics: Sequence[str] | None,
+    gate: GateSpec,
+) -> list[str]:
+    """The metrics asked for (default: those both runs recorded), then those the gate names."""
+    if metrics is None:
+        found_a = {k for s in items_a.values() for k in s.metrics}
+        found_b = {k for s in items_b.values() for k in s.metrics}
+        names = sorted(found_a & found_b)
+    else:
+        names = list(dict.fromkeys(metrics))
+    return names + [m for m in gate.metrics() if m not in names]
+
+
+def _outcome_names(
+    items_a: Mapping[str, ItemScores],
+    items_b: Mapping[str, ItemScores],
+    outcomes: Sequence[str] | None,
+) -> list[str]:
+    """The outcomes asked for (default: ``pass`` and every violation both runs recorded)."""
+    if outcomes is not None:
+        return list(outcomes)
+    viol = sorted(
+        {k for s in items_b.values() for k in s.violations}
+        & {k for s in items_a.values() for k in s.violations}
+    )
+    return ["pass", *viol]
+
+
+def _compare_metrics(
+    items_a: Mapping[str, ItemScores],
+    items_b: Mapping[str, ItemScores],
+    ids: Sequence[str],
+    metric_list: Sequence[str],
+    groups: Sequence[tuple[str | None, np.ndarray]],
+    res: _Resampler,
+    confidence: float,
+) -> list[MetricComparison]:
+    """Every metric in every group of items (all of them, then each slice)."""
+    xa = _value_matrix(items_a, ids, metric_list)
+    xb = _value_matrix(items_b, ids, metric_list)
+    rows: list[MetricComparison] = []
+    for label, idx in groups:
+        stats_ = _subset_stats(xa[idx], xb[idx], res, confidence)
+        rows += [_metric_row(name, label, s) for name, s in zip(metric_list, stats_, strict=True)]
+    return rows
+
+
+def _value_matrix(
+    items: Mapping[str, ItemScores], ids: Sequence[str], metric_list: Sequence[str]
+) -> np.ndarray:
+    """Items x metrics, NaN where an item lacks the metric."""
+    return np.array(
+        [[items[i].value(m) for m in metric_list] for i in ids], dtype=np.float64
+    ).reshape(len(ids), len(metric_list))
+
+
+def _metric_row(name: str, label: str | None, s: _Stats) -> MetricComparison:
+    return MetricComparison(
+        metric=name,
+        slice=label,
+        n=s.n,
+        mean_a=s.mean_a,
+        mean_b=s.mean_b,
+        delta=s.delta,
+        ci_low=s.ci[0],
+        ci_high=s.ci[1],
+        b_ci_low=s.b_ci[0],
+        b_ci_high=s.b_ci[1],
+        sd_diff=s.sd,
+        effect_size=s.dz,
+        p_value=s.p,
+    )
+
+
+def _compare_outcomes(
+    items_a: Mapping[str, ItemScores],
+    items_b: Mapping[str, ItemScores],
+    ids: Sequence[str],
+    outcome_list: Sequence[str],
+    groups: Sequence[tuple[str | None, np.ndarray]],
+) -> list[OutcomeComparison]:
+    """McNemar's test of every outcome in every group, over the items both runs judged."""
+    rows: list[OutcomeComparison] = []
+    for label, idx in groups:
+        for name in outcome_list:
+            raw = [(items_a[ids[r]].ok(name), items_b[ids[r]].ok(name)) for r in idx]
+            pairs = [(x, y) for x, y in raw if x is not None and y is not None]
+            if pairs:
+                rows.append(_outcome_row(name, label, pairs))
+    return rows
+
+
+def _outcome_row(name: str, label: str | None, pairs: list[tuple[bool, bool]]) -> OutcomeComparison:
+    reg = sum(1 for x, y in pairs if x and not y)
+    imp = sum(1 for x, y in pairs if y and not x)
+    p, method = mcnemar(reg, imp)
+    return OutcomeComparison(
+        outcome=name,
+        slice=label,
+        n=len(pairs),
+        pass_a=sum(x for x, _ in pairs),
+        pass_b=sum(y for _, y in pairs),
+        regressions=reg,
+        improvements=imp,
+        method=method,
+        p_value=p,
+    )
+
+
+def _holm_over_all_tests(
+    metric_rows: list[MetricComparison], outcome_rows: list[OutcomeComparison]
+) -> tuple[list[MetricComparison], list[OutcomeComparison]]:
+    """The rows with Holm-adjusted p-values, over every metric and outcome test together."""
+    adjusted = holm([m.p_value for m in metric_rows] + [o.p_value for o in outcome_rows])
+    k = len(metric_rows)
+    return (
+        [_with_p(m, adjusted[i]) for i, m in enumerate(metric_rows)],
+        [_with_p(o, adjusted[k + i]) for i, o in enumerate(outcome_rows)],
+    )
+
+
+def _pairing_warnings(
+    ids: Sequence[str], only_a: Sequence[str], only_b: Sequence[str], labels: tuple[str, str]
+) -> list[str]:
+    """Items one run lacks, and too few paired items."""
+    warnings = [
+        f"{len(only)} item(s) only in {label} (not compared): "
+        f"{', '.join(only[:5])}{' ...' if len(only) > 5 else ''}"
+        for only, label in ((only_a, labels[0]), (only_b, labels[1]))
+        if only
+    ]
+    if not ids:
+        warnings.append("no item is in both runs: nothing was compared")
+    elif len(ids) < MIN_ITEMS_WARNING:
+        warnings.append(f"only {len(ids)} paired items: intervals and p-values are rough")
+    return warnings
+
+
+def _power_warnings(
+    metric_rows: Sequence[MetricComparison], gate: GateSpec, margins: Mapping[str, float] | None
+) -> list[str]:
+    """Metrics whose paired items are too few to resolve the margin that matters for them."""
+    overall = {m.metric: m for m in metric_rows if m.slice is None}
+    wanted = {c.metric: c.margin for c in gate.non_inferiority}
+    wanted.update(margins or {})
+    warnings = []
+    for name, margin in wanted.items():
+        row = overall.get(name)
+        if row is None or row.n < 2 or math.isnan(row.sd_diff) or margin <= 0:
+            continue
+        power = noninferiority_power(row.sd_diff, row.n, margin, gate.confidence)
+        if power < TARGET_POWER:
+            need = items_needed(row.sd_diff, margin, gate.confidence)
+            warnings.append(
+                f"{name}: {row.n} paired items give about {power:.0%} power to resolve a margin "
+                f"of {margin:g} (paired SD {row.sd_diff:.3g}); about {need} items are needed "
+                f"for {TARGET_POWER:.0%}"
+            )
+    return warnings
 
 
 def _with_p(row: Any, p_adj: float) -> Any:
@@ -793,152 +871,159 @@ def _judge(
     confidence: float,
     labels: tuple[str, str],
 ) -> list[CheckVerdict]:
-    a_label, b_label = labels
-    pct = f"{confidence * 100:g}%"
-    rows = {(m.metric, m.slice): m for m in metric_rows}
+    """Every check of the gate: floors, non-inferiority, hard gates, then missing items."""
     out: list[CheckVerdict] = []
-
-    b_ids = sorted(items_b)
     for floor in gate.floors:
-        scopes: list[tuple[str | None, list[str]]] = [(None, b_ids)]
-        if floor.per_slice:
-            scopes += [
-                (label, [b_ids[i] for i in idx])
-                for label, idx in _slices(b_ids, items_b, [floor.per_slice])
-            ]
-        for label, scope in scopes:
-            name = floor.label() + (f" [{label}]" if label else "")
-            values = np.array([items_b[i].value(floor.metric) for i in scope], dtype=np.float64)
-            lo, hi, n = _b_interval(values, res, confidence)
-            if n == 0:
-                out.append(
-                    CheckVerdict(
-                        name,
-                        "floor",
-                        False,
-                        f"no {floor.metric} values in {b_label}",
-                        floor.metric,
-                        label,
-                    )
-                )
-                continue
-            mean = float(np.nanmean(values))
-            if floor.min is not None:
-                ok = lo >= floor.min
-                reason = (
-                    f"{b_label} mean {mean:.4g}, {pct} CI [{lo:.4g}, {hi:.4g}] over {n} "
-                    f"items; lower bound {lo:.4g} {'>=' if ok else '<'} {floor.min:g}"
-                )
-                out.append(
-                    CheckVerdict(name, "floor", ok, reason, floor.metric, label, lo, floor.min)
-                )
-            else:
-                assert floor.max is not None
-                ok = hi <= floor.max
-                reason = (
-                    f"{b_label} mean {mean:.4g}, {pct} CI [{lo:.4g}, {hi:.4g}] over {n} "
-                    f"items; upper bound {hi:.4g} {'<=' if ok else '>'} {floor.max:g}"
-                )
-                out.append(
-                    CheckVerdict(name, "floor", ok, reason, floor.metric, label, hi, floor.max)
-                )
-
+        out += _floor_verdicts(floor, items_b, res, confidence, labels[1])
     for ni in gate.non_inferiority:
-        labels_: list[str | None] = [None]
-        if ni.per_slice:
-            prefix = f"{ni.per_slice}="
-            labels_ += sorted(
-                {m.slice for m in metric_rows if m.slice is not None and m.slice.startswith(prefix)}
-            )
-        for label in labels_:
-            name = ni.label() + (f" [{label}]" if label else "")
-            row = rows.get((ni.metric, label))
-            if row is None or row.n == 0:
-                out.append(
-                    CheckVerdict(
-                        name,
-                        "non_inferiority",
-                        False,
-                        f"no paired {ni.metric} values",
-                        ni.metric,
-                        label,
-                    )
-                )
-                continue
-            interval = (
-                f"delta {row.delta:+.4g} ({b_label} - {a_label}), {pct} CI "
-                f"[{row.ci_low:+.4g}, {row.ci_high:+.4g}] over {row.n} items"
-            )
-            if ni.better_high():
-                ok = row.ci_low >= -ni.margin
-                reason = (
-                    f"{interval}; lower bound {row.ci_low:+.4g} "
-                    f"{'>=' if ok else '<'} -{ni.margin:g}"
-                )
-                observed, threshold = row.ci_low, -ni.margin
-            else:
-                ok = row.ci_high <= ni.margin
-                reason = (
-                    f"{interval}; upper bound {row.ci_high:+.4g} "
-                    f"{'<=' if ok else '>'} +{ni.margin:g}"
-                )
-                observed, threshold = row.ci_high, ni.margin
-            out.append(
-                CheckVerdict(
-                    name, "non_inferiority", ok, reason, ni.metric, label, observed, threshold
-                )
-            )
-
-    for hard in gate.hard:
-        recorded_b = [s for s in items_b.values() if hard.violation in s.violations]
-        name = hard.label()
-        if not recorded_b:
-            out.append(
-                CheckVerdict(
-                    name,
-                    "hard",
-                    False,
-                    f"no item of {b_label} records {hard.violation!r}; the gate cannot be judged",
-                    hard.violation,
-                )
-            )
-            continue
-        count_b = sum(s.violations[hard.violation] for s in recorded_b)
-        count_a = sum(bool(s.violations.get(hard.violation)) for s in items_a.values())
-        ok = count_b <= hard.max_count
-        failing = [s.item_id for s in recorded_b if s.violations[hard.violation]][:5]
-        reason = (
-            f"{count_b} {hard.violation} violation(s) in {b_label} ({count_a} in "
-            f"{a_label}); at most {hard.max_count} allowed"
-        )
-        if failing:
-            reason += f"; e.g. {', '.join(failing)}"
-        out.append(
-            CheckVerdict(
-                name,
-                "hard",
-                ok,
-                reason,
-                hard.violation,
-                None,
-                float(count_b),
-                float(hard.max_count),
-            )
-        )
-
+        out += _non_inferiority_verdicts(ni, metric_rows, confidence, labels)
+    out += [_hard_verdict(hard, items_a, items_b, labels) for hard in gate.hard]
     if gate.max_missing is not None:
-        ok = len(only_a) <= gate.max_missing
-        out.append(
-            CheckVerdict(
-                f"missing <= {gate.max_missing}",
-                "missing",
-                ok,
-                f"{b_label} lacks {len(only_a)} of {a_label}'s items; at most {gate.max_missing} "
-                "allowed",
-                None,
-                None,
-                float(len(only_a)),
-                float(gate.max_missing),
-            )
-        )
+        out.append(_missing_verdict(gate.max_missing, only_a, labels))
     return out
+
+
+def _floor_verdicts(
+    floor: FloorCheck,
+    items_b: Mapping[str, ItemScores],
+    res: _Resampler,
+    confidence: float,
+    b_label: str,
+) -> list[CheckVerdict]:
+    """The floor over all of B's items, then in each slice it names."""
+    b_ids = sorted(items_b)
+    scopes: list[tuple[str | None, list[str]]] = [(None, b_ids)]
+    if floor.per_slice:
+        scopes += [
+            (label, [b_ids[i] for i in idx])
+            for label, idx in _slices(b_ids, items_b, [floor.per_slice])
+        ]
+    out = []
+    for label, scope in scopes:
+        values = np.array([items_b[i].value(floor.metric) for i in scope], dtype=np.float64)
+        out.append(_floor_verdict(floor, label, values, res, confidence, b_label))
+    return out
+
+
+def _floor_verdict(
+    floor: FloorCheck,
+    label: str | None,
+    values: np.ndarray,
+    res: _Resampler,
+    confidence: float,
+    b_label: str,
+) -> CheckVerdict:
+    name = floor.label() + (f" [{label}]" if label else "")
+    lo, hi, n = _b_interval(values, res, confidence)
+    if n == 0:
+        return CheckVerdict(
+            name, "floor", False, f"no {floor.metric} values in {b_label}", floor.metric, label
+        )
+    mean = float(np.nanmean(values))
+    interval = (
+        f"{b_label} mean {mean:.4g}, {confidence * 100:g}% CI [{lo:.4g}, {hi:.4g}] over {n} items"
+    )
+    if floor.min is not None:
+        ok = lo >= floor.min
+        reason = f"{interval}; lower bound {lo:.4g} {'>=' if ok else '<'} {floor.min:g}"
+        return CheckVerdict(name, "floor", ok, reason, floor.metric, label, lo, floor.min)
+    assert floor.max is not None
+    ok = hi <= floor.max
+    reason = f"{interval}; upper bound {hi:.4g} {'<=' if ok else '>'} {floor.max:g}"
+    return CheckVerdict(name, "floor", ok, reason, floor.metric, label, hi, floor.max)
+
+
+def _non_inferiority_verdicts(
+    ni: NonInferiorityCheck,
+    metric_rows: Sequence[MetricComparison],
+    confidence: float,
+    labels: tuple[str, str],
+) -> list[CheckVerdict]:
+    """The margin over all paired items, then in each slice of the key it names."""
+    slice_labels: list[str | None] = [None]
+    if ni.per_slice:
+        prefix = f"{ni.per_slice}="
+        slice_labels += sorted(
+            {m.slice for m in metric_rows if m.slice is not None and m.slice.startswith(prefix)}
+        )
+    rows = {(m.metric, m.slice): m for m in metric_rows}
+    return [
+        _non_inferiority_verdict(ni, label, rows.get((ni.metric, label)), confidence, labels)
+        for label in slice_labels
+    ]
+
+
+def _non_inferiority_verdict(
+    ni: NonInferiorityCheck,
+    label: str | None,
+    row: MetricComparison | None,
+    confidence: float,
+    labels: tuple[str, str],
+) -> CheckVerdict:
+    a_label, b_label = labels
+    name = ni.label() + (f" [{label}]" if label else "")
+    if row is None or row.n == 0:
+        return CheckVerdict(
+            name, "non_inferiority", False, f"no paired {ni.metric} values", ni.metric, label
+        )
+    interval = (
+        f"delta {row.delta:+.4g} ({b_label} - {a_label}), {confidence * 100:g}% CI "
+        f"[{row.ci_low:+.4g}, {row.ci_high:+.4g}] over {row.n} items"
+    )
+    if ni.better_high():
+        ok = row.ci_low >= -ni.margin
+        reason = f"{interval}; lower bound {row.ci_low:+.4g} {'>=' if ok else '<'} -{ni.margin:g}"
+        observed, threshold = row.ci_low, -ni.margin
+    else:
+        ok = row.ci_high <= ni.margin
+        reason = f"{interval}; upper bound {row.ci_high:+.4g} {'<=' if ok else '>'} +{ni.margin:g}"
+        observed, threshold = row.ci_high, ni.margin
+    return CheckVerdict(name, "non_inferiority", ok, reason, ni.metric, label, observed, threshold)
+
+
+def _hard_verdict(
+    hard: HardGate,
+    items_a: Mapping[str, ItemScores],
+    items_b: Mapping[str, ItemScores],
+    labels: tuple[str, str],
+) -> CheckVerdict:
+    a_label, b_label = labels
+    recorded_b = [s for s in items_b.values() if hard.violation in s.violations]
+    name = hard.label()
+    if not recorded_b:
+        return CheckVerdict(
+            name,
+            "hard",
+            False,
+            f"no item of {b_label} records {hard.violation!r}; the gate cannot be judged",
+            hard.violation,
+        )
+    count_b = sum(s.violations[hard.violation] for s in recorded_b)
+    count_a = sum(bool(s.violations.get(hard.violation)) for s in items_a.values())
+    ok = count_b <= hard.max_count
+    failing = [s.item_id for s in recorded_b if s.violations[hard.violation]][:5]
+    reason = (
+        f"{count_b} {hard.violation} violation(s) in {b_label} ({count_a} in "
+        f"{a_label}); at most {hard.max_count} allowed"
+    )
+    if failing:
+        reason += f"; e.g. {', '.join(failing)}"
+    return CheckVerdict(
+        name, "hard", ok, reason, hard.violation, None, float(count_b), float(hard.max_count)
+    )
+
+
+def _missing_verdict(
+    max_missing: int, only_a: Sequence[str], labels: tuple[str, str]
+) -> CheckVerdict:
+    a_label, b_label = labels
+    return CheckVerdict(
+        f"missing <= {max_missing}",
+        "missing",
+        len(only_a) <= max_missing,
+        f"{b_label} lacks {len(only_a)} of {a_label}'s items; at most {max_missing} allowed",
+        None,
+        None,
+        float(len(only_a)),
+        float(max_missing),
+    )
