@@ -39,6 +39,8 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 from modelwarden.drift.reservoir import Reservoir
 from modelwarden.errors import InputError, NotFoundError
@@ -156,16 +158,19 @@ def record_results(
         return 0
     store = StateStore.at(settings.data_dir)
     try:
-        dialect = store.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+        keys = list(KEY_COLUMNS)
+        update = [c for c in points[0] if c not in KEY_COLUMNS]
+        stmt: Insert
+        if store.engine.dialect.name == "postgresql":
+            pg = postgresql.insert(drift_results)
+            stmt = pg.on_conflict_do_update(
+                index_elements=keys, set_={c: pg.excluded[c] for c in update}
+            )
         else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(drift_results)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(KEY_COLUMNS),
-            set_={c: stmt.excluded[c] for c in points[0] if c not in KEY_COLUMNS},
-        )
+            lite = sqlite.insert(drift_results)
+            stmt = lite.on_conflict_do_update(
+                index_elements=keys, set_={c: lite.excluded[c] for c in update}
+            )
         with store.engine.begin() as conn:
             conn.execute(stmt, points)
     finally:
@@ -321,7 +326,7 @@ def save_reservoir(settings: Settings, res: Reservoir, info: ReservoirInfo) -> N
     d.mkdir(parents=True, exist_ok=True)
     stem = _stem(info.scope, info.kind, info.embedder)
     buf = io.BytesIO()
-    np.savez(buf, **res.to_arrays())
+    np.savez(buf, allow_pickle=True, **res.to_arrays())
     info.updated_at = _iso(datetime.now(UTC))
     # Arrays first, then the bookkeeping: a crash between them re-folds a window at worst,
     # which update() refuses because the window is not after the recorded ones.

@@ -321,7 +321,7 @@ def test_vectors(
             raise
         det = get_detector(method)
     res = det.fit(baseline).test(current)
-    out = {
+    out: dict[str, Any] = {
         "score": None if res.score is None else float(res.score),
         "p_value": None if res.p_value is None else float(res.p_value),
         "threshold": None if res.threshold is None else float(res.threshold),

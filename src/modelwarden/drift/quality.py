@@ -446,7 +446,7 @@ class BernoulliCusumDetector(_SeriesDetector):
         k_b = float(baseline.sum())
         p0 = (k_b + 0.5) / (n_b + 1.0)
         p1 = min(self.ratio * p0, (1.0 + p0) / 2.0)
-        up, down = np.log(p1 / p0), np.log((1.0 - p1) / (1.0 - p0))
+        up, down = float(np.log(p1 / p0)), float(np.log((1.0 - p1) / (1.0 - p0)))
         path = _cusum(np.where(current > 0, up, down), 0.0)
         observed = float(path.max())
         rng = np.random.default_rng([self.seed, 0xB0C])

@@ -89,7 +89,7 @@ class Reservoir:
                 entered += 1
             self.vectors = vectors_out
         self.seen += n
-        self.rng_state = rng.bit_generator.state
+        self.rng_state = dict(rng.bit_generator.state)
         return entered
 
     # -- persistence as plain arrays and JSON -----------------------------------------------

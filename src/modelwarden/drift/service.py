@@ -134,4 +134,4 @@ def load_vectors(path: str, field: str) -> Any:
 
 
 def is_vector_file(value: str | None) -> bool:
-    return bool(value) and value.lower().endswith((".npy", ".parquet", ".pq", ".jsonl"))
+    return value is not None and value.lower().endswith((".npy", ".parquet", ".pq", ".jsonl"))

@@ -813,7 +813,8 @@ def _approve_release(
         raise InputError(
             f"evaluation run {run['name']} is of {run['model']}, not {version}", field="eval_run"
         )
-    if info.quarantined_at and _utc(run["created_at"]) < info.quarantined_at:  # type: ignore[operator]
+    run_at = _utc(run["created_at"])
+    if info.quarantined_at and run_at and run_at < info.quarantined_at:
         raise InputError(
             f"evaluation run {run['name']} was made before {version} was quarantined "
             f"({info.quarantined_at:%Y-%m-%d %H:%M} UTC); re-validate the fixed version",

@@ -65,7 +65,7 @@ def detect_format(path: str) -> str:
     )
 
 
-def _open_binary(path: str) -> IO[bytes]:
+def _open_binary(path: str) -> IO[bytes] | gzip.GzipFile:
     if path == "-":
         return sys.stdin.buffer
     p = Path(path)

@@ -376,10 +376,10 @@ def render_markdown(rep: WeeklyReport) -> str:
         ]
         for d in rep.drift:
             score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
-            p = "—" if d.get("p_value") is None else f"`{d['p_value']:.4f}`"
+            p_text = "—" if d.get("p_value") is None else f"`{d['p_value']:.4f}`"
             thr = "—" if d.get("threshold") is None else f"`{d['threshold']:.4g}`"
             lines.append(
-                f"| {d['scope']} | {d['method']} | {score} | {p} | {thr} "
+                f"| {d['scope']} | {d['method']} | {score} | {p_text} | {thr} "
                 f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
             )
         topics = [
@@ -477,12 +477,12 @@ def _markdown_more_drift(rep: WeeklyReport) -> list[str]:
         for (kind, scope), by_week in rows.items():
             cells = []
             for w in weeks:
-                t = by_week.get(w)
-                if t is None:
+                week = by_week.get(w)
+                if week is None:
                     cells.append("—")
-                elif t["p_value"] is None:
-                    cells.append(t["status"])
+                elif week["p_value"] is None:
+                    cells.append(week["status"])
                 else:
-                    cells.append(f"{t['p_value']:.3f} {t['status']}")
+                    cells.append(f"{week['p_value']:.3f} {week['status']}")
             lines.append(f"| {kind} | {scope} | " + " | ".join(cells) + " |")
     return lines

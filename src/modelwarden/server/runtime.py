@@ -99,8 +99,9 @@ class Runtime:
             self.controller.start()
 
     async def stop(self) -> None:
-        if getattr(self, "controller", None) is not None:
-            await run_in_threadpool(self.controller.stop)
+        controller = getattr(self, "controller", None)
+        if controller is not None:
+            await run_in_threadpool(controller.stop)
         if self._gateway is not None:
             await self._gateway.drain()
         self._spool_records()
