@@ -89,14 +89,14 @@ def registry_add(
         help="Register as stable (only when no version "
         "is: the first version of an installation). Routes it.",
     ),
-    key: str = key_option(),
+    key: str = key_option(required=True),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Register a model version (in staging)."""
-    from modelwarden.governance import registry
+    """Register a model version (in staging); needs an operator or admin key."""
+    from modelwarden.governance import keys, registry
 
     state = _state()
-    actor = _actor(state, key)
+    actor = keys.require(state, key, "registry", version).actor
     info = registry.add(
         state, version, endpoint, actor, notes=notes, status="stable" if stable else "staging"
     )
@@ -220,14 +220,16 @@ def registry_promote(
 def registry_quarantine(
     version: str = typer.Argument(...),
     reason: str = typer.Option(..., "--reason"),
-    key: str = key_option(),
+    key: str = key_option(required=True),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Quarantine a version and take it out of the routes (canary and shadow)."""
-    from modelwarden.governance import registry
+    """Quarantine a version and take it out of the routes (canary and shadow); needs an
+    operator or admin key."""
+    from modelwarden.governance import keys, registry
 
     state = _state()
-    changed = registry.quarantine(state, version, reason, _actor(state, key))
+    actor = keys.require(state, key, "registry", version).actor
+    changed = registry.quarantine(state, version, reason, actor)
     info = registry.get(state, version)
     if format == Format.json:
         print_json({**info.to_dict(), "changed": changed})
