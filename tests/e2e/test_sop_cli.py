@@ -151,7 +151,9 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
     assert wrong.code == 2 and "role 'ingest' may not" in wrong.err
     add = ("registry", "add", V11, "--endpoint", "http://127.0.0.1:9101", "--stable", "--key", ops)
     assert cli(*add).code == 0
-    assert cli("registry", "add", V12, "--endpoint", "http://127.0.0.1:9102", "--key", ops).code == 0
+    assert (
+        cli("registry", "add", V12, "--endpoint", "http://127.0.0.1:9102", "--key", ops).code == 0
+    )
     res = parallel(
         {
             "skip": lambda: cli("registry", "promote", V12, "--to", "stable"),
