@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 
 from modelwarden.ingest.rejections import Rejection, raw_text
 from modelwarden.records import (
+    CONTROL_RE,
+    CONTROL_RE2,
     FLOAT32_LIMIT,
     INLINE_EMBEDDER,
     MAX_EMBEDDING_DIM,
@@ -32,6 +34,7 @@ from modelwarden.records import (
     TIMESTAMP_RANGE_REASON,
     UTF8_BYTES_REASON,
     FieldProblem,
+    control_reason,
 )
 from modelwarden.safety.checker import SafetyChecker
 from modelwarden.store.schema import SCHEMAS
@@ -124,6 +127,12 @@ def _check_string(col: Any, name: str, lo: int, hi: int, required: bool, probs: 
     if lo > 0:
         probs.flag(pc.less(length, lo), name, f"string should have at least {lo} character")
     probs.flag(pc.greater(length, hi), name, f"string should have at most {hi} characters")
+    control = pc.fill_null(pc.match_substring_regex(col, CONTROL_RE2), False)
+    rows = np.flatnonzero(np.asarray(control.to_numpy(zero_copy_only=False), dtype=bool))
+    for i in rows:  # few rows: the reason names the character, as the record path does
+        found = CONTROL_RE.search(col[int(i)].as_py())
+        assert found is not None
+        probs.flag_rows(np.array([i]), name, control_reason(found.group()))
 
 
 def validate_requests(
