@@ -174,6 +174,9 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
 
     ok = cli("audit", "verify", "--format", "json")
     assert ok.code == 0 and json.loads(ok.out)["entries"] >= 4
+    cp = cli("audit", "checkpoint", "--format", "json")
+    assert cp.code == 0 and json.loads(cp.out)["seq"] == json.loads(ok.out)["head_seq"]
+    assert (data / "secrets" / "audit.key").stat().st_mode & 0o777 == 0o600
     con = sqlite3.connect(data / "state.db")
     con.execute("DROP TRIGGER audit_log_no_update")
     con.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 3")
