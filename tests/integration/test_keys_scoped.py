@@ -128,6 +128,12 @@ def test_a_plant_bound_key_cannot_write_another_plants_records(server: dict[str,
     assert all(e.actor.startswith("key ") for e in entries)
 
 
+def test_healthz_says_nothing_about_the_data_directory(server: dict[str, Any]) -> None:
+    text = server["http"].get("/healthz").text
+    assert "data_dir" not in text and str(server["data"]) not in text
+    assert str(server["data"].name) not in text
+
+
 def test_failed_authentication_is_throttled_per_client_and_audited(
     server: dict[str, Any],
 ) -> None:

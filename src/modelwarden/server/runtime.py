@@ -158,14 +158,18 @@ class Runtime:
         return len(self._records) + self.spool.pending_records()
 
     def health(self) -> dict[str, Any]:
+        # Unauthenticated: nothing about where the data lives (an error's paths are shortened).
+        last_error = self.flusher.last_error
+        if last_error:
+            last_error = str(last_error).replace(str(self.settings.data_dir.resolve()), "DATA")
+            last_error = last_error.replace(str(self.settings.data_dir), "DATA")
         return {
             "status": "ok",
-            "data_dir": str(self.settings.data_dir),
             "spool": {
                 "pending_records": self.pending_records(),
                 "pending_segments": self.spool.pending_segments(),
                 "pending_bytes": self.spool.pending_bytes(),
-                "last_error": self.flusher.last_error,
+                "last_error": last_error,
                 "flusher_pid": self.flusher.pid,
                 "flusher_restarts": self.flusher.restarts,
             },
