@@ -128,6 +128,23 @@ def test_a_plant_bound_key_cannot_write_another_plants_records(server: dict[str,
     assert all(e.actor.startswith("key ") for e in entries)
 
 
+def test_gateway_errors_have_the_openai_shape(server: dict[str, Any]) -> None:
+    http = server["http"]
+    res = http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        headers={**auth(server["keys"]["plant_b"]), "X-Plant-Id": "Plant_D"},
+    )
+    assert res.status_code == 403
+    err = res.json()["error"]
+    assert err["type"] == "permission_error" and err["param"] == "plant_id"
+    assert err["code"] == "forbidden" and "bound to plant 'Plant_B'" in err["message"]
+    res = http.post("/v1/chat/completions", json={"messages": []}, headers=auth("mw_nope"))
+    err = res.json()["error"]
+    assert res.status_code == 401 and err["type"] == "authentication_error"
+    assert set(err) >= {"message", "type", "param", "code"}
+
+
 def test_healthz_says_nothing_about_the_data_directory(server: dict[str, Any]) -> None:
     text = server["http"].get("/healthz").text
     assert "data_dir" not in text and str(server["data"]) not in text

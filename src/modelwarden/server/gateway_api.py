@@ -128,17 +128,47 @@ def check_plant(rt: Runtime, headers: dict[str, str], key: ApiKey | None) -> Non
         )
 
 
+# The ``error.type`` an OpenAI client expects for each status.
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body (``message``, ``type``, ``param``, ``code``), which this server's one
+    error shape (``code``, ``message``, ``field``) extends."""
+    error: dict[str, Any] = {
+        "message": message,
+        "type": OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+        "param": param,
+        "code": code,
+    }
+    if param is not None:
+        error["field"] = param
+    return {"error": error}
+
+
 def error_answer(exc: Exception) -> Response:
     if isinstance(exc, WardenError):
         if exc.http_status >= 500:
             log.error("%s: %s", exc.code, exc.message)
+        body = openai_error(exc.http_status, exc.code, exc.message, exc.field)
+        if exc.details:
+            body["error"]["details"] = exc.details
         return JSONResponse(
-            exc.to_dict(), status_code=exc.http_status, headers=getattr(exc, "headers", None)
+            body, status_code=exc.http_status, headers=getattr(exc, "headers", None)
         )
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(
-        {"error": {"code": "internal", "message": "internal error; see the server log"}},
-        status_code=500,
+        openai_error(500, "internal", "internal error; see the server log"), status_code=500
     )
 
 
