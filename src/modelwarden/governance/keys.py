@@ -24,7 +24,8 @@ directory (``modelwarden keys create --role admin``), which needs no key while n
 exists. From then on, creating or revoking a key of any role above ``ingest`` needs an admin key
 (``--key`` or ``MODELWARDEN_KEY``).
 
-Refusals are audited (``auth.refused``, ``auth.rate_limited``). Repeated failed authentication
+Refusals are audited (``http.refused`` by the server's error handler; ``auth.refused`` for the
+gateway and for records of another plant; ``auth.rate_limited``, ``auth.budget_spent``). Repeated failed authentication
 from one client address or with one key prefix is answered 429 with ``Retry-After`` for a while
 (:class:`AuthThrottle`), and a key may carry a request budget per minute and per hour
 (``keys create --per-minute N --per-hour N``), counted by each server process.
@@ -578,9 +579,11 @@ class KeyRing:
     ) -> WardenError:
         subjects = (f"addr:{client}" if client else None, f"prefix:{prefix}" if prefix else None)
         evidence = {"client": client, "prefix": prefix, "status": exc.http_status}
-        self.refusals.add(
-            f"client {client or 'unknown'}", "auth.refused", action, exc.message, evidence
-        )
+        if action == "gateway":
+            # The gateway answers ahead of the app's error handler, which audits the others.
+            self.refusals.add(
+                f"client {client or 'unknown'}", "auth.refused", action, exc.message, evidence
+            )
         for subject in self.throttle.fail(*subjects):
             self.refusals.add(
                 f"client {client or 'unknown'}",

@@ -23,7 +23,7 @@ from modelwarden.errors import NotFoundError
 from modelwarden.governance.keys import PERSONAL_ROLES, ApiKey, ForbiddenError
 from modelwarden.review import queue as review_queue
 from modelwarden.review.reliability import RELIABILITY_THRESHOLD, agreement_report
-from modelwarden.server.deps import client_address, json_default, requires, runtime_of
+from modelwarden.server.deps import json_default, requires, runtime_of
 from modelwarden.server.errors import error_responses
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
@@ -72,13 +72,8 @@ def _acting_as(request: Request, key: ApiKey | None, reviewer: str) -> None:
         problem = f"this key belongs to reviewer {key.name!r} and cannot act as {reviewer!r}"
     else:
         return
-    rt = runtime_of(request)
-    raise rt.keys.refuse(
-        ForbiddenError(problem, field="reviewer", role=key.role),
-        key,
-        "review",
-        client_address(request.scope),
-    )
+    # The app's error handler audits the refusal.
+    raise ForbiddenError(problem, field="reviewer", role=key.role)
 
 
 @router.get("/queues", responses=_READ_ERRORS, summary="Every review queue")
