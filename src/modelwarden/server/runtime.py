@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from modelwarden.gateway.metrics import Metrics
 from modelwarden.gateway.proxy import Gateway
 from modelwarden.gateway.transport import PooledTransport, new_client
-from modelwarden.governance.keys import KeyRing
+from modelwarden.governance.keys import AuthThrottle, KeyRing
 from modelwarden.governance.registry import GuardedRoutes
 from modelwarden.ingest.core import Ingestor
 from modelwarden.ingest.flusher import FlushProcess
@@ -46,7 +46,11 @@ class Runtime:
         self.config = config
         self.metrics = Metrics()
         self.state = StateStore.at(settings.data_dir)
-        self.keys = KeyRing(self.state, config.keys_ttl_s)
+        self.keys = KeyRing(
+            self.state,
+            config.keys_ttl_s,
+            AuthThrottle(config.auth_max_failures, window_s=60.0, block_s=config.auth_block_s),
+        )
         # A version quarantined under the rollback SOP is never served, even by a route table
         # written before its quarantine.
         self.routes = GuardedRoutes(self.state, config.routes_ttl_s)
