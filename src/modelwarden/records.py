@@ -17,7 +17,11 @@ Validation rules (shared by every reader; the columnar Parquet path in
   float32 vectors), 1 to ``MAX_EMBEDDING_DIM`` of them; every embedding of one embedder has one
   dimension (checked against the store at ingest);
 - text: valid Unicode that UTF-8 can encode (JSON's ``"\\ud800"``, a lone surrogate, cannot be
-  stored), within the size limits below.
+  stored), with no control characters other than tab, newline and carriage return (NUL, ESC,
+  DEL and the C1 controls are refused), within the size limits below;
+- numbers are numbers: a JSON string where a number is expected (``"4"`` for a feedback score)
+  is refused, as is a boolean. CSV cells are text, so the CSV reader parses the numeric columns
+  by the schema first (:data:`INT_COLUMNS`, :data:`FLOAT_COLUMNS`).
 
 These are the only rules: the CLI, the HTTP API and the gateway all call :func:`validate`, so a
 record accepted here is one the store can hold.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
@@ -61,6 +66,11 @@ TIMESTAMP_RANGE_REASON = "is out of range (years 1 to 9999 in UTC)"
 UNICODE_REASON = "is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
 FINITE_REASON = "must be a finite number (no NaN or infinity)"
 FLOAT32_REASON = "values must fit a 32-bit float (|x| <= 3.4e38)"
+# C0 controls except tab, newline and carriage return; DEL; the C1 controls.
+CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+CONTROL_RE = re.compile(f"[{CONTROL_CHARS}]")
+# The same class for RE2 (Arrow's regex engine), which the columnar path uses.
+CONTROL_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}]"
 
 REQUEST_FIELDS: tuple[str, ...] = (
     "request_id",
@@ -104,9 +114,19 @@ def clean_text(text: str) -> str:
     return text if is_utf8(text) else text.encode("utf-8", "replace").decode("utf-8")
 
 
+def control_reason(ch: str) -> str:
+    return (
+        f"holds a control character (U+{ord(ch):04X}); only tab, newline and carriage return "
+        "are allowed in text"
+    )
+
+
 def _utf8(v: str) -> str:
     if not is_utf8(v):
         raise ValueError(UNICODE_REASON)
+    bad = CONTROL_RE.search(v)
+    if bad is not None:
+        raise ValueError(control_reason(bad.group()))
     return v
 
 
@@ -135,6 +155,18 @@ NUMERIC_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
 )
+INT_COLUMNS = ("human_feedback_score", "score", "prompt_tokens", "completion_tokens")
+FLOAT_COLUMNS = ("latency_ms",)
+EMBEDDING_FIELDS = ("prompt_embedding", "response_embedding")
+
+
+def _not_a_number(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return "must be a number, not a boolean"
+    if isinstance(v, str):
+        shown = v if len(v) <= 40 else v[:40] + "…"
+        return f"must be a number, not a string ({shown!r})"
+    return None
 
 
 class _Base(BaseModel):
@@ -150,10 +182,22 @@ class _Base(BaseModel):
 
     @field_validator(*NUMERIC_FIELDS, mode="before", check_fields=False)
     @classmethod
-    def _no_bool(cls, v: Any) -> Any:
-        # JSON true would otherwise count as 1 (the worst rating, or a 1 ms latency).
-        if isinstance(v, bool):
-            raise ValueError("must be a number, not a boolean")
+    def _numbers_only(cls, v: Any) -> Any:
+        # JSON true would otherwise count as 1 (the worst rating, or a 1 ms latency), and "4"
+        # as 4: a sender that quotes its numbers has a bug worth hearing about.
+        problem = _not_a_number(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator(*EMBEDDING_FIELDS, mode="before", check_fields=False)
+    @classmethod
+    def _vector_of_numbers(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                problem = _not_a_number(x)
+                if problem is not None:
+                    raise ValueError(f"item {i} {problem}")
         return v
 
     @field_validator("timestamp", mode="after", check_fields=False)

@@ -142,8 +142,18 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
     def cli(*args: str) -> Any:
         return run_cli(*args, data=data, cwd=tmp_path)
 
-    assert cli("registry", "add", V11, "--endpoint", "http://127.0.0.1:9101", "--stable").code == 0
-    assert cli("registry", "add", V12, "--endpoint", "http://127.0.0.1:9102").code == 0
+    no_key = cli("registry", "add", V11, "--endpoint", "http://127.0.0.1:9101", "--stable")
+    assert no_key.code == 2 and "API key" in no_key.err
+    made = cli("keys", "create", "--role", "operator", "--name", "ops", "--format", "json")
+    ingest = cli("keys", "create", "--role", "ingest", "--format", "json")
+    ops, ingest_key = json.loads(made.out)["key"], json.loads(ingest.out)["key"]
+    wrong = cli("registry", "add", V11, "--endpoint", "http://127.0.0.1:9101", "--key", ingest_key)
+    assert wrong.code == 2 and "role 'ingest' may not" in wrong.err
+    add = ("registry", "add", V11, "--endpoint", "http://127.0.0.1:9101", "--stable", "--key", ops)
+    assert cli(*add).code == 0
+    assert (
+        cli("registry", "add", V12, "--endpoint", "http://127.0.0.1:9102", "--key", ops).code == 0
+    )
     res = parallel(
         {
             "skip": lambda: cli("registry", "promote", V12, "--to", "stable"),
@@ -158,11 +168,15 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
     assert res["unknown"].code == 2 and "not registered" in res["unknown"].err
     assert [v["status"] for v in json.loads(res["list"].out)] == ["stable", "staging"]
     assert res["no_key"].code == 2 and "API key" in res["no_key"].err
-    q = cli("registry", "quarantine", V12, "--reason", "unsafe in review")
+    assert cli("registry", "quarantine", V12, "--reason", "unsafe in review").code == 2
+    q = cli("registry", "quarantine", V12, "--reason", "unsafe in review", "--key", ops)
     assert q.code == 0, q.err
 
     ok = cli("audit", "verify", "--format", "json")
     assert ok.code == 0 and json.loads(ok.out)["entries"] >= 4
+    cp = cli("audit", "checkpoint", "--format", "json")
+    assert cp.code == 0 and json.loads(cp.out)["seq"] == json.loads(ok.out)["head_seq"]
+    assert (data / "secrets" / "audit.key").stat().st_mode & 0o777 == 0o600
     con = sqlite3.connect(data / "state.db")
     con.execute("DROP TRIGGER audit_log_no_update")
     con.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 3")
@@ -178,3 +192,5 @@ def test_registry_refusals_and_a_tampered_audit_log(tmp_path: Path, run_cli: Any
     entries = json.loads(res["list"].out)
     assert entries[0]["seq"] > entries[-1]["seq"]  # newest first
     assert {e["action"] for e in entries} >= {"registry.add", "registry.transition", "routes.set"}
+    refused = [e for e in entries if e["action"] == "auth.refused"]
+    assert {e["subject"] for e in refused} == {V11, V12}  # the refusals above, audited

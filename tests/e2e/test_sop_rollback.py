@@ -96,7 +96,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, run_cli: Any) -> Iterator
         out.update(ops=ops, board=board, cli=cli)
         setup = parallel(
             {
-                "v11": lambda: cli("registry", "add", V11, "--endpoint", good.url, "--stable"),
+                "v11": lambda: cli(
+                    "registry", "add", V11, "--endpoint", good.url, "--stable", "--key", ops
+                ),
                 "v12": lambda: cli("registry", "add", V12, "--endpoint", bad.url, "--key", ops),
                 "golden": lambda: cli("eval", "init", "--out", "golden.jsonl"),
             }

@@ -273,6 +273,11 @@ def test_the_gateway_needs_a_key_once_any_key_exists(gw: Gw) -> None:
         ask(gw.client())
     with pytest.raises(openai.PermissionDeniedError):
         ask(gw.client(reviewer))
-    raw = ask(gw.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_D"})
-    # A key bound to a plant speaks for that plant, whatever the header says.
+    # A key bound to a plant speaks for that plant only: another plant's header is refused.
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        ask(gw.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_D"})
+    assert "bound to plant 'Plant_B'" in str(refused.value)
+    raw = ask(gw.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_B"})
+    assert gw.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"
+    raw = ask(gw.client(ingest), user="op-22")
     assert gw.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"

@@ -57,6 +57,7 @@ def server(tmp_path: Path, sim_data: Any) -> Iterator[dict[str, Any]]:
         "bob": create_key(state, "reviewer", name="bob")[0],
         "ops": create_key(state, "operator", name="ops")[0],
         "ingest": create_key(state, "ingest")[0],
+        "nameless": create_key(state, "reviewer")[0],
     }
     app = _with_review_routes(create_app(settings, ServerConfig(flush_interval_s=0.1)))
     with ServerThread(app) as srv:
@@ -117,10 +118,24 @@ def test_review_endpoints_guard_identity_and_input(server: dict[str, Any]) -> No
         assert res.status_code == 401 and res.json()["error"]["code"] == "unauthorized"
     with client(server, "ingest") as http:
         res = http.get("/v1/review/queues/q/next", params={"reviewer": "ann"})
-        assert res.status_code == 200  # an ingest key may record events for anyone
+        assert res.status_code == 403  # an ingest key cannot review, as anyone
+        assert "role 'ingest' may not" in res.json()["error"]["message"]
+        res = http.post(
+            "/v1/review/queues/q/reviews",
+            json={"item_id": "x", "reviewer": "ann", "answers": GOOD_ANSWERS},
+        )
+        assert res.status_code == 403
+    with client(server, "nameless") as http:
+        res = http.get("/v1/review/queues/q/next", params={"reviewer": "ann"})
+        assert res.status_code == 403 and "has no name" in res.json()["error"]["message"]
     with client(server, "ann") as http:
         res = http.get("/v1/review/queues/q/next", params={"reviewer": "bob"})
         assert res.status_code == 403 and "cannot act as 'bob'" in res.json()["error"]["message"]
+        res = http.post(
+            "/v1/review/queues/q/reviews",
+            json={"item_id": "x", "reviewer": "bob", "answers": GOOD_ANSWERS},
+        )
+        assert res.status_code == 403 and res.json()["error"]["field"] == "reviewer"
         item = http.get("/v1/review/queues/q/next", params={"reviewer": "ann"}).json()
         bad = http.post(
             "/v1/review/queues/q/reviews",

@@ -383,6 +383,13 @@ def corpus() -> list[tuple[str | None, dict[str, Any]]]:
         ("prompt_tokens", _good(44, prompt_tokens=2**31)),
         ("completion_tokens", _good(45, completion_tokens=3_000_000_000)),
         (None, _good(43, prompt_embedding=VEC4, response_embedding=VEC4)),
+        # Control characters: only tab, newline and carriage return are text.
+        ("user_prompt", _good(46, user_prompt="torque\x00for M12?")),
+        ("plant_id", _good(47, plant_id="Plant_\x07B")),
+        ("error", _good(48, generated_response=None, error="timeout \x1b[31m")),
+        ("generated_response", _good(49, generated_response="85 Nm\x7f")),
+        ("user_id", _good(50, user_id="op\x85")),
+        (None, _good(51, user_prompt="line one\n\tline two\r\n")),
     ]
     return items
 
@@ -485,7 +492,9 @@ def test_parquet_and_jsonl_store_the_same_good_records(tmp_path: Path) -> None:
         "req-004",
         "req-005",
         "req-043",
+        "req-051",
     ]
+    assert by_id["req-051"]["user_prompt"] == "line one\n\tline two\r\n"
     # A missing safety flag is computed from the response; a given one is kept.
     assert by_id["req-003"]["contains_safety_keyword"] is True
     assert by_id["req-003"]["safety_computed"] is True

@@ -32,8 +32,8 @@ def state(tmp_path: Path) -> StateStore:
 def raw(state: StateStore) -> sqlite3.Connection:
     """The database as someone with file access would open it, triggers removed."""
     con = sqlite3.connect(state.url.removeprefix("sqlite:///"))
-    con.execute("DROP TRIGGER audit_log_no_update")
-    con.execute("DROP TRIGGER audit_log_no_delete")
+    con.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
+    con.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
     return con
 
 
@@ -98,6 +98,12 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(state: StateStore) 
     )
     con.commit()
     res = audit.verify(state)
+    # The MAC, which needs the key, finds it at the edited entry itself; the next link breaks too.
+    assert res.first_bad_seq == 2 and "MAC does not match" in (res.problem or "")
+    con.execute("DROP TRIGGER IF EXISTS audit_mac_no_delete")
+    con.execute("DELETE FROM audit_mac")  # as if written before MACs existed: the hash rule
+    con.commit()
+    res = audit.verify(state)
     assert res.first_bad_seq == 3 and "prev_hash" in (res.problem or "")
 
 
@@ -142,3 +148,109 @@ def test_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
     res = audit.verify(st)
     assert res.ok and res.entries == 60
     assert [e.seq for e in audit.entries(st)] == list(range(1, 61))
+
+
+# ---- the keyed MAC and signed checkpoints -----------------------------------------------------
+def raw_all(state: StateStore) -> sqlite3.Connection:
+    con = raw(state)
+    con.execute("DROP TRIGGER IF EXISTS audit_mac_no_update")
+    con.execute("DROP TRIGGER IF EXISTS audit_mac_no_delete")
+    return con
+
+
+def rehash_from(con: sqlite3.Connection, seq: int, **changes: str) -> None:
+    """Edit entry ``seq`` and recompute every later hash and the head, as someone with the
+    database but not the audit key could."""
+    cols = ["seq", "at", "actor", "action", "subject", "reason", "evidence", "prev_hash", "hash"]
+    rows = [
+        dict(zip(cols, r, strict=True))
+        for r in con.execute(f"SELECT {', '.join(cols)} FROM audit_log ORDER BY seq")
+    ]
+    prev = audit.GENESIS
+    for r in rows:
+        if r["seq"] == seq:
+            r.update(changes)
+        if r["seq"] >= seq:
+            body = {**r, "evidence": __import__("json").loads(r["evidence"])}
+            r["prev_hash"], r["hash"] = prev, audit.entry_hash(prev, body)
+            con.execute(
+                "UPDATE audit_log SET reason = ?, actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (r["reason"], r["actor"], r["prev_hash"], r["hash"], r["seq"]),
+            )
+        prev = r["hash"]
+    con.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (rows[-1]["seq"], prev))
+    con.commit()
+
+
+def test_entries_carry_a_mac_keyed_by_a_secret_outside_the_database(state: StateStore) -> None:
+    es = audit.entries(state)
+    assert all(e.mac and len(e.mac) == 64 for e in es)
+    key_file = state.secrets_dir / audit.KEY_FILE  # type: ignore[operator]
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.parent.stat().st_mode & 0o777 == 0o700
+    import hashlib
+    import hmac
+
+    key = key_file.read_text().strip().encode()
+    expected = hmac.new(key, f"{es[0].mac}\n{es[1].hash}".encode(), hashlib.sha256).hexdigest()
+    assert es[1].mac == expected
+    assert audit.GENESIS not in key_file.read_text()
+
+
+def test_a_chain_rehashed_without_the_key_is_found_at_the_edited_seq(state: StateStore) -> None:
+    rehash_from(raw_all(state), 3, reason="nothing happened here")
+    res = audit.verify(state)
+    assert not res.ok and res.first_bad_seq == 3
+    assert "recomputed without the audit key" in (res.problem or "")
+
+
+def test_a_chain_checked_with_another_key_fails(state: StateStore, tmp_path: Path) -> None:
+    other = StateStore(state.url, secrets_dir=tmp_path / "other-secrets")
+    res = audit.verify(other)
+    assert not res.ok and res.first_bad_seq == 1 and "MAC" in (res.problem or "")
+
+
+def test_a_truncated_tail_with_a_rewritten_head_is_found_by_the_checkpoint(
+    state: StateStore,
+) -> None:
+    cp = audit.checkpoint(state)
+    assert cp["seq"] == 6 and len(cp["signature"]) == 64
+    con = raw_all(state)
+    con.execute("DELETE FROM audit_log WHERE seq >= 5")
+    con.execute("DELETE FROM audit_mac WHERE seq >= 5")
+    h4 = con.execute("SELECT hash FROM audit_log WHERE seq = 4").fetchone()[0]
+    con.execute("UPDATE audit_head SET seq = 4, hash = ? WHERE id = 1", (h4,))
+    con.commit()
+    res = audit.verify(state)
+    assert not res.ok and res.first_bad_seq == 5
+    assert "checkpoint" in (res.problem or "") and "records seq 6" in (res.problem or "")
+
+
+def test_a_forged_checkpoint_is_refused(state: StateStore) -> None:
+    audit.checkpoint(state)
+    path = audit.checkpoint_path(state)
+    import json
+
+    cp = json.loads(path.read_text().splitlines()[-1])
+    path.write_text(json.dumps({**cp, "seq": 2}) + "\n")
+    res = audit.verify(state)
+    assert not res.ok and "bad signature" in (res.problem or "")
+
+
+def test_entries_written_before_macs_verify_by_the_hash_rule_and_are_reported(
+    state: StateStore,
+) -> None:
+    con = raw_all(state)
+    con.execute("DELETE FROM audit_mac")  # as an installation from before MACs existed
+    con.commit()
+    audit.record(state, "cli:ana", "registry.add", "v7")
+    res = audit.verify(state)
+    assert res.ok and res.legacy_entries == 6 and res.entries == 7
+    assert any("before MACs existed" in n for n in res.notes)
+    # Once one entry has a MAC, a later entry without one is a failure.
+    audit.record(state, "cli:ana", "registry.add", "v8")
+    con = raw_all(state)
+    con.execute("DELETE FROM audit_mac WHERE seq = 8")
+    con.commit()
+    res = audit.verify(state)
+    assert not res.ok and res.first_bad_seq == 8 and "no MAC" in (res.problem or "")

@@ -201,10 +201,45 @@ def test_latency_not_a_number(value: Any) -> None:
     assert _fields("requests", _with(REQUEST, latency_ms=value)) == ["latency_ms"]
 
 
-def test_latency_zero_and_numeric_text_are_accepted() -> None:
+def test_latency_zero_is_accepted_and_numeric_text_is_not() -> None:
     assert _ok("requests", _with(REQUEST, latency_ms=0)).latency_ms == 0.0
-    # CSV cells are text; a number written as text is still that number.
-    assert _ok("requests", _with(REQUEST, latency_ms="250.5")).latency_ms == 250.5
+    # A number sent as a string is a sender's bug (the CSV reader parses its cells by column).
+    assert _reasons("requests", _with(REQUEST, latency_ms="250.5")) == {
+        "latency_ms": "must be a number, not a string ('250.5')"
+    }
+
+
+@pytest.mark.parametrize("field", ["human_feedback_score", "prompt_tokens", "completion_tokens"])
+def test_integers_sent_as_strings_are_rejected(field: str) -> None:
+    assert _reasons("requests", _with(REQUEST, **{field: "4"})) == {
+        field: "must be a number, not a string ('4')"
+    }
+    assert _reasons("feedback", _with(FEEDBACK, score="4")) == {
+        "score": "must be a number, not a string ('4')"
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "char"),
+    [
+        ("user_prompt", "\x00"),
+        ("generated_response", "\x1b"),
+        ("plant_id", "\x07"),
+        ("request_id", "\x7f"),
+        ("user_id", "\x85"),
+    ],
+)
+def test_control_characters_in_text_are_rejected(field: str, char: str) -> None:
+    assert _reasons("requests", _with(REQUEST, **{field: f"a{char}b"})) == {
+        field: f"holds a control character (U+{ord(char):04X}); only tab, newline and "
+        "carriage return are allowed in text"
+    }
+    assert _reasons("feedback", _with(FEEDBACK, comment=f"x{char}")).keys() == {"comment"}
+
+
+def test_tabs_and_newlines_are_text() -> None:
+    rec = _ok("requests", _with(REQUEST, user_prompt="one\n\ttwo\r\n"))
+    assert rec.user_prompt == "one\n\ttwo\r\n"
 
 
 def test_latency_boolean_is_rejected() -> None:
@@ -228,7 +263,7 @@ def test_feedback_score_out_of_range(value: Any, reason: str) -> None:
     assert _reasons("feedback", _with(FEEDBACK, score=value)) == {"score": reason}
 
 
-@pytest.mark.parametrize(("value", "expected"), [(1, 1), (5, 5), ("4", 4), (3.0, 3), (None, None)])
+@pytest.mark.parametrize(("value", "expected"), [(1, 1), (5, 5), (3.0, 3), (None, None)])
 def test_feedback_score_accepted_values(value: Any, expected: int | None) -> None:
     assert _ok("requests", _with(REQUEST, human_feedback_score=value)).human_feedback_score == (
         expected
@@ -292,8 +327,9 @@ def test_embedding_values_and_length(name: str, value: list[float], reason: str)
 
 @pytest.mark.parametrize("name", ["prompt_embedding", "response_embedding"])
 def test_embedding_not_numbers(name: str) -> None:
-    # One problem per bad element, all naming the embedding.
-    assert _fields("requests", _with(REQUEST, **{name: ["a", "b"]})) == [name, name]
+    assert _reasons("requests", _with(REQUEST, **{name: [0.5, "b"]})) == {
+        name: "item 1 must be a number, not a string ('b')"
+    }
     assert _fields("requests", _with(REQUEST, **{name: "0.1,0.2"})) == [name]
 
 

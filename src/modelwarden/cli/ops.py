@@ -89,14 +89,14 @@ def registry_add(
         help="Register as stable (only when no version "
         "is: the first version of an installation). Routes it.",
     ),
-    key: str = key_option(),
+    key: str = key_option(required=True),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Register a model version (in staging)."""
-    from modelwarden.governance import registry
+    """Register a model version (in staging); needs an operator or admin key."""
+    from modelwarden.governance import keys, registry
 
     state = _state()
-    actor = _actor(state, key)
+    actor = keys.require(state, key, "registry", version).actor
     info = registry.add(
         state, version, endpoint, actor, notes=notes, status="stable" if stable else "staging"
     )
@@ -220,14 +220,16 @@ def registry_promote(
 def registry_quarantine(
     version: str = typer.Argument(...),
     reason: str = typer.Option(..., "--reason"),
-    key: str = key_option(),
+    key: str = key_option(required=True),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Quarantine a version and take it out of the routes (canary and shadow)."""
-    from modelwarden.governance import registry
+    """Quarantine a version and take it out of the routes (canary and shadow); needs an
+    operator or admin key."""
+    from modelwarden.governance import keys, registry
 
     state = _state()
-    changed = registry.quarantine(state, version, reason, _actor(state, key))
+    actor = keys.require(state, key, "registry", version).actor
+    changed = registry.quarantine(state, version, reason, actor)
     info = registry.get(state, version)
     if format == Format.json:
         print_json({**info.to_dict(), "changed": changed})
@@ -348,23 +350,76 @@ def registry_set_endpoint(
 # ---- audit --------------------------------------------------------------------------------------
 @audit_app.command("verify")
 @handle_errors
-def audit_verify(format: Format = FORMAT_OPTION) -> None:
-    """Recompute the hash chain. Exit 1 naming the first entry that does not fit."""
+def audit_verify(
+    checkpoints: Path = typer.Option(
+        None,
+        "--checkpoints",
+        help="Checkpoint file (default SECRETS/audit-checkpoints.jsonl or "
+        "MODELWARDEN_AUDIT_CHECKPOINTS).",
+    ),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Recompute the hash chain and its keyed MACs, and compare the log with the last signed
+    checkpoint. Exit 1 naming the first entry that does not fit."""
     from modelwarden.governance import audit
 
-    res = audit.verify(_state())
+    res = audit.verify(_state(), checkpoints=checkpoints)
     if format == Format.json:
         print_json(res.to_dict())
     elif res.ok:
         console.print(
             f"audit log intact: {res.entries} entries, head seq {res.head_seq} hash {res.head_hash}"
         )
+        if res.checkpoint:
+            console.print(
+                f"matches the checkpoint of {res.checkpoint['at']} (seq {res.checkpoint['seq']})"
+            )
+        for note in res.notes:
+            err_console.print(f"note: {note}", highlight=False)
     else:
         err_console.print(
             f"audit log BROKEN at seq {res.first_bad_seq}: {res.problem}", highlight=False
         )
     if not res.ok:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@audit_app.command("checkpoint")
+@handle_errors
+def audit_checkpoint(
+    file: Path = typer.Option(None, "--file", help="Append to this file instead of the default."),
+    policy_file: Path = typer.Option(
+        None, "--policy", help="Send it to this policy's notification channels too."
+    ),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Sign the audit log's head with the audit key and export it (file, notification channels).
+
+    Run it on a schedule (cron): `audit verify` finds a truncated tail against the last one.
+    """
+    from modelwarden.governance import audit, notify
+
+    state = _state()
+    cp = audit.checkpoint(state, file)
+    queued = 0
+    cfg = _policy(policy_file).notify
+    with state.engine.begin() as con:
+        queued = notify.enqueue_event(
+            con,
+            f"audit-checkpoint-{cp['seq']}-{cp['at']}",
+            cfg,
+            "modelwarden.audit_checkpoint",
+            cp,
+            f"ModelWarden audit checkpoint: seq {cp['seq']} hash {cp['hash']} "
+            f"mac {cp['mac']} at {cp['at']} signature {cp['signature']}",
+        )
+    if queued:
+        notify.deliver_due(state)
+    out = {**cp, "file": str(audit.checkpoint_path(state, file)), "notifications": queued}
+    if format == Format.json:
+        print_json(out)
+    else:
+        console.print(f"checkpoint seq {cp['seq']} written to {out['file']}", highlight=False)
 
 
 @audit_app.command("list")

@@ -300,12 +300,27 @@ def keys_create(
     role: str = typer.Option(..., "--role", help="ingest, operator, reviewer, approver or admin"),
     name: str = typer.Option(None, "--name", help="Who or what uses it."),
     plant: str = typer.Option(None, "--plant", help="Bind the key to one plant."),
+    per_minute: int = typer.Option(None, "--per-minute", help="Request budget per minute."),
+    per_hour: int = typer.Option(None, "--per-hour", help="Request budget per hour."),
+    admin_key: str = typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help="An admin key; needed for roles above ingest once an admin key exists.",
+        show_default=False,
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Create an API key; it is printed once and only its hash is kept."""
+    """Create an API key; it is printed once and only its hash is kept.
+
+    The first admin key is made here, on the machine, without a key; after that, roles above
+    ingest need an admin key (--key).
+    """
     from modelwarden.governance.keys import create_key
 
-    secret, key = create_key(_state(), role, name, plant)
+    secret, key = create_key(
+        _state(), role, name, plant, by=admin_key, per_minute=per_minute, per_hour=per_hour
+    )
     if format == Format.json:
         print_json({"key": secret, **key.to_dict()})
         return
@@ -335,12 +350,19 @@ def keys_list(format: Format = FORMAT_OPTION) -> None:
 @handle_errors
 def keys_revoke(
     key_id: int = typer.Argument(..., help="The key's id (keys list)."),
+    admin_key: str = typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help="An admin key; needed once an admin key exists.",
+        show_default=False,
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Revoke a key; a running server stops accepting it within a second."""
     from modelwarden.governance.keys import revoke_key
 
-    key = revoke_key(_state(), key_id).to_dict()
+    key = revoke_key(_state(), key_id, by=admin_key).to_dict()
     if format == Format.json:
         print_json(key)
     else:

@@ -14,19 +14,35 @@ database's write lock before anything is read: two writers can never both chain 
 entry (SQLite serialises on the lock, PostgreSQL on the row). The head also makes a truncated log
 detectable. On SQLite, triggers refuse UPDATE and DELETE on the entries.
 
-What the chain proves: nobody changed the log *without also recomputing every later hash and the
-head*. Publishing the head hash elsewhere (the weekly report, a ticket) closes that gap.
+The hash chain alone proves only that nobody changed the log *without also recomputing every later
+hash and the head*, which anyone who can write the database can do. So each entry also carries a
+keyed MAC (``audit_mac``)::
+
+    mac = HMAC-SHA256(audit_key, prev_link + "\n" + hash)
+
+where ``prev_link`` is the previous entry's MAC (its hash for an entry written before MACs
+existed, 64 zeros for the first). The key is a file outside the state store
+(``SECRETS/audit.key``, 0600; :meth:`StateStore.secret`), so a chain recomputed without it
+shows. A truncated tail is caught by *checkpoints*: :func:`checkpoint` signs the head (seq, hash,
+MAC) with the same key and exports it to a file (``SECRETS/audit-checkpoints.jsonl`` by default)
+and, when configured, the notification outbox; :func:`verify` compares the log with the last one.
+
+Entries written before MACs existed verify by the hash rule alone and are reported as
+``legacy_entries``; once one entry has a MAC, every later one must have one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -46,6 +62,9 @@ from sqlalchemy import (
 from modelwarden.store.state import StateStore, metadata
 
 GENESIS = "0" * 64
+KEY_FILE = "audit.key"
+CHECKPOINT_FILE = "audit-checkpoints.jsonl"
+ENV_CHECKPOINTS = "MODELWARDEN_AUDIT_CHECKPOINTS"
 
 audit_log = Table(
     "audit_log",
@@ -69,20 +88,28 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+audit_mac = Table(
+    "audit_mac",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("mac", String(64), nullable=False),
+)
+
 event.listen(
     audit_head,
     "after_create",
     DDL(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}')"),
 )
-for _op in ("UPDATE", "DELETE"):
-    event.listen(
-        audit_log,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER IF NOT EXISTS audit_log_no_{_op.lower()} BEFORE {_op} ON audit_log "
-            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
-        ).execute_if(dialect="sqlite"),
-    )
+for _table in (audit_log, audit_mac):
+    for _op in ("UPDATE", "DELETE"):
+        event.listen(
+            _table,
+            "after_create",
+            DDL(
+                f"CREATE TRIGGER IF NOT EXISTS {_table.name}_no_{_op.lower()} BEFORE {_op} "
+                f"ON {_table.name} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+            ).execute_if(dialect="sqlite"),
+        )
 
 
 def _clean(v: Any) -> Any:
@@ -128,6 +155,19 @@ def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
     ).hexdigest()
 
 
+def audit_key(state: StateStore) -> bytes:
+    return state.secret(KEY_FILE)
+
+
+def _state_of(con: Connection) -> StateStore:
+    state: StateStore = con.engine.modelwarden_state  # type: ignore[attr-defined]
+    return state
+
+
+def entry_mac(key: bytes, prev_link: str, digest: str) -> str:
+    return hmac.new(key, f"{prev_link}\n{digest}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Entry:
     seq: int
@@ -139,6 +179,7 @@ class Entry:
     evidence: Any
     prev_hash: str
     hash: str
+    mac: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -182,15 +223,23 @@ def append(
         "evidence": json.loads(evidence_text),
     }
     digest = entry_hash(head.hash, entry)
+    key = audit_key(_state_of(con))
+    prev_mac = None
+    if head.seq:
+        prev_mac = con.execute(
+            select(audit_mac.c.mac).where(audit_mac.c.seq == head.seq)
+        ).scalar_one_or_none()
+    mac = entry_mac(key, prev_mac or head.hash, digest)
     con.execute(
         insert(audit_log).values(
             **{**entry, "evidence": evidence_text}, prev_hash=head.hash, hash=digest
         )
     )
+    con.execute(insert(audit_mac).values(seq=entry["seq"], mac=mac))
     con.execute(
         update(audit_head).where(audit_head.c.id == 1).values(seq=entry["seq"], hash=digest)
     )
-    return Entry(prev_hash=head.hash, hash=digest, **entry)
+    return Entry(prev_hash=head.hash, hash=digest, mac=mac, **entry)
 
 
 def record(
@@ -213,6 +262,7 @@ def _entry(r: Any) -> Entry:
     except ValueError:
         evidence = r.evidence
     return Entry(
+        mac=getattr(r, "mac", None),
         seq=r.seq,
         at=r.at,
         actor=r.actor,
@@ -234,7 +284,7 @@ def entries(
     limit: int | None = None,
     newest_first: bool = False,
 ) -> list[Entry]:
-    q = select(audit_log)
+    q = select(audit_log, audit_mac.c.mac).outerjoin(audit_mac, audit_mac.c.seq == audit_log.c.seq)
     if subject:
         q = q.where(audit_log.c.subject == subject)
     if action:
@@ -256,22 +306,101 @@ class Verification:
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    legacy_entries: int = 0
+    checkpoint: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def verify(state: StateStore, batch: int = 5000) -> Verification:
-    """Recompute the whole chain; name the first entry that does not fit, and why."""
+def checkpoint_path(state: StateStore, path: Path | None = None) -> Path:
+    if path is not None:
+        return path
+    if os.environ.get(ENV_CHECKPOINTS):
+        return Path(os.environ[ENV_CHECKPOINTS])
+    if state.secrets_dir is None:
+        raise OSError("no directory for secrets; set MODELWARDEN_SECRETS")
+    return state.secrets_dir / CHECKPOINT_FILE
+
+
+def _sign(key: bytes, body: Mapping[str, Any]) -> str:
+    return hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
+
+
+def checkpoint(
+    state: StateStore, path: Path | None = None, at: datetime | None = None
+) -> dict[str, Any]:
+    """Sign the head (seq, hash, MAC) with the audit key and append it to the checkpoint file.
+
+    Returns the checkpoint; :func:`modelwarden.governance.notify.enqueue_event` sends it to the
+    notification channels as well when the caller has them.
+    """
     with state.engine.connect() as con:
         head = con.execute(
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
         ).one()
-        prev, expected, n = GENESIS, 1, 0
-        last = 0
+        mac = con.execute(
+            select(audit_mac.c.mac).where(audit_mac.c.seq == head.seq)
+        ).scalar_one_or_none()
+    body = {"seq": int(head.seq), "hash": head.hash, "mac": mac, "at": iso(at or datetime.now(UTC))}
+    out = {**body, "signature": _sign(audit_key(state), body)}
+    target = checkpoint_path(state, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(canonical(out) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return out
+
+
+def last_checkpoint(
+    state: StateStore, path: Path | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The last checkpoint whose signature holds, and a problem with the file if any."""
+    try:
+        target = checkpoint_path(state, path)
+        lines = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
+    except OSError as exc:
+        return None, f"cannot read the checkpoints ({exc})"
+    key = audit_key(state)
+    for line in reversed([ln for ln in lines if ln.strip()]):
+        try:
+            cp = json.loads(line)
+            body = {k: cp[k] for k in ("seq", "hash", "mac", "at")}
+        except (ValueError, KeyError, TypeError):
+            return None, "the last checkpoint is not readable"
+        if not hmac.compare_digest(_sign(key, body), str(cp.get("signature", ""))):
+            return None, f"the checkpoint of seq {body['seq']} has a bad signature"
+        return cp, None
+    return None, None
+
+
+def verify(state: StateStore, batch: int = 5000, checkpoints: Path | None = None) -> Verification:
+    """Recompute the whole chain, hashes and MACs; compare it with the last checkpoint.
+
+    Names the first entry that does not fit, and why: an edited entry (its hash), a chain
+    recomputed without the key (its MAC), entries removed from the end (the head or the
+    checkpoint).
+    """
+    key = audit_key(state)
+    cp, cp_problem = last_checkpoint(state, checkpoints)
+    notes: list[str] = []
+    with state.engine.connect() as con:
+        head = con.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+        ).one()
+
+        def fail(seq: int | None, problem: str) -> Verification:
+            return Verification(False, n, head.seq, head.hash, seq, problem, legacy, cp, notes)
+
+        prev, link, expected, n, legacy, last = GENESIS, GENESIS, 1, 0, 0, 0
+        keyed = False
+        cp_row: tuple[str, str | None] | None = None
         while True:
             rows = con.execute(
-                select(audit_log)
+                select(audit_log, audit_mac.c.mac)
+                .outerjoin(audit_mac, audit_mac.c.seq == audit_log.c.seq)
                 .where(audit_log.c.seq > last)
                 .order_by(audit_log.c.seq)
                 .limit(batch)
@@ -283,19 +412,57 @@ def verify(state: StateStore, batch: int = 5000) -> Verification:
                 last = r.seq
                 bad = _check(r, expected, prev)
                 if bad is not None:
-                    return Verification(False, n, head.seq, head.hash, bad[0], bad[1])
+                    return fail(*bad)
+                if r.mac is None:
+                    if keyed:
+                        return fail(
+                            r.seq,
+                            "the entry has no MAC although earlier entries do: it was written "
+                            "without the audit key, or its MAC was removed",
+                        )
+                    legacy += 1
+                    link = r.hash
+                else:
+                    keyed = True
+                    if not hmac.compare_digest(entry_mac(key, link, r.hash), r.mac):
+                        return fail(
+                            r.seq,
+                            "the entry's MAC does not match: the chain was recomputed without "
+                            "the audit key (or the key is not this installation's)",
+                        )
+                    link = r.mac
+                if cp is not None and r.seq == cp["seq"]:
+                    cp_row = (r.hash, r.mac)
                 prev, expected = r.hash, r.seq + 1
     if last != head.seq or prev != head.hash:
-        return Verification(
-            False,
-            n,
-            head.seq,
-            head.hash,
+        return fail(
             last + 1,
             f"the log ends at seq {last} but its head records seq {head.seq}: "
             "entries were removed from the end",
         )
-    return Verification(True, n, head.seq, head.hash)
+    if cp_problem is not None:
+        return fail(None, cp_problem)
+    if cp is not None:
+        if cp["seq"] > last:
+            return fail(
+                last + 1,
+                f"the log ends at seq {last} but the checkpoint of {cp['at']} records seq "
+                f"{cp['seq']}: entries were removed from the end",
+            )
+        if cp["seq"] > 0 and cp_row != (cp["hash"], cp["mac"]):
+            return fail(
+                cp["seq"],
+                f"seq {cp['seq']} differs from the checkpoint of {cp['at']}: the log was "
+                "rewritten after it",
+            )
+    else:
+        notes.append("no checkpoint yet: a truncated tail shows only against the head")
+    if legacy:
+        notes.append(
+            f"{legacy} entr{'y' if legacy == 1 else 'ies'} written before MACs existed "
+            "verified by the hash rule alone"
+        )
+    return Verification(True, n, head.seq, head.hash, None, None, legacy, cp, notes)
 
 
 def _check(r: Any, expected: int, prev: str) -> tuple[int, str] | None:
@@ -327,12 +494,16 @@ __all__ = [
     "Verification",
     "append",
     "audit_head",
+    "audit_key",
     "audit_log",
+    "audit_mac",
     "canonical",
     "canonical_obj",
+    "checkpoint",
     "entries",
     "entry_hash",
     "iso",
+    "last_checkpoint",
     "record",
     "transaction",
     "verify",

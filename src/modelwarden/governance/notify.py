@@ -193,6 +193,64 @@ def enqueue(
     return added
 
 
+def enqueue_event(
+    con: Connection,
+    event_id: str,
+    cfg: Notify,
+    event: str,
+    data: dict[str, Any],
+    text: str,
+    now: datetime | None = None,
+) -> int:
+    """Add an event that is not an incident (an audit checkpoint, say) to the outbox: the whole
+    ``data`` to the webhook, ``text`` to Slack and e-mail. Once per event, channel and target."""
+    now = now or datetime.now(UTC)
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if cfg.webhook_url:
+        out.append(("webhook", cfg.webhook_url, {"event": event, **data, "text": text}))
+    if cfg.slack_webhook_url:
+        out.append(("slack", cfg.slack_webhook_url, {"channel": cfg.slack_channel, "text": text}))
+    if cfg.smtp_host and cfg.email_to:
+        target = f"smtp://{cfg.smtp_host}:{cfg.smtp_port}/" + ",".join(cfg.email_to)
+        mail = {
+            "host": cfg.smtp_host,
+            "port": cfg.smtp_port,
+            "from": cfg.email_from,
+            "to": list(cfg.email_to),
+            "subject": f"[modelwarden] {event}",
+            "text": text,
+        }
+        out.append(("email", target, mail))
+    added = 0
+    for channel, target, payload in out:
+        exists = con.execute(
+            select(notifications.c.id).where(
+                notifications.c.incident_id == event_id,
+                notifications.c.channel == channel,
+                notifications.c.target == target,
+            )
+        ).first()
+        if exists:
+            continue
+        con.execute(
+            insert(notifications).values(
+                incident_id=event_id,
+                channel=channel,
+                target=target,
+                payload=json.loads(json.dumps(payload, default=str)),
+                status="pending",
+                attempts=0,
+                max_attempts=cfg.retry_attempts,
+                backoff_ms=max(round(cfg.retry_backoff_s * 1000), 1),
+                timeout_ms=max(round(cfg.timeout_s * 1000), 1),
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        added += 1
+    return added
+
+
 # ---- sending ----------------------------------------------------------------------------------------
 class DeliveryError(Exception):
     pass

@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 
 from modelwarden.ingest.rejections import Rejection, raw_text
 from modelwarden.records import (
+    CONTROL_RE,
+    CONTROL_RE2,
     FINITE_REASON,
     FLOAT32_LIMIT,
     FLOAT32_REASON,
@@ -33,6 +35,7 @@ from modelwarden.records import (
     UTF8_BYTES_REASON,
     FieldProblem,
     RequestRecord,
+    control_reason,
     text_rules,
 )
 from modelwarden.safety.checker import SafetyChecker
@@ -118,6 +121,12 @@ def _check_string(
         probs.flag(pc.less(length, lo), name, f"string should have at least {lo} character")
     if hi is not None:
         probs.flag(pc.greater(length, hi), name, f"string should have at most {hi} characters")
+    control = pc.fill_null(pc.match_substring_regex(col, CONTROL_RE2), False)
+    rows = np.flatnonzero(np.asarray(control.to_numpy(zero_copy_only=False), dtype=bool))
+    for i in rows:  # few rows: the reason names the character, as the record path does
+        found = CONTROL_RE.search(col[int(i)].as_py())
+        assert found is not None
+        probs.flag_rows(np.array([i]), name, control_reason(found.group()))
 
 
 def validate_requests(

@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from modelwarden.errors import InputError
-from modelwarden.records import TIMESTAMP_RANGE_REASON, UTF8_BYTES_REASON
+from modelwarden.records import (
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    TIMESTAMP_RANGE_REASON,
+    UTF8_BYTES_REASON,
+)
 
 CHUNK = 20_000
 JSONL_EXT = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz")
@@ -132,9 +138,27 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
+def _csv_number(value: str, integer: bool) -> Any:
+    """A numeric cell parsed by its column's type; a cell that is no number stays text, so that
+    validation names the field and the reason."""
+    text = value.strip()
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        pass
+    if integer:
+        try:
+            return float(text)  # "4.0" is 4; "4.5" is refused by validation as not an integer
+        except ValueError:
+            pass
+    return value
+
+
 def _csv_value(key: str, value: str | None) -> Any:
     if value is None or value == "":
         return None
+    if key in INT_COLUMNS or key in FLOAT_COLUMNS:
+        return _csv_number(value, key in INT_COLUMNS)
     if key in BOOLEAN_COLUMNS:
         low = value.strip().lower()
         if low in _TRUE:
@@ -156,18 +180,45 @@ def read_csv(path: str) -> Iterator[Chunk]:
         raw = fh.read()
     finally:
         fh.close()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # CSV rows can span lines, so a CSV that is not UTF-8 is refused whole, with the place.
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path}: line {line}: {_utf8_problem(exc)}", field="path") from exc
+    # Bytes that are not UTF-8 decode to lone surrogates (U+DC80-U+DCFF), which valid UTF-8
+    # never produces: the row that holds one is rejected with its line, the rest is read.
+    text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         raise InputError(f"{path}: empty CSV file (no header row)", field="path")
+    bad_header = next((n for n in reader.fieldnames if _BAD_BYTE.search(n)), None)
+    if bad_header is not None:
+        raise InputError(
+            f"{path}: line 1: the header is not valid UTF-8 ({_bad_byte(bad_header)})",
+            field="path",
+        )
     chunk: Chunk = []
+    last_line = reader.line_num
     try:
         for rowno, row in enumerate(reader, start=1):
+            first_line, last_line = last_line + 1, reader.line_num
+            bad_cell = next(
+                (
+                    (k, v)
+                    for k, v in row.items()
+                    if isinstance(v, str) and k is not None and _BAD_BYTE.search(v)
+                ),
+                None,
+            )
+            if bad_cell is not None:
+                k, v = bad_cell
+                shown = json.dumps(row, default=str, ensure_ascii=False)
+                chunk.append(
+                    (
+                        f"row {rowno}",
+                        BadLine(
+                            f"not valid UTF-8 ({_bad_byte(v)} of the cell, on line {first_line})",
+                            shown.encode("utf-8", "replace").decode("utf-8")[:2000],
+                            field=k,
+                        ),
+                    )
+                )
+                continue
             if None in row:  # more cells than header columns
                 chunk.append(
                     (
@@ -188,6 +239,15 @@ def read_csv(path: str) -> Iterator[Chunk]:
         ) from exc
     if chunk:
         yield chunk
+
+
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _bad_byte(text: str) -> str:
+    m = _BAD_BYTE.search(text)
+    assert m is not None
+    return f"byte 0x{ord(m.group()) - 0xDC00:02x} at character {m.start()}"
 
 
 def read_parquet_rows(path: str) -> Iterator[Chunk]:

@@ -20,7 +20,14 @@ from modelwarden.records import INLINE_EMBEDDER, KEY_FIELD, FieldProblem, clean_
 
 BAD_RECORD_KEY = "__modelwarden_bad_record__"
 
-__all__ = ["BAD_RECORD_KEY", "as_bad_line", "bad_record", "check_batch", "clean_text"]
+__all__ = [
+    "BAD_RECORD_KEY",
+    "as_bad_line",
+    "bad_record",
+    "check_batch",
+    "clean_text",
+    "plant_problem",
+]
 
 
 def bad_record(raw: Any, problem: FieldProblem) -> dict[str, Any]:
@@ -49,13 +56,30 @@ def _spools_as_it_came(raw: Any) -> bool:
     return True
 
 
+def plant_problem(bound: str | None, plant_id: str) -> FieldProblem | None:
+    """Why a key bound to plant ``bound`` may not write a record of ``plant_id``, if it may not."""
+    if bound is None or plant_id == bound:
+        return None
+    return FieldProblem(
+        field="plant_id",
+        reason=f"the API key is bound to plant {bound!r} and cannot write records of "
+        f"plant {plant_id!r}",
+    )
+
+
 def check_batch(
-    kind: str, records: list[Any], embedders: dict[str, int], batch_id: str
+    kind: str,
+    records: list[Any],
+    embedders: dict[str, int],
+    batch_id: str,
+    plant: str | None = None,
 ) -> tuple[list[dict[str, Any]], int, list[tuple[str, Any]]]:
     """Per-record results, the number accepted, and the items to spool.
 
     The rules are the log store's own (:func:`modelwarden.records.validate`, which includes
     what its column types can hold, and the embedding dimensions), so ``accepted`` means stored.
+    ``plant`` is the plant the sender's key is bound to, if any: a request record of another
+    plant is rejected with field ``plant_id`` (kept in the rejected store with its reason).
     """
     results: list[dict[str, Any]] = []
     items: list[tuple[str, Any]] = []
@@ -65,7 +89,8 @@ def check_batch(
     for i, raw in enumerate(records):
         rec, problems = validate(kind, raw)
         if rec is not None and kind == "requests":
-            problems = _dimension_problems(rec, dims)
+            wrong_plant = plant_problem(plant, rec.plant_id)  # type: ignore[attr-defined]
+            problems = [wrong_plant] if wrong_plant else _dimension_problems(rec, dims)
         key = getattr(rec, key_field, None) if rec is not None else None
         if key is None and isinstance(raw, dict) and isinstance(raw.get(key_field), str):
             key = raw[key_field]

@@ -27,6 +27,12 @@ class ServerConfig(BaseModel):
         description="Route changes made elsewhere reach every request within this time.",
     )
     keys_ttl_s: float = Field(default=1.0, gt=0, description="A revoked key stops within this.")
+    auth_max_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Failed authentications per minute from one address or key prefix before 429.",
+    )
+    auth_block_s: float = Field(default=60.0, gt=0, description="How long such a client waits.")
     run_controller: bool = Field(
         default=True, description="Tick the rollout controller and SOP policy inside the server."
     )

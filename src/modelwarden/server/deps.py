@@ -104,7 +104,12 @@ async def caller(request: Request, action: str) -> ApiKey | None:
         return key
     if secret:
         request.state.mw_key = rt.keys.lookup(secret)
-    return rt.keys.authorize(authorization, action, optional_without_keys=action == "gateway")
+    return rt.keys.authorize(
+        authorization,
+        action,
+        optional_without_keys=action == "gateway",
+        client=client_address(request.scope),
+    )
 
 
 def requires(action: str) -> Callable[..., Awaitable[ApiKey | None]]:
@@ -134,6 +139,11 @@ def requires_key(action: str) -> Callable[..., Awaitable[ApiKey]]:
 
     check.__name__ = f"requires_key_{action}"
     return check
+
+
+def client_address(scope: Any) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def json_default(v: Any) -> str:

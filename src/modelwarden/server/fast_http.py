@@ -118,7 +118,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         rt = self._runtime
         assert rt is not None
         try:
-            key = gateway_api.authorize(rt, headers)
+            key = gateway_api.authorize(rt, headers, self.client[0] if self.client else None)
             response = await gateway_api.chat_response(rt, headers, data, key)
         except Exception as exc:
             response = gateway_api.error_answer(exc)

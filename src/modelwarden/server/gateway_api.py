@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from modelwarden.errors import WardenError
-from modelwarden.governance.keys import ApiKey
+from modelwarden.governance.keys import ApiKey, ForbiddenError
 from modelwarden.server.body import JSON_TYPES, _too_large, parse_json, read_json
 from modelwarden.server.deps import requires, runtime_of
 from modelwarden.server.errors import UnsupportedMediaType, error_responses
@@ -56,6 +56,7 @@ async def chat_completions(
     headers = {
         k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]
     }
+    check_plant(rt, headers, key)
     call = gateway.new_call(body, headers, key.plant_id if key else None)
     return await gateway.handle(call)
 
@@ -90,8 +91,10 @@ async def _read(receive: Any, headers: dict[str, str], limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def authorize(rt: Runtime, headers: dict[str, str]) -> ApiKey | None:
-    return rt.keys.authorize(headers.get("authorization"), "gateway", optional_without_keys=True)
+def authorize(rt: Runtime, headers: dict[str, str], client: str | None = None) -> ApiKey | None:
+    return rt.keys.authorize(
+        headers.get("authorization"), "gateway", optional_without_keys=True, client=client
+    )
 
 
 async def chat_response(
@@ -101,21 +104,71 @@ async def chat_response(
 
     Raises :class:`~modelwarden.errors.WardenError` for an answer in the error shape.
     """
+    check_plant(rt, headers, key)
     call = rt.gateway.new_call(body, headers, key.plant_id if key else None)
     return await rt.gateway.handle(call)
+
+
+def check_plant(rt: Runtime, headers: dict[str, str], key: ApiKey | None) -> None:
+    """A key bound to a plant speaks for that plant only: ``X-Plant-Id`` naming another is
+    refused (and audited) rather than quietly replaced."""
+    if key is None or key.plant_id is None:
+        return
+    asked = headers.get("x-plant-id", "").strip()
+    if asked and asked != key.plant_id:
+        raise rt.keys.refuse(
+            ForbiddenError(
+                f"this key is bound to plant {key.plant_id!r} and cannot write records of "
+                f"plant {asked!r}",
+                field="plant_id",
+            ),
+            key,
+            "gateway",
+            None,
+        )
+
+
+# The ``error.type`` an OpenAI client expects for each status.
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body (``message``, ``type``, ``param``, ``code``), which this server's one
+    error shape (``code``, ``message``, ``field``) extends."""
+    error: dict[str, Any] = {
+        "message": message,
+        "type": OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+        "param": param,
+        "code": code,
+    }
+    if param is not None:
+        error["field"] = param
+    return {"error": error}
 
 
 def error_answer(exc: Exception) -> Response:
     if isinstance(exc, WardenError):
         if exc.http_status >= 500:
             log.error("%s: %s", exc.code, exc.message)
+        body = openai_error(exc.http_status, exc.code, exc.message, exc.field)
+        if exc.details:
+            body["error"]["details"] = exc.details
         return JSONResponse(
-            exc.to_dict(), status_code=exc.http_status, headers=getattr(exc, "headers", None)
+            body, status_code=exc.http_status, headers=getattr(exc, "headers", None)
         )
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(
-        {"error": {"code": "internal", "message": "internal error; see the server log"}},
-        status_code=500,
+        openai_error(500, "internal", "internal error; see the server log"), status_code=500
     )
 
 
@@ -131,7 +184,8 @@ async def serve_chat(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any
     try:
         headers = header_dict(scope["headers"])
         # The key is checked before the body is read, as for every other endpoint.
-        key = authorize(rt, headers)
+        client = scope.get("client")
+        key = authorize(rt, headers, str(client[0]) if client else None)
         body = parse_json(await _read(receive, headers, rt.config.max_body_bytes))
         response = await chat_response(rt, headers, body, key)
     except _Disconnected:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from modelwarden.errors import MalformedBody
+from modelwarden.governance.keys import ApiKey
 from modelwarden.ingest.validation import check_batch
 from modelwarden.records import FieldProblem
 from modelwarden.server.body import read_json
@@ -68,7 +69,9 @@ def batch_records(body: Any) -> list[Any]:
     )
 
 
-async def ingest_batch(request: Request, kind: str, source: str) -> JSONResponse:
+async def ingest_batch(
+    request: Request, kind: str, source: str, key: ApiKey | None = None
+) -> JSONResponse:
     rt = runtime_of(request)
     t0 = time.perf_counter()
     body = await read_json(request, rt.config.max_body_bytes, ndjson=True)
@@ -81,12 +84,14 @@ async def ingest_batch(request: Request, kind: str, source: str) -> JSONResponse
         )
     embedders = rt.store.embedders() if kind == "requests" else {}
     batch_id = uuid.uuid4().hex
+    plant = key.plant_id if key is not None else None
     if len(records) > INLINE_VALIDATION_MAX:
         results, accepted, items = await run_in_threadpool(
-            check_batch, kind, records, embedders, batch_id
+            check_batch, kind, records, embedders, batch_id, plant
         )
     else:
-        results, accepted, items = check_batch(kind, records, embedders, batch_id)
+        results, accepted, items = check_batch(kind, records, embedders, batch_id, plant)
+    refuse_other_plants(rt, key, results, source)
     if items:
         await rt.spool_batch(SpoolBatch(kind, source, items, batch_id=batch_id))
     invalid = len(records) - accepted
@@ -103,6 +108,23 @@ async def ingest_batch(request: Request, kind: str, source: str) -> JSONResponse
             "results": results,
         }
     )
+
+
+def refuse_other_plants(
+    rt: Any, key: ApiKey | None, results: list[dict[str, Any]], source: str
+) -> None:
+    """Audit the records a plant-bound key was refused (one entry per batch)."""
+    if key is None or key.plant_id is None:
+        return
+    refused = [r for r in results if r["status"] == "invalid" and r.get("field") == "plant_id"]
+    if refused:
+        rt.keys.refusals.add(
+            key.actor,
+            "auth.refused",
+            source,
+            f"{len(refused)} record(s) of another plant than {key.plant_id!r}",
+            {"prefix": key.prefix, "keys": [r["key"] for r in refused[:20]]},
+        )
 
 
 def _body_doc(record_schema: str) -> dict[str, Any]:
@@ -142,8 +164,10 @@ _ERRORS = error_responses(400, 401, 403, 413, 415)
     openapi_extra=_body_doc("RequestRecord"),
     summary="Store request logs (the seed's schema)",
 )
-async def post_logs(request: Request, _key: Any = Depends(requires("ingest"))) -> JSONResponse:
-    return await ingest_batch(request, "requests", "http:/v1/logs")
+async def post_logs(
+    request: Request, key: ApiKey | None = Depends(requires("ingest"))
+) -> JSONResponse:
+    return await ingest_batch(request, "requests", "http:/v1/logs", key)
 
 
 @router.post(

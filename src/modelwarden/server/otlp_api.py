@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from modelwarden.errors import MalformedBody
+from modelwarden.governance.keys import ApiKey
 from modelwarden.ingest import otlp
 from modelwarden.ingest.validation import check_batch
 from modelwarden.server.body import (
@@ -31,6 +32,7 @@ from modelwarden.server.errors import (
     UnsupportedMediaType,
     error_responses,
 )
+from modelwarden.server.ingest_api import refuse_other_plants
 from modelwarden.store.spool import SpoolBatch
 
 router = APIRouter(tags=["ingest"])
@@ -148,7 +150,9 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     },
     summary="OpenTelemetry GenAI spans as request records (OTLP/HTTP)",
 )
-async def post_traces(request: Request, _key: Any = Depends(requires("ingest"))) -> Response:
+async def post_traces(
+    request: Request, key: ApiKey | None = Depends(requires("ingest"))
+) -> Response:
     rt = runtime_of(request)
     t0 = time.perf_counter()
     protobuf = otlp.protobuf_available()
@@ -178,8 +182,9 @@ async def post_traces(request: Request, _key: Any = Depends(requires("ingest")))
             continue
         batch_id = uuid.uuid4().hex
         results, accepted, items = await run_in_threadpool(
-            check_batch, kind, records, embedders, batch_id
+            check_batch, kind, records, embedders, batch_id, key.plant_id if key else None
         )
+        refuse_other_plants(rt, key, results, SOURCE)
         if items:
             await rt.spool_batch(SpoolBatch(kind, SOURCE, items, batch_id=batch_id))
         rejected += len(records) - accepted

@@ -2,9 +2,10 @@
 
 The same library functions as ``modelwarden review next | submit | status | agreement``, with the
 same JSON. Asking for the next item claims it (so two reviewers never get the same slot), and so
-does posting a review; both need an API key whose role may record events (``reviewer`` among
-them). A ``reviewer`` key with a name may only act as that reviewer; operators and admins may act
-for anyone, for instance from a review front end that signs reviewers in itself.
+does posting a review; both need a key with role ``reviewer``, ``approver``, ``operator`` or
+``admin`` (an ``ingest`` key cannot). A ``reviewer`` or ``approver`` key is one person, its name:
+it may only act as that reviewer. Operators and admins may act for anyone, for instance from a
+review front end that signs reviewers in itself; the audit names the key that did.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from modelwarden.errors import NotFoundError
-from modelwarden.governance.keys import ApiKey, ForbiddenError
+from modelwarden.governance.keys import PERSONAL_ROLES, ApiKey, ForbiddenError
 from modelwarden.review import queue as review_queue
 from modelwarden.review.reliability import RELIABILITY_THRESHOLD, agreement_report
 from modelwarden.server.deps import json_default, requires, runtime_of
@@ -59,12 +60,20 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-def _acting_as(key: ApiKey | None, reviewer: str) -> None:
-    if key is not None and key.role == "reviewer" and key.name and key.name != reviewer:
-        raise ForbiddenError(
-            f"this key belongs to reviewer {key.name!r} and cannot act as {reviewer!r}",
-            role=key.role,
+def _acting_as(request: Request, key: ApiKey | None, reviewer: str) -> None:
+    if key is None or key.role not in PERSONAL_ROLES:
+        return
+    if not key.name:
+        problem = (
+            f"this {key.role} key has no name, so it acts as nobody; create one with "
+            "modelwarden keys create --role reviewer --name NAME"
         )
+    elif key.name != reviewer:
+        problem = f"this key belongs to reviewer {key.name!r} and cannot act as {reviewer!r}"
+    else:
+        return
+    # The app's error handler audits the refusal.
+    raise ForbiddenError(problem, field="reviewer", role=key.role)
 
 
 @router.get("/queues", responses=_READ_ERRORS, summary="Every review queue")
@@ -82,9 +91,9 @@ async def next_item(
     request: Request,
     queue: str,
     reviewer: str = Query(..., min_length=1, max_length=100),
-    key: ApiKey | None = Depends(requires("events")),
+    key: ApiKey | None = Depends(requires("review")),
 ) -> Response:
-    _acting_as(key, reviewer)
+    _acting_as(request, key, reviewer)
     state = runtime_of(request).state
     item = await run_in_threadpool(review_queue.next_item, state, queue, reviewer)
     if item is None:
@@ -102,9 +111,9 @@ async def post_review(
     request: Request,
     queue: str,
     body: ReviewIn,
-    key: ApiKey | None = Depends(requires("events")),
+    key: ApiKey | None = Depends(requires("review")),
 ) -> Response:
-    _acting_as(key, body.reviewer)
+    _acting_as(request, key, body.reviewer)
     state = runtime_of(request).state
 
     def submit() -> tuple[dict[str, Any], bool]:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from modelwarden.gateway.metrics import Metrics
 from modelwarden.gateway.proxy import Gateway
 from modelwarden.gateway.transport import PooledTransport, new_client
-from modelwarden.governance.keys import KeyRing
+from modelwarden.governance.keys import AuthThrottle, KeyRing
 from modelwarden.governance.registry import GuardedRoutes
 from modelwarden.ingest.core import Ingestor
 from modelwarden.ingest.flusher import FlushProcess
@@ -46,7 +46,11 @@ class Runtime:
         self.config = config
         self.metrics = Metrics()
         self.state = StateStore.at(settings.data_dir)
-        self.keys = KeyRing(self.state, config.keys_ttl_s)
+        self.keys = KeyRing(
+            self.state,
+            config.keys_ttl_s,
+            AuthThrottle(config.auth_max_failures, window_s=60.0, block_s=config.auth_block_s),
+        )
         # A version quarantined under the rollback SOP is never served, even by a route table
         # written before its quarantine.
         self.routes = GuardedRoutes(self.state, config.routes_ttl_s)
@@ -159,14 +163,18 @@ class Runtime:
         return len(self._records) + self.spool.pending_records()
 
     def health(self) -> dict[str, Any]:
+        # Unauthenticated: nothing about where the data lives (an error's paths are shortened).
+        last_error = self.flusher.last_error
+        if last_error:
+            last_error = str(last_error).replace(str(self.settings.data_dir.resolve()), "DATA")
+            last_error = last_error.replace(str(self.settings.data_dir), "DATA")
         return {
             "status": "ok",
-            "data_dir": str(self.settings.data_dir),
             "spool": {
                 "pending_records": self.pending_records(),
                 "pending_segments": self.spool.pending_segments(),
                 "pending_bytes": self.spool.pending_bytes(),
-                "last_error": self.flusher.last_error,
+                "last_error": last_error,
                 "flusher_pid": self.flusher.pid,
                 "flusher_restarts": self.flusher.restarts,
             },
