@@ -129,11 +129,14 @@ def test_merged_inputs_leave_the_tree_at_once_and_stay_for_earlier_readers(
     (old,) = [p for p in store.swap_root.iterdir()]
     assert sorted(p.name for p in old.iterdir()) == sorted(Path(f).name for f in before)
     # The earlier reader still reads what it listed.
-    assert sorted(
-        reader.to_pyarrow(reader.table("requests").select("request_id"))
-        .column("request_id")
-        .to_pylist()
-    ) == ids
+    assert (
+        sorted(
+            reader.to_pyarrow(reader.table("requests").select("request_id"))
+            .column("request_id")
+            .to_pylist()
+        )
+        == ids
+    )
     assert query_ids(store) == ids
     # Compacting again within the grace period: the merged file and a new part are merged.
     ids += fill(store, 1, tag="late")
@@ -150,10 +153,14 @@ def test_merged_inputs_leave_the_tree_at_once_and_stay_for_earlier_readers(
 def glob_count(store: LogStore) -> tuple[int, int]:
     """Rows and distinct request ids as a plain reader globbing the log root sees them."""
     pattern = str(store.root / "**" / "*.parquet")
-    rows, distinct = duckdb.connect().execute(
-        f"SELECT count(*), count(DISTINCT request_id) FROM read_parquet('{pattern}', "
-        "union_by_name=true) WHERE request_id IS NOT NULL"
-    ).fetchone()  # type: ignore[misc]
+    rows, distinct = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*), count(DISTINCT request_id) FROM read_parquet('{pattern}', "
+            "union_by_name=true) WHERE request_id IS NOT NULL"
+        )
+        .fetchone()
+    )  # type: ignore[misc]
     return int(rows), int(distinct)
 
 

@@ -443,8 +443,8 @@ class LogStore:
 
     def _append_dir(self, d: Path, part: pa.Table, key: str, result: AppendResult) -> str | None:
         """Under ``d``'s lock: store the rows of ``part`` whose key ``d`` does not hold yet."""
+        t0 = time.perf_counter()
         with self.dir_lock(d), self.index(d, key) as idx:
-            t0 = time.perf_counter()
             idx.sync(d, [p.name for p in live_files(d)])
             keys = part.column(key)
             stored = idx.stored(keys.to_pylist())
