@@ -96,6 +96,10 @@ MANIFEST_PREFIX = ".compaction-"  # left by stores written before the directory 
 COMPACT_PREFIX = "compact-"
 # Old generations of a compacted directory stay this long, for readers that listed them before.
 DEFAULT_GRACE_S = 600.0
+STAGE_PREFIX = "stage-"
+OLD_PREFIX = "old-"
+# A staging directory this old was left by a crash (a merge is one bounded slice).
+STALE_STAGE_S = 24 * 3600.0
 ROW_GROUP_ROWS = 128 * 1024
 
 
@@ -609,9 +613,8 @@ class LogStore:
     def _merge_swap(self, d: Path, inputs: Sequence[Path], grace_s: float) -> CompactResult:
         """Under ``d``'s lock: replace ``inputs`` by one merged file, swapping ``d`` in one step."""
         schema = self._schema_of(d, inputs[0])
-        stamp = int(time.time() * 1000)
         self.swap_root.mkdir(parents=True, exist_ok=True)
-        stage = self.swap_root / f"{stamp}-{uuid.uuid4().hex[:8]}"
+        stage = self.swap_root / f"{STAGE_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
         name = self._part_name(COMPACT_PREFIX)
         rows = _merge_into(stage / name, inputs, schema)
@@ -628,7 +631,11 @@ class LogStore:
                 idx.sync(d, [p.name for p in live_files(d)])
                 # The merged file holds exactly the inputs' keys, which the index has.
                 idx.rename_files(name, input_names)
-        old = _replace_dir(stage, d, self.swap_root / f"{stamp}-{uuid.uuid4().hex[:8]}-old")
+        old = self.swap_root / f"{OLD_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
+        if _replace_dir(stage, d, old) == stage:
+            # The old generation is now under the staging name: named for what it is, so that
+            # retire() can tell it from another compactor's staging directory.
+            os.rename(stage, old)
         _fsync_dir(d.parent)
         _fsync_dir(self.swap_root)
         retired = 0
@@ -639,19 +646,24 @@ class LogStore:
         )
 
     def retire(self, grace_s: float = DEFAULT_GRACE_S) -> int:
-        """Delete old generations (and staging left by a crash) older than ``grace_s`` seconds;
-        returns how many superseded files went."""
+        """Delete old generations older than ``grace_s`` seconds, and staging directories a crash
+        left (after a day: never one that a compaction is still filling); returns how many
+        superseded files went."""
         if not self.swap_root.exists():
             return 0
         now_ms = time.time() * 1000
         retired = 0
         for e in os.scandir(self.swap_root):
+            prefix, _, rest = e.name.partition("-")
             try:
-                stamp = int(e.name.split("-", 1)[0])
+                age_s = (now_ms - int(rest.split("-", 1)[0])) / 1000
             except ValueError:
                 continue
-            if now_ms - stamp >= grace_s * 1000:
+            if prefix + "-" == OLD_PREFIX and age_s >= grace_s:
                 retired += _remove_generation(Path(e.path))
+            elif prefix + "-" == STAGE_PREFIX and age_s >= STALE_STAGE_S:
+                # Left by a crash; a live compactor's staging directory is never this old.
+                shutil.rmtree(e.path, ignore_errors=True)
         return retired
 
     @staticmethod
