@@ -11,7 +11,7 @@ import pytest
 
 from modelwarden.errors import StoreError
 from modelwarden.ingest.core import Ingestor
-from modelwarden.store.logstore import LogStore
+from modelwarden.store.logstore import CompactionPolicy, LogStore
 from modelwarden.store.spool import Flusher, Spool, SpoolBatch, read_segment
 
 
@@ -151,3 +151,46 @@ def test_bad_unicode_and_out_of_range_values_are_answered_invalid(tmp_path: Path
     assert fields == ["completion_tokens", "user_prompt", "response_embedding"]
     line = SpoolBatch("requests", "t", items).to_line()
     line.decode("utf-8")  # every spooled line is valid UTF-8
+
+
+def test_a_backlog_is_stored_in_batches_of_segments_and_merged_as_it_goes(
+    tmp_path: Path,
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    # 40 segments of 25 records, as a server that flushed every second would leave them.
+    for s in range(40):
+        items = [(f"s{s}-{i}", rec(f"b{s}-{i}")) for i in range(25)]
+        line = SpoolBatch("requests", "backlog", items).to_line()
+        (spool_dir / f"seg-{s + 1:012d}.jsonl").write_bytes(line)
+    store = LogStore(tmp_path / "log", threads=1)
+    ingestor = Ingestor(store)
+    calls: list[int] = []
+    files_after_batch: list[int] = []
+
+    def store_batch(kind: str, items: Any, source: str) -> Any:
+        calls.append(len(items))
+        return ingestor.ingest_raw(kind, items, source)
+
+    def merge() -> None:
+        store.maintain(CompactionPolicy(fanout=2, base_bytes=1 << 20), grace_s=0)
+        files_after_batch.append(len(store.files("requests")))
+
+    spool = Spool(spool_dir)
+    spool.start()
+    flusher = Flusher(spool, store_batch, batch_records=300, on_batch=merge)
+    assert flusher.flush_once() == 1000
+    spool.close()
+    # Twelve segments (300 records) per append, not one append per segment.
+    assert calls == [300, 300, 300, 100]
+    assert files_after_batch == [1, 1, 1, 1]
+    assert store.count("requests") == 1000
+    assert list(spool_dir.glob("seg-*.jsonl")) == []
+    # Replayed again (a crash before the segments were removed): nothing is added.
+    line = SpoolBatch("requests", "backlog", [("again", rec("b3-7"))]).to_line()
+    (spool_dir / "seg-000000000041.jsonl").write_bytes(line)
+    spool = Spool(spool_dir)
+    spool.start()
+    assert Flusher(spool, store_batch).flush_once() == 1
+    spool.close()
+    assert store.count("requests") == 1000

@@ -11,8 +11,8 @@ import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -113,63 +113,98 @@ def test_idempotency_holds_across_compacted_files(store: LogStore) -> None:
     assert store.append("requests", requests_table(["new-1", ids[3]])).duplicates == 2
 
 
-def test_merged_inputs_are_kept_for_readers_until_the_grace_period_ends(store: LogStore) -> None:
+def test_merged_inputs_leave_the_tree_at_once_and_stay_for_earlier_readers(
+    store: LogStore,
+) -> None:
     ids = fill(store, 5)
     before = store.files("requests")
+    reader = store.connect()  # lists the five parts, before the compaction
     store.compact(grace_s=3600)
-    # The inputs are still on disk (a reader that listed them can finish) but no longer read.
-    assert all(Path(f).exists() for f in before)
-    assert len(store.files("requests")) == 1
-    assert stored_ids(store) == ids and query_ids(store) == ids
-    # Compacting again within the grace period: the compacted file and a new part are merged,
-    # and the first inputs are not deleted while their output is still needed by them.
+    # The readable tree holds only the merged file; the inputs moved outside it, to the old
+    # generation kept for readers that listed them.
+    assert not any(Path(f).exists() for f in before)
+    (merged,) = store.files("requests")
+    assert Path(merged).name.startswith("compact-")
+    assert glob_count(store) == (5 * 5, 5 * 5)
+    (old,) = [p for p in store.swap_root.iterdir()]
+    assert sorted(p.name for p in old.iterdir()) == sorted(Path(f).name for f in before)
+    # The earlier reader still reads what it listed.
+    assert (
+        sorted(
+            reader.to_pyarrow(reader.table("requests").select("request_id"))
+            .column("request_id")
+            .to_pylist()
+        )
+        == ids
+    )
+    assert query_ids(store) == ids
+    # Compacting again within the grace period: the merged file and a new part are merged.
     ids += fill(store, 1, tag="late")
     r = store.compact(grace_s=3600)
     assert (r.files_in, r.retired) == (2, 0)
     assert stored_ids(store) == sorted(ids)
-    assert store.compact(grace_s=0).retired == 5 + 2
-    assert stored_ids(store) == sorted(ids)
+    # Expired generations go; the superseded files are counted once.
+    assert store.retire(grace_s=0) == 5 + 2
+    assert list(store.swap_root.iterdir()) == []
+    assert stored_ids(store) == sorted(ids) and query_ids(store) == sorted(ids)
     assert len(list(partition(store).iterdir())) == 1
 
 
-def _manifest(d: Path) -> tuple[Path, dict[str, Any]]:
-    (path,) = d.glob(".compaction-*.json")
-    return path, json.loads(path.read_text())
+def glob_count(store: LogStore) -> tuple[int, int]:
+    """Rows and distinct request ids as a plain reader globbing the log root sees them."""
+    pattern = str(store.root / "**" / "*.parquet")
+    rows, distinct = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*), count(DISTINCT request_id) FROM read_parquet('{pattern}', "
+            "union_by_name=true) WHERE request_id IS NOT NULL"
+        )
+        .fetchone()
+    )  # type: ignore[misc]
+    return int(rows), int(distinct)
 
 
-def test_a_crash_before_the_merged_file_is_in_place_loses_and_duplicates_nothing(
-    store: LogStore,
-) -> None:
+def test_a_crash_before_the_swap_loses_and_duplicates_nothing(store: LogStore) -> None:
     ids = fill(store, 5)
-    store.compact(grace_s=3600)
     d = partition(store)
-    _path, m = _manifest(d)
-    # The state a crash between writing the manifest and renaming the merged file leaves: the
-    # merged file under its temporary name, the manifest, every input.
-    os.replace(d / m["output"], d / f".{m['output']}.tmp")
+    # What a crash after the merged file was staged and before the swap leaves: a staging
+    # directory beside the log root, and the partition as it was.
+    merged = pa.concat_tables([pq.read_table(f) for f in store.files("requests")])
+    stages = []
+    for age_s in (2 * 86400, 60):
+        stage = store.swap_root / f"stage-{int((time.time() - age_s) * 1000)}-deadbeef"
+        stage.mkdir(parents=True)
+        pq.write_table(merged, stage / "compact-x.parquet")
+        stages.append(stage)
     assert len(store.files("requests")) == 5
     assert stored_ids(store) == ids and query_ids(store) == ids
+    assert glob_count(store) == (25, 25)
     assert store.append("requests", requests_table(ids[:3])).duplicates == 3
-    # The next compaction clears the leftovers and does the work again.
     r = store.compact(grace_s=0)
     assert (r.files_in, r.files_out) == (5, 1)
     assert stored_ids(store) == ids
-    assert not list(d.glob(".*"))
+    # The day-old staging directory was left by a crash and goes; a recent one may belong to a
+    # compaction still running elsewhere and stays, whatever the grace period.
+    assert list(store.swap_root.iterdir()) == [stages[1]] and not list(d.glob(".*"))
 
 
-def test_a_crash_while_the_inputs_are_deleted_loses_and_duplicates_nothing(
-    store: LogStore,
-) -> None:
-    ids = fill(store, 5)
-    store.compact(grace_s=3600)
+def test_a_store_compacted_with_manifests_is_read_and_cleaned(store: LogStore) -> None:
+    # Stores written before the directory swap kept superseded inputs beside a manifest.
+    ids = fill(store, 3)
     d = partition(store)
-    path, m = _manifest(d)
-    # Part-way through deleting the inputs: some gone, the manifest still there.
-    for name in m["inputs"][:2]:
-        (d / name).unlink()
+    inputs = [Path(f).name for f in store.files("requests")]
+    merged = pa.concat_tables([pq.read_table(d / n) for n in inputs])
+    pq.write_table(merged, d / "compact-legacy.parquet")
+    (d / ".compaction-legacy.json").write_text(
+        json.dumps(
+            {"output": "compact-legacy.parquet", "inputs": inputs, "created_at": T0.isoformat()}
+        )
+    )
+    assert [Path(f).name for f in store.files("requests")] == ["compact-legacy.parquet"]
     assert stored_ids(store) == ids and query_ids(store) == ids
-    assert store.compact(grace_s=0).retired == 5
-    assert not path.exists()
+    assert store.append("requests", requests_table(ids[:2])).duplicates == 2
+    store.compact(grace_s=0, min_files=2)
+    assert sorted(p.name for p in d.iterdir()) == ["compact-legacy.parquet"]
     assert stored_ids(store) == ids
 
 

@@ -107,7 +107,7 @@ def compact(
         600.0,
         "--grace",
         min=0,
-        help="Seconds merged files stay on disk for readers that listed them (0: delete now).",
+        help="Seconds superseded files stay on disk, outside the log root, for readers that listed them (0: delete now).",
     ),
     format: Format = FORMAT_OPTION,
 ) -> None:

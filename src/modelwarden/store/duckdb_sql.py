@@ -1,10 +1,9 @@
 """The one module with DuckDB-specific SQL and settings.
 
 Analytics are Ibis expressions (see :mod:`modelwarden.kpi.compute`) so they can run on Spark as well.
-Two storage chores are written in DuckDB SQL here because they are plumbing, not analytics, and a
-measurement showed them worth it: the idempotency check (an anti-join of a batch's keys against
-every stored key, about 0.3 s per million stored keys instead of loading them into Python sets),
-and opening the Parquet files as views with the settings this machine needs.
+Opening the Parquet files as views, with the settings this machine needs, is plumbing written in
+DuckDB SQL here. (The idempotency check is a per-directory key index:
+:mod:`modelwarden.store.keyindex`.)
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
 
 def connect(threads: int = 0) -> duckdb.DuckDBPyConnection:
@@ -43,39 +40,6 @@ def _files_sql(files: Sequence[str]) -> str:
 def read_parquet_sql(files: Sequence[str]) -> str:
     """A ``read_parquet`` call over explicit files; columns added later read as NULL."""
     return f"read_parquet({_files_sql(files)}, union_by_name=true, hive_partitioning=false)"
-
-
-def keep_mask(
-    keys: pa.Array, stored_files: Sequence[str], key_column: str
-) -> tuple[np.ndarray, int]:
-    """Which rows of a batch are new: first occurrence of their key and not already stored.
-
-    Returns the mask and the number of rows that were already stored.
-    """
-    con = connect()
-    batch = pa.table({"k": keys, "i": pa.array(np.arange(len(keys), dtype=np.int64))})
-    con.register("batch", batch)
-    if stored_files:
-        con.execute(
-            f"CREATE TEMP TABLE stored AS SELECT DISTINCT {key_column} AS k "
-            f"FROM {read_parquet_sql(stored_files)} "
-            f"WHERE {key_column} IN (SELECT k FROM batch)"
-        )
-    else:
-        con.execute("CREATE TEMP TABLE stored (k VARCHAR)")
-    rows = con.sql(
-        """
-        SELECT i,
-               (row_number() OVER (PARTITION BY k ORDER BY i) = 1) AND s.k IS NULL AS keep,
-               s.k IS NOT NULL AS was_stored
-        FROM batch LEFT JOIN stored s USING (k)
-        ORDER BY i
-        """
-    ).to_arrow_table()
-    con.close()
-    mask = rows.column("keep").to_numpy(zero_copy_only=False).astype(bool)
-    n_stored = int(np.count_nonzero(rows.column("was_stored").to_numpy(zero_copy_only=False)))
-    return mask, n_stored
 
 
 # ---- expressions for the analytics -------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The log store: append-only, partitioned Parquet in the data directory, read through Ibis.
+"""The log store: append-only, partitioned Parquet under a log root, read through Ibis.
 
-Layout under ``DATA/log``::
+Layout under the log root (``DATA/log`` by default; several servers may share one)::
 
     requests/date=YYYY-MM-DD/part-*.parquet      one file per batch and UTC day
     feedback/date=YYYY-MM-DD/part-*.parquet
@@ -8,38 +8,62 @@ Layout under ``DATA/log``::
     embeddings/kind=prompt/embedder=NAME/part-*.parquet   (request_id, vector, embedded_at)
     rejected/part-*.parquet                      every rejected record with its reason
     embedders.json                               the dimension of each embedder
+    _index/<directory>.sqlite, .lock             each directory's key index and lock
 
-Every file is written to a temporary name, fsync'd, renamed into place and its directory fsync'd,
-so a crash leaves either the whole batch or none of it. Appends hold an exclusive file lock, so
-two writers cannot both accept the same key. Appends are idempotent by key (``request_id`` for
-requests, ``event_id`` for events): a key already stored is counted as a duplicate, not written.
+Part file names carry the writing instance's name (``part-<time>-<instance>-<random>.parquet``),
+so writers sharing a log root never collide. Every file is written to a temporary name, fsync'd,
+renamed into place and its directory fsync'd, so a crash leaves either the whole batch or none of
+it.
 
-Compaction (:meth:`LogStore.compact`) merges the part files of one directory (a day partition, an
-embedder's vectors, the rejected records) into one ``compact-*.parquet``. It is crash safe and
-never shows a reader a row twice or not at all:
+**Idempotency.** Appends are idempotent by key (``request_id`` for requests, ``event_id`` for
+events, ``request_id`` for vectors) within the directory the row belongs to: a request's key is
+unique in the UTC day of its timestamp. Each directory has a key index
+(:mod:`modelwarden.store.keyindex`) and a lock; an append locks and consults only the directories
+it writes to, so its cost does not grow with the store, and writers in different processes (or
+servers sharing the log root on one file system) accept each key once.
 
-1. the merged file is written under a hidden temporary name and fsync'd;
-2. a manifest ``.compaction-*.json`` naming the inputs and the output is written atomically;
-3. the merged file is renamed into place. From this moment readers skip the inputs: a directory's
-   live files are its Parquet files minus the inputs of every manifest whose output is present
-   (manifests are read before and after the directory is listed, so a compaction running at the
-   same time cannot make a reader see both or neither);
-4. after a grace period (readers that listed the inputs earlier may still be reading them) the
-   inputs are deleted, then the manifest.
+**Compaction and readers.** Compaction merges some part files of a directory into one. Any reader
+that lists the Parquet files under the log root (``read_parquet('log/**/*.parquet')`` in DuckDB,
+a pyarrow dataset, Spark) sees every row exactly once at every moment, because a directory's
+files change only by
 
-A crash before step 3 leaves a manifest whose output does not exist (removed, with any temporary
-file, by the next compaction) and the inputs still live; a crash after it leaves inputs that are
-already skipped and are deleted later.
+* an append adding a new file (its rows are new), or
+* a compaction replacing the whole directory in one step: the merged file and hard links of the
+  directory's other files are put in a staging directory outside the log root, which is then
+  swapped with the directory by one ``renameat2(RENAME_EXCHANGE)``. A path lookup resolves the
+  directory's name to the old or the new directory, never a mix, and each holds every row of
+  the directory once. The old directory, now outside the log root, is deleted after a grace
+  period.
+
+A plain reader that listed a directory before a swap and opens one of its files after it gets an
+error (file not found), never a wrong count. This store's own readers (:meth:`LogStore.connect`)
+do not: they hold each directory open and read its files through that handle, which keeps
+pointing at the generation they listed until the grace period ends.
+
+A crash before the swap leaves a staging directory that is deleted later and the directory as it
+was; after it, an old generation outside the log root. File systems without the exchange (NFS,
+some FUSE) fall back to two renames, with a window of microseconds in which a listing misses
+the directory; a warning says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import fcntl
 import json
+import logging
+import math
 import os
 import re
+import resource
+import shutil
+import socket
+import time
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +77,7 @@ import pyarrow.parquet as pq
 
 from modelwarden.errors import DimensionError, InputError, StoreError
 from modelwarden.store import duckdb_sql
+from modelwarden.store.keyindex import KeyIndex
 from modelwarden.store.schema import (
     EMBEDDING_KINDS,
     KEYS,
@@ -61,16 +86,31 @@ from modelwarden.store.schema import (
     embedding_schema,
 )
 
+log = logging.getLogger("modelwarden.store")
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-MANIFEST_PREFIX = ".compaction-"
+_SAFE_INSTANCE = re.compile(r"[^A-Za-z0-9]+")
+ENV_INSTANCE = "MODELWARDEN_INSTANCE"
+INDEX_DIR = "_index"
+MANIFEST_PREFIX = ".compaction-"  # left by stores written before the directory swap
 COMPACT_PREFIX = "compact-"
-# Superseded inputs stay this long after a compaction, for readers that listed them before it.
+# Old generations of a compacted directory stay this long, for readers that listed them before.
 DEFAULT_GRACE_S = 600.0
+STAGE_PREFIX = "stage-"
+OLD_PREFIX = "old-"
+# A staging directory this old was left by a crash (a merge is one bounded slice).
+STALE_STAGE_S = 24 * 3600.0
 ROW_GROUP_ROWS = 128 * 1024
 
 
 def _safe(name: str) -> str:
     return _SAFE_NAME.sub("_", name)
+
+
+def default_instance() -> str:
+    """This writer's name in part file names: ``MODELWARDEN_INSTANCE`` or the host name."""
+    raw = os.environ.get(ENV_INSTANCE) or socket.gethostname() or "local"
+    return _SAFE_INSTANCE.sub("", raw)[:32] or "local"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -81,30 +121,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    vector_cols = {f.name for f in schema if pa.types.is_fixed_size_list(f.type)}
+    return {
+        "compression": "zstd",
+        "compression_level": 1,
+        "use_dictionary": [f.name for f in schema if f.name not in vector_cols],
+    }
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` so that readers see all of it or nothing, and it survives a crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    vector_cols = [f.name for f in table.schema if pa.types.is_fixed_size_list(f.type)]
-    pq.write_table(
-        table,
-        tmp,
-        compression="zstd",
-        compression_level=1,
-        use_dictionary=[f.name for f in table.schema if f.name not in vector_cols],
-        row_group_size=ROW_GROUP_ROWS,
-    )
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **_parquet_options(table.schema))
     with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
@@ -116,25 +147,74 @@ def _manifests(d: Path) -> dict[str, dict[str, Any]]:
         try:
             out[p.name] = json.loads(p.read_text())
         except FileNotFoundError:
-            continue  # retired while this reader looked
+            continue
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read the compaction manifest {p}: {exc}") from exc
     return out
 
 
 def live_files(d: Path) -> list[Path]:
-    """The Parquet files of one directory that hold its rows (superseded inputs left out)."""
-    before = _manifests(d)
+    """The Parquet files of one directory that hold its rows.
+
+    Inputs superseded under the older manifest protocol (still present until the directory is
+    next compacted) are left out.
+    """
     try:
         names = {e.name for e in os.scandir(d) if e.name.endswith(".parquet") and e.is_file()}
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    manifests = {**before, **_manifests(d)}
     skip: set[str] = set()
-    for m in manifests.values():
+    for m in _manifests(d).values():
         if m.get("output") in names:
             skip.update(m.get("inputs", []))
     return [d / n for n in sorted(names - skip)]
+
+
+# ---- the atomic directory swap ---------------------------------------------------------------
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_LIBC: Any = None
+_warned_no_exchange = False
+
+
+def _renameat2() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _LIBC = False
+    return getattr(_LIBC, "renameat2", None) if _LIBC else None
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step; False where the file system cannot."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), f"{a} <-> {b}")
+
+
+def _replace_dir(stage: Path, d: Path, old: Path) -> Path:
+    """Put ``stage`` where ``d`` is; returns where the old ``d`` went."""
+    global _warned_no_exchange
+    if exchange(stage, d):
+        return stage
+    if not _warned_no_exchange:
+        _warned_no_exchange = True
+        log.warning(
+            "this file system cannot swap directories atomically; compaction uses two renames, "
+            "so a reader listing %s at that instant may miss it",
+            d.parent,
+        )
+    os.rename(d, old)
+    os.rename(stage, d)
+    return old
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -146,6 +226,90 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         for f in schema
     ]
     return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _merge_into(path: Path, inputs: Sequence[Path], schema: pa.Schema) -> int:
+    tmp = path.with_name(path.name + ".tmp")
+    rows = 0
+    pending: list[pa.Table] = []
+    with pq.ParquetWriter(tmp, schema, **_parquet_options(schema)) as writer:
+        for p in inputs:
+            pending.append(_conform(pq.read_table(p), schema))
+            if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
+                table = pa.concat_tables(pending)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                rows += table.num_rows
+                pending = []
+        if pending:
+            table = pa.concat_tables(pending)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            rows += table.num_rows
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return rows
+
+
+def _first_occurrences(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True for the first row of each key."""
+    n = len(keys)
+    idx = pa.table({"k": keys, "i": pa.array(np.arange(n, dtype=np.int64))})
+    first = idx.group_by("k", use_threads=False).aggregate([("i", "min")]).column("i_min")
+    mask = np.zeros(n, dtype=bool)
+    mask[first.to_numpy()] = True
+    return mask
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 16), hard))
+
+
+_PROC_FD = Path("/proc/self/fd")
+
+
+@dataclass(frozen=True)
+class CompactionPolicy:
+    """Size-tiered merging: a directory keeps fewer than ``fanout`` files in each size tier.
+
+    Tier 0 holds files under ``base_bytes``, tier *t* files up to ``base_bytes * fanout**t``;
+    files of ``max_bytes`` or more are never merged again. With the defaults a directory holds at
+    most 7 files per tier in 5 tiers (35) plus its files over 512 MiB, and each row is rewritten
+    about once per tier, so replaying or ingesting N records costs O(N log N) writes at worst.
+    """
+
+    fanout: int = 8
+    base_bytes: int = 256 * 1024
+    max_bytes: int = 512 * 1024 * 1024
+    max_inputs: int = 64
+
+    def tier(self, size: int) -> int:
+        if size < self.base_bytes:
+            return 0
+        return 1 + int(math.log(size / self.base_bytes, self.fanout))
+
+    def pick(self, files: Sequence[Path]) -> list[Path]:
+        """The files to merge next in one directory (empty when none need merging)."""
+        tiers: dict[int, list[Path]] = {}
+        for p in files:
+            try:
+                size = p.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size < self.max_bytes:
+                tiers.setdefault(self.tier(size), []).append(p)
+        for t in sorted(tiers):
+            if len(tiers[t]) >= self.fanout:
+                return sorted(tiers[t])[: self.max_inputs]
+        return []
 
 
 @dataclass
@@ -165,20 +329,32 @@ class CompactResult:
             "retired": self.retired,
         }
 
+    def add(self, other: CompactResult) -> None:
+        self.directories += other.directories
+        self.files_in += other.files_in
+        self.files_out += other.files_out
+        self.rows += other.rows
+        self.retired += other.retired
+
 
 @dataclass
 class AppendResult:
     accepted: int = 0
     duplicates: int = 0
     files: list[str] = field(default_factory=list)
+    # Time spent on the idempotency check (index reconciliation and look-up), in seconds.
+    check_seconds: float = 0.0
 
 
 class LogStore:
-    """Handle on ``DATA/log``. Cheap to create; safe to use from several processes."""
+    """Handle on a log root. Cheap to create; safe to use from several processes and servers."""
 
-    def __init__(self, root: Path, threads: int = 0) -> None:
+    def __init__(self, root: Path, threads: int = 0, instance: str | None = None) -> None:
         self.root = Path(root)
         self.threads = threads
+        self.instance = _SAFE_INSTANCE.sub("", instance or "")[:32] or default_instance()
+        # Directories appended to by this handle and not yet looked at by maintain().
+        self.dirty: set[Path] = set()
 
     # ---- paths -------------------------------------------------------------------------------
     def kind_dir(self, kind: str) -> Path:
@@ -203,10 +379,24 @@ class LogStore:
 
     @staticmethod
     def _dirs(top: Path) -> list[Path]:
-        return [Path(dirpath) for dirpath, _dirs, _files in os.walk(top)]
+        return sorted(Path(dirpath) for dirpath, _dirs, _files in os.walk(top))
+
+    def _meta(self, d: Path, suffix: str) -> Path:
+        rel = d.relative_to(self.root)
+        return self.root / INDEX_DIR / rel.parent / f"{rel.name}{suffix}"
+
+    def index(self, d: Path, key_column: str) -> KeyIndex:
+        return KeyIndex(self._meta(d, ".sqlite"), key_column)
+
+    @property
+    def swap_root(self) -> Path:
+        """Staging and old generations of compacted directories: beside the log root, outside it,
+        on the same file system."""
+        return self.root.parent / f".{self.root.name}-swap"
 
     @contextmanager
     def lock(self) -> Iterator[None]:
+        """The store-wide lock (the embedder registry)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -215,10 +405,21 @@ class LogStore:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    @staticmethod
-    def _part_name() -> str:
+    @contextmanager
+    def dir_lock(self, d: Path) -> Iterator[None]:
+        """The lock of one directory of part files: appends to it and its compaction."""
+        path = self._meta(d, ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _part_name(self, prefix: str = "part-") -> str:
         now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        return f"part-{now}-{uuid.uuid4().hex[:8]}.parquet"
+        return f"{prefix}{now}-{self.instance}-{uuid.uuid4().hex[:8]}.parquet"
 
     # ---- writes ------------------------------------------------------------------------------
     def append(self, kind: str, table: pa.Table) -> AppendResult:
@@ -230,25 +431,49 @@ class LogStore:
         if table.num_rows == 0:
             return AppendResult()
         key = KEYS[kind]
-        with self.lock():
-            mask, _n_stored = duckdb_sql.keep_mask(table.column(key), self.files(kind), key)
-            new = table.filter(pa.array(mask))
-            result = AppendResult(accepted=new.num_rows, duplicates=table.num_rows - new.num_rows)
-            if new.num_rows:
-                days = pc.cast(new.column("timestamp"), pa.date32())
-                for day in pc.unique(days).to_pylist():
-                    part = new.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-                    path = self.kind_dir(kind) / f"date={day.isoformat()}" / self._part_name()
-                    write_parquet_atomic(part, path)
-                    result.files.append(str(path))
+        n_in = table.num_rows
+        # The first occurrence of a key in the batch wins, whichever day it falls on.
+        table = table.filter(pa.array(_first_occurrences(table.column(key))))
+        result = AppendResult()
+        days = pc.cast(table.column("timestamp"), pa.date32())
+        for day in sorted(pc.unique(days).to_pylist()):
+            part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+            d = self.kind_dir(kind) / f"date={day.isoformat()}"
+            written = self._append_dir(d, part, key, result)
+            if written:
+                result.files.append(written)
+        result.duplicates = n_in - result.accepted
         return result
+
+    def _append_dir(self, d: Path, part: pa.Table, key: str, result: AppendResult) -> str | None:
+        """Under ``d``'s lock: store the rows of ``part`` whose key ``d`` does not hold yet."""
+        t0 = time.perf_counter()
+        with self.dir_lock(d), self.index(d, key) as idx:
+            idx.sync(d, [p.name for p in live_files(d)])
+            keys = part.column(key)
+            stored = idx.stored(keys.to_pylist())
+            result.check_seconds += time.perf_counter() - t0
+            if stored:
+                part = part.filter(
+                    pc.invert(pc.is_in(keys, value_set=pa.array(sorted(stored), pa.string())))
+                )
+            result.accepted += part.num_rows
+            if not part.num_rows:
+                return None
+            path = d / self._part_name()
+            write_parquet_atomic(part, path)
+            idx.add(path.name, part.column(key).to_pylist())
+        self.dirty.add(d)
+        return str(path)
 
     def append_rejected(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         table = table.select(SCHEMAS["rejected"].names).cast(SCHEMAS["rejected"])
-        with self.lock():
-            write_parquet_atomic(table, self.kind_dir("rejected") / self._part_name())
+        d = self.kind_dir("rejected")
+        with self.dir_lock(d):
+            write_parquet_atomic(table, d / self._part_name())
+        self.dirty.add(d)
 
     def embedders(self) -> dict[str, int]:
         path = self.root / "embedders.json"
@@ -273,7 +498,7 @@ class LogStore:
             return
         known[embedder] = dim
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / "embedders.json.tmp"
+        tmp = self.root / f"embedders.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(known, indent=2, sort_keys=True))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -312,12 +537,10 @@ class LogStore:
         target = self.embedding_dir(kind, embedder)  # checks the kind before anything is kept
         with self.lock():
             self.register_embedder(embedder, dim)
-            files = self.embedding_files(kind, embedder)
-            mask, _ = duckdb_sql.keep_mask(table.column("request_id"), files, "request_id")
-            new = table.filter(pa.array(mask))
-            if new.num_rows:
-                write_parquet_atomic(new, target / self._part_name())
-        return new.num_rows
+        table = table.filter(pa.array(_first_occurrences(table.column("request_id"))))
+        result = AppendResult()
+        self._append_dir(target, table, "request_id", result)
+        return result.accepted
 
     # ---- compaction --------------------------------------------------------------------------
     def compact(
@@ -332,8 +555,8 @@ class LogStore:
         embeddings) into one file per directory; see the module's docstring for the protocol.
 
         Only files smaller than ``small_bytes`` (when given) are merged, and only where there are
-        at least ``min_files`` of them. Inputs superseded more than ``grace_s`` seconds ago are
-        deleted.
+        at least ``min_files`` of them. Old generations older than ``grace_s`` seconds are
+        deleted (all of them when it is 0).
         """
         if min_files < 2:
             raise InputError("min_files must be at least 2", field="min_files")
@@ -342,107 +565,159 @@ class LogStore:
                 raise InputError(f"unknown table {kind!r}", field="kind")
         result = CompactResult()
         tops = [self.root / k for k in (kinds or [*SCHEMAS, "embeddings"])]
-        with self.lock():
-            for top in tops:
-                if not top.exists():
-                    continue
-                for d in self._dirs(top):
-                    result.retired += self._clean(d, grace_s)
+        for top in tops:
+            if not top.exists():
+                continue
+            for d in self._dirs(top):
+                with self.dir_lock(d):
+                    self._legacy_clean(d)
                     live = live_files(d)
                     if small_bytes is not None:
                         live = [p for p in live if p.stat().st_size < small_bytes]
-                    if len(live) < min_files:
-                        continue
-                    schema = SCHEMAS.get(top.name) or pq.read_schema(live[0])
-                    result.rows += self._merge(d, live, schema)
-                    result.directories += 1
-                    result.files_in += len(live)
-                    result.files_out += 1
-                    if grace_s <= 0:
-                        result.retired += self._clean(d, grace_s)
+                    if len(live) >= min_files:
+                        result.add(self._merge_swap(d, live, grace_s))
+        result.retired += self.retire(grace_s)
         return result
 
-    @staticmethod
-    def _merge(d: Path, inputs: list[Path], schema: pa.Schema) -> int:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        name = f"{COMPACT_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = d / f".{name}.tmp"
-        vector_cols = {f.name for f in schema if pa.types.is_fixed_size_list(f.type)}
-        rows = 0
-        pending: list[pa.Table] = []
-        with pq.ParquetWriter(
-            tmp,
-            schema,
-            compression="zstd",
-            compression_level=1,
-            use_dictionary=[f.name for f in schema if f.name not in vector_cols],
-        ) as writer:
-            for path in inputs:
-                pending.append(_conform(pq.read_table(path), schema))
-                if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
-                    table = pa.concat_tables(pending)
-                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-                    rows += table.num_rows
-                    pending = []
-            if pending:
-                table = pa.concat_tables(pending)
-                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-                rows += table.num_rows
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        manifest = d / f"{MANIFEST_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}.json"
-        _write_json_atomic(
-            {
-                "output": name,
-                "inputs": [p.name for p in inputs],
-                "created_at": datetime.now(UTC).isoformat(),
-            },
-            manifest,
-        )
-        os.replace(tmp, d / name)
-        _fsync_dir(d)
-        return rows
-
-    @staticmethod
-    def _clean(d: Path, grace_s: float) -> int:
-        """Under the lock: drop what crashed compactions left, delete expired superseded inputs."""
-        for tmp in [*d.glob(f".{COMPACT_PREFIX}*.tmp"), *d.glob(f"{MANIFEST_PREFIX}*.tmp")]:
-            tmp.unlink(missing_ok=True)
-        manifests = _manifests(d)
-        now = datetime.now(UTC)
-        retired = 0
-        changed = True
-        while changed:
-            changed = False
-            outputs = {m["output"] for m in manifests.values()}
-            for name, m in sorted(manifests.items()):
-                if not (d / m["output"]).exists():
-                    # Crashed before its output was renamed into place: the inputs are live.
-                    (d / name).unlink(missing_ok=True)
-                elif (now - datetime.fromisoformat(m["created_at"])).total_seconds() < grace_s:
-                    continue
-                elif any(i in outputs for i in m["inputs"]):
-                    # An input is another compaction's output whose own inputs still exist:
-                    # deleting it would make those live again. That one goes first.
-                    continue
-                else:
-                    for i in m["inputs"]:
-                        (d / i).unlink(missing_ok=True)
-                    _fsync_dir(d)
-                    (d / name).unlink(missing_ok=True)
-                    retired += len(m["inputs"])
-                _fsync_dir(d)
-                del manifests[name]
-                changed = True
+    def maintain(
+        self,
+        policy: CompactionPolicy | None = None,
+        *,
+        budget_s: float = 5.0,
+        grace_s: float = DEFAULT_GRACE_S,
+    ) -> CompactResult:
+        """Merge, tier by tier, the directories this handle appended to, for at most about
+        ``budget_s`` seconds (each merge is one bounded slice); what is left waits for the next
+        call. Keeps every directory within the policy's bound on files."""
+        policy = policy or CompactionPolicy()
+        result = CompactResult()
+        deadline = time.monotonic() + budget_s
+        for d in sorted(self.dirty):
+            while time.monotonic() < deadline:
+                with self.dir_lock(d):
+                    self._legacy_clean(d)
+                    inputs = policy.pick(live_files(d))
+                    if not inputs:
+                        self.dirty.discard(d)
+                        break
+                    result.add(self._merge_swap(d, inputs, grace_s))
+            if time.monotonic() >= deadline:
                 break
+        result.retired += self.retire(grace_s)
+        return result
+
+    def _schema_of(self, d: Path, sample: Path) -> pa.Schema:
+        top = d.relative_to(self.root).parts[0]
+        return SCHEMAS.get(top) or pq.read_schema(sample)
+
+    def _merge_swap(self, d: Path, inputs: Sequence[Path], grace_s: float) -> CompactResult:
+        """Under ``d``'s lock: replace ``inputs`` by one merged file, swapping ``d`` in one step."""
+        schema = self._schema_of(d, inputs[0])
+        self.swap_root.mkdir(parents=True, exist_ok=True)
+        stage = self.swap_root / f"{STAGE_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
+        stage.mkdir()
+        name = self._part_name(COMPACT_PREFIX)
+        rows = _merge_into(stage / name, inputs, schema)
+        input_names = {p.name for p in inputs}
+        for p in live_files(d):
+            if p.name not in input_names:
+                os.link(p, stage / p.name)
+        _fsync_dir(stage)
+        key = KEYS.get(d.relative_to(self.root).parts[0]) or (
+            "request_id" if d.relative_to(self.root).parts[0] == "embeddings" else None
+        )
+        if key is not None:
+            with self.index(d, key) as idx:
+                idx.sync(d, [p.name for p in live_files(d)])
+                # The merged file holds exactly the inputs' keys, which the index has.
+                idx.rename_files(name, input_names)
+        old = self.swap_root / f"{OLD_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
+        if _replace_dir(stage, d, old) == stage:
+            # The old generation is now under the staging name: named for what it is, so that
+            # retire() can tell it from another compactor's staging directory.
+            os.rename(stage, old)
+        _fsync_dir(d.parent)
+        _fsync_dir(self.swap_root)
+        retired = 0
+        if grace_s <= 0:
+            retired = _remove_generation(old)
+        return CompactResult(
+            directories=1, files_in=len(inputs), files_out=1, rows=rows, retired=retired
+        )
+
+    def retire(self, grace_s: float = DEFAULT_GRACE_S) -> int:
+        """Delete old generations older than ``grace_s`` seconds, and staging directories a crash
+        left (after a day: never one that a compaction is still filling); returns how many
+        superseded files went."""
+        if not self.swap_root.exists():
+            return 0
+        now_ms = time.time() * 1000
+        retired = 0
+        for e in os.scandir(self.swap_root):
+            prefix, _, rest = e.name.partition("-")
+            try:
+                age_s = (now_ms - int(rest.split("-", 1)[0])) / 1000
+            except ValueError:
+                continue
+            if prefix + "-" == OLD_PREFIX and age_s >= grace_s:
+                retired += _remove_generation(Path(e.path))
+            elif prefix + "-" == STAGE_PREFIX and age_s >= STALE_STAGE_S:
+                # Left by a crash; a live compactor's staging directory is never this old.
+                shutil.rmtree(e.path, ignore_errors=True)
         return retired
 
+    @staticmethod
+    def _legacy_clean(d: Path) -> None:
+        """Under ``d``'s lock: finish what the older manifest protocol left in ``d``."""
+        manifests = _manifests(d)
+        for tmp in [*d.glob(f".{COMPACT_PREFIX}*.tmp"), *d.glob(f"{MANIFEST_PREFIX}*.tmp")]:
+            tmp.unlink(missing_ok=True)
+        if not manifests:
+            return
+        names = {p.name for p in d.glob("*.parquet")}
+        for name, m in manifests.items():
+            if m.get("output") in names:
+                for i in m.get("inputs", []):
+                    (d / i).unlink(missing_ok=True)
+                _fsync_dir(d)
+            (d / name).unlink(missing_ok=True)
+        _fsync_dir(d)
+
     # ---- reads -------------------------------------------------------------------------------
+    def _held_files(self, dirs: Sequence[Path], fds: list[int]) -> list[str]:
+        """The live files of ``dirs`` as paths through open directory handles (added to
+        ``fds``): they keep naming the generation listed here while a compaction swaps it out."""
+        if not _PROC_FD.is_dir():
+            return [str(p) for d in dirs for p in live_files(d)]
+        out: list[str] = []
+        for d in dirs:
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            files = live_files(_PROC_FD / str(fd))
+            if files:
+                fds.append(fd)
+                out.extend(str(p) for p in files)
+            else:
+                os.close(fd)
+        return out
+
     def connect(self) -> Any:
-        """An Ibis DuckDB connection with a view per table (empty tables when nothing is stored)."""
+        """An Ibis DuckDB connection with a view per table (empty tables when nothing is stored).
+
+        Each view reads the files listed when it was made, through directory handles the
+        connection holds until it is garbage collected; a compaction meanwhile changes nothing
+        it reads, for the grace period (:data:`DEFAULT_GRACE_S`).
+        """
+        _raise_open_files_limit()
         con = duckdb_sql.ibis_connect(self.threads)
+        fds: list[int] = []
+        weakref.finalize(con, _close_fds, fds)
+        con._modelwarden_fds = fds
         for kind in SCHEMAS:
-            files = self.files(kind)
+            top = self.kind_dir(kind)
+            files = self._held_files(self._dirs(top), fds) if top.exists() else []
             if files:
                 con.raw_sql(
                     f'CREATE OR REPLACE VIEW "{kind}" AS SELECT '
@@ -455,7 +730,11 @@ class LogStore:
 
     def embeddings_table(self, con: Any, kind: str, embedder: str) -> Any:
         """An Ibis table (request_id, vector) for one embedding kind and embedder, maybe empty."""
-        files = self.embedding_files(kind, embedder)
+        fds: list[int] = getattr(con, "_modelwarden_fds", None) or []
+        if not hasattr(con, "_modelwarden_fds"):
+            weakref.finalize(con, _close_fds, fds)
+            con._modelwarden_fds = fds
+        files = self._held_files([self.embedding_dir(kind, embedder)], fds)
         name = f"emb_{kind}_{_safe(embedder).replace('-', '_').replace('.', '_')}"
         if files:
             con.raw_sql(
@@ -483,6 +762,18 @@ class LogStore:
             for kind in EMBEDDING_KINDS
         }
         return out
+
+
+def _remove_generation(old: Path) -> int:
+    """Delete an old generation; returns how many of its files had no other name (superseded)."""
+    superseded = 0
+    with contextlib.suppress(FileNotFoundError):
+        for e in os.scandir(old):
+            with contextlib.suppress(FileNotFoundError):
+                if e.name.endswith(".parquet") and e.stat().st_nlink == 1:
+                    superseded += 1
+    shutil.rmtree(old, ignore_errors=True)
+    return superseded
 
 
 def vectors_of(table: pa.Table, column: str = "vector") -> np.ndarray:

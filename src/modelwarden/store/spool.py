@@ -390,15 +390,19 @@ class Flusher:
         store_batch: Callable[[str, Sequence[tuple[str, Any]], str], Any],
         *,
         interval: float = 1.0,
-        max_items_per_call: int = 20_000,
+        max_items_per_call: int = 50_000,
+        batch_records: int = 50_000,
         on_stored: Callable[[int], None] | None = None,
         on_unstorable: Callable[[str, tuple[str, Any], str, Exception], None] | None = None,
+        on_batch: Callable[[], Any] | None = None,
     ) -> None:
         self.spool = spool
         self.on_unstorable = on_unstorable
         self.store_batch = store_batch
         self.interval = interval
         self.max_items = max_items_per_call
+        self.batch_records = batch_records
+        self.on_batch = on_batch
         self.on_stored = on_stored
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -433,44 +437,97 @@ class Flusher:
             self.flush_once()
 
     def flush_once(self) -> int:
-        """Store every sealed segment; returns how many records went in."""
+        """Store every sealed segment; returns how many records went in.
+
+        Consecutive segments are stored together, up to ``batch_records`` records per batch: a
+        backlog of many small segments costs a few large appends, not one append each. Each
+        batch's segments are removed only after all of its records are stored. ``on_batch`` runs
+        after each batch (the store's compaction, one bounded slice at a time).
+        """
         stored = 0
-        for path in self.spool.seal():
+        paths = self.spool.seal()
+        i = 0
+        while i < len(paths):
+            run: list[Path] = []
+            batches: list[SpoolBatch] = []
+            records = 0
+            while i < len(paths) and (not run or records < self.batch_records):
+                run.append(paths[i])
+                for b in read_segment(paths[i]):
+                    batches.append(b)
+                    records += len(b.items)
+                i += 1
+            if len(run) == 1:
+                n, ok = self._flush_segment(run[0], batches)
+                stored += n
+                if not ok:
+                    break
+                continue
             try:
-                stored += self._store_segment(path)
+                stored += self._store_batches(batches)
             except (OSError, StoreError) as exc:
-                # The store itself cannot be written (a full disk, say): keep the segment and
-                # try again, however long it takes; nothing acknowledged may be dropped.
-                n = self._attempts[path] = self._attempts.get(path, 0) + 1
-                self.last_error = f"{path.name}: {exc}"
-                log.error("cannot store %s yet (attempt %d): %s", path.name, n, exc)
+                n = self._attempts[run[0]] = self._attempts.get(run[0], 0) + 1
+                self.last_error = f"{run[0].name}: {exc}"
+                log.error("cannot store %s.. yet (attempt %d): %s", run[0].name, n, exc)
                 time.sleep(min(0.1 * 2**n, 5.0))
                 break
             except Exception as exc:
-                n = self._attempts[path] = self._attempts.get(path, 0) + 1
-                self.last_error = f"{path.name}: {exc}"
-                if n >= MAX_ATTEMPTS:
-                    target = self.spool.quarantine(path)
-                    log.error(
-                        "gave up on %s after %d attempts (%s); moved to %s",
-                        path.name,
-                        n,
-                        exc,
-                        target,
-                    )
-                    self._attempts.pop(path, None)
-                    continue
-                log.warning("could not store %s (attempt %d): %s", path.name, n, exc)
-                time.sleep(min(0.1 * 2**n, 2.0))
-                # Later segments wait, so that records are stored in the order they arrived.
-                break
-            self.spool.remove(path)
-            self._attempts.pop(path, None)
+                # Something in the batch cannot be stored: find it one segment at a time.
+                log.warning(
+                    "could not store %d segments together (%s); one at a time", len(run), exc
+                )
+                stop = False
+                for path in run:
+                    n, ok = self._flush_segment(path, list(read_segment(path)))
+                    stored += n
+                    if not ok:
+                        stop = True
+                        break
+                if stop:
+                    break
+                continue
+            for path in run:
+                self.spool.remove(path)
+                self._attempts.pop(path, None)
+            if self.on_batch is not None:
+                self.on_batch()
         return stored
 
-    def _store_segment(self, path: Path) -> int:
+    def _flush_segment(self, path: Path, batches: list[SpoolBatch]) -> tuple[int, bool]:
+        """Store one segment; returns the records stored and whether later segments may go on."""
+        try:
+            stored = self._store_batches(batches)
+        except (OSError, StoreError) as exc:
+            # The store itself cannot be written (a full disk, say): keep the segment and
+            # try again, however long it takes; nothing acknowledged may be dropped.
+            n = self._attempts[path] = self._attempts.get(path, 0) + 1
+            self.last_error = f"{path.name}: {exc}"
+            log.error("cannot store %s yet (attempt %d): %s", path.name, n, exc)
+            time.sleep(min(0.1 * 2**n, 5.0))
+            return 0, False
+        except Exception as exc:
+            n = self._attempts[path] = self._attempts.get(path, 0) + 1
+            self.last_error = f"{path.name}: {exc}"
+            if n >= MAX_ATTEMPTS:
+                target = self.spool.quarantine(path)
+                log.error(
+                    "gave up on %s after %d attempts (%s); moved to %s", path.name, n, exc, target
+                )
+                self._attempts.pop(path, None)
+                return 0, True
+            log.warning("could not store %s (attempt %d): %s", path.name, n, exc)
+            time.sleep(min(0.1 * 2**n, 2.0))
+            # Later segments wait, so that records are stored in the order they arrived.
+            return 0, False
+        self.spool.remove(path)
+        self._attempts.pop(path, None)
+        if self.on_batch is not None:
+            self.on_batch()
+        return stored, True
+
+    def _store_batches(self, batches: Sequence[SpoolBatch]) -> int:
         groups: dict[tuple[str, str], list[tuple[str, Any]]] = {}
-        for batch in read_segment(path):
+        for batch in batches:
             groups.setdefault((batch.kind, batch.source), []).extend(batch.items)
         total = 0
         for (kind, source), items in groups.items():
