@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,10 +17,14 @@ from modelwarden.cli.app import (
     handle_errors,
     print_json,
     print_table,
+    progress_bar,
     settings,
+    state_store,
 )
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
-from modelwarden.store.state import StateStore
+
+if TYPE_CHECKING:
+    from modelwarden.store.state import StateStore
 
 registry_app = typer.Typer(
     help="Model versions: lifecycle, quarantine and release approvals.", no_args_is_help=True
@@ -44,10 +48,6 @@ def key_option(required: bool = False) -> Any:
         help=KEY_HELP + (" Required." if required else " Names the actor."),
         show_default=False,
     )
-
-
-def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
 
 
 def _actor(state: StateStore, key: str | None) -> str:
@@ -95,7 +95,7 @@ def registry_add(
     """Register a model version (in staging)."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     actor = _actor(state, key)
     info = registry.add(
         state, version, endpoint, actor, notes=notes, status="stable" if stable else "staging"
@@ -115,7 +115,7 @@ def registry_list(
     """Every registered version and its status."""
     from modelwarden.governance import registry
 
-    versions = registry.list_versions(_state(), status)
+    versions = registry.list_versions(state_store(), status)
     if format == Format.json:
         print_json([v.to_dict() for v in versions])
     else:
@@ -128,7 +128,7 @@ def registry_show(version: str = typer.Argument(...), format: Format = FORMAT_OP
     """A version: status, release requests, evidence and its audit trail."""
     from modelwarden.governance import audit, registry
 
-    state = _state()
+    state = state_store()
     info = registry.get(state, version)
     requests = registry.release_requests_of(state, version)
     evidence = registry.evidence(state, version)
@@ -207,7 +207,7 @@ def registry_promote(
     """Move a version forward in its lifecycle; a quarantined version is refused."""
     from modelwarden.rollout import service as rollout_service
 
-    state = _state()
+    state = state_store()
     info = rollout_service.promote_version(state, version, to, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
@@ -226,7 +226,7 @@ def registry_quarantine(
     """Quarantine a version and take it out of the routes (canary and shadow)."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     changed = registry.quarantine(state, version, reason, _actor(state, key))
     info = registry.get(state, version)
     if format == Format.json:
@@ -246,7 +246,7 @@ def registry_request_release(
     """Ask for a quarantined version's release; a different key with the approver role approves."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     req = registry.request_release(state, version, registry.identify(state, key), reason)
     if format == Format.json:
         print_json(req.to_dict())
@@ -285,7 +285,7 @@ def registry_approve(
     """
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     res = registry.approve_release(
         state, version, registry.identify(state, key), eval_run, baseline_run, gate, note
     )
@@ -317,7 +317,7 @@ def registry_retire(
     """Retire a version that no route uses."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     info = registry.retire(state, version, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
@@ -337,7 +337,7 @@ def registry_set_endpoint(
     """Point a version that serves no traffic at another server."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     info = registry.set_endpoint(state, version, endpoint, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
@@ -352,7 +352,7 @@ def audit_verify(format: Format = FORMAT_OPTION) -> None:
     """Recompute the hash chain. Exit 1 naming the first entry that does not fit."""
     from modelwarden.governance import audit
 
-    res = audit.verify(_state())
+    res = audit.verify(state_store())
     if format == Format.json:
         print_json(res.to_dict())
     elif res.ok:
@@ -378,7 +378,9 @@ def audit_list(
     """Audit entries, newest first."""
     from modelwarden.governance import audit
 
-    rows = audit.entries(_state(), subject=subject, action=action, limit=limit, newest_first=True)
+    rows = audit.entries(
+        state_store(), subject=subject, action=action, limit=limit, newest_first=True
+    )
     if format == Format.json:
         print_json([e.to_dict() for e in rows])
     else:
@@ -409,7 +411,7 @@ def incidents_list(
     """Incidents, newest first."""
     from modelwarden.governance import incidents
 
-    items = incidents.list_incidents(_state(), status)
+    items = incidents.list_incidents(state_store(), status)
     if format == Format.json:
         print_json([i.to_dict() for i in items])
         return
@@ -440,7 +442,7 @@ def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORM
     """One incident: its trigger, timeline, notifications and RCA files."""
     from modelwarden.governance import incidents, notify
 
-    state = _state()
+    state = state_store()
     inc = incidents.get(state, incident_id)
     events = incidents.timeline(state, inc)
     notes = notify.of_incident(state, inc.id)
@@ -488,7 +490,7 @@ def incidents_close(
     """Close an incident once its root cause is understood."""
     from modelwarden.governance import incidents
 
-    state = _state()
+    state = state_store()
     inc = incidents.close(state, incident_id, _actor(state, key), note)
     if format == Format.json:
         print_json(inc.to_dict())
@@ -502,7 +504,7 @@ def incidents_notify(format: Format = FORMAT_OPTION) -> None:
     """Deliver every notification that is due now (the server does this on its own)."""
     from modelwarden.governance import notify
 
-    done = notify.deliver_due(_state())
+    done = notify.deliver_due(state_store())
     rows = [d.__dict__ for d in done]
     if format == Format.json:
         print_json(rows)
@@ -594,7 +596,6 @@ def policy_check(
 
     Exit 1 if any rule would have fired.
     """
-    from modelwarden.cli.core import progress_bar
     from modelwarden.policy.replay import check, watches
 
     pol, obs, start, end, dt = _history(since, until, policy_file, step)
@@ -655,7 +656,6 @@ def policy_replay(
 
     Exit 1 if any rollback would have happened.
     """
-    from modelwarden.cli.core import progress_bar
     from modelwarden.policy.replay import replay, watches
 
     pol, obs, start, end, dt = _history(since, until, policy_file, step)
@@ -855,7 +855,7 @@ def rollout_start(
     from modelwarden.rollout import controller
     from modelwarden.rollout.plan import Plan
 
-    state = _state()
+    state = state_store()
     p = Plan.load(plan)
     r = controller.start(settings(), version, p, _actor(state, key), now=_now(now), state=state)
     _print_rollout(controller.status(settings(), state), format)
@@ -875,7 +875,7 @@ def rollout_status(format: Format = FORMAT_OPTION) -> None:
 def _operator(action: str, reason: str, key: str | None, format: Format, **kw: Any) -> None:
     from modelwarden.rollout import controller
 
-    state = _state()
+    state = state_store()
     fn = getattr(controller, action)
     fn(settings(), _actor(state, key), reason, state=state, **kw)
     _print_rollout(controller.status(settings(), state), format)
@@ -948,7 +948,7 @@ def rollout_tick(
     from modelwarden.policy.spec import Policy
     from modelwarden.rollout import controller
 
-    state = _state()
+    state = state_store()
     pol = Policy.for_data(settings().data_dir, policy_file)
     notifier = notify.Notifier(state)
     rep = controller.tick(settings(), _now(now), state=state, policy=pol, notifier=notifier)
@@ -1000,7 +1000,7 @@ def rollout_list(format: Format = FORMAT_OPTION) -> None:
     """Every rollout, newest first."""
     from modelwarden.rollout import store
 
-    rows = [r.to_dict() for r in store.list_rollouts(_state())]
+    rows = [r.to_dict() for r in store.list_rollouts(state_store())]
     if format == Format.json:
         print_json(rows)
     else:
@@ -1061,7 +1061,7 @@ def shadow_start(
     """Copy a share of live requests to VERSION; its answers are logged, never returned."""
     from modelwarden.rollout import shadow
 
-    state = _state()
+    state = state_store()
     table = shadow.start(settings(), version, sample, _actor(state, key), state=state)
     if format == Format.json:
         print_json(table.to_dict())
@@ -1077,7 +1077,7 @@ def shadow_stop(key: str = key_option(), format: Format = FORMAT_OPTION) -> None
     """Stop sending shadow copies."""
     from modelwarden.rollout import shadow
 
-    state = _state()
+    state = state_store()
     table = shadow.stop(settings(), _actor(state, key), state=state)
     if format == Format.json:
         print_json(table.to_dict())
@@ -1099,7 +1099,7 @@ def shadow_report(
     from modelwarden.rollout import shadow
     from modelwarden.windows import parse_time
 
-    state = _state()
+    state = state_store()
     rep = shadow.report(
         settings(),
         version,

@@ -1,0 +1,106 @@
+"""Start-up time of the ``modelwarden`` command: the median of N runs of ``--help`` and friends.
+
+    .venv/bin/python bench/cli/run.py [--runs 10] [--no-write]
+
+Each run is a fresh interpreter running this tree's ``modelwarden`` (``python -m modelwarden.cli``
+with ``src/`` first on the path), timed from spawn to exit with its output discarded; one warm-up
+run first fills the OS file cache. ``python -c pass`` is measured the same way, so the share that is
+ModelWarden's own can be told apart from the interpreter's start-up. CPU time (user + system) is
+reported beside wall time: on shared cores it is the steadier figure. Goal: ``--help`` under 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from common import ROOT, machine, table, write_section  # noqa: E402
+
+GOAL_S = 0.3
+CASES = [
+    ("python -c pass (interpreter only)", ["-c", "pass"]),
+    ("modelwarden --version", ["-m", "modelwarden.cli", "--version"]),
+    ("modelwarden --help", ["-m", "modelwarden.cli", "--help"]),
+    ("modelwarden drift --help", ["-m", "modelwarden.cli", "drift", "--help"]),
+    ("modelwarden eval --help", ["-m", "modelwarden.cli", "eval", "--help"]),
+]
+
+
+def _env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    src = str(ROOT / "src")
+    return {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""), "COLUMNS": "100"}
+
+
+def time_runs(args: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall seconds and CPU seconds (user + system) of each run."""
+    env = _env()
+    cmd = [sys.executable, *args]
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    wall, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
+        wall.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--no-write", action="store_true", help="Print only; leave the docs alone.")
+    args = ap.parse_args()
+
+    where = machine()
+    rows = []
+    for label, argv in CASES:
+        times, cpu = time_runs(argv, args.runs)
+        rows.append(
+            {
+                "command": f"`{label}`",
+                "median s": f"{statistics.median(times):.3f}",
+                "min s": f"{min(times):.3f}",
+                "max s": f"{max(times):.3f}",
+                "median CPU s": f"{statistics.median(cpu):.3f}",
+            }
+        )
+        print(
+            f"{label}: median {statistics.median(times):.3f} s wall, "
+            f"{statistics.median(cpu):.3f} s CPU over {args.runs} runs",
+            flush=True,
+        )
+    load_end = os.getloadavg()[0]
+    helps = [float(r["median s"]) for r in rows if "--help" in r["command"]]
+    verdict = "met" if max(helps) < GOAL_S else "not met on this machine at this load"
+    md = (
+        "## Command start-up (`bench/cli/run.py`)\n\n"
+        f"{where}.\n\n"
+        f"Median of {args.runs} runs per command (after one warm-up), each a fresh interpreter "
+        "with its output discarded. The machine's cores are shared with other work while it runs "
+        f"(load average {load_end:.1f} at the end), so figures vary from run to run; the "
+        "interpreter-only row shows the floor and the CPU column (user + system time of the "
+        "process) is the figure least disturbed by the other work. Goal: every `--help` under "
+        f"{GOAL_S} s. Result: slowest `--help` median {max(helps):.3f} s ({verdict}).\n\n"
+        + table(rows, ["command", "median s", "min s", "max s", "median CPU s"])
+    )
+    if not args.no_write:
+        write_section("cli", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
