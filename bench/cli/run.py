@@ -4,7 +4,7 @@
 
 Each run is a fresh interpreter running this tree's ``modelwarden`` (``python -m modelwarden.cli``
 with ``src/`` first on the path), timed from spawn to exit with its output discarded; one warm-up
-run first fills the OS file cache. ``python -c pass`` is measured the same way, so the share that is
+run first fills the OS file cache and writes the bytecode, as an installed package has it. ``python -c pass`` is measured the same way, so the share that is
 ModelWarden's own can be told apart from the interpreter's start-up. CPU time (user + system) is
 reported beside wall time: on shared cores it is the steadier figure. Goal: ``--help`` under 0.3 s.
 """
@@ -38,7 +38,10 @@ CASES = [
 def _env() -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
     src = str(ROOT / "src")
-    return {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""), "COLUMNS": "100"}
+    env = {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""), "COLUMNS": "100"}
+    # An installed package has its bytecode compiled; the warm-up run writes it for this tree.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def time_runs(args: list[str], runs: int) -> tuple[list[float], list[float]]:
