@@ -530,47 +530,18 @@ POLICY_OPTION = typer.Option(
 
 
 def _policy(path: Path | None) -> Any:
-    from modelwarden.policy.spec import Policy
+    from modelwarden.policy.service import load_policy  # imported here: keeps --help fast
 
-    return Policy.for_data(settings().data_dir, path)
-
-
-def _range(since: str | None, until: str | None) -> tuple[datetime, datetime]:
-    from datetime import timedelta
-
-    from modelwarden.store.reads import require_data
-    from modelwarden.windows import parse_time
-
-    lo, hi = require_data(settings())
-    end = parse_time(until, "to") if until else hi + timedelta(microseconds=1)
-    start = parse_time(since, "from") if since else max(lo, end - timedelta(days=14))
-    if end <= start:
-        raise InputError("--to must be after --from", field="to")
-    return start, end
-
-
-def _step(value: str) -> Any:
-    from modelwarden.policy.spec import parse_duration
-
-    try:
-        step = parse_duration(value)
-    except ValueError as exc:
-        raise InputError(str(exc), field="step") from None
-    if step.total_seconds() < 60:
-        raise InputError("--step must be at least 1m", field="step")
-    return step
+    return load_policy(settings(), path)
 
 
 def _history(
     since: str | None, until: str | None, policy_file: Path | None, step: str
 ) -> tuple[Any, Any, datetime, datetime, Any]:
-    from modelwarden.policy.observe import load_observations
-    from modelwarden.policy.replay import lookback
+    from modelwarden.policy.service import load_history  # imported here: keeps --help fast
 
-    pol = _policy(policy_file)
-    start, end = _range(since, until)
-    obs = load_observations(settings(), start - lookback(pol), end)
-    return pol, obs, start, end, _step(step)
+    h = load_history(settings(), since, until, policy_file, step)
+    return h.policy, h.observations, h.start, h.end, h.step
 
 
 def _n_ticks(start: datetime, end: datetime, step: Any, watches: int) -> int:
