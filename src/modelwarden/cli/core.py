@@ -257,17 +257,10 @@ def kpis(
 ) -> None:
     """KPIs per window and group: latency avg/p50/p95/p99, feedback, safety, escalations."""
     # imported here: keeps --help fast
-    from modelwarden.kpi.compute import CHANGES, METRICS, KpiQuery, parse_by, parse_window
-    from modelwarden.kpi.service import compute_kpis
-    from modelwarden.windows import parse_time
+    from modelwarden.kpi.compute import CHANGES, METRICS
+    from modelwarden.kpi.service import compute_kpis, kpi_query
 
-    q = KpiQuery(
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
-        window=parse_window(window),
-        by=parse_by(by),
-        include_shadow=include_shadow,
-    )
+    q = kpi_query(since, until, window, by, include_shadow)
     rows = compute_kpis(settings(), q)
     cols = ["window_start", *q.by, *METRICS, *CHANGES]
     if format == TabularFormat.json:
