@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cli/run.py [--runs 10] [--no-write]
 
-Each run is a fresh interpreter running this tree's ``modelwarden`` (``python -m modelwarden.cli``
+Each run is a fresh interpreter running this tree's ``modelwarden`` (what the console script runs,
 with ``src/`` first on the path), timed from spawn to exit with its output discarded; one warm-up
 run first fills the OS file cache and writes the bytecode, as an installed package has it. ``python -c pass`` is measured the same way, so the share that is
 ModelWarden's own can be told apart from the interpreter's start-up. CPU time (user + system) is
@@ -26,27 +26,30 @@ sys.path.insert(0, str(HERE.parent))
 from common import ROOT, machine, table, write_section  # noqa: E402
 
 GOAL_S = 0.3
+# What the console script runs: import the entry point, call it.
+RUN = ["-c", "import sys; from modelwarden.cli import main; sys.argv[0] = 'modelwarden'; main()"]
 CASES = [
     ("python -c pass (interpreter only)", ["-c", "pass"]),
-    ("modelwarden --version", ["-m", "modelwarden.cli", "--version"]),
-    ("modelwarden --help", ["-m", "modelwarden.cli", "--help"]),
-    ("modelwarden drift --help", ["-m", "modelwarden.cli", "drift", "--help"]),
-    ("modelwarden eval --help", ["-m", "modelwarden.cli", "eval", "--help"]),
+    ("modelwarden --version", [*RUN, "--version"]),
+    ("modelwarden --help", [*RUN, "--help"]),
+    ("modelwarden drift --help", [*RUN, "drift", "--help"]),
+    ("modelwarden eval --help", [*RUN, "eval", "--help"]),
 ]
 
 
-def _env() -> dict[str, str]:
+def _env(src: str = str(ROOT / "src")) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
-    src = str(ROOT / "src")
     env = {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""), "COLUMNS": "100"}
     # An installed package has its bytecode compiled; the warm-up run writes it for this tree.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
-def time_runs(args: list[str], runs: int) -> tuple[list[float], list[float]]:
+def time_runs(
+    args: list[str], runs: int, src: str | None = None
+) -> tuple[list[float], list[float]]:
     """Wall seconds and CPU seconds (user + system) of each run."""
-    env = _env()
+    env = _env(src) if src else _env()
     cmd = [sys.executable, *args]
     subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     wall, cpu = [], []
@@ -66,12 +69,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--no-write", action="store_true", help="Print only; leave the docs alone.")
+    ap.add_argument(
+        "--before",
+        metavar="SRC",
+        help="Also time the same commands from another tree's src/ (an older checkout), interleaved.",
+    )
     args = ap.parse_args()
 
     where = machine()
     rows = []
-    for label, argv in CASES:
-        times, cpu = time_runs(argv, args.runs)
+    trees = [("", str(ROOT / "src"))] + ([(" (before)", args.before)] if args.before else [])
+    for (label, argv), (tag, src) in [(c, t) for c in CASES for t in trees]:
+        if tag and (argv[-1] in ("pass", "--version")):
+            continue  # the interpreter is the same; the older code has no --version
+        times, cpu = time_runs(argv, args.runs, src)
+        label = label + tag
         rows.append(
             {
                 "command": f"`{label}`",
@@ -87,7 +99,11 @@ def main() -> None:
             flush=True,
         )
     load_end = os.getloadavg()[0]
-    helps = [float(r["median s"]) for r in rows if "--help" in r["command"]]
+    helps = [
+        float(r["median s"])
+        for r in rows
+        if "--help" in r["command"] and "before" not in r["command"]
+    ]
     verdict = "met" if max(helps) < GOAL_S else "not met on this machine at this load"
     md = (
         "## Command start-up (`bench/cli/run.py`)\n\n"
@@ -95,7 +111,8 @@ def main() -> None:
         f"Median of {args.runs} runs per command (after one warm-up), each a fresh interpreter "
         "with its output discarded. The machine's cores are shared with other work while it runs "
         f"(load average {load_end:.1f} at the end), so figures vary from run to run; the "
-        "interpreter-only row shows the floor and the CPU column (user + system time of the "
+        "interpreter-only row shows the floor, rows marked (before) run the code before the "
+        "start-up work (given with --before), and the CPU column (user + system time of the "
         "process) is the figure least disturbed by the other work. Goal: every `--help` under "
         f"{GOAL_S} s. Result: slowest `--help` median {max(helps):.3f} s ({verdict}).\n\n"
         + table(rows, ["command", "median s", "min s", "max s", "median CPU s"])
