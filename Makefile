@@ -1,4 +1,4 @@
-# ModelWarden: `make demo` runs the main job, `make test` runs every test.
+# ModelWarden: `make demo` runs the main job, `make test` runs the checks and every test.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +9,7 @@ PIP    := $(BIN)/pip install -q -c constraints.txt
 SYSTEM_DEPS := postgresql openjdk-17-jre-headless chromium prometheus \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
-.PHONY: install install-test demo test lint typecheck bench clean
+.PHONY: install install-test demo test lint imports typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,20 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/modelwarden demo
 
+# In order: lint, formatting, the layer contracts (pyproject's [tool.importlinter]), types, tests.
 test: install-test
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy src
 	$(BIN)/pytest -q
 
 lint: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+imports: install-test
+	$(BIN)/lint-imports
 
 typecheck: install-test
 	$(BIN)/mypy src

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelwarden import __version__
 from modelwarden.errors import EXIT_BAD_INPUT, WardenError
-from modelwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from modelwarden.settings import Settings
+    from modelwarden.store.state import StateStore
 
 app = typer.Typer(
     name="modelwarden",
@@ -53,10 +60,21 @@ FORMAT_OPTION = typer.Option(
 
 
 class State:
-    settings: Settings = Settings()
+    """The global options; :class:`Settings` is built on first use (pydantic is not cheap)."""
+
+    def __init__(self) -> None:
+        self.data: Path | None = None
+        self.embedder: str | None = None
+        self.settings: Settings | None = None
 
 
 state = State()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"modelwarden {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -74,12 +92,32 @@ def _global(
         envvar="MODELWARDEN_EMBEDDER",
         help="Embedder: minilm (default, all-MiniLM-L6-v2) or hashing (fast, for tests).",
     ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
-    state.settings = Settings.from_env(data, embedder=embedder)
+    state.data, state.embedder, state.settings = data, embedder, None
 
 
 def settings() -> Settings:
+    if state.settings is None:
+        # imported here: keeps --help fast
+        from modelwarden.settings import Settings
+
+        state.settings = Settings.from_env(state.data, embedder=state.embedder)
     return state.settings
+
+
+def state_store() -> StateStore:
+    """The state database of the data directory (versions, routes, runs, queues, audit…)."""
+    # imported here: keeps --help fast
+    from modelwarden.store.state import StateStore
+
+    return StateStore.at(settings().data_dir)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,6 +190,50 @@ def print_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow(r)
+
+
+class Bar:
+    """A rich progress bar whose total can be set once it is known."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress = progress
+        self.task = progress.add_task(label, total=None)
+
+    def total(self, n: int) -> None:
+        self.progress.update(self.task, total=n, completed=0)
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None = None, enabled: bool = True) -> Iterator[Bar]:
+    """Progress on stderr for long work; ``enabled=False`` (JSON output) shows nothing."""
+    # imported here: keeps --help fast
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not enabled,
+    )
+    with progress:
+        bar = Bar(progress, label)
+        if total is not None:
+            bar.total(total)
+        yield bar
 
 
 def fail_usage(message: str, field: str | None = None) -> typer.Exit:

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from modelwarden.cli.app import (
     FORMAT_OPTION,
@@ -32,57 +21,17 @@ from modelwarden.cli.app import (
     print_csv,
     print_json,
     print_table,
+    progress_bar,
     settings,
 )
-from modelwarden.drift.service import (
-    compare_files,
-    drift_over_windows,
-    is_vector_file,
-    parse_drift_by,
-    resolve_windows,
-)
-from modelwarden.embed.service import EmbedReport, embed_missing, embedder_key
 from modelwarden.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
-from modelwarden.ingest.service import ingest_paths
-from modelwarden.kpi.compute import CHANGES, METRICS, KpiQuery, parse_by, parse_window
-from modelwarden.kpi.service import compute_kpis
-from modelwarden.report.service import build_weekly_report, write_report
-from modelwarden.safety.service import safety_checker
-from modelwarden.store import reads
-from modelwarden.windows import parse_time
 
+if TYPE_CHECKING:
+    from datetime import datetime
 
-class Bar:
-    """A rich progress bar whose total can be set once it is known."""
+    from modelwarden.embed.service import EmbedReport
 
-    def __init__(self, progress: Progress, label: str) -> None:
-        self.progress = progress
-        self.task = progress.add_task(label, total=None)
-
-    def total(self, n: int) -> None:
-        self.progress.update(self.task, total=n, completed=0)
-
-    def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
-
-
-@contextmanager
-def progress_bar(label: str, total: int | None = None, enabled: bool = True) -> Iterator[Bar]:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not enabled,
-    )
-    with progress:
-        bar = Bar(progress, label)
-        if total is not None:
-            bar.total(total)
-        yield bar
+# Services are imported inside each command body: keeps --help fast.
 
 
 # ---- ingest ------------------------------------------------------------------------------------
@@ -136,6 +85,8 @@ def ingest(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Validate and store records. Bad records are kept with their reasons; exit 2 if any."""
+    from modelwarden.ingest.service import ingest_paths  # imported here: keeps --help fast
+
     s = settings()
     with progress_bar(f"ingesting {kind.value}", enabled=format == Format.table) as bar:
         report = ingest_paths(s, paths, kind.value, progress=bar.advance)
@@ -162,6 +113,8 @@ def rejected(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """List rejected records with their file, line or row, field and reason."""
+    from modelwarden.store import reads  # imported here: keeps --help fast
+
     rows = reads.rejected(settings(), limit=limit, source=source)
     if format == Format.json:
         print_json(rows)
@@ -192,6 +145,8 @@ def _embed(
     until: datetime | None,
     format: Format,
 ) -> EmbedReport:
+    from modelwarden.embed.service import embed_missing, embedder_key  # keeps --help fast
+
     name = embedder_key(s, embedder)
     with progress_bar(f"embedding {kind}s ({name})", enabled=format == Format.table) as bar:
         return embed_missing(
@@ -208,6 +163,8 @@ def embed(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Embed stored requests that have no vector from the current embedder yet."""
+    from modelwarden.windows import parse_time  # imported here: keeps --help fast
+
     s = settings()
     kinds = ["prompt", "response"] if kind == "all" else [kind]
     lo = parse_time(since, "since") if since else None
@@ -220,20 +177,6 @@ def embed(
 
 
 # ---- simulate ----------------------------------------------------------------------------------
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def sibling(path: Path, part: str) -> Path:
-    """``logs.jsonl`` → ``logs.feedback.jsonl``."""
-    name = path.name
-    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else path.stem
-    return path.with_name(f"{stem}.{part}.jsonl")
-
-
 @app.command()
 @handle_errors
 def simulate(
@@ -251,31 +194,20 @@ def simulate(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Generate realistic plant traffic (deterministic for a seed and end)."""
-    from modelwarden.simulate.traffic import simulate as run
+    # imported here: keeps --help fast
+    from modelwarden.ingest.service import ingest_records
+    from modelwarden.simulate import service as sim
+    from modelwarden.windows import parse_time
 
     if out is None and not ingest_:
         raise InputError("say where the traffic goes: --out FILE or --ingest", field="out")
     end_dt = parse_time(end, "end") if end else None
-    data = run(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
-    summary: dict[str, Any] = {
-        "scenarios": list(data.scenarios),
-        "start": data.start,
-        "end": data.end,
-        "requests": len(data.requests),
-        "feedback": len(data.feedback),
-        "escalations": len(data.escalations),
-    }
+    data = sim.simulate(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
+    summary = sim.summary(data)
     if out is not None:
-        _write_jsonl(out, data.requests)
-        _write_jsonl(sibling(out, "feedback"), data.feedback)
-        _write_jsonl(sibling(out, "escalations"), data.escalations)
-        summary["files"] = [
-            str(out),
-            str(sibling(out, "feedback")),
-            str(sibling(out, "escalations")),
-        ]
+        summary["files"] = sim.write_traffic(out, data)
     if ingest_:
-        summary["ingested"] = _ingest_simulated(data)
+        summary["ingested"] = ingest_records(settings(), sim.batches(data), source="simulate")
     if format == Format.json:
         print_json(summary)
     else:
@@ -287,31 +219,6 @@ def simulate(
             console.print(f"wrote {f}")
         if "ingested" in summary:
             print_table(summary["ingested"], title="Stored")
-
-
-def _ingest_simulated(data: Any) -> list[dict[str, Any]]:
-    from modelwarden.ingest.core import Ingestor
-
-    s = settings()
-    ing = Ingestor(reads.open_store(s), safety_checker(s))
-    out = []
-    for kind, rows in (
-        ("requests", data.requests),
-        ("feedback", data.feedback),
-        ("escalations", data.escalations),
-    ):
-        rep = ing.ingest_raw(
-            kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)], source="simulate"
-        )
-        out.append(
-            {
-                "kind": kind,
-                "accepted": rep.accepted,
-                "duplicates": rep.duplicates,
-                "rejected": rep.rejected,
-            }
-        )
-    return out
 
 
 # ---- kpis --------------------------------------------------------------------------------------
@@ -349,13 +256,11 @@ def kpis(
     format: TabularFormat = typer.Option(TabularFormat.table, "--format", "-f"),
 ) -> None:
     """KPIs per window and group: latency avg/p50/p95/p99, feedback, safety, escalations."""
-    q = KpiQuery(
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
-        window=parse_window(window),
-        by=parse_by(by),
-        include_shadow=include_shadow,
-    )
+    # imported here: keeps --help fast
+    from modelwarden.kpi.compute import CHANGES, METRICS
+    from modelwarden.kpi.service import compute_kpis, kpi_query
+
+    q = kpi_query(since, until, window, by, include_shadow)
     rows = compute_kpis(settings(), q)
     cols = ["window_start", *q.by, *METRICS, *CHANGES]
     if format == TabularFormat.json:
@@ -463,7 +368,15 @@ def drift(
     Window runs are stored in the drift history (modelwarden drift-history); a re-run of the
     same window replaces its points.
     """
+    # imported here: keeps --help fast
     from modelwarden.drift.registry import EMBEDDING_DETECTORS
+    from modelwarden.drift.service import (
+        compare_files,
+        drift_over_windows,
+        is_vector_file,
+        parse_drift_by,
+        resolve_windows,
+    )
 
     if kind not in ("prompt", "response", "quality"):
         raise InputError("kind must be prompt, response or quality", field="kind")
@@ -521,6 +434,8 @@ def report(
     out: Path = typer.Option(None, "--out", help="Where to write it (default DATA/reports/)."),
 ) -> None:
     """Write the weekly governance report (Markdown, HTML with trend charts, or JSON)."""
+    from modelwarden.report.service import build_weekly_report, write_report  # keeps --help fast
+
     s = settings()
     with progress_bar("embedding for drift", enabled=True) as bar:
         rep = build_weekly_report(s, week, progress=bar.advance, on_total=bar.total)
@@ -533,17 +448,9 @@ def report(
 @handle_errors
 def status(format: Format = FORMAT_OPTION) -> None:
     """What the data directory holds."""
-    s = settings()
-    store = reads.open_store(s)
-    stats = store.stats()
-    bounds = reads.time_bounds(s)
-    info = {
-        "data_dir": str(s.data_dir),
-        **{k: v for k, v in stats.items() if k != "embeddings"},
-        "embeddings": stats["embeddings"],
-        "first_request": bounds[0] if bounds else None,
-        "last_request": bounds[1] if bounds else None,
-    }
+    from modelwarden.ingest.service import data_status  # imported here: keeps --help fast
+
+    info = data_status(settings())
     if format == Format.json:
         print_json(info)
     else:
@@ -562,18 +469,22 @@ def demo(
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """Simulate four plants for four weeks with a drift and an incident, then report on them."""
-    from modelwarden.simulate.traffic import simulate as run
+    # imported here: keeps --help fast
+    from modelwarden.embed.service import embed_missing
+    from modelwarden.ingest.service import ingest_records
+    from modelwarden.report.service import build_weekly_report, write_report
+    from modelwarden.simulate import service as sim
 
     s = settings()
     t0 = time.perf_counter()
     console.print(f"[bold]ModelWarden demo[/] — data in {s.data_dir}")
-    data = run(days=days, seed=seed, scenarios=("drift", "incident"))
+    data = sim.simulate(days=days, seed=seed, scenarios=("drift", "incident"))
     console.print(
         f"simulated {len(data.requests)} requests, {len(data.feedback)} feedback "
         f"events, {len(data.escalations)} escalations "
         f"({data.start:%Y-%m-%d} to {data.end:%Y-%m-%d})"
     )
-    stored = _ingest_simulated(data)
+    stored = ingest_records(s, sim.batches(data), source="simulate")
     print_table(stored, title="Ingested")
     with progress_bar(
         "embedding prompts (all-MiniLM-L6-v2)"
@@ -608,4 +519,3 @@ def demo(
             console.print(f"  • {f}")
     console.print(f"drift status: [bold]{rep.drift_status}[/]")
     console.print(f"[bold green]report written to {path}[/] in {time.perf_counter() - t0:.0f} s")
-    _ = datetime.now(UTC)

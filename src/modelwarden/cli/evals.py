@@ -19,11 +19,11 @@ from modelwarden.cli.app import (
     handle_errors,
     print_json,
     print_table,
+    progress_bar,
     settings,
+    state_store,
 )
-from modelwarden.cli.core import progress_bar
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
-from modelwarden.store.state import StateStore
 
 eval_app = typer.Typer(
     help="Golden-set evaluation: run a model, compare two runs against a gate, scorecards.",
@@ -33,10 +33,6 @@ app.add_typer(eval_app, name="eval")
 
 # Metrics shown in run tables, in this order, when the run has them.
 SUMMARY_METRICS = ("must_include", "semantic", "rougeL", "chrf", "bleu", "latency_ms")
-
-
-def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
 
 
 def _write_new(path: Path, text: str, force: bool) -> None:
@@ -131,7 +127,7 @@ def eval_run(
         name=name,
         api_key=api_key,
     )
-    state = _state()
+    state = state_store()
     try:
         with progress_bar(
             f"{model}: {gs.name} v{gs.version}", total=len(gs), enabled=format == Format.table
@@ -183,7 +179,7 @@ def eval_list(
     """Stored runs, newest first."""
     from modelwarden.evals.store import list_runs
 
-    state = _state()
+    state = state_store()
     try:
         runs = list_runs(state, model=model, limit=limit)
     finally:
@@ -204,7 +200,7 @@ def eval_show(
     """One run: its settings, corpus metrics and items."""
     from modelwarden.evals.store import get_run, item_rows
 
-    state = _state()
+    state = state_store()
     try:
         r = get_run(state, run)
         rows = item_rows(state, r["id"]) if items else []
@@ -342,7 +338,7 @@ def eval_compare(
         else "the default gate, as modelwarden eval gate-init writes it"
     )
     slices = [x for part in (slice or []) for x in part.split(",") if x.strip()]
-    state = _state()
+    state = state_store()
     try:
         cmp, _ = compare_stored(state, run_a, run_b, spec, slices, seed=seed, n_boot=n_boot)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,10 +17,14 @@ from modelwarden.cli.app import (
     handle_errors,
     print_json,
     print_table,
+    progress_bar,
     settings,
+    state_store,
 )
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
-from modelwarden.store.state import StateStore
+
+if TYPE_CHECKING:
+    from modelwarden.store.state import StateStore
 
 registry_app = typer.Typer(
     help="Model versions: lifecycle, quarantine and release approvals.", no_args_is_help=True
@@ -44,10 +48,6 @@ def key_option(required: bool = False) -> Any:
         help=KEY_HELP + (" Required." if required else " Names the actor."),
         show_default=False,
     )
-
-
-def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
 
 
 def _actor(state: StateStore, key: str | None) -> str:
@@ -95,7 +95,7 @@ def registry_add(
     """Register a model version (in staging); needs an operator or admin key."""
     from modelwarden.governance import keys, registry
 
-    state = _state()
+    state = state_store()
     actor = keys.require(state, key, "registry", version).actor
     info = registry.add(
         state, version, endpoint, actor, notes=notes, status="stable" if stable else "staging"
@@ -115,7 +115,7 @@ def registry_list(
     """Every registered version and its status."""
     from modelwarden.governance import registry
 
-    versions = registry.list_versions(_state(), status)
+    versions = registry.list_versions(state_store(), status)
     if format == Format.json:
         print_json([v.to_dict() for v in versions])
     else:
@@ -128,7 +128,7 @@ def registry_show(version: str = typer.Argument(...), format: Format = FORMAT_OP
     """A version: status, release requests, evidence and its audit trail."""
     from modelwarden.governance import audit, registry
 
-    state = _state()
+    state = state_store()
     info = registry.get(state, version)
     requests = registry.release_requests_of(state, version)
     evidence = registry.evidence(state, version)
@@ -207,7 +207,7 @@ def registry_promote(
     """Move a version forward in its lifecycle; a quarantined version is refused."""
     from modelwarden.rollout import service as rollout_service
 
-    state = _state()
+    state = state_store()
     info = rollout_service.promote_version(state, version, to, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
@@ -227,7 +227,7 @@ def registry_quarantine(
     operator or admin key."""
     from modelwarden.governance import keys, registry
 
-    state = _state()
+    state = state_store()
     actor = keys.require(state, key, "registry", version).actor
     changed = registry.quarantine(state, version, reason, actor)
     info = registry.get(state, version)
@@ -248,7 +248,7 @@ def registry_request_release(
     """Ask for a quarantined version's release; a different key with the approver role approves."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     req = registry.request_release(state, version, registry.identify(state, key), reason)
     if format == Format.json:
         print_json(req.to_dict())
@@ -287,7 +287,7 @@ def registry_approve(
     """
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     res = registry.approve_release(
         state, version, registry.identify(state, key), eval_run, baseline_run, gate, note
     )
@@ -319,7 +319,7 @@ def registry_retire(
     """Retire a version that no route uses."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     info = registry.retire(state, version, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
@@ -339,7 +339,7 @@ def registry_set_endpoint(
     """Point a version that serves no traffic at another server."""
     from modelwarden.governance import registry
 
-    state = _state()
+    state = state_store()
     info = registry.set_endpoint(state, version, endpoint, _actor(state, key), reason)
     if format == Format.json:
         print_json(info.to_dict())
@@ -363,7 +363,7 @@ def audit_verify(
     checkpoint. Exit 1 naming the first entry that does not fit."""
     from modelwarden.governance import audit
 
-    res = audit.verify(_state(), checkpoints=checkpoints)
+    res = audit.verify(state_store(), checkpoints=checkpoints)
     if format == Format.json:
         print_json(res.to_dict())
     elif res.ok:
@@ -399,7 +399,7 @@ def audit_checkpoint(
     """
     from modelwarden.governance import audit, notify
 
-    state = _state()
+    state = state_store()
     cp = audit.checkpoint(state, file)
     queued = 0
     cfg = _policy(policy_file).notify
@@ -433,7 +433,9 @@ def audit_list(
     """Audit entries, newest first."""
     from modelwarden.governance import audit
 
-    rows = audit.entries(_state(), subject=subject, action=action, limit=limit, newest_first=True)
+    rows = audit.entries(
+        state_store(), subject=subject, action=action, limit=limit, newest_first=True
+    )
     if format == Format.json:
         print_json([e.to_dict() for e in rows])
     else:
@@ -464,7 +466,7 @@ def incidents_list(
     """Incidents, newest first."""
     from modelwarden.governance import incidents
 
-    items = incidents.list_incidents(_state(), status)
+    items = incidents.list_incidents(state_store(), status)
     if format == Format.json:
         print_json([i.to_dict() for i in items])
         return
@@ -495,7 +497,7 @@ def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORM
     """One incident: its trigger, timeline, notifications and RCA files."""
     from modelwarden.governance import incidents, notify
 
-    state = _state()
+    state = state_store()
     inc = incidents.get(state, incident_id)
     events = incidents.timeline(state, inc)
     notes = notify.of_incident(state, inc.id)
@@ -543,7 +545,7 @@ def incidents_close(
     """Close an incident once its root cause is understood."""
     from modelwarden.governance import incidents
 
-    state = _state()
+    state = state_store()
     inc = incidents.close(state, incident_id, _actor(state, key), note)
     if format == Format.json:
         print_json(inc.to_dict())
@@ -557,7 +559,7 @@ def incidents_notify(format: Format = FORMAT_OPTION) -> None:
     """Deliver every notification that is due now (the server does this on its own)."""
     from modelwarden.governance import notify
 
-    done = notify.deliver_due(_state())
+    done = notify.deliver_due(state_store())
     rows = [d.__dict__ for d in done]
     if format == Format.json:
         print_json(rows)
@@ -583,47 +585,18 @@ POLICY_OPTION = typer.Option(
 
 
 def _policy(path: Path | None) -> Any:
-    from modelwarden.policy.spec import Policy
+    from modelwarden.policy.service import load_policy  # imported here: keeps --help fast
 
-    return Policy.for_data(settings().data_dir, path)
-
-
-def _range(since: str | None, until: str | None) -> tuple[datetime, datetime]:
-    from datetime import timedelta
-
-    from modelwarden.store.reads import require_data
-    from modelwarden.windows import parse_time
-
-    lo, hi = require_data(settings())
-    end = parse_time(until, "to") if until else hi + timedelta(microseconds=1)
-    start = parse_time(since, "from") if since else max(lo, end - timedelta(days=14))
-    if end <= start:
-        raise InputError("--to must be after --from", field="to")
-    return start, end
-
-
-def _step(value: str) -> Any:
-    from modelwarden.policy.spec import parse_duration
-
-    try:
-        step = parse_duration(value)
-    except ValueError as exc:
-        raise InputError(str(exc), field="step") from None
-    if step.total_seconds() < 60:
-        raise InputError("--step must be at least 1m", field="step")
-    return step
+    return load_policy(settings(), path)
 
 
 def _history(
     since: str | None, until: str | None, policy_file: Path | None, step: str
 ) -> tuple[Any, Any, datetime, datetime, Any]:
-    from modelwarden.policy.observe import load_observations
-    from modelwarden.policy.replay import lookback
+    from modelwarden.policy.service import load_history  # imported here: keeps --help fast
 
-    pol = _policy(policy_file)
-    start, end = _range(since, until)
-    obs = load_observations(settings(), start - lookback(pol), end)
-    return pol, obs, start, end, _step(step)
+    h = load_history(settings(), since, until, policy_file, step)
+    return h.policy, h.observations, h.start, h.end, h.step
 
 
 def _n_ticks(start: datetime, end: datetime, step: Any, watches: int) -> int:
@@ -649,7 +622,6 @@ def policy_check(
 
     Exit 1 if any rule would have fired.
     """
-    from modelwarden.cli.core import progress_bar
     from modelwarden.policy.replay import check, watches
 
     pol, obs, start, end, dt = _history(since, until, policy_file, step)
@@ -710,7 +682,6 @@ def policy_replay(
 
     Exit 1 if any rollback would have happened.
     """
-    from modelwarden.cli.core import progress_bar
     from modelwarden.policy.replay import replay, watches
 
     pol, obs, start, end, dt = _history(since, until, policy_file, step)
@@ -910,7 +881,7 @@ def rollout_start(
     from modelwarden.rollout import controller
     from modelwarden.rollout.plan import Plan
 
-    state = _state()
+    state = state_store()
     p = Plan.load(plan)
     r = controller.start(settings(), version, p, _actor(state, key), now=_now(now), state=state)
     _print_rollout(controller.status(settings(), state), format)
@@ -930,7 +901,7 @@ def rollout_status(format: Format = FORMAT_OPTION) -> None:
 def _operator(action: str, reason: str, key: str | None, format: Format, **kw: Any) -> None:
     from modelwarden.rollout import controller
 
-    state = _state()
+    state = state_store()
     fn = getattr(controller, action)
     fn(settings(), _actor(state, key), reason, state=state, **kw)
     _print_rollout(controller.status(settings(), state), format)
@@ -1003,7 +974,7 @@ def rollout_tick(
     from modelwarden.policy.spec import Policy
     from modelwarden.rollout import controller
 
-    state = _state()
+    state = state_store()
     pol = Policy.for_data(settings().data_dir, policy_file)
     notifier = notify.Notifier(state)
     rep = controller.tick(settings(), _now(now), state=state, policy=pol, notifier=notifier)
@@ -1055,7 +1026,7 @@ def rollout_list(format: Format = FORMAT_OPTION) -> None:
     """Every rollout, newest first."""
     from modelwarden.rollout import store
 
-    rows = [r.to_dict() for r in store.list_rollouts(_state())]
+    rows = [r.to_dict() for r in store.list_rollouts(state_store())]
     if format == Format.json:
         print_json(rows)
     else:
@@ -1116,7 +1087,7 @@ def shadow_start(
     """Copy a share of live requests to VERSION; its answers are logged, never returned."""
     from modelwarden.rollout import shadow
 
-    state = _state()
+    state = state_store()
     table = shadow.start(settings(), version, sample, _actor(state, key), state=state)
     if format == Format.json:
         print_json(table.to_dict())
@@ -1132,7 +1103,7 @@ def shadow_stop(key: str = key_option(), format: Format = FORMAT_OPTION) -> None
     """Stop sending shadow copies."""
     from modelwarden.rollout import shadow
 
-    state = _state()
+    state = state_store()
     table = shadow.stop(settings(), _actor(state, key), state=state)
     if format == Format.json:
         print_json(table.to_dict())
@@ -1154,7 +1125,7 @@ def shadow_report(
     from modelwarden.rollout import shadow
     from modelwarden.windows import parse_time
 
-    state = _state()
+    state = state_store()
     rep = shadow.report(
         settings(),
         version,

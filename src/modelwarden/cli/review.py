@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.panel import Panel
@@ -22,11 +22,14 @@ from modelwarden.cli.app import (
     print_json,
     print_table,
     settings,
+    state_store,
 )
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
-from modelwarden.review.queue import DEFAULT_QUEUE
-from modelwarden.store.state import StateStore
+from modelwarden.review import DEFAULT_QUEUE
 from modelwarden.windows import parse_time
+
+if TYPE_CHECKING:
+    from modelwarden.store.state import StateStore
 
 review_app = typer.Typer(
     help="Human review: sample a queue, review in the terminal, export, agreement.",
@@ -36,10 +39,6 @@ app.add_typer(review_app, name="review")
 
 QUEUE_OPTION = typer.Option(DEFAULT_QUEUE, "--queue", "-q", help="Review queue name.")
 QUIT_WORDS = frozenset({"q", "quit", "exit"})
-
-
-def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -109,7 +108,7 @@ def review_sample(
         append=append,
         lease_minutes=lease_minutes,
     )
-    state = _state()
+    state = state_store()
     try:
         summary = build_queue(s, state, spec)
     finally:
@@ -247,7 +246,7 @@ def review_next(
     from modelwarden.review.queue import check_reviewer, get_queue, next_item
 
     check_reviewer(reviewer)
-    state = _state()
+    state = state_store()
     try:
         get_queue(state, queue)
         if format == NextFormat.json:
@@ -289,7 +288,7 @@ def review_submit(
     """Store one review. Sending it again is harmless; changing an earlier review is refused."""
     from modelwarden.review.queue import submit_review
 
-    state = _state()
+    state = state_store()
     try:
         review, created = submit_review(
             state, item, reviewer, _answers(answers), comment, origin="cli"
@@ -312,7 +311,7 @@ def review_status(queue: str = QUEUE_OPTION, format: Format = FORMAT_OPTION) -> 
     """How far a queue is: items, reviews given and still needed, reviewers."""
     from modelwarden.review.queue import queue_status
 
-    state = _state()
+    state = state_store()
     try:
         st = queue_status(state, queue)
     finally:
@@ -352,7 +351,7 @@ def review_queues(format: Format = FORMAT_OPTION) -> None:
     """Every review queue."""
     from modelwarden.review.queue import list_queues
 
-    state = _state()
+    state = state_store()
     try:
         queues = list_queues(state)
     finally:
@@ -385,7 +384,7 @@ def review_export(
     """Write queues, items (with gold answers and pair orders) and reviews as JSONL."""
     from modelwarden.review.queue import export_file
 
-    state = _state()
+    state = state_store()
     try:
         counts = export_file(state, out, queue)
     finally:
@@ -408,7 +407,7 @@ def review_import(
     """Import an export. Checked as a whole first; importing twice changes nothing."""
     from modelwarden.review.queue import import_file
 
-    state = _state()
+    state = state_store()
     try:
         counts = import_file(state, path)
     finally:
@@ -433,7 +432,7 @@ def review_agreement(
     """Krippendorff's alpha per dimension, kappa per reviewer pair, reviewers vs consensus."""
     from modelwarden.review.reliability import agreement_report
 
-    state = _state()
+    state = state_store()
     try:
         rep = agreement_report(state, queue, threshold)
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -16,10 +16,14 @@ from modelwarden.cli.app import (
     print_json,
     print_table,
     settings,
+    state_store,
 )
 from modelwarden.errors import InputError
-from modelwarden.server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, is_loopback
-from modelwarden.store.state import StateStore
+from modelwarden.server import defaults
+from modelwarden.server.defaults import DEFAULT_HOST, DEFAULT_PORT, is_loopback
+
+if TYPE_CHECKING:
+    from modelwarden.store.state import StateStore
 
 routes_app = typer.Typer(help="Show or change the gateway's route table.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys with roles for the HTTP API.", no_args_is_help=True)
@@ -28,12 +32,13 @@ app.add_typer(keys_app, name="keys")
 
 
 def _state() -> StateStore:
+    # imported here: keeps --help fast (they also declare their tables)
     from modelwarden.governance import (
-        keys,  # noqa: F401  (declares its tables)
+        keys,  # noqa: F401
         routes,  # noqa: F401
     )
 
-    return StateStore.at(settings().data_dir)
+    return state_store()
 
 
 # ---- serve -------------------------------------------------------------------------------------
@@ -46,21 +51,21 @@ def serve(
         False, "--allow-remote", help="Allow a non-loopback --host (put TLS in front of it)."
     ),
     max_body_bytes: int = typer.Option(
-        ServerConfig().max_body_bytes, "--max-body-bytes", min=1024, help="Larger bodies get 413."
+        defaults.MAX_BODY_BYTES, "--max-body-bytes", min=1024, help="Larger bodies get 413."
     ),
     flush_interval: float = typer.Option(
-        ServerConfig().flush_interval_s,
+        defaults.FLUSH_INTERVAL_S,
         "--flush-interval",
         help="Seconds between moves of acknowledged records from the spool into the log store.",
     ),
     flush_early: int = typer.Option(
-        ServerConfig().flush_early_records,
+        defaults.FLUSH_EARLY_RECORDS,
         "--flush-early",
         min=1,
         help="Move records into the store before the interval once this many wait.",
     ),
     upstream_timeout: float = typer.Option(
-        ServerConfig().upstream_timeout_s,
+        defaults.UPSTREAM_TIMEOUT_S,
         "--upstream-timeout",
         help="Seconds the gateway waits for an upstream before it counts as failed.",
     ),
@@ -68,7 +73,9 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
     """Run the HTTP API: ingest, KPIs, drift, reports, the gateway, routes and /metrics."""
+    # imported here: keeps --help fast
     from modelwarden.server.app import create_app
+    from modelwarden.server.config import ServerConfig
     from modelwarden.server.runner import serve_forever
 
     if not is_loopback(host) and not allow_remote:

@@ -18,6 +18,10 @@ Checks against the item's own lists:
 - violations ``forbidden`` (any forbidden pattern found) and ``safety`` (the
   :class:`~modelwarden.safety.SafetyChecker` flags the answer): hard gates, booleans.
 
+Further per-item metrics are registered with :func:`register_metric` (a name, a direction and a
+function of the answer and its golden item); the :class:`Evaluator` scores every registered metric,
+and gates name them like the built-in ones.
+
 ``latency_ms`` is passed through when given. Corpus level: BLEU and chrF from the summed
 statistics (sacrebleu's ``corpus_score``), the mean of every per-item metric, and violation counts.
 
@@ -29,7 +33,7 @@ in the same order (chrF), so every number equals sacrebleu's exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +59,40 @@ VIOLATIONS: tuple[str, ...] = ("forbidden", "safety")
 LOWER_IS_BETTER: frozenset[str] = frozenset({"latency_ms"})
 
 
+@dataclass(frozen=True)
+class ItemMetric:
+    """A registered per-item metric: ``score(answer, item)`` gives its value, or None when the
+    metric does not apply to the item (left out, as ``must_include`` is for items without facts)."""
+
+    name: str
+    score: Callable[[str, GoldenItem], float | None]
+    higher_is_better: bool = True
+
+
+# Registered per-item metrics by name, in registration order.
+ITEM_METRICS: dict[str, ItemMetric] = {}
+_BUILT_IN = frozenset(
+    {"bleu", "chrf", *ROUGE_TYPES, "semantic", "must_include", "latency_ms", *VIOLATIONS}
+)
+
+
+def register_metric(
+    name: str, score: Callable[[str, GoldenItem], float | None], *, higher_is_better: bool = True
+) -> ItemMetric:
+    """Add a per-item metric that every :class:`Evaluator` computes from then on."""
+    if not name or not name.replace("_", "").isalnum():
+        raise InputError("a metric name is letters, digits and underscores", field="name")
+    if name in _BUILT_IN or name in ITEM_METRICS:
+        raise InputError(f"metric {name!r} already exists", field="name")
+    metric = ItemMetric(name, score, higher_is_better)
+    ITEM_METRICS[name] = metric
+    return metric
+
+
 def higher_is_better(metric: str) -> bool:
+    registered = ITEM_METRICS.get(metric)
+    if registered is not None:
+        return registered.higher_is_better
     return metric not in LOWER_IS_BETTER
 
 
@@ -407,6 +444,10 @@ class Evaluator:
                 details["safety_patterns"] = self.safety.matches(answer)
             if latencies is not None and latencies.get(it.id) is not None:
                 metrics["latency_ms"] = float(latencies[it.id])
+            for extra in ITEM_METRICS.values():
+                value = extra.score(answer, it)
+                if value is not None:
+                    metrics[extra.name] = float(value)
             scores[it.id] = ItemScores(
                 item_id=it.id,
                 metrics=metrics,
@@ -416,7 +457,7 @@ class Evaluator:
             )
 
         corpus = dict(text.corpus)
-        for name in ("semantic", "must_include", "latency_ms"):
+        for name in ("semantic", "must_include", "latency_ms", *ITEM_METRICS):
             vals = [s.metrics[name] for s in scores.values() if name in s.metrics]
             if vals:
                 corpus[name] = float(np.mean(vals))

@@ -5,9 +5,35 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from modelwarden.kpi.compute import KpiQuery, add_changes, kpi_expr
+from pydantic import ValidationError
+
+from modelwarden.errors import InputError
+from modelwarden.kpi.compute import KpiQuery, add_changes, kpi_expr, parse_by, parse_window
 from modelwarden.settings import Settings
 from modelwarden.store.reads import open_store
+from modelwarden.windows import parse_time
+
+
+def kpi_query(
+    since: str | None,
+    until: str | None,
+    window: str = "week",
+    by: str | None = "plant_id",
+    include_shadow: bool = False,
+) -> KpiQuery:
+    """The query from what a user typed (the CLI's options, the API's parameters)."""
+    try:
+        return KpiQuery(
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+            window=parse_window(window),
+            by=parse_by(by),
+            include_shadow=include_shadow,
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = str(err["loc"][0]) if err.get("loc") else "query"
+        raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
 
 
 def compute_kpis(settings: Settings, q: KpiQuery) -> list[dict[str, Any]]:

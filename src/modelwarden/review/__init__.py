@@ -1,0 +1,3 @@
+"""Human review: sampled queues, rubrics, reviews and inter-rater reliability."""
+
+DEFAULT_QUEUE = "default"

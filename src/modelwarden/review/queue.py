@@ -56,6 +56,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from modelwarden.errors import ConflictError, InputError, NotFoundError
+from modelwarden.review import DEFAULT_QUEUE
 from modelwarden.review.rubrics import (
     PAIRWISE_RUBRIC,
     PREFERENCE,
@@ -64,7 +65,6 @@ from modelwarden.review.rubrics import (
 )
 from modelwarden.store.state import StateStore, metadata
 
-DEFAULT_QUEUE = "default"
 DEFAULT_LEASE_MINUTES = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 _REVIEWER = re.compile(r"^[\w.@+-]{1,100}$")

@@ -14,12 +14,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from modelwarden.drift.service import drift_over_windows, parse_drift_by, resolve_windows
-from modelwarden.errors import InputError
-from modelwarden.kpi.compute import KpiQuery, parse_by, parse_window
-from modelwarden.kpi.service import compute_kpis
+from modelwarden.kpi.service import compute_kpis, kpi_query
 from modelwarden.report.service import build_weekly_report, render_markdown
 from modelwarden.server.deps import json_default, runtime_of
 from modelwarden.server.errors import error_responses
@@ -71,18 +68,7 @@ def get_kpis(
     include_shadow: bool = Query(False),
 ) -> Response:
     settings = runtime_of(request).settings
-    try:
-        q = KpiQuery(
-            since=parse_time(since, "since") if since else None,
-            until=parse_time(until, "until") if until else None,
-            window=parse_window(window.value),
-            by=parse_by(by),
-            include_shadow=include_shadow,
-        )
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = str(err["loc"][0]) if err.get("loc") else "query"
-        raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
+    q = kpi_query(since, until, window.value, by, include_shadow)
     return json_text(compute_kpis(settings, q))
 
 

@@ -36,7 +36,6 @@ from typing import Any
 
 import yaml
 
-import modelwarden
 from modelwarden.errors import InputError
 
 try:  # libyaml's parser: the corpus loads in a few milliseconds instead of about a tenth of a second
@@ -88,7 +87,7 @@ _TOPIC_FIELDS = tuple(f.name for f in fields(Topic))
 _QA_FIELDS = tuple(f.name for f in fields(QA))
 # Package data (pyproject ships modelwarden/data/*). Found from the package's own directory rather
 # than through importlib.resources, whose import alone costs more than reading the file.
-PACKAGED_CORPUS = Path(modelwarden.__file__).parent / "data" / "corpus.yaml"
+PACKAGED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus.yaml"
 
 
 class _Loader(_BaseLoader):
