@@ -152,7 +152,9 @@ def fake_upstream(
     if quality not in QUALITIES:
         raise InputError(f"--quality must be one of {', '.join(QUALITIES)}", field="quality")
     if unsafe_share + poor_share > 1:
-        raise InputError("--unsafe-share and --poor-share add up to more than 1", field="poor_share")
+        raise InputError(
+            "--unsafe-share and --poor-share add up to more than 1", field="poor_share"
+        )
     if not is_loopback(host) and not allow_remote:
         raise InputError(f"--host {host} is not loopback; add --allow-remote", field="host")
     err_console.print(f"fake upstream {version} ({quality}) on http://{host}:{port}/v1")

@@ -57,7 +57,6 @@ from modelwarden.settings import Settings
 from modelwarden.simulate import live
 from modelwarden.simulate.traffic import (
     CANDIDATE_VERSION,
-    INCIDENT_PLANT,
     STABLE_VERSION,
     default_end,
     simulate,
@@ -198,7 +197,11 @@ def _history(settings: Settings, opts: DemoOptions, live_start: datetime, end: d
     escalations = [e for e in data.escalations if e["request_id"] in kept]
     ing = Ingestor(open_store(settings), safety_checker(settings))
     stored = {}
-    for kind, rows in (("requests", requests), ("feedback", feedback), ("escalations", escalations)):
+    for kind, rows in (
+        ("requests", requests),
+        ("feedback", feedback),
+        ("escalations", escalations),
+    ):
         rep = ing.ingest_raw(kind, [(f"record {i + 1}", r) for i, r in enumerate(rows)], "simulate")
         stored[kind] = rep.accepted
     return Step(
@@ -234,7 +237,9 @@ def _servers(
         )
         receiver = WebhookReceiver().start()
         stack.callback(receiver.stop)
-        config = ServerConfig(run_controller=False, flush_interval_s=0.05, routes_ttl_s=ROUTES_TTL_S)
+        config = ServerConfig(
+            run_controller=False, flush_interval_s=0.05, routes_ttl_s=ROUTES_TTL_S
+        )
         gateway = serve(create_app(settings, config, clock=clock.now))
         yield {"good": good, "bad": bad, "receiver": receiver, "gateway": gateway, "stack": stack}
 
@@ -278,9 +283,7 @@ def run_demo(
             policy.notify.retry_backoff_s = 0.2
             policy_path(settings.data_dir).write_text(policy.to_yaml(), encoding="utf-8")
 
-            registry.add(
-                state, STABLE_VERSION, srv["good"].url, "demo:setup", status="stable"
-            )
+            registry.add(state, STABLE_VERSION, srv["good"].url, "demo:setup", status="stable")
             registry.add(state, CANDIDATE_VERSION, srv["bad"].url, registry.key_actor(ops_key))
             golden = starter_set()
             golden_path = settings.data_dir / GOLDEN_FILE
@@ -309,9 +312,7 @@ def run_demo(
                     },
                 )
             )
-            loop = _Loop(
-                settings, opts, state, clock, srv["gateway"].url, traffic_secret, emit
-            )
+            loop = _Loop(settings, opts, state, clock, srv["gateway"].url, traffic_secret, emit)
             # One hour of traffic on the stable version alone.
             res = loop.traffic(live_start + timedelta(hours=1))
             emit(
@@ -530,8 +531,7 @@ def _after_rollback(
             + (f" — “{got[0]['body'].get('text', '').splitlines()[0]}”" if got else ""),
             {
                 "deliveries": [
-                    {"channel": d.channel, "status": d.status, "error": d.error}
-                    for d in deliveries
+                    {"channel": d.channel, "status": d.status, "error": d.error} for d in deliveries
                 ],
                 "webhook_messages": len(got),
                 "files": [str(f) for f in files],

@@ -355,7 +355,7 @@ def run_realtime(
     total = sum(weights.values())
     # Plan in a simulated hour that holds the wanted number of requests, then map it onto
     # the real duration.
-    n_wanted = max(int(round(rate * duration_s)), 1)
+    n_wanted = max(round(rate * duration_s), 1)
     start = datetime(2000, 1, 1, tzinfo=UTC)
     per_hour = {p: n_wanted * w / total for p, w in weights.items()}
     reqs = plan_requests(start, start + timedelta(hours=1), per_hour, users=users, seed=seed)
