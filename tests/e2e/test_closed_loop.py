@@ -35,7 +35,7 @@ CANARY_START = LIVE_START + timedelta(hours=1)
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, DemoResult]]:
     data = tmp_path_factory.mktemp("loop") / "warden-data"
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    res = run_demo(settings, DemoOptions(days=14, seed=7, end=END, write_html=False))
+    res = run_demo(settings, DemoOptions(days=14, seed=7, end=END))
     yield settings, res
 
 
@@ -130,8 +130,10 @@ def test_quarantine_incident_and_rca_logs(loop: tuple[Settings, DemoResult]) -> 
         ]
         bad = [r for r in rca if r["model_version"] == V12 and r["contains_safety_keyword"]]
         assert bad and all(r["plant_id"] == "Plant_B" for r in bad)
-        quarantines = audit.entries(state, action="registry.quarantine")
-        assert any(e.subject == V12 for e in quarantines)
+        moves = audit.entries(state, action="registry.transition", subject=V12)
+        assert any((e.evidence or {}).get("to") == "quarantined" for e in moves), [
+            e.evidence for e in moves
+        ]
         assert audit.verify(state).ok
     finally:
         state.close()
@@ -148,7 +150,9 @@ def test_the_notification_lands_at_the_webhook_and_in_a_file(
     assert body["event"] == "modelwarden.rollback" and body["incident_id"] == res.incident_id
     assert body["trigger"]["rule_id"] == "safety_incident_rate"
     assert "safety_incident_rate" in body["text"]
-    saved = json.loads((settings.data_dir / "notifications" / f"{res.incident_id}.json").read_text())
+    saved = json.loads(
+        (settings.data_dir / "notifications" / f"{res.incident_id}.json").read_text()
+    )
     assert saved["incident_id"] == res.incident_id and saved["version"] == V12
 
 
@@ -194,7 +198,19 @@ def test_the_fixed_version_is_released_again(loop: tuple[Settings, DemoResult]) 
 def test_the_weekly_report_is_written(loop: tuple[Settings, DemoResult]) -> None:
     _, res = loop
     assert res.report.week == "2026-W47"
-    assert res.report_paths[0].exists()
+    md, page = (p.read_text() for p in res.report_paths)
+    for text in (md, page):
+        assert "Rollouts and incidents" in text and str(res.incident_id) in text
+        assert "safety_incident_rate" in text and "v1.2-fixed-staging" in text
+    sop = res.report.sop
+    assert [r["status"] for r in sop["rollouts"]] == ["rolled_back", "running"]
+    (inc,) = sop["incidents"]
+    assert inc["rule_id"] == "safety_incident_rate" and inc["evidence"]["n"] >= 30
+    (rel,) = sop["releases"]
+    assert rel["status"] == "approved" and rel["requested_by"] != rel["decided_by"]
+    # The live bad canary was rolled back, so no finding calls it live; the first finding is
+    # about v1.2 at Plant_B all the same (it served unsafe answers this week).
+    assert res.report.findings and res.report.findings[0].startswith("sop-assistant-v1.2 at")
 
 
 def test_the_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from modelwarden.store.reads import open_store
 
 
 def _run_at(s: Settings) -> set[str]:
-    return {p["run_at"] for p in read_history(s, kind="prompt") if p["scope"] == "all"}
+    return {p["run_at"] for p in read_history(s, kind="prompt") if p["scope"] == "all plants"}
 
 
 def _without_date(rep: Any) -> str:
@@ -41,7 +41,7 @@ def test_an_unchanged_store_reuses_the_rows_and_a_new_record_recomputes_them(
     assert _without_date(second) == _without_date(first)
     assert second.drift == first.drift and second.quality_drift == first.quality_drift
 
-    overall = next(r for r in first.drift if r["scope"] == "all")
+    overall = next(r for r in first.drift if r["scope"] == "all plants")
     ingest = Ingestor(open_store(s), safety_checker(s))
     rep = ingest.ingest_raw(
         "requests",
@@ -64,6 +64,6 @@ def test_an_unchanged_store_reuses_the_rows_and_a_new_record_recomputes_them(
     assert rep.accepted == 1
     assert store_fingerprint(s) != fp
     third = build_weekly_report(s, "2026-W47", embedder="hashing")
-    again = next(r for r in third.drift if r["scope"] == "all")
+    again = next(r for r in third.drift if r["scope"] == "all plants")
     assert again["n_current"] == overall["n_current"] + 1
     assert _run_at(s) != ran

@@ -85,8 +85,7 @@ def sop_section(settings: Settings, start: datetime, end: datetime) -> dict[str,
         out_incidents = []
         for inc in incidents.list_incidents(state):
             if not (
-                inc.status != "closed"
-                or _overlaps(inc.detected_at, inc.updated_at, start, end)
+                inc.status != "closed" or _overlaps(inc.detected_at, inc.updated_at, start, end)
             ):
                 continue
             t = inc.trigger or {}
