@@ -103,7 +103,7 @@ def test_the_safety_rule_trips_in_simulated_time_on_its_evidence(
 
 
 def test_all_traffic_is_back_on_the_stable_version(loop: tuple[Settings, DemoResult]) -> None:
-    settings, res = loop
+    _settings, res = loop
     routes = res.steps("routes")[0]
     assert routes.detail["stable"] == V11 and routes.detail["canary"] is None
     after = res.timeline[kinds(res).index("traffic", 3)]
