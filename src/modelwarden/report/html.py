@@ -15,7 +15,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from modelwarden.report.sop import markdown_lines as sop_markdown
-from modelwarden.report.weekly import WeeklyReport, render_markdown
+from modelwarden.report.weekly import DRIFT_SCORE_NOTE, WeeklyReport, render_markdown
 
 TREND_METRICS = (
     ("latency_p95_ms", "P95 latency (ms)"),
@@ -62,7 +62,7 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
                     else f"{v:.4f}"
                     if key == "p_value"
                     else f"{v:.4g}"
-                    if key in ("score", "threshold", "statistic")
+                    if key in ("score", "threshold", "statistic", "seed_score")
                     else f"{v:,.2f}"
                 )
             else:
@@ -197,6 +197,7 @@ def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
         ("n_baseline", "n baseline"),
         ("n_current", "n current"),
         ("status", "Status"),
+        ("seed_score", "Seed centroid-cosine"),
     ]
     findings = "".join(f"<li>{html.escape(f)}</li>" for f in rep.findings) or (
         "<li>No significant anomalies detected.</li>"
@@ -228,6 +229,7 @@ figure{{display:inline-block;margin:0 1rem 1rem 0}}
 <h3>Trends</h3>
 {charts}
 <h2>2. Model Drift Analysis</h2>
+<p id="drift-score-note">{html.escape(DRIFT_SCORE_NOTE.replace("*", ""))}</p>
 {_table(rep.drift, drift_cols)}
 {topics_html}
 {_drift_more(rep)}

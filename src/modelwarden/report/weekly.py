@@ -183,6 +183,14 @@ def _findings(
     return findings, actions
 
 
+DRIFT_SCORE_NOTE = (
+    "*Statistic* is −log10 of the suite's p-value (four permutation-calibrated detectors, "
+    "adjusted for multiplicity); *Threshold* is −log10 α, so a row alerts when its statistic "
+    "passes it — a 5 % chance of a false alert in a week without drift (and only when the effect "
+    "also clears its floor). *Seed centroid-cosine* is the notebook's cosine distance between "
+    "the two weeks' mean embeddings (fixed threshold 0.02, not calibrated), kept for continuity."
+)
+
 # The test behind each drift method's p-value, as a finding names it.
 TEST_NAMES = {
     "feedback_score": "Mann-Whitney U test of the scores",
@@ -292,10 +300,13 @@ def build_weekly_report(
     if baseline.since < baseline.until:
         current = Window(start, end)
 
-        def rows(kind: str, by: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        def rows(
+            kind: str, by: tuple[str, ...] | None = None, method: str = "suite"
+        ) -> list[dict[str, Any]]:
             # Identical questions on an unchanged store give identical rows: kept, not re-run.
             question = {
                 "kind": kind,
+                "method": method,
                 "baseline": [baseline.since.isoformat(), baseline.until.isoformat()],
                 "current": [current.since.isoformat(), current.until.isoformat()],
                 "by": list(by) if by else None,
@@ -303,6 +314,8 @@ def build_weekly_report(
                 "threshold": threshold,
             }
             kw: dict[str, Any] = {"kind": kind}
+            if method != "suite":
+                kw.update(method=method, record=False, explain=False)
             if by:
                 kw["by"] = by
             if kind != "quality":
@@ -316,6 +329,10 @@ def build_weekly_report(
             )
 
         drift = rows("prompt")
+        # The seed notebook's centroid-cosine score beside the suite's, for continuity.
+        seed = {r["scope"]: r.get("score") for r in rows("prompt", method="seed")}
+        for r in drift:
+            r["seed_score"] = seed.get(r["scope"])
         if response:
             response_drift = rows("response")
         quality_drift = rows("quality", ("plant_id", "model_version"))
@@ -416,16 +433,20 @@ def render_markdown(rep: WeeklyReport) -> str:
             f"Prompt embeddings ({d0['embedder']}) of the week against the baseline "
             f"{d0['baseline']}.",
             "",
-            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status |",
-            "|:---|:---|---:|---:|---:|---:|:---|",
+            DRIFT_SCORE_NOTE,
+            "",
+            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status "
+            "| Seed centroid-cosine |",
+            "|:---|:---|---:|---:|---:|---:|:---|---:|",
         ]
         for d in rep.drift:
             score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
             p = "—" if d.get("p_value") is None else f"`{d['p_value']:.4f}`"
             thr = "—" if d.get("threshold") is None else f"`{d['threshold']:.4g}`"
+            seed_score = "—" if d.get("seed_score") is None else f"`{d['seed_score']:.4f}`"
             lines.append(
                 f"| {d['scope']} | {d['method']} | {score} | {p} | {thr} "
-                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
+                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** | {seed_score} |"
             )
         topics = [
             (d["scope"], t)
