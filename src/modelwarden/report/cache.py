@@ -78,6 +78,23 @@ def _path(settings: Settings, key: str) -> Path:
     return settings.data_dir / CACHE_DIR / f"{key}.json"
 
 
+def remember(settings: Settings, question: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Keep ``rows`` under the store as it is now (after a report's embedding wrote to it)."""
+    _write(settings, _key(settings, question, store_fingerprint(settings)), rows)
+
+
+def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
+    try:
+        text = json.dumps(rows, default=_plain, allow_nan=True)
+    except TypeError:
+        return  # not representable: not kept
+    target = _path(settings, key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
 def cached_rows(
     settings: Settings,
     question: dict[str, Any],
@@ -96,15 +113,6 @@ def cached_rows(
         except (OSError, ValueError):
             pass  # an unreadable entry is recomputed
     rows = compute()
-    try:
-        text = json.dumps(rows, default=_plain, allow_nan=True)
-    except TypeError:
-        return rows  # not representable: not cached
-    after = store_fingerprint(settings)
-    for fp in {before, after}:
-        target = _path(settings, _key(settings, question, fp))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+    for fp in {before, store_fingerprint(settings)}:
+        _write(settings, _key(settings, question, fp), rows)
     return rows

@@ -105,7 +105,7 @@ def sop_section(settings: Settings, start: datetime, end: datetime) -> dict[str,
                 }
             )
         versions = registry.list_versions(state)
-        touched = {i["version"] for i in out_incidents} | {
+        touched: set[str] = {str(i["version"]) for i in out_incidents} | {
             v.version for v in versions if v.status == "quarantined"
         }
         releases = []

@@ -16,7 +16,7 @@ from modelwarden.drift.monitor import drift_over_windows
 from modelwarden.errors import NotFoundError
 from modelwarden.kpi.compute import KpiQuery
 from modelwarden.kpi.service import compute_kpis
-from modelwarden.report.cache import cached_rows
+from modelwarden.report.cache import cached_rows, remember
 from modelwarden.report.sop import markdown_lines as sop_markdown
 from modelwarden.report.sop import sop_section
 from modelwarden.settings import Settings
@@ -322,11 +322,15 @@ def build_weekly_report(
                 kw.update(
                     embedder=embedder, threshold=threshold, progress=progress, on_total=on_total
                 )
-            return cached_rows(
+            out = cached_rows(
                 settings,
                 question,
                 lambda: drift_over_windows(settings, baseline, current, **kw),
             )
+            asked.append((question, out))
+            return out
+
+        asked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
 
         drift = rows("prompt")
         # The seed notebook's centroid-cosine score beside the suite's, for continuity.
@@ -336,6 +340,10 @@ def build_weekly_report(
         if response:
             response_drift = rows("response")
         quality_drift = rows("quality", ("plant_id", "model_version"))
+        # Embedding answers for response drift wrote to the store after the prompt rows were
+        # kept; keep every answer under the store as it is now, so the next report finds them.
+        for question, out in asked:
+            remember(settings, question, out)
     drift_status = (
         "ALERT"
         if any(d["status"] == "ALERT" for d in drift)
