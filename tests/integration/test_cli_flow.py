@@ -664,7 +664,7 @@ def test_report_matches_the_kpis(seeded: dict[str, Any]) -> None:
     assert "| Plant_C | suite |" in drift
     assert "<font color='red'>**ALERT**</font>" in drift
 
-    summary = _section(md, "## 3. Summary & Actions")
+    summary = _section(md, "## 4. Summary & Actions")
     assert "- **Action Items:**" in summary
     assert re.search(
         r"^    \d\. Roll Plant_B back from sop-assistant-v1\.2 to sop-assistant-v1\.1 per "

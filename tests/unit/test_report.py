@@ -10,6 +10,7 @@ from modelwarden.report.weekly import (
     WeeklyReport,
     _findings,
     latest_complete_week,
+    rank_findings,
     render_markdown,
 )
 
@@ -105,7 +106,7 @@ def test_quiet_week_has_no_findings() -> None:
 
 def test_quiet_week_renders_no_anomalies_and_no_actions() -> None:
     md = render_markdown(report([], [], QUIET_DRIFT, "OK"))
-    summary = _section(md, "## 3. Summary & Actions")
+    summary = _section(md, "## 4. Summary & Actions")
     assert "- **Overall Performance:** The model is performing within expected parameters." in md
     assert summary.split("\n")[2:] == [
         "- **Overall Performance:** The model is performing within expected parameters.",
@@ -293,7 +294,7 @@ def test_everything_at_once_renders_numbered_actions() -> None:
     assert actions[0].startswith("Review the flagged responses at Plant_B")
     assert actions[1].startswith("Review low-rated answers at Plant_C")
     md = render_markdown(report(findings, actions, rows, "ALERT"))
-    summary = _section(md, "## 3. Summary & Actions")
+    summary = _section(md, "## 4. Summary & Actions")
     assert "- **Overall Performance:** 4 finding(s) need attention this week." in summary
     assert [f"    - {f}" for f in findings] == [
         ln for ln in summary.split("\n") if ln.startswith("    - ")
@@ -340,3 +341,54 @@ def test_latest_complete_week() -> None:
     assert latest_complete_week(datetime(2026, 11, 22, 23, 59, tzinfo=UTC)) == "2026-W47"
     assert latest_complete_week(datetime(2026, 11, 20, 12, tzinfo=UTC)) == "2026-W46"
     assert latest_complete_week(datetime(2026, 11, 23, 0, 5, tzinfo=UTC)) == "2026-W47"
+
+
+def quality(method: str, signal: str, p: float | None) -> dict[str, Any]:
+    return {
+        "scope": "Plant_B",
+        "model_version": V12,
+        "kind": "quality",
+        "signal": signal,
+        "method": method,
+        "score": 0.1,
+        "p_value": p,
+        "threshold": None,
+        "n_baseline": 300,
+        "n_current": 60,
+        "status": "ALERT",
+    }
+
+
+def test_each_quality_finding_names_the_test_behind_its_p_value() -> None:
+    rows = [
+        quality("feedback_score", "feedback", 2.48e-05),
+        quality("safety_rate", "safety", 1.2e-05),
+        quality("cusum", "feedback", None),
+        quality("bernoulli_cusum", "safety", 0.0005),
+    ]
+    findings, _ = _findings([plant("Plant_B")], [], rows)
+    assert findings == [
+        "Quality drift at Plant_B / sop-assistant-v1.2: feedback scores fell "
+        "(Mann-Whitney U test of the scores, p = 2.48e-05).",
+        "Quality drift at Plant_B / sop-assistant-v1.2: the safety flag rate rose "
+        "(Fisher's exact test of the flag rates, p = 1.2e-05).",
+        "Quality drift at Plant_B / sop-assistant-v1.2: feedback scores fell "
+        "(CUSUM on daily means).",
+        # The Bernoulli CUSUM's p-value comes from its simulated runs, not a two-sample test.
+        "Quality drift at Plant_B / sop-assistant-v1.2: the safety flag rate rose "
+        "(Bernoulli CUSUM, p-value from simulated runs, p = 0.0005).",
+    ]
+
+
+def test_a_live_bad_canary_is_the_first_finding() -> None:
+    findings = [
+        "Prompt drift detected (all plants, Plant_C): users are asking about new things.",
+        "Average feedback at Plant_A fell by 0.40 points against the previous week (now 3.90).",
+        "sop-assistant-v1.3 at Plant_A (40 requests) underperforms sop-assistant-v1.1: x.",
+        "Safety incident rate at Plant_D rose by 1.5 percentage points (3 incidents in 200).",
+        "sop-assistant-v1.2 at Plant_B (56 requests) underperforms sop-assistant-v1.1: y.",
+    ]
+    ranked = rank_findings(findings, live_canaries={V12})
+    assert ranked == [findings[4], findings[2], findings[3], findings[1], findings[0]]
+    # Without a live rollout the two version findings keep their order.
+    assert rank_findings(findings, set())[:2] == [findings[2], findings[4]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,16 +190,35 @@ def simulate(
     scale: float = typer.Option(1.0, "--scale", help="Multiply the traffic volume."),
     out: Path = typer.Option(None, "--out", help="Write requests JSONL here (events beside it)."),
     ingest_: bool = typer.Option(False, "--ingest", help="Store the traffic directly."),
+    to_gateway: str = typer.Option(
+        None,
+        "--to-gateway",
+        help="Send live traffic to this gateway (http://127.0.0.1:8400) instead: plant "
+        "operators asking through the OpenAI client, with user ids and X-Plant-Id.",
+    ),
+    rate: float = typer.Option(5.0, "--rate", min=0.01, help="--to-gateway: requests a second."),
+    duration: float = typer.Option(
+        60.0, "--duration", min=0.1, help="--to-gateway: seconds to send for."
+    ),
+    key: str = typer.Option(
+        None, "--key", envvar="MODELWARDEN_KEY", help="--to-gateway: an API key (ingest role)."
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
-    """Generate realistic plant traffic (deterministic for a seed and end)."""
+    """Generate realistic plant traffic (deterministic for a seed and end), or send it live to a
+    running gateway with --to-gateway URL --rate N."""
     # imported here: keeps --help fast
     from modelwarden.ingest.service import ingest_records
     from modelwarden.simulate import service as sim
     from modelwarden.windows import parse_time
 
+    if to_gateway is not None:
+        _simulate_live(to_gateway, rate, duration, key, seed, format)
+        return
     if out is None and not ingest_:
-        raise InputError("say where the traffic goes: --out FILE or --ingest", field="out")
+        raise InputError(
+            "say where the traffic goes: --out FILE, --ingest or --to-gateway URL", field="out"
+        )
     end_dt = parse_time(end, "end") if end else None
     data = sim.simulate(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
     summary = sim.summary(data)
@@ -241,6 +259,39 @@ KPI_HEADERS = {
     "feedback_avg_change": "Δ feedback",
     "safety_rate_change_pp": "Δ safety pp",
 }
+
+
+def _simulate_live(
+    url: str, rate: float, duration: float, key: str | None, seed: int, format: Format
+) -> None:
+    from modelwarden.simulate.live import run_realtime  # imported here: keeps --help fast
+
+    if not url.startswith(("http://", "https://")):
+        raise InputError("--to-gateway must be an http:// or https:// URL", field="to_gateway")
+    if format == Format.table:
+        console.print(f"sending {rate:g} requests a second to {url} for {duration:g} s")
+    res = run_realtime(url, rate, duration, api_key=key, seed=seed)
+    rows = res.summary_rows()
+    errors = sorted({a.error or f"HTTP {a.status}" for a in res.answers if a.status != 200})
+    if format == Format.json:
+        print_json(
+            {
+                "sent": len(res.answers),
+                "ok": res.ok,
+                "failed": res.failed,
+                "feedback": res.feedback_sent,
+                "seconds": round(res.seconds, 2),
+                "by": rows,
+                "errors": errors[:5],
+            }
+        )
+    else:
+        print_table(rows, title=f"{res.ok} answered, {res.failed} failed in {res.seconds:.1f} s")
+        console.print(f"{res.feedback_sent} feedback events sent")
+        for e in errors[:5]:
+            err_console.print(f"[red]failed[/]: {e}", highlight=False)
+    if res.ok == 0:
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @app.command()
@@ -467,36 +518,43 @@ def status(format: Format = FORMAT_OPTION) -> None:
 def demo(
     days: int = typer.Option(28, "--days", min=14, max=365),
     seed: int = typer.Option(7, "--seed"),
+    format: Format = FORMAT_OPTION,
 ) -> None:
-    """Simulate four plants for four weeks with a drift and an incident, then report on them."""
-    # imported here: keeps --help fast
-    from modelwarden.embed.service import embed_missing
-    from modelwarden.ingest.service import ingest_records
-    from modelwarden.report.service import build_weekly_report, write_report
-    from modelwarden.simulate import service as sim
+    """The closed loop in compressed time: plant traffic through the real gateway, a bad canary
+    rolled back by the SOP, notified, quarantined, re-validated, approved by a second person and
+    released again; then the weekly report. Starts from an empty data directory."""
+    from rich.markup import escape
+
+    from modelwarden.demo.service import DemoOptions, run_demo  # imported here: keeps --help fast
 
     s = settings()
-    t0 = time.perf_counter()
-    console.print(f"[bold]ModelWarden demo[/] — data in {s.data_dir}")
-    data = sim.simulate(days=days, seed=seed, scenarios=("drift", "incident"))
-    console.print(
-        f"simulated {len(data.requests)} requests, {len(data.feedback)} feedback "
-        f"events, {len(data.escalations)} escalations "
-        f"({data.start:%Y-%m-%d} to {data.end:%Y-%m-%d})"
-    )
-    stored = ingest_records(s, sim.batches(data), source="simulate")
-    print_table(stored, title="Ingested")
+    people = format == Format.table
+    if people:
+        console.print(f"[bold]ModelWarden demo[/] — data in {s.data_dir}")
+        console.print("[dim]simulated time (UTC) · step · what happened[/]")
+
+    def show(step: Any) -> None:
+        if people:
+            style = STEP_STYLES.get(step.kind, "bold")
+            console.print(
+                f"{step.at:%a %d %b %H:%M}  [{style}]{step.kind:<10}[/] {escape(step.title)}",
+                highlight=False,
+            )
+
     with progress_bar(
-        "embedding prompts (all-MiniLM-L6-v2)"
-        if s.embedder == "minilm"
-        else f"embedding prompts ({s.embedder})"
+        f"embedding prompts ({s.embedder})", enabled=people and s.embedder == "minilm"
     ) as bar:
-        emb = embed_missing(s, "prompt", None, progress=bar.advance, on_total=bar.total)
-    console.print(
-        f"embedded {emb.missing} prompts ({emb.unique_texts} distinct) with {emb.embedder}"
-    )
-    rep = build_weekly_report(s)
-    path = write_report(rep, None, s)
+        res = run_demo(
+            s,
+            DemoOptions(days=days, seed=seed),
+            on_step=show,
+            embed_progress=bar.advance,
+            embed_total=bar.total,
+        )
+    if not people:
+        print_json(res.to_dict())
+        return
+    rep = res.report
     rows = [
         {
             k: p[k]
@@ -516,6 +574,21 @@ def demo(
     if rep.findings:
         console.print("[bold]Findings[/]")
         for f in rep.findings:
-            console.print(f"  • {f}")
+            console.print(f"  • {f}", highlight=False)
     console.print(f"drift status: [bold]{rep.drift_status}[/]")
-    console.print(f"[bold green]report written to {path}[/] in {time.perf_counter() - t0:.0f} s")
+    console.print(
+        f"[bold green]report written to {res.report_paths[0]}[/] in {res.seconds:.0f} s",
+        highlight=False,
+    )
+
+
+STEP_STYLES = {
+    "trip": "bold red",
+    "routes": "bold green",
+    "quarantine": "bold yellow",
+    "incident": "bold magenta",
+    "notify": "cyan",
+    "approve": "bold blue",
+    "release": "bold green",
+    "no_rollback": "bold red",
+}

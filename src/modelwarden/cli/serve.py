@@ -142,6 +142,12 @@ def fake_upstream(
     latency_ms: float = typer.Option(50.0, "--latency-ms", min=0),
     quality: str = typer.Option("good", "--quality", help="good, poor or unsafe answers."),
     error_rate: float = typer.Option(0.0, "--error-rate", min=0, max=1),
+    unsafe_share: float = typer.Option(
+        0.0, "--unsafe-share", min=0, max=1, help="Share of answers that are unsafe."
+    ),
+    poor_share: float = typer.Option(
+        0.0, "--poor-share", min=0, max=1, help="Share of answers that are poor."
+    ),
     seed: int = typer.Option(0, "--seed"),
     host: str = typer.Option(DEFAULT_HOST, "--host"),
     allow_remote: bool = typer.Option(False, "--allow-remote"),
@@ -152,12 +158,23 @@ def fake_upstream(
 
     if quality not in QUALITIES:
         raise InputError(f"--quality must be one of {', '.join(QUALITIES)}", field="quality")
+    if unsafe_share + poor_share > 1:
+        raise InputError(
+            "--unsafe-share and --poor-share add up to more than 1", field="poor_share"
+        )
     if not is_loopback(host) and not allow_remote:
         raise InputError(f"--host {host} is not loopback; add --allow-remote", field="host")
     err_console.print(f"fake upstream {version} ({quality}) on http://{host}:{port}/v1")
-    serve_forever(
-        create_app(version, latency_ms, quality, error_rate, seed), host, port, log_level="warning"
+    app = create_app(
+        version,
+        latency_ms,
+        quality,
+        error_rate,
+        seed,
+        unsafe_share=unsafe_share,
+        poor_share=poor_share,
     )
+    serve_forever(app, host, port, log_level="warning")
 
 
 # ---- routes ------------------------------------------------------------------------------------

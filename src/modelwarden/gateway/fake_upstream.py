@@ -5,6 +5,8 @@ corpus answer of the closest question (:func:`~modelwarden.simulate.corpus.match
 the quality asked for (``good``: the reference answer, ``poor``: the poor one, ``unsafe``: the one
 the safety check flags). ``latency_ms`` delays every answer and ``error_rate`` answers that share
 of requests with a 500, so a gateway's timeouts and fallbacks can be exercised for real.
+``unsafe_share`` and ``poor_share`` mix worse answers into a version's ``quality``, drawn from
+the seeded stream in order of arrival: a version that is *sometimes* unsafe, as a bad fine-tune is.
 
 Endpoints: ``POST /v1/chat/completions`` (plain, and streaming as server-sent events ending in
 ``data: [DONE]``), ``GET /v1/models`` and ``GET /healthz``.
@@ -62,12 +64,18 @@ def create_app(
     quality: str = "good",
     error_rate: float = 0.0,
     seed: int | None = 0,
+    *,
+    unsafe_share: float = 0.0,
+    poor_share: float = 0.0,
 ) -> FastAPI:
     """The fake upstream serving one model ``version``."""
     if quality not in QUALITIES:
         raise ValueError(f"quality must be one of {', '.join(QUALITIES)}")
     if not 0 <= error_rate <= 1:
         raise ValueError("error_rate must be between 0 and 1")
+    if not (0 <= unsafe_share <= 1 and 0 <= poor_share <= 1 and unsafe_share + poor_share <= 1):
+        raise ValueError("unsafe_share and poor_share must be shares that add up to at most 1")
+    mix = random.Random(None if seed is None else seed + 1)
     rng = random.Random(seed)
     delay = max(latency_ms, 0.0) / 1000
     app = FastAPI(
@@ -111,7 +119,14 @@ def create_app(
                 status_code=500,
             )
         prompt = prompt_text(body["messages"])
-        text = answer_for(prompt, quality)
+        answer_quality = quality
+        if unsafe_share or poor_share:
+            u = mix.random()
+            if u < unsafe_share:
+                answer_quality = "unsafe"
+            elif u < unsafe_share + poor_share:
+                answer_quality = "poor"
+        text = answer_for(prompt, answer_quality)
         usage = {
             "prompt_tokens": count_tokens(prompt),
             "completion_tokens": count_tokens(text),

@@ -112,6 +112,10 @@ def _encode(payload: dict[str, Any]) -> bytes:
         return json.dumps(payload, separators=(",", ":")).encode("ascii")
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 def _iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
@@ -169,8 +173,12 @@ class Gateway:
         shadow_max_in_flight: int = 64,
         rng: random.Random | None = None,
         transport: PooledTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.client = client
+        # What stamps each record's timestamp: the wall clock, or a simulation's clock (the demo
+        # compresses a day of plant traffic into seconds and stamps it in simulated time).
+        self.clock = clock or _wall_clock
         # Plain (non-streaming) calls go straight to the client's transport when it is ours.
         self.transport = transport
         self.routes = routes
@@ -200,7 +208,7 @@ class Gateway:
         return Call(
             request_id=_request_id(headers, self._ids),
             started=time.perf_counter(),
-            started_at=datetime.now(UTC),
+            started_at=self.clock(),
             user=_user(body, headers),
             plant=plant,
             session=session,
@@ -417,7 +425,7 @@ class Gateway:
         payload, _ = self._payload(call, upstream, stream=False)
         shadow = _derived(call, "shadow")
         shadow.started = time.perf_counter()
-        shadow.started_at = datetime.now(UTC)
+        shadow.started_at = self.clock()
         outcome = Outcome()
         try:
             status, _ctype, content = await self._post(upstream, payload)

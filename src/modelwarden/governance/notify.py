@@ -5,7 +5,9 @@ Channels (``policy.notify``):
 - ``webhook_url``: a JSON POST of the whole incident summary (``event``, ``incident_id``, ``rule``,
   ``value``, ``baseline_value``, ``n``, ``threshold``, ...);
 - ``slack_webhook_url``: a Slack-compatible incoming webhook, ``{"channel": ..., "text": ...}``;
-- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (``smtplib``).
+- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (``smtplib``);
+- ``file_dir``: the webhook's JSON written to ``file_dir/<incident>.json`` (a channel that needs
+  no other system: a shared folder, a log shipper's inbox).
 
 The rollback writes one outbox row per channel in the state store and moves on: a slow or broken
 channel can neither delay the re-route nor undo it. :func:`deliver_due` sends what is due; a
@@ -24,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,7 +52,7 @@ log = logging.getLogger("modelwarden.governance.notify")
 
 MAX_BACKOFF_S = 300.0
 CLAIM_S = 120.0
-CHANNELS = ("webhook", "slack", "email")
+CHANNELS = ("webhook", "slack", "email", "file")
 
 notifications = Table(
     "notifications",
@@ -125,6 +128,13 @@ def payloads(cfg: Notify, summary: dict[str, Any]) -> list[tuple[str, str, dict[
             else "modelwarden.alert"
         )
         out.append(("webhook", cfg.webhook_url, {"event": event, **summary, "text": text}))
+    if cfg.file_dir:
+        event = (
+            "modelwarden.rollback"
+            if summary.get("action", "rolled back") == "rolled back"
+            else "modelwarden.alert"
+        )
+        out.append(("file", cfg.file_dir, {"event": event, **summary, "text": text}))
     if cfg.slack_webhook_url:
         out.append(("slack", cfg.slack_webhook_url, {"channel": cfg.slack_channel, "text": text}))
     if cfg.smtp_host and cfg.email_to:
@@ -271,6 +281,13 @@ def send(channel: str, target: str, payload: dict[str, Any], timeout: float) -> 
             msg.set_content(payload["text"])
             with smtplib.SMTP(payload["host"], int(payload["port"]), timeout=timeout) as smtp:
                 smtp.send_message(msg)
+        elif channel == "file":
+            folder = Path(target)
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"{payload.get('incident_id', 'notification')}.json"
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+            tmp.replace(folder / name)
         else:
             raise DeliveryError(f"unknown channel {channel!r}")
     except DeliveryError:

@@ -134,6 +134,9 @@ class Notify(BaseModel):
     smtp_port: int = 25
     email_from: str = "modelwarden@localhost"
     email_to: list[str] = Field(default_factory=list)
+    file_dir: str | None = Field(
+        default=None, description="Write each notification as JSON into this folder."
+    )
     retry_attempts: int = Field(
         default=8, ge=1, le=100, description="Deliveries tried per channel before giving up."
     )

@@ -12,7 +12,10 @@ import io
 from datetime import timedelta
 from typing import Any
 
-from modelwarden.report.weekly import WeeklyReport, render_markdown
+from markdown_it import MarkdownIt
+
+from modelwarden.report.sop import markdown_lines as sop_markdown
+from modelwarden.report.weekly import DRIFT_SCORE_NOTE, WeeklyReport, render_markdown
 
 TREND_METRICS = (
     ("latency_p95_ms", "P95 latency (ms)"),
@@ -59,7 +62,7 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
                     else f"{v:.4f}"
                     if key == "p_value"
                     else f"{v:.4g}"
-                    if key in ("score", "threshold", "statistic")
+                    if key in ("score", "threshold", "statistic", "seed_score")
                     else f"{v:,.2f}"
                 )
             else:
@@ -136,7 +139,7 @@ def _drift_more(rep: WeeklyReport) -> str:
             ("status", "Status"),
         ]
         parts.append(
-            "<h3>Drift over the last weeks</h3>"
+            "<h3>Drift over the last weeks (suite p-value and status, from the drift history)</h3>"
             f'<div id="drift-trend">{charts}{_table(trend, tcols)}</div>'
         )
     return "".join(parts)
@@ -164,6 +167,27 @@ def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
         ("escalations_confirmed", "Confirmed escalations"),
     ]
     version_cols = [("plant_id", "Plant"), ("model_version", "Model version"), *kpi_cols[1:]]
+    # The plant table also carries the week-over-week changes and the "All plants" row.
+    plant_cols = [
+        *kpi_cols,
+        ("feedback_avg_change", "Δ feedback"),
+        ("safety_rate_change_pp", "Δ safety (pp)"),
+        ("latency_p95_change_pct", "Δ P95 (%)"),
+    ]
+    plant_rows = [*rep.plants]
+    if rep.overall:
+        plant_rows.append({**rep.overall, "plant_id": "All plants"})
+    topics = "".join(
+        f"<li>{html.escape(d['scope'])}: {html.escape(t['status'])} topic "
+        f"<i>{html.escape(', '.join(t['key_terms'][:5]))}</i>, "
+        f"{t['share_baseline'] * 100:.1f}% → {t['share_current'] * 100:.1f}% of prompts "
+        f"(e.g. “{html.escape((t.get('examples') or [''])[0])}”)</li>"
+        for d in rep.drift
+        for t in (d.get("explanation") or {}).get("topics", [])
+    )
+    topics_html = f'<h3>Top new topics</h3><ul id="new-topics">{topics}</ul>' if topics else ""
+    sop_md = "\n".join(sop_markdown(rep.sop))
+    sop_html = MarkdownIt("commonmark").enable("table").render(sop_md)
     drift_cols = [
         ("scope", "Scope"),
         ("method", "Method"),
@@ -173,6 +197,7 @@ def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
         ("n_baseline", "n baseline"),
         ("n_current", "n current"),
         ("status", "Status"),
+        ("seed_score", "Seed centroid-cosine"),
     ]
     findings = "".join(f"<li>{html.escape(f)}</li>" for f in rep.findings) or (
         "<li>No significant anomalies detected.</li>"
@@ -197,16 +222,19 @@ figure{{display:inline-block;margin:0 1rem 1rem 0}}
 {html.escape(", ".join(rep.model_versions))}</p>
 <p>Drift status: <span class="status {status_class}" id="drift-status">{rep.drift_status}</span>
 &middot; Findings: <b id="finding-count">{len(rep.findings)}</b></p>
-<h2>1. Key Performance Indicators</h2>
-{_table(rep.plants, kpi_cols)}
+<h2>1. Key Performance Indicators (KPIs)</h2>
+{_table(plant_rows, plant_cols)}
 <h3>By model version</h3>
 {_table(rep.versions, version_cols)}
 <h3>Trends</h3>
 {charts}
 <h2>2. Model Drift Analysis</h2>
+<p id="drift-score-note">{html.escape(DRIFT_SCORE_NOTE.replace("*", ""))}</p>
 {_table(rep.drift, drift_cols)}
+{topics_html}
 {_drift_more(rep)}
-<h2>3. Summary &amp; Actions</h2>
+<div id="sop">{sop_html}</div>
+<h2>4. Summary &amp; Actions</h2>
 <h3>Anomalies</h3><ul id="findings">{findings}</ul>
 <h3>Action items</h3><ol id="actions">{actions}</ol>
 <details><summary>Markdown version</summary><pre>{html.escape(render_markdown(rep))}</pre></details>

@@ -16,6 +16,9 @@ from modelwarden.drift.monitor import drift_over_windows
 from modelwarden.errors import NotFoundError
 from modelwarden.kpi.compute import KpiQuery
 from modelwarden.kpi.service import compute_kpis
+from modelwarden.report.cache import cached_rows, remember
+from modelwarden.report.sop import markdown_lines as sop_markdown
+from modelwarden.report.sop import sop_section
 from modelwarden.settings import Settings
 from modelwarden.store.reads import require_data
 from modelwarden.windows import Window, iso_week, latest_complete_week, week_label
@@ -51,6 +54,7 @@ class WeeklyReport:
     response_drift: list[dict[str, Any]] = field(default_factory=list)
     quality_drift: list[dict[str, Any]] = field(default_factory=list)
     drift_trend: list[dict[str, Any]] = field(default_factory=list)
+    sop: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,10 +166,9 @@ def _findings(
     for d in drift:
         if d["status"] == "ALERT" and d.get("kind") == "quality":
             what = {"feedback": "feedback scores fell", "safety": "the safety flag rate rose"}
-            test = "CUSUM on daily means" if d["method"] == "cusum" else "two-sample test"
             findings.append(
                 f"Quality drift at {_where(d)}: {what.get(d['signal'], d['signal'])} "
-                f"({test}{_p_text(d)})."
+                f"({test_name(d['method'])}{_p_text(d)})."
             )
     if alerts:
         scopes = ", ".join(_where(d) for d in alerts)
@@ -178,6 +181,47 @@ def _findings(
             ]
         )
     return findings, actions
+
+
+DRIFT_SCORE_NOTE = (
+    "*Statistic* is −log10 of the suite's p-value (four permutation-calibrated detectors, "
+    "adjusted for multiplicity); *Threshold* is −log10 α, so a row alerts when its statistic "
+    "passes it — a 5 % chance of a false alert in a week without drift (and only when the effect "
+    "also clears its floor). *Seed centroid-cosine* is the notebook's cosine distance between "
+    "the two weeks' mean embeddings (fixed threshold 0.02, not calibrated), kept for continuity."
+)
+
+# The test behind each drift method's p-value, as a finding names it.
+TEST_NAMES = {
+    "feedback_score": "Mann-Whitney U test of the scores",
+    "safety_rate": "Fisher's exact test of the flag rates",
+    "cusum": "CUSUM on daily means",
+    "bernoulli_cusum": "Bernoulli CUSUM, p-value from simulated runs",
+    "suite": "calibrated drift suite (permutation tests, Holm-combined)",
+}
+
+
+def test_name(method: str) -> str:
+    return TEST_NAMES.get(method, method)
+
+
+def rank_findings(findings: list[str], live_canaries: set[str]) -> list[str]:
+    """Most urgent first: a live canary that underperforms, then any version that does, then
+    safety, feedback, latency and drift findings; the order among equals is kept."""
+
+    def rank(text: str) -> int:
+        if "underperforms" in text:
+            return 0 if any(text.startswith(f"{v} ") for v in live_canaries) else 1
+        low = text.lower()
+        if "safety" in low:
+            return 2
+        if "feedback" in low:
+            return 3
+        if "latency" in low:
+            return 4
+        return 5
+
+    return sorted(findings, key=rank)
 
 
 def _where(d: dict[str, Any]) -> str:
@@ -255,35 +299,60 @@ def build_weekly_report(
     quality_drift: list[dict[str, Any]] = []
     if baseline.since < baseline.until:
         current = Window(start, end)
-        drift = drift_over_windows(
-            settings,
-            baseline,
-            current,
-            embedder=embedder,
-            threshold=threshold,
-            progress=progress,
-            on_total=on_total,
-        )
-        if response:
-            response_drift = drift_over_windows(
+
+        def rows(
+            kind: str, by: tuple[str, ...] | None = None, method: str = "suite"
+        ) -> list[dict[str, Any]]:
+            # Identical questions on an unchanged store give identical rows: kept, not re-run.
+            question = {
+                "kind": kind,
+                "method": method,
+                "baseline": [baseline.since.isoformat(), baseline.until.isoformat()],
+                "current": [current.since.isoformat(), current.until.isoformat()],
+                "by": list(by) if by else None,
+                "embedder": embedder,
+                "threshold": threshold,
+            }
+            kw: dict[str, Any] = {"kind": kind}
+            if method != "suite":
+                kw.update(method=method, record=False, explain=False)
+            if by:
+                kw["by"] = by
+            if kind != "quality":
+                kw.update(
+                    embedder=embedder, threshold=threshold, progress=progress, on_total=on_total
+                )
+            out = cached_rows(
                 settings,
-                baseline,
-                current,
-                kind="response",
-                embedder=embedder,
-                threshold=threshold,
-                progress=progress,
-                on_total=on_total,
+                question,
+                lambda: drift_over_windows(settings, baseline, current, **kw),
             )
-        quality_drift = drift_over_windows(
-            settings, baseline, current, kind="quality", by=("plant_id", "model_version")
-        )
+            asked.append((question, out))
+            return out
+
+        asked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+
+        drift = rows("prompt")
+        # The seed notebook's centroid-cosine score beside the suite's, for continuity.
+        seed = {r["scope"]: r.get("score") for r in rows("prompt", method="seed")}
+        for r in drift:
+            r["seed_score"] = seed.get(r["scope"])
+        if response:
+            response_drift = rows("response")
+        quality_drift = rows("quality", ("plant_id", "model_version"))
+        # Embedding answers for response drift wrote to the store after the prompt rows were
+        # kept; keep every answer under the store as it is now, so the next report finds them.
+        for question, out in asked:
+            remember(settings, question, out)
     drift_status = (
         "ALERT"
         if any(d["status"] == "ALERT" for d in drift)
         else ("OK" if drift else "INSUFFICIENT_DATA")
     )
     findings, actions = _findings(plants, versions, drift + response_drift + quality_drift)
+    sop = sop_section(settings, start, end)
+    live = {r["version"] for r in sop["rollouts"] if r["status"] in ("running", "paused", "guard")}
+    findings = rank_findings(findings, live)
     return WeeklyReport(
         week=week,
         start=start,
@@ -300,6 +369,7 @@ def build_weekly_report(
         response_drift=response_drift,
         quality_drift=quality_drift,
         drift_trend=drift_trend(settings, end, TREND_WEEKS),
+        sop=sop,
     )
 
 
@@ -371,16 +441,20 @@ def render_markdown(rep: WeeklyReport) -> str:
             f"Prompt embeddings ({d0['embedder']}) of the week against the baseline "
             f"{d0['baseline']}.",
             "",
-            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status |",
-            "|:---|:---|---:|---:|---:|---:|:---|",
+            DRIFT_SCORE_NOTE,
+            "",
+            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status "
+            "| Seed centroid-cosine |",
+            "|:---|:---|---:|---:|---:|---:|:---|---:|",
         ]
         for d in rep.drift:
             score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
             p_text = "—" if d.get("p_value") is None else f"`{d['p_value']:.4f}`"
             thr = "—" if d.get("threshold") is None else f"`{d['threshold']:.4g}`"
+            seed_score = "—" if d.get("seed_score") is None else f"`{d['seed_score']:.4f}`"
             lines.append(
                 f"| {d['scope']} | {d['method']} | {score} | {p_text} | {thr} "
-                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
+                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** | {seed_score} |"
             )
         topics = [
             (d["scope"], t)
@@ -405,11 +479,12 @@ def render_markdown(rep: WeeklyReport) -> str:
         if not rep.findings
         else f"{len(rep.findings)} finding(s) need attention this week."
     )
+    lines += ["", "---", ""]
+    lines += sop_markdown(rep.sop)
     lines += [
-        "",
         "---",
         "",
-        "## 3. Summary & Actions",
+        "## 4. Summary & Actions",
         "",
         f"- **Overall Performance:** {summary}",
         "- **Anomalies:**",

@@ -176,6 +176,35 @@ def _canary_requests(obs: Observations, r: store.Rollout, now: datetime, plants:
     return int(m.sum())
 
 
+def _from_rollout_start(obs: Observations, r: store.Rollout) -> Observations:
+    """The candidate's requests and escalations from the rollout's start on only.
+
+    A version that comes back under the same name (fixed, re-validated, released again) is judged
+    on what it serves now, not on what the quarantined build served before the rollback.
+    """
+    since = _us(r.created_at)
+    keep = ~((obs.version == r.version) & (obs.ts < since))
+    ekeep = ~((obs.esc_version == r.version) & (obs.esc_ts < since))
+    if keep.all() and ekeep.all():
+        return obs
+    assert obs.score_at is not None
+    return Observations(
+        ts=obs.ts[keep],
+        plant=obs.plant[keep],
+        version=obs.version[keep],
+        latency=obs.latency[keep],
+        safety=obs.safety[keep],
+        score=obs.score[keep],
+        error=obs.error[keep],
+        score_at=obs.score_at[keep],
+        esc_ts=obs.esc_ts[ekeep],
+        esc_plant=obs.esc_plant[ekeep],
+        esc_version=obs.esc_version[ekeep],
+        esc_category=obs.esc_category[ekeep],
+        esc_confirmed=obs.esc_confirmed[ekeep],
+    )
+
+
 # ---- tick --------------------------------------------------------------------------------------
 def tick(
     settings: Settings,
@@ -227,7 +256,9 @@ def _tick(
             report.action, report.status = "paused", "paused"
             report.message = "routes changed outside the rollout: paused"
 
-    obs = load_observations(settings, min(now - lookback(pol), r.step_started_at), now)
+    obs = _from_rollout_start(
+        load_observations(settings, min(now - lookback(pol), r.step_started_at), now), r
+    )
     eng = _engine(pol, r)
     results = eng.tick(obs, now, r.version, r.stable_version)
     fires = [x for x in results if x.status == FIRE]

@@ -7,8 +7,9 @@ Its OpenAPI document (``/openapi.json``) is the contract. Every error answers
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -127,9 +128,18 @@ class WardenApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAPI:
-    """The server for one data directory; its state starts and stops with the app's lifespan."""
-    runtime = Runtime(settings, config or ServerConfig())
+def create_app(
+    settings: Settings,
+    config: ServerConfig | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The server for one data directory; its state starts and stops with the app's lifespan.
+
+    ``clock`` stamps the gateway's request records (default: the wall clock); a simulation
+    passes its own, with ``run_controller=False``, and ticks the controller at simulated times.
+    """
+    runtime = Runtime(settings, config or ServerConfig(), clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -41,9 +43,15 @@ GATEWAY_BATCH_MAX = 512
 
 
 class Runtime:
-    def __init__(self, settings: Settings, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: ServerConfig,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self.config = config
+        self.clock = clock
         self.metrics = Metrics()
         self.state = StateStore.at(settings.data_dir)
         self.keys = KeyRing(
@@ -95,6 +103,7 @@ class Runtime:
             self.safety,
             shadow_max_in_flight=self.config.shadow_max_in_flight,
             transport=transport,
+            clock=self.clock,
         )
         # The rollout controller and the SOP policy tick inside the server.
         self.controller = None

@@ -1,0 +1,118 @@
+"""Drift results the weekly report already computed, kept until the data under them changes.
+
+The report's drift section is the calibrated suite (permutation-calibrated centroid, MMD,
+classifier and cluster tests, thousands of permutations per row) for prompts and responses, per
+plant, plus the embedding of any answer without a vector: most of the report's time and all of
+its memory (the embedding model). Re-running it on unchanged data gives the same rows, so they are
+kept in ``DATA/cache/drift/`` under a key made of everything they depend on: the question (kind,
+windows, grouping, method, threshold, embedder) and a fingerprint of the log store's files (name,
+size and modification time of every Parquet part of requests, feedback, escalations and
+embeddings). Any ingest, embedding or compaction changes the fingerprint, and the rows are
+computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelwarden.settings import Settings
+
+CACHE_DIR = "cache/drift"
+VERSION = 1
+
+
+def store_fingerprint(settings: Settings) -> str:
+    """A digest of the log store's files: changes with any write to the store."""
+    h = hashlib.sha256()
+    root = settings.log_dir
+    if root.exists():
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                st = os.stat(os.path.join(dirpath, name))
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (datetime, date)):
+        return {"__dt__": v.isoformat()}
+    raise TypeError(f"cannot keep {type(v).__name__} in the drift cache")
+
+
+def _revive(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__dt__"}:
+            return datetime.fromisoformat(obj["__dt__"])
+        return {k: _revive(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_revive(v) for v in obj]
+    return obj
+
+
+def _key(settings: Settings, question: dict[str, Any], fingerprint: str) -> str:
+    blob = json.dumps(
+        {"v": VERSION, "q": question, "store": fingerprint, "embedder": settings.embedder},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _path(settings: Settings, key: str) -> Path:
+    return settings.data_dir / CACHE_DIR / f"{key}.json"
+
+
+def remember(settings: Settings, question: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Keep ``rows`` under the store as it is now (after a report's embedding wrote to it)."""
+    _write(settings, _key(settings, question, store_fingerprint(settings)), rows)
+
+
+def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
+    try:
+        text = json.dumps(rows, default=_plain, allow_nan=True)
+    except TypeError:
+        return  # not representable: not kept
+    target = _path(settings, key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
+def cached_rows(
+    settings: Settings,
+    question: dict[str, Any],
+    compute: Callable[[], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The rows for ``question`` from the cache, else ``compute()``d and kept.
+
+    They are kept under the store's fingerprint from before and after the computation: computing
+    may embed answers (which writes to the store), and the next run sees the store as it is after.
+    """
+    before = store_fingerprint(settings)
+    path = _path(settings, _key(settings, question, before))
+    if path.exists():
+        try:
+            return list(_revive(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            pass  # an unreadable entry is recomputed
+    rows = compute()
+    for fp in {before, store_fingerprint(settings)}:
+        _write(settings, _key(settings, question, fp), rows)
+    return rows
