@@ -60,13 +60,17 @@ def _run_cli(
     stdin: bytes | str | None = None,
     cwd: Path | str | None = None,
     timeout: float = 120,
+    state_url: str | None = None,
 ) -> CliResult:
     """Run the installed ``modelwarden`` script; returns (exit code, stdout, stderr)."""
     env = dict(os.environ)
-    for var in ("MODELWARDEN_DATA", "MODELWARDEN_EMBEDDER"):
+    for var in ("MODELWARDEN_DATA", "MODELWARDEN_EMBEDDER", "MODELWARDEN_STATE_URL"):
         env.pop(var, None)
+    env.pop("MODELWARDEN_CONFIG", None)
     if embedder is not None:
         env["MODELWARDEN_EMBEDDER"] = embedder
+    if state_url is not None:
+        env["MODELWARDEN_STATE_URL"] = state_url
     # Wide, plain output so that table cells are not wrapped or coloured.
     env.update(COLUMNS="250", NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8")
     cmd = [CLI, *(["--data", str(data)] if data is not None else []), *args]
@@ -88,7 +92,8 @@ def _run_cli(
 
 @pytest.fixture(scope="session")
 def run_cli() -> RunCli:
-    """``run_cli(*args, data=DIR, embedder="hashing", stdin=None)`` → (code, stdout, stderr)."""
+    """``run_cli(*args, data=DIR, embedder="hashing", stdin=None, state_url=None)`` → (code,
+    stdout, stderr)."""
     return _run_cli
 
 

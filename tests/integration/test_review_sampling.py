@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.ingest.core import Ingestor
-from modelwarden.review.queue import review_items
+from modelwarden.store.tables import review_items
 from modelwarden.review.sampling import SampleSpec, build_queue, disagreement
 from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings

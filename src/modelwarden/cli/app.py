@@ -53,7 +53,7 @@ FORMAT_OPTION = typer.Option(
 
 
 class State:
-    settings: Settings = Settings()
+    settings: Settings | None = None
 
 
 state = State()
@@ -74,11 +74,24 @@ def _global(
         envvar="MODELWARDEN_EMBEDDER",
         help="Embedder: minilm (default, all-MiniLM-L6-v2) or hashing (fast, for tests).",
     ),
+    state_url: str = typer.Option(
+        None,
+        "--state-url",
+        envvar="MODELWARDEN_STATE_URL",
+        help="State database URL (default sqlite:///DATA/state.db; or postgresql+psycopg://...).",
+        show_default=False,
+    ),
 ) -> None:
-    state.settings = Settings.from_env(data, embedder=embedder)
+    try:
+        state.settings = Settings.from_env(data, embedder=embedder, state_url=state_url)
+    except WardenError as exc:
+        err_console.print(f"[bold red]error[/] ({exc.field}): {exc.message}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def settings() -> Settings:
+    if state.settings is None:
+        state.settings = Settings.from_env()
     return state.settings
 
 

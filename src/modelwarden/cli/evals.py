@@ -36,7 +36,7 @@ SUMMARY_METRICS = ("must_include", "semantic", "rougeL", "chrf", "bleu", "latenc
 
 
 def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
+    return StateStore.of(settings())
 
 
 def _write_new(path: Path, text: str, force: bool) -> None:

@@ -47,7 +47,7 @@ def key_option(required: bool = False) -> Any:
 
 
 def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
+    return StateStore.of(settings())
 
 
 def _actor(state: StateStore, key: str | None) -> str:

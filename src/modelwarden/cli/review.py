@@ -39,7 +39,7 @@ QUIT_WORDS = frozenset({"q", "quit", "exit"})
 
 
 def _state() -> StateStore:
-    return StateStore.at(settings().data_dir)
+    return StateStore.of(settings())
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -33,7 +33,7 @@ def _state() -> StateStore:
         routes,  # noqa: F401
     )
 
-    return StateStore.at(settings().data_dir)
+    return StateStore.of(settings())
 
 
 # ---- serve -------------------------------------------------------------------------------------

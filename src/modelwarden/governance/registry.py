@@ -38,14 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
     Connection,
-    DateTime,
-    Integer,
-    String,
-    Table,
-    Text,
     insert,
     select,
     update,
@@ -55,7 +48,8 @@ from modelwarden.errors import ConflictError, InputError, NotFoundError
 from modelwarden.governance import audit
 from modelwarden.governance.keys import ApiKey, AuthError, ForbiddenError, KeyRing
 from modelwarden.governance.routes import RouteCache
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import as_utc, model_versions, release_requests, version_evidence
 
 if TYPE_CHECKING:
     from modelwarden.governance.routes import RouteSpec, RouteTable
@@ -70,47 +64,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "retired": frozenset({"staging"}),
 }
 APPROVER_ROLE = "approver"
-
-model_versions = Table(
-    "model_versions",
-    metadata,
-    Column("version", String(200), primary_key=True),
-    Column("endpoint", String(2000), nullable=False),
-    Column("status", String(20), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(300), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("quarantined_at", DateTime(timezone=True)),
-    Column("quarantine_reason", Text),
-    Column("notes", Text),
-)
-
-release_requests = Table(
-    "release_requests",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(200), nullable=False, index=True),
-    Column("status", String(20), nullable=False),  # open, approved, withdrawn
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("requested_by_key", Integer, nullable=False),
-    Column("requested_by", String(300), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("decided_at", DateTime(timezone=True)),
-    Column("decided_by_key", Integer),
-    Column("decided_by", String(300)),
-    Column("evidence", JSON),
-)
-
-version_evidence = Table(
-    "version_evidence",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(200), nullable=False, index=True),
-    Column("kind", String(100), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("data", JSON, nullable=False),
-)
 
 
 # ---- identities ---------------------------------------------------------------------------------
@@ -141,10 +94,6 @@ def identify(state: StateStore, secret: str | None, field_name: str = "key") -> 
 
 
 # ---- reading --------------------------------------------------------------------------------------
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -171,10 +120,10 @@ def _info(r: Any) -> VersionInfo:
         version=r.version,
         endpoint=r.endpoint,
         status=r.status,
-        created_at=_utc(r.created_at) or datetime.now(UTC),
+        created_at=r.created_at,
         created_by=r.created_by,
-        updated_at=_utc(r.updated_at) or datetime.now(UTC),
-        quarantined_at=_utc(r.quarantined_at),
+        updated_at=r.updated_at,
+        quarantined_at=r.quarantined_at,
         quarantine_reason=r.quarantine_reason,
         notes=r.notes,
     )
@@ -607,7 +556,7 @@ def evidence(state: StateStore, version: str, kind: str | None = None) -> list[d
         q = q.where(version_evidence.c.kind == kind)
     with state.engine.connect() as con:
         rows = con.execute(q.order_by(version_evidence.c.id)).all()
-    return [{**dict(r._mapping), "created_at": _utc(r.created_at)} for r in rows]
+    return [{**dict(r._mapping), "created_at": r.created_at} for r in rows]
 
 
 # ---- release of a quarantined version ------------------------------------------------------------
@@ -637,11 +586,11 @@ def _request(r: Any) -> ReleaseRequest:
         id=r.id,
         version=r.version,
         status=r.status,
-        requested_at=_utc(r.requested_at) or datetime.now(UTC),
+        requested_at=r.requested_at,
         requested_by_key=r.requested_by_key,
         requested_by=r.requested_by,
         reason=r.reason,
-        decided_at=_utc(r.decided_at),
+        decided_at=r.decided_at,
         decided_by_key=r.decided_by_key,
         decided_by=r.decided_by,
         evidence=r.evidence,
@@ -735,7 +684,7 @@ def _require_fresh_answers(run: dict[str, Any], info: VersionInfo) -> None:
     about what the version serves now."""
     changed = max(t for t in (info.updated_at, info.quarantined_at) if t is not None)
     oldest = (run.get("params") or {}).get("oldest_answer_at")
-    answered = _utc(datetime.fromisoformat(oldest)) if oldest else _utc(run["created_at"])
+    answered = as_utc(datetime.fromisoformat(oldest)) if oldest else run["created_at"]
     if answered is not None and answered < changed:
         cached = int(run.get("n_cached") or 0)
         raise InputError(
@@ -813,7 +762,7 @@ def _approve_release(
         raise InputError(
             f"evaluation run {run['name']} is of {run['model']}, not {version}", field="eval_run"
         )
-    if info.quarantined_at and _utc(run["created_at"]) < info.quarantined_at:  # type: ignore[operator]
+    if info.quarantined_at and run["created_at"] < info.quarantined_at:
         raise InputError(
             f"evaluation run {run['name']} was made before {version} was quarantined "
             f"({info.quarantined_at:%Y-%m-%d %H:%M} UTC); re-validate the fixed version",

@@ -23,29 +23,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import Column, DateTime, Float, Integer, String, Table, insert, select
+from sqlalchemy import insert, select
 
 from modelwarden.errors import ConflictError, InputError
 from modelwarden.records import MAX_ID_CHARS
-from modelwarden.store.state import StateStore, metadata
-
-gateway_routes = Table(
-    "gateway_routes",
-    metadata,
-    Column("version", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(200)),
-    Column("stable_version", String(200), nullable=False),
-    Column("stable_url", String(2000), nullable=False),
-    Column("canary_version", String(200)),
-    Column("canary_url", String(2000)),
-    Column("canary_weight", Float, nullable=False),
-    Column("canary_plants", String(8000), nullable=False),
-    Column("shadow_version", String(200)),
-    Column("shadow_url", String(2000)),
-    Column("shadow_sample", Float, nullable=False),
-    Column("note", String(2000)),
-)
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import gateway_routes
 
 RouteName = Literal["stable", "canary", "shadow"]
 Plant = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
@@ -161,10 +144,9 @@ def assign(table: RouteTable, user: str | None, plant: str | None) -> Decision:
 
 # ---- the state store -------------------------------------------------------------------------
 def _to_table(r: Any) -> RouteTable:
-    created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
     return RouteTable(
         version=r.version,
-        created_at=created,
+        created_at=r.created_at,
         created_by=r.created_by,
         stable=Upstream(version=r.stable_version, url=r.stable_url),
         canary=(Upstream(version=r.canary_version, url=r.canary_url) if r.canary_version else None),

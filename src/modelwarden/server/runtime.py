@@ -45,7 +45,7 @@ class Runtime:
         self.settings = settings
         self.config = config
         self.metrics = Metrics()
-        self.state = StateStore.at(settings.data_dir)
+        self.state = StateStore.of(settings)
         self.keys = KeyRing(self.state, config.keys_ttl_s)
         # A version quarantined under the rollback SOP is never served, even by a route table
         # written before its quarantine.

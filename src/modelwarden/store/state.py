@@ -1,37 +1,26 @@
 """The state store: registry, routes, rollouts, eval runs, reviews, incidents, audit log.
 
-SQLAlchemy Core over SQLite by default (``sqlite:///DATA/state.db``, WAL mode) and PostgreSQL
-when several instances share one state. Feature modules declare their tables on :data:`metadata`
-and list their module in :data:`TABLE_MODULES`, so one ``create_all`` makes every table.
+SQLAlchemy Core over SQLite by default (``sqlite:///DATA/state.db``, WAL mode) or PostgreSQL
+(``postgresql+psycopg://...``) when several instances share one state; ``Settings.state_url``
+chooses. The tables are declared in :mod:`modelwarden.store.tables`; opening a store brings its
+schema to the current revision (:mod:`modelwarden.store.migrate`).
 """
 
 from __future__ import annotations
 
-import importlib
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-metadata = MetaData()
+from modelwarden.errors import InputError, StateUnavailable
 
-# Modules whose import declares tables on ``metadata``.
-TABLE_MODULES: list[str] = [
-    "modelwarden.governance.keys",
-    "modelwarden.governance.sessions",
-    "modelwarden.governance.routes",
-    "modelwarden.evals.store",
-    "modelwarden.review.queue",
-    "modelwarden.governance.audit",
-    "modelwarden.governance.registry",
-    "modelwarden.rollout.store",
-    "modelwarden.governance.incidents",
-    "modelwarden.governance.notify",
-    "modelwarden.drift.history",
-]
+if TYPE_CHECKING:
+    from modelwarden.settings import Settings
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -43,34 +32,97 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def state_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a state URL, set up for its database (SQLite or PostgreSQL)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(
+            "state_url is not a database URL (sqlite:///PATH or "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB)",
+            field="state_url",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        # pre_ping: a connection the server dropped is replaced, not handed out.
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    raise InputError(
+        f"state_url {parsed.render_as_string(hide_password=True)}: the state store runs on "
+        "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB",
+        field="state_url",
+    )
+
+
+def masked(engine: Engine) -> str:
+    """The engine's URL with its password masked, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def reachable(engine: Engine) -> Iterator[None]:
+    """Turn a failure to connect into :class:`StateUnavailable`, naming the (masked) URL."""
+    try:
+        yield
+    except OperationalError as exc:
+        if not exc.connection_invalidated and _is_connect_failure(exc):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StateUnavailable(
+                f"cannot reach the state database {masked(engine)}: {reason}", field="state_url"
+            ) from exc
+        raise
+
+
+def _is_connect_failure(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc).lower()
+    return any(
+        s in text
+        for s in (
+            "connection",
+            "connect",
+            "could not translate host",
+            "password authentication",
+            "does not exist",
+            "unable to open database",
+        )
+    )
+
+
 class StateStore:
     """A handle on the state database; cheap to create, one per process is enough."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        for name in TABLE_MODULES:
-            importlib.import_module(name)
-        self._create_tables()
+        self.engine: Engine = state_engine(url)
+        # Imported here, not at the top: Alembic costs a third of a second that `--help` and the
+        # commands that never open the state store should not pay.
+        from modelwarden.store import migrate
 
-    def _create_tables(self) -> None:
-        # Two processes opening a new data directory at once both try to create the tables;
-        # the loser sees "already exists" for a table the winner just made, and tries again.
-        for attempt in range(5):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except OperationalError as exc:
-                if "already exists" not in str(exc) or attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        try:
+            with reachable(self.engine):
+                self.upgraded = migrate.ensure_current(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @classmethod
+    def of(cls, settings: Settings) -> StateStore:
+        """The store that ``settings.state_url`` names."""
+        return cls(settings.state_url)
 
     @classmethod
     def at(cls, data_dir: Path) -> StateStore:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        """A SQLite store in ``data_dir`` (``state.db``)."""
         return cls(f"sqlite:///{data_dir / 'state.db'}")
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password masked, for messages."""
+        return masked(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
