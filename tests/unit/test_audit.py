@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import threading
-from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DatabaseError
 
 from modelwarden.governance import audit
@@ -15,8 +15,8 @@ from modelwarden.store.state import StateStore
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> StateStore:
-    st = StateStore.at(tmp_path / "data")
+def state(state_url: str) -> StateStore:
+    st = StateStore(state_url)
     for i in range(1, 7):
         audit.record(
             st,
@@ -29,12 +29,27 @@ def state(tmp_path: Path) -> StateStore:
     return st
 
 
-def raw(state: StateStore) -> sqlite3.Connection:
-    """The database as someone with file access would open it, triggers removed."""
-    con = sqlite3.connect(state.url.removeprefix("sqlite:///"))
-    con.execute("DROP TRIGGER audit_log_no_update")
-    con.execute("DROP TRIGGER audit_log_no_delete")
-    return con
+class Raw:
+    """The database as someone with direct access would open it, the append-only triggers gone."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.engine = create_engine(state.url)
+        on = "" if self.engine.dialect.name == "sqlite" else " ON audit_log"
+        with self.engine.begin() as con:
+            for what in ("update", "delete"):
+                con.exec_driver_sql(f"DROP TRIGGER audit_log_no_{what}{on}")
+
+    def execute(self, sql: str, **params: Any) -> None:
+        with self.engine.begin() as con:
+            if params:
+                con.execute(text(sql), params)
+            else:
+                con.exec_driver_sql(sql)
+        self.engine.dispose()
+
+
+def raw(state: StateStore) -> Raw:
+    return Raw(state)
 
 
 def test_chain_verifies_and_links_each_entry_to_the_previous(state: StateStore) -> None:
@@ -75,7 +90,6 @@ def test_updates_and_deletes_are_refused_by_the_database(state: StateStore) -> N
 def test_an_edited_entry_is_found_at_its_seq(state: StateStore) -> None:
     con = raw(state)
     con.execute("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 4")
-    con.commit()
     res = audit.verify(state)
     assert not res.ok and res.first_bad_seq == 4 and "content" in (res.problem or "")
 
@@ -84,7 +98,6 @@ def test_edited_evidence_is_found(state: StateStore) -> None:
     con = raw(state)
     con.execute("""UPDATE audit_log SET evidence = replace(evidence, '"n":3', '"n":30')
                    WHERE seq = 3""")
-    con.commit()
     assert audit.verify(state).first_bad_seq == 3
 
 
@@ -93,10 +106,10 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(state: StateStore) 
     forged = {**e.to_dict(), "reason": "forged"}
     con = raw(state)
     con.execute(
-        "UPDATE audit_log SET reason = ?, hash = ? WHERE seq = 2",
-        ("forged", audit.entry_hash(e.prev_hash, forged)),
+        "UPDATE audit_log SET reason = :reason, hash = :hash WHERE seq = 2",
+        reason="forged",
+        hash=audit.entry_hash(e.prev_hash, forged),
     )
-    con.commit()
     res = audit.verify(state)
     assert res.first_bad_seq == 3 and "prev_hash" in (res.problem or "")
 
@@ -104,7 +117,6 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(state: StateStore) 
 def test_a_deleted_entry_is_named(state: StateStore) -> None:
     con = raw(state)
     con.execute("DELETE FROM audit_log WHERE seq = 5")
-    con.commit()
     res = audit.verify(state)
     assert res.first_bad_seq == 5 and "missing" in (res.problem or "")
 
@@ -112,18 +124,16 @@ def test_a_deleted_entry_is_named(state: StateStore) -> None:
 def test_a_truncated_log_is_found_through_the_head(state: StateStore) -> None:
     con = raw(state)
     con.execute("DELETE FROM audit_log WHERE seq >= 5")
-    con.commit()
     res = audit.verify(state)
     assert not res.ok and res.first_bad_seq == 5 and "removed from the end" in (res.problem or "")
 
 
-def test_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
-    path = tmp_path / "data"
-    StateStore.at(path).close()
+def test_concurrent_writers_keep_one_chain(state_url: str) -> None:
+    StateStore(state_url).close()
     errors: list[BaseException] = []
 
     def writer(w: int) -> None:
-        st = StateStore.at(path)  # its own engine, as another process would have
+        st = StateStore(state_url)  # its own engine, as another process would have
         try:
             for i in range(15):
                 audit.record(st, f"writer-{w}", "test", f"s{w}", str(i), {"i": i})
@@ -138,7 +148,7 @@ def test_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert not errors
-    st = StateStore.at(path)
+    st = StateStore(state_url)
     res = audit.verify(st)
     assert res.ok and res.entries == 60
     assert [e.seq for e in audit.entries(st)] == list(range(1, 61))

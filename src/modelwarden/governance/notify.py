@@ -280,11 +280,7 @@ def of_incident(state: StateStore, incident_id: str) -> list[dict[str, Any]]:
             .where(notifications.c.incident_id == incident_id)
             .order_by(notifications.c.id)
         ).all()
-    out = []
-    for r in rows:
-        d = dict(r._mapping)
-        out.append(d)
-    return out
+    return [dict(r._mapping) for r in rows]
 
 
 class Notifier:

@@ -197,4 +197,5 @@ def ensure_current(engine: Engine) -> Upgrade | None:
     if rev == head():
         return None
     _check_known(rev)
-    return upgrade(engine)
+    done = upgrade(engine)
+    return done if done.changed else None  # another process upgraded it while this one waited
