@@ -15,12 +15,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from modelwarden.incidents import incident_steps, incidents
+from modelwarden.notify import notifications
 from sqlalchemy import insert
 
 from modelwarden import audit, auth, registry
 from modelwarden.evals.store import eval_runs
-from modelwarden.incidents import incident_steps, incidents
-from modelwarden.notify import notifications
 from modelwarden.review.queue import review_items, review_queues
 from modelwarden.rollout.store import rollouts
 from modelwarden.store.state import StateStore
