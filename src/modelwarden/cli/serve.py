@@ -28,11 +28,6 @@ app.add_typer(keys_app, name="keys")
 
 
 def _state() -> StateStore:
-    from modelwarden.governance import (
-        keys,  # noqa: F401  (declares its tables)
-        routes,  # noqa: F401
-    )
-
     return StateStore.of(settings())
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from modelwarden.drift.reservoir import Reservoir
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
-from modelwarden.store.state import StateStore
+from modelwarden.store.state import StateStore, conflict_insert
 from modelwarden.store.tables import DRIFT_KEY_COLUMNS, drift_results
 
 ALL_VERSIONS = ""
@@ -114,12 +114,7 @@ def record_results(
         return 0
     store = StateStore.of(settings)
     try:
-        dialect = store.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(drift_results)
+        stmt = conflict_insert(store.engine.dialect.name, drift_results)
         stmt = stmt.on_conflict_do_update(
             index_elements=list(KEY_COLUMNS),
             set_={c: stmt.excluded[c] for c in points[0] if c not in KEY_COLUMNS},

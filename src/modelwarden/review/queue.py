@@ -33,7 +33,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import (
-    DateTime,
     String,
     delete,
     exists,
@@ -42,6 +41,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -52,8 +52,9 @@ from modelwarden.review.rubrics import (
     Rubric,
     decode_preference,
 )
-from modelwarden.store.state import StateStore
+from modelwarden.store.state import StateStore, conflict_insert
 from modelwarden.store.tables import (
+    UtcDateTime,
     as_utc,
     review_assignments,
     review_items,
@@ -162,16 +163,16 @@ def _claim(
     sel = select(
         literal(item_id, String()),
         literal(reviewer, String()),
-        literal(now, DateTime(timezone=True)),
-    )
+        literal(now, UtcDateTime()),
+    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
     if kind != "gold":
         sel = sel.where(_taken(item_id, cutoff) < n)
-    try:
-        res = con.execute(
-            insert(review_assignments).from_select(["item_id", "reviewer", "assigned_at"], sel)
-        )
-    except IntegrityError:
-        return False
+    # A claim the reviewer holds already is a conflict that inserts nothing, not an error that
+    # would abort the transaction on PostgreSQL.
+    stmt = conflict_insert(con.dialect.name, review_assignments).from_select(
+        ["item_id", "reviewer", "assigned_at"], sel
+    )
+    res = con.execute(stmt.on_conflict_do_nothing())
     return bool(res.rowcount)
 
 

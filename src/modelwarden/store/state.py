@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -56,6 +57,14 @@ def state_engine(url: str) -> Engine:
         "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB",
         field="state_url",
     )
+
+
+def conflict_insert(dialect: str, table: Table) -> Any:
+    """An INSERT that can say ``ON CONFLICT DO NOTHING / DO UPDATE``, for the dialect at hand.
+
+    SQLite and PostgreSQL spell it the same way; SQLAlchemy has one construct per dialect.
+    """
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def masked(engine: Engine) -> str:
