@@ -48,6 +48,7 @@ def test_db_upgrade_builds_the_schema_on_an_empty_database(empty_pg: str, run_cl
     res = run_cli(
         "registry", "add", "v1", "--endpoint", "http://127.0.0.1:9101", state_url=empty_pg
     )
+    assert res.code == 0, res.err
     state = StateStore(empty_pg)
     assert state.upgraded is None
     with state.engine.connect() as con:
