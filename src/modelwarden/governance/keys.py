@@ -71,7 +71,6 @@ def may(role: str, action: str) -> bool:
     return role in PERMISSIONS[action]
 
 
-
 class AuthError(WardenError):
     code = "unauthorized"
     http_status = 401
