@@ -11,12 +11,16 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from pgserver import USER as PG_USER
+from pgserver import PgServer, pg_bin
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from modelwarden.embed.service import embed_missing
 from modelwarden.ingest.core import Ingestor
@@ -24,11 +28,13 @@ from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
 from modelwarden.simulate.traffic import SimulatedData, simulate
 from modelwarden.store.reads import open_store
+from modelwarden.store.state import StateStore
 
 SIM_DAYS = 21
 SIM_SEED = 3
 SIM_SCENARIOS = ("drift", "incident")
 SIM_END = datetime(2026, 11, 23, tzinfo=UTC)
+PG_TEMPLATE = "warden_template"
 
 
 def _cli_path() -> str:
@@ -60,13 +66,17 @@ def _run_cli(
     stdin: bytes | str | None = None,
     cwd: Path | str | None = None,
     timeout: float = 120,
+    state_url: str | None = None,
 ) -> CliResult:
     """Run the installed ``modelwarden`` script; returns (exit code, stdout, stderr)."""
     env = dict(os.environ)
-    for var in ("MODELWARDEN_DATA", "MODELWARDEN_EMBEDDER"):
+    for var in ("MODELWARDEN_DATA", "MODELWARDEN_EMBEDDER", "MODELWARDEN_STATE_URL"):
         env.pop(var, None)
+    env.pop("MODELWARDEN_CONFIG", None)
     if embedder is not None:
         env["MODELWARDEN_EMBEDDER"] = embedder
+    if state_url is not None:
+        env["MODELWARDEN_STATE_URL"] = state_url
     # Wide, plain output so that table cells are not wrapped or coloured.
     env.update(COLUMNS="250", NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8")
     cmd = [CLI, *(["--data", str(data)] if data is not None else []), *args]
@@ -88,7 +98,8 @@ def _run_cli(
 
 @pytest.fixture(scope="session")
 def run_cli() -> RunCli:
-    """``run_cli(*args, data=DIR, embedder="hashing", stdin=None)`` → (code, stdout, stderr)."""
+    """``run_cli(*args, data=DIR, embedder="hashing", stdin=None, state_url=None)`` → (code,
+    stdout, stderr)."""
     return _run_cli
 
 
@@ -124,3 +135,50 @@ def seeded_data_dir(tmp_path_factory: pytest.TempPathFactory, sim_data: Simulate
     emb = embed_missing(settings, "prompt")
     assert emb.missing == len(sim_data.requests)
     return data
+
+
+# ---- the state store on SQLite and on PostgreSQL ----------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session, with a migrated template database to copy."""
+    bin_dir = pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql, or set PG_BIN)")
+    server = PgServer.start(bin_dir)
+    try:
+        with DatabaseJanitor(
+            user=PG_USER, host="127.0.0.1", port=server.port, dbname=PG_TEMPLATE
+        ) as _:
+            StateStore(server.url(PG_TEMPLATE)).close()
+            yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_database(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of its own for one test: its URL."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with DatabaseJanitor(
+        user=PG_USER,
+        host="127.0.0.1",
+        port=pg_server.port,
+        dbname=name,
+        template_dbname=PG_TEMPLATE,
+    ):
+        yield pg_server.url(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def state_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The state store's URL: a SQLite file of the test's own, or a PostgreSQL database.
+
+    A PostgreSQL store opened by URL alone has no data directory for its secrets (the audit
+    key), so the test names one, as an installation would with MODELWARDEN_SECRETS.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+    monkeypatch.setenv("MODELWARDEN_SECRETS", str(tmp_path / "secrets"))
+    return str(request.getfixturevalue("pg_database"))

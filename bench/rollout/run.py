@@ -228,7 +228,7 @@ def restore_times(repeats: int) -> list[dict[str, float]]:
 
     tmp = Path(tempfile.mkdtemp(prefix="mw-bench-rollout-"))
     settings = Settings(data_dir=tmp / "data", embedder="hashing", embed_threads=1)
-    state = StateStore.at(settings.data_dir)
+    state = StateStore.of(settings)
     good = ServerThread(fake_upstream.create_app(STABLE, latency_ms=0)).start()
     bad = ServerThread(fake_upstream.create_app(CANDIDATE, latency_ms=0, quality="unsafe")).start()
     registry.add(state, STABLE, good.url, "bench", status="stable")

@@ -10,6 +10,7 @@ Hierarchy::
     ├── ConflictError           a valid request that the current state forbids (exit 2, HTTP 409)
     ├── DependencyError         an optional dependency is missing; names the install command
     └── StoreError              the data directory or a store cannot be read or written (exit 2, HTTP 500)
+        └── StateUnavailable    the state database cannot be reached (exit 2, HTTP 503)
 
 A check that *fails* (drift detected, a gate failed) is not an error: commands return exit code 1
 for it through :data:`EXIT_CHECK_FAILED`.
@@ -97,3 +98,10 @@ class DependencyError(WardenError):
 class StoreError(WardenError):
     code = "store_error"
     http_status = 500
+
+
+class StateUnavailable(StoreError):
+    """The state database cannot be reached; the message names it with the password masked."""
+
+    code = "state_unavailable"
+    http_status = 503

@@ -1,26 +1,81 @@
-"""One Settings object for a ModelWarden installation; everything else takes explicit arguments."""
+"""One Settings object for a ModelWarden installation; everything else takes explicit arguments.
+
+Each setting is read, first match wins, from: the value given in code (or a command-line flag),
+a ``MODELWARDEN_<NAME>`` environment variable (``MODELWARDEN_DATA`` for the data directory), and
+a ``modelwarden.toml`` file: the one ``MODELWARDEN_CONFIG`` names, else ``./modelwarden.toml``,
+else ``<data_dir>/modelwarden.toml``. For example::
+
+    data_dir = "/srv/warden-data"
+    state_url = "postgresql+psycopg://warden:secret@db.internal/warden"
+    embedder = "minilm"
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from modelwarden.errors import InputError
 
 DEFAULT_DATA_DIR = "./warden-data"
+CONFIG_FILE = "modelwarden.toml"
+ENV_PREFIX = "MODELWARDEN_"
 ENV_DATA = "MODELWARDEN_DATA"
+ENV_CONFIG = "MODELWARDEN_CONFIG"
 ENV_EMBEDDER = "MODELWARDEN_EMBEDDER"
 ENV_THREADS = "MODELWARDEN_EMBED_THREADS"
 
 
-class Settings(BaseModel):
+def config_file(data_dir: str | Path | None = None) -> Path | None:
+    """The ``modelwarden.toml`` that applies, if any: ``$MODELWARDEN_CONFIG``, ``./``, data dir."""
+    named = os.environ.get(ENV_CONFIG)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise InputError(f"{ENV_CONFIG}={named}: no such file", field=ENV_CONFIG)
+        return path
+    data = (
+        data_dir
+        or os.environ.get(ENV_DATA)
+        or os.environ.get(f"{ENV_PREFIX}DATA_DIR")
+        or DEFAULT_DATA_DIR
+    )
+    for path in (Path.cwd() / CONFIG_FILE, Path(data) / CONFIG_FILE):
+        if path.is_file():
+            return path
+    return None
+
+
+class Settings(BaseSettings):
     """Where data lives and how it is processed.
 
     ``embedder`` names the default embedder: ``minilm`` (all-MiniLM-L6-v2, the real model) or
-    ``hashing`` (a fast feature-hashing embedder for tests and smoke runs).
+    ``hashing`` (a fast feature-hashing embedder for tests and smoke runs). ``state_url`` is the
+    SQLAlchemy URL of the state store: ``sqlite:///<data_dir>/state.db`` unless set, or
+    ``postgresql+psycopg://user:password@host/db`` for a state shared by several instances.
     """
 
-    data_dir: Path = Field(default=Path(DEFAULT_DATA_DIR))
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, validate_default=True
+    )
+
+    data_dir: Path = Field(
+        default=Path(DEFAULT_DATA_DIR),
+        validation_alias=AliasChoices("data_dir", ENV_DATA, f"{ENV_PREFIX}DATA_DIR"),
+    )
+    state_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the state store; empty means sqlite:///<data_dir>/state.db",
+    )
     embedder: str = "minilm"
     embed_threads: int = Field(
         default=0, ge=0, description="0 means half the available cores, at least one"
@@ -30,18 +85,41 @@ class Settings(BaseModel):
         default=None, description="YAML or text file of safety patterns; None uses the defaults"
     )
 
+    @model_validator(mode="after")
+    def _default_state_url(self) -> Settings:
+        if not self.state_url:
+            self.state_url = f"sqlite:///{self.data_dir / 'state.db'}"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        given: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        path = config_file(given.get("data_dir"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, **overrides: object) -> Settings:
-        """Settings from explicit values first, then ``MODELWARDEN_*`` variables, then defaults."""
-        values: dict[str, object] = {}
-        data = data_dir or os.environ.get(ENV_DATA) or DEFAULT_DATA_DIR
-        values["data_dir"] = Path(data)
-        if os.environ.get(ENV_EMBEDDER):
-            values["embedder"] = os.environ[ENV_EMBEDDER]
-        if os.environ.get(ENV_THREADS):
-            values["embed_threads"] = int(os.environ[ENV_THREADS])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
+        """Settings from explicit values first, then ``MODELWARDEN_*`` variables, the
+        ``modelwarden.toml`` file, then defaults. ``None`` values are left to those sources."""
+        values: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
+        if data_dir:
+            values["data_dir"] = Path(data_dir)
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            raise InputError(f"setting {name}: {err['msg']}", field=name) from exc
 
     @property
     def log_dir(self) -> Path:

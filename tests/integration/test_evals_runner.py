@@ -32,13 +32,15 @@ def served(url: str) -> int:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "warden-data", embedder="hashing", embed_threads=1)
+def settings(tmp_path: Path, state_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "warden-data", embedder="hashing", embed_threads=1, state_url=state_url
+    )
 
 
 @pytest.fixture
 def state(settings: Settings) -> Iterator[StateStore]:
-    st = StateStore.at(settings.data_dir)
+    st = StateStore.of(settings)
     yield st
     st.close()
 

@@ -133,7 +133,7 @@ def test_sampling_a_run_is_stratified_seeded_and_mixes_in_gold(
 def _items(state: StateStore, queue: str) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from modelwarden.review.queue import review_items
+    from modelwarden.store.tables import review_items
 
     with state.engine.connect() as con:
         rows = con.execute(select(review_items).where(review_items.c.queue == queue))

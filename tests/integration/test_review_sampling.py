@@ -12,20 +12,22 @@ from sqlalchemy import select
 
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.ingest.core import Ingestor
-from modelwarden.review.queue import review_items
 from modelwarden.review.sampling import SampleSpec, build_queue, disagreement
 from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
 from modelwarden.simulate.traffic import SimulatedData
 from modelwarden.store.reads import open_store
 from modelwarden.store.state import StateStore
+from modelwarden.store.tables import review_items
 
 
 @pytest.fixture
-def logs(seeded_data_dir: Path, tmp_path: Path) -> Iterator[tuple[Settings, StateStore]]:
+def logs(seeded_data_dir: Path, state_url: str) -> Iterator[tuple[Settings, StateStore]]:
     """The shared seeded logs (read only) and a state store of the test's own."""
-    settings = Settings(data_dir=seeded_data_dir, embedder="hashing", embed_threads=1)
-    state = StateStore.at(tmp_path / "state")
+    settings = Settings(
+        data_dir=seeded_data_dir, embedder="hashing", embed_threads=1, state_url=state_url
+    )
+    state = StateStore.of(settings)
     yield settings, state
     state.close()
 

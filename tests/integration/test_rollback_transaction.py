@@ -153,9 +153,11 @@ def ingest(settings: Settings) -> dict[str, set[str]]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Settings, StateStore]]:
-    settings = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
-    state = StateStore.at(settings.data_dir)
+def setup(tmp_path: Path, state_url: str) -> Iterator[tuple[Settings, StateStore]]:
+    settings = Settings(
+        data_dir=tmp_path / "data", embedder="hashing", embed_threads=1, state_url=state_url
+    )
+    state = StateStore.of(settings)
     registry.add(state, V11, "http://127.0.0.1:9101", "cli:ops", status="stable")
     registry.add(state, V12, "http://127.0.0.1:9102", "cli:ops")
     registry.promote(state, V12, "canary", "cli:ops")

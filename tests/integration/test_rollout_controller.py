@@ -100,9 +100,11 @@ class Traffic:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[Settings, StateStore, Traffic]]:
-    settings = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
-    state = StateStore.at(settings.data_dir)
+def env(tmp_path: Path, state_url: str) -> Iterator[tuple[Settings, StateStore, Traffic]]:
+    settings = Settings(
+        data_dir=tmp_path / "data", embedder="hashing", embed_threads=1, state_url=state_url
+    )
+    state = StateStore.of(settings)
     registry.add(state, V11, "http://127.0.0.1:9101", "cli:ops", status="stable")
     registry.add(state, V12, "http://127.0.0.1:9102", "cli:ops")
     yield settings, state, Traffic(settings)
@@ -186,7 +188,7 @@ def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
         assert 40 < sum(v == "canary" for v in first.values()) < 110  # 25 % of 300
         state.close()
         # Another process ticks half an hour later: it finds the rollout where it was.
-        env_vars = {**os.environ, "NO_COLOR": "1"}
+        env_vars = {**os.environ, "NO_COLOR": "1", "MODELWARDEN_STATE_URL": settings.state_url}
         out = subprocess.run(
             [
                 CLI,
@@ -207,7 +209,7 @@ def test_restart_mid_canary_resumes_at_the_same_step_with_the_same_users(
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["action"] == "hold"
-        state2 = StateStore.at(settings.data_dir)
+        state2 = StateStore.of(settings)
         after = controller.status(settings, state2)
         assert after is not None
         for k in ("id", "status", "step", "step_started_at", "hold_until", "route_version"):

@@ -27,11 +27,13 @@ QUESTIONS = [item.questions[0] for topic in TOPICS[:3] for item in topic.items[:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[Settings, StateStore, str]]:
+def env(tmp_path: Path, state_url: str) -> Iterator[tuple[Settings, StateStore, str]]:
     live = ServerThread(fake_upstream.create_app(V11, latency_ms=0)).start()
     bad = ServerThread(fake_upstream.create_app(V12, latency_ms=20, quality="unsafe")).start()
-    settings = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
-    state = StateStore.at(settings.data_dir)
+    settings = Settings(
+        data_dir=tmp_path / "data", embedder="hashing", embed_threads=1, state_url=state_url
+    )
+    state = StateStore.of(settings)
     registry.add(state, V11, live.url, "cli:ops", status="stable")
     registry.add(state, V12, bad.url, "cli:ops")
     with ServerThread(create_app(settings, ServerConfig(flush_interval_s=0.1))) as gw:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ URL11, URL12, URL13 = "http://127.0.0.1:9101", "http://127.0.0.1:9102", "http://
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> StateStore:
-    st = StateStore.at(tmp_path / "data")
+def state(state_url: str) -> StateStore:
+    st = StateStore(state_url)
     registry.add(st, V11, URL11, "cli:ops", status="stable")
     registry.add(st, V12, URL12, "cli:ops")
     return st

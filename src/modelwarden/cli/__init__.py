@@ -7,6 +7,7 @@ import sys
 # Command modules: importing one registers its commands.
 from modelwarden.cli import (
     core,  # noqa: F401
+    db,  # noqa: F401
     drift,  # noqa: F401
     evals,  # noqa: F401
     ops,  # noqa: F401

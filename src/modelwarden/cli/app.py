@@ -65,6 +65,7 @@ class State:
     def __init__(self) -> None:
         self.data: Path | None = None
         self.embedder: str | None = None
+        self.state_url: str | None = None
         self.settings: Settings | None = None
 
 
@@ -92,6 +93,13 @@ def _global(
         envvar="MODELWARDEN_EMBEDDER",
         help="Embedder: minilm (default, all-MiniLM-L6-v2) or hashing (fast, for tests).",
     ),
+    state_url: str = typer.Option(
+        None,
+        "--state-url",
+        envvar="MODELWARDEN_STATE_URL",
+        help="State database URL (default sqlite:///DATA/state.db; or postgresql+psycopg://...).",
+        show_default=False,
+    ),
     version: bool = typer.Option(
         False,
         "--version",
@@ -100,7 +108,7 @@ def _global(
         help="Print the version and exit.",
     ),
 ) -> None:
-    state.data, state.embedder, state.settings = data, embedder, None
+    state.data, state.embedder, state.state_url, state.settings = data, embedder, state_url, None
 
 
 def settings() -> Settings:
@@ -108,7 +116,9 @@ def settings() -> Settings:
         # imported here: keeps --help fast
         from modelwarden.settings import Settings
 
-        state.settings = Settings.from_env(state.data, embedder=state.embedder)
+        state.settings = Settings.from_env(
+            state.data, embedder=state.embedder, state_url=state.state_url
+        )
     return state.settings
 
 
@@ -117,7 +127,7 @@ def state_store() -> StateStore:
     # imported here: keeps --help fast
     from modelwarden.store.state import StateStore
 
-    return StateStore.at(settings().data_dir)
+    return StateStore.of(settings())
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -32,12 +32,6 @@ app.add_typer(keys_app, name="keys")
 
 
 def _state() -> StateStore:
-    # imported here: keeps --help fast (they also declare their tables)
-    from modelwarden.governance import (
-        keys,  # noqa: F401
-        routes,  # noqa: F401
-    )
-
     return state_store()
 
 

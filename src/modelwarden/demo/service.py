@@ -267,7 +267,7 @@ def run_demo(
     live_start = end - timedelta(hours=opts.live_hours)
     emit(_history(settings, opts, live_start, end))
 
-    state = StateStore.at(settings.data_dir)
+    state = StateStore.of(settings)
     clock = live.SimClock(live_start)
     incident_id: str | None = None
     try:

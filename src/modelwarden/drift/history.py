@@ -30,63 +30,19 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
 
 from modelwarden.drift.reservoir import Reservoir
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore, conflict_insert
+from modelwarden.store.tables import DRIFT_KEY_COLUMNS, drift_results
 
 ALL_VERSIONS = ""
 ALL_PLANTS = "all plants"
 
-# A re-run of the same window replaces its points rather than adding new ones.
-KEY_COLUMNS = (
-    "kind",
-    "signal",
-    "scope",
-    "model_version",
-    "window_start",
-    "window_end",
-    "baseline",
-    "method",
-)
-
-drift_results = Table(
-    "drift_results",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(20), nullable=False),
-    Column("signal", String(100), nullable=False),
-    Column("scope", String(200), nullable=False, index=True),
-    Column("model_version", String(200), nullable=False),
-    Column("window_start", String(40), nullable=False, index=True),
-    Column("window_end", String(40), nullable=False),
-    Column("baseline", String(300), nullable=False),
-    Column("method", String(100), nullable=False),
-    Column("parent_method", String(100)),
-    Column("run_at", String(40), nullable=False),
-    Column("statistic", Float),
-    Column("p_value", Float),
-    Column("threshold", Float),
-    Column("alpha", Float),
-    Column("status", String(30), nullable=False),
-    Column("n_baseline", Integer),
-    Column("n_current", Integer),
-    Column("baseline_detail", Text),
-    Column("topics", Text),
-    UniqueConstraint(*KEY_COLUMNS, name="uq_drift_result"),
-)
+KEY_COLUMNS = DRIFT_KEY_COLUMNS
 
 
 def _iso(value: datetime) -> str:
@@ -156,21 +112,13 @@ def record_results(
     points = history_points(rows, run_at or datetime.now(UTC))
     if not points:
         return 0
-    store = StateStore.at(settings.data_dir)
+    store = StateStore.of(settings)
     try:
-        keys = list(KEY_COLUMNS)
-        update = [c for c in points[0] if c not in KEY_COLUMNS]
-        stmt: Insert
-        if store.engine.dialect.name == "postgresql":
-            pg = postgresql.insert(drift_results)
-            stmt = pg.on_conflict_do_update(
-                index_elements=keys, set_={c: pg.excluded[c] for c in update}
-            )
-        else:
-            lite = sqlite.insert(drift_results)
-            stmt = lite.on_conflict_do_update(
-                index_elements=keys, set_={c: lite.excluded[c] for c in update}
-            )
+        stmt = conflict_insert(store.engine.dialect.name, drift_results)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(KEY_COLUMNS),
+            set_={c: stmt.excluded[c] for c in points[0] if c not in KEY_COLUMNS},
+        )
         with store.engine.begin() as conn:
             conn.execute(stmt, points)
     finally:
@@ -190,7 +138,7 @@ def read_history(
     members: bool = False,
 ) -> list[dict[str, Any]]:
     """Stored drift points, oldest window first. ``members`` adds the suite members' rows."""
-    store = StateStore.at(settings.data_dir)
+    store = StateStore.of(settings)
     t = drift_results
     q = select(t)
     if plant:

@@ -394,7 +394,7 @@ def run_eval(
     if opts.name is not None:
         check_run_name(opts.name)
     own = state is None
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     try:
         if opts.name is not None:
             # Before any request: a taken name would otherwise be found after the whole run.

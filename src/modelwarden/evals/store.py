@@ -17,17 +17,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
     delete,
     func,
     insert,
@@ -36,88 +25,19 @@ from sqlalchemy import (
 )
 
 from modelwarden.errors import ConflictError, InputError, NotFoundError
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import (
+    MAX_NAME_CHARS,
+    eval_comparisons,
+    eval_generations,
+    eval_items,
+    eval_runs,
+)
 
 if TYPE_CHECKING:
     from modelwarden.evals.metrics import ItemScores
 
-MAX_NAME_CHARS = 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$")
-
-eval_runs = Table(
-    "eval_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(MAX_NAME_CHARS), nullable=False, unique=True),
-    Column("model", String(MAX_NAME_CHARS), nullable=False, index=True),
-    Column("endpoint", String(2000), nullable=False),
-    Column("golden_name", String(MAX_NAME_CHARS), nullable=False),
-    Column("golden_version", Integer, nullable=False),
-    Column("golden_hash", String(64), nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("signatures", JSON, nullable=False),
-    Column("corpus", JSON, nullable=False),
-    Column("embedder", String(200)),
-    Column("n_items", Integer, nullable=False),
-    Column("n_answered", Integer, nullable=False),
-    Column("n_failed", Integer, nullable=False),
-    Column("n_cached", Integer, nullable=False),
-    Column("n_requests", Integer, nullable=False),
-    Column("duration_s", Float, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-eval_items = Table(
-    "eval_items",
-    metadata,
-    Column("run_id", Integer, ForeignKey("eval_runs.id", ondelete="CASCADE"), primary_key=True),
-    Column("item_id", String(MAX_NAME_CHARS), primary_key=True),
-    Column("position", Integer, nullable=False),
-    Column("prompt", Text, nullable=False),
-    Column("reference", Text),
-    Column("output", Text),
-    Column("error", Text),
-    Column("metrics", JSON, nullable=False),
-    Column("violations", JSON, nullable=False),
-    Column("tags", JSON, nullable=False),
-    Column("details", JSON, nullable=False),
-    Column("latency_ms", Float),
-    Column("attempts", Integer, nullable=False),
-    Column("cached", Boolean, nullable=False),
-)
-
-eval_generations = Table(
-    "eval_generations",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("model", String(MAX_NAME_CHARS), nullable=False),
-    Column("request", JSON, nullable=False),
-    Column("output", Text, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Column("usage", JSON),
-    Column("endpoint", String(2000), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-eval_comparisons = Table(
-    "eval_comparisons",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_a", Integer, ForeignKey("eval_runs.id", ondelete="CASCADE"), nullable=False),
-    Column("run_b", Integer, ForeignKey("eval_runs.id", ondelete="CASCADE"), nullable=False),
-    Column("gate_name", String(MAX_NAME_CHARS), nullable=False),
-    Column("passed", Boolean, nullable=False),
-    Column("result", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_eval_comparisons_b", "run_b", "id"),
-)
-
-
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 def clean_json(v: Any) -> Any:
@@ -146,9 +66,7 @@ def check_run_name(name: str) -> str:
 
 
 def _run_dict(r: Any) -> dict[str, Any]:
-    out = dict(r._mapping)
-    out["created_at"] = _utc(out["created_at"])
-    return out
+    return dict(r._mapping)
 
 
 def insert_run(
@@ -351,9 +269,7 @@ def latest_comparison(state: StateStore, run_b: int) -> dict[str, Any] | None:
         row = con.execute(q).one_or_none()
     if row is None:
         return None
-    out = dict(row._mapping)
-    out["created_at"] = _utc(out["created_at"])
-    return out
+    return dict(row._mapping)
 
 
 def compare_stored(

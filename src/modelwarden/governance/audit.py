@@ -46,70 +46,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    DDL,
-    Column,
     Connection,
-    Integer,
-    String,
-    Table,
-    Text,
-    event,
     insert,
     select,
     update,
 )
 
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import GENESIS, audit_head, audit_log, audit_mac
 
-GENESIS = "0" * 64
 KEY_FILE = "audit.key"
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"
 ENV_CHECKPOINTS = "MODELWARDEN_AUDIT_CHECKPOINTS"
-
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
-    Column("at", String(40), nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("action", String(100), nullable=False, index=True),
-    Column("subject", String(300), nullable=False, index=True),
-    Column("reason", Text, nullable=False),
-    Column("evidence", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-
-audit_head = Table(
-    "audit_head",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("seq", Integer, nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-
-audit_mac = Table(
-    "audit_mac",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
-    Column("mac", String(64), nullable=False),
-)
-
-event.listen(
-    audit_head,
-    "after_create",
-    DDL(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}')"),
-)
-for _table in (audit_log, audit_mac):
-    for _op in ("UPDATE", "DELETE"):
-        event.listen(
-            _table,
-            "after_create",
-            DDL(
-                f"CREATE TRIGGER IF NOT EXISTS {_table.name}_no_{_op.lower()} BEFORE {_op} "
-                f"ON {_table.name} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
-            ).execute_if(dialect="sqlite"),
-        )
 
 
 def _clean(v: Any) -> Any:

@@ -22,15 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
     Connection,
-    DateTime,
-    Integer,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
     insert,
     select,
     update,
@@ -39,46 +31,11 @@ from sqlalchemy import (
 from modelwarden.errors import NotFoundError
 from modelwarden.governance import audit
 from modelwarden.settings import Settings
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import incident_steps, incidents
 
 RCA_TABLES = ("requests", "feedback", "escalations")
 STATUSES = ("open", "mitigated", "closed")
-
-incidents = Table(
-    "incidents",
-    metadata,
-    Column("id", String(100), primary_key=True),
-    Column("key", String(300), nullable=False, index=True),
-    Column("status", String(20), nullable=False, index=True),
-    Column("severity", String(20), nullable=False),
-    Column("version", String(200), nullable=False, index=True),
-    Column("stable_version", String(200)),
-    Column("rollout_id", Integer),
-    Column("rule_id", String(200), nullable=False),
-    Column("trigger", JSON, nullable=False),
-    Column("detected_at", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("rca_dir", String(2000)),
-    Column("note", Text),
-)
-
-incident_steps = Table(
-    "incident_steps",
-    metadata,
-    Column("incident_id", String(100), nullable=False),
-    Column("step", String(50), nullable=False),
-    Column("done_at", DateTime(timezone=True), nullable=False),
-    Column("detail", JSON, nullable=False),
-    PrimaryKeyConstraint("incident_id", "step", name="pk_incident_steps"),
-)
-
-
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -140,15 +97,15 @@ def _incident(r: Any, steps: Sequence[Any] | None = None) -> Incident:
         rollout_id=r.rollout_id,
         rule_id=r.rule_id,
         trigger=r.trigger or {},
-        detected_at=_utc(r.detected_at) or datetime.now(UTC),
-        created_at=_utc(r.created_at) or datetime.now(UTC),
-        updated_at=_utc(r.updated_at) or datetime.now(UTC),
+        detected_at=r.detected_at,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
         actor=r.actor,
         rca_dir=r.rca_dir,
         note=r.note,
     )
     for s in steps or []:
-        inc.steps[s.step] = {"done_at": _utc(s.done_at), "detail": s.detail or {}}
+        inc.steps[s.step] = {"done_at": s.done_at, "detail": s.detail or {}}
     return inc
 
 

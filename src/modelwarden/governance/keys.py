@@ -51,11 +51,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, String, Table, insert, select, update
+from sqlalchemy import insert, select, update
 
 from modelwarden.errors import InputError, NotFoundError, WardenError
 from modelwarden.governance import audit
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import api_key_budgets, api_keys
 
 log = logging.getLogger("modelwarden.governance.keys")
 
@@ -96,29 +97,6 @@ PERSONAL_ROLES = frozenset({"reviewer", "approver"})
 def may(role: str, action: str) -> bool:
     """Whether a key with ``role`` may perform ``action`` (what the console shows and allows)."""
     return role in PERMISSIONS[action]
-
-
-api_keys = Table(
-    "api_keys",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(200)),
-    Column("role", String(20), nullable=False),
-    Column("plant_id", String(200)),
-    Column("key_hash", String(64), nullable=False, unique=True),
-    Column("prefix", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
-)
-
-# Optional request budgets, in a table of their own so that older state stores gain it as is.
-api_key_budgets = Table(
-    "api_key_budgets",
-    metadata,
-    Column("key_id", Integer, primary_key=True, autoincrement=False),
-    Column("per_minute", Integer),
-    Column("per_hour", Integer),
-)
 
 
 class AuthError(WardenError):
@@ -178,12 +156,6 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
-
-
 def _row(r: Any, budget: Any = None) -> ApiKey:
     return ApiKey(
         id=r.id,
@@ -191,8 +163,8 @@ def _row(r: Any, budget: Any = None) -> ApiKey:
         role=r.role,
         plant_id=r.plant_id,
         prefix=r.prefix,
-        created_at=_utc(r.created_at) or datetime.now(UTC),
-        revoked_at=_utc(r.revoked_at),
+        created_at=r.created_at,
+        revoked_at=r.revoked_at,
         per_minute=budget.per_minute if budget is not None else None,
         per_hour=budget.per_hour if budget is not None else None,
     )

@@ -31,54 +31,21 @@ from typing import Any
 
 import httpx
 from sqlalchemy import (
-    JSON,
-    Column,
     Connection,
-    DateTime,
-    Integer,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     insert,
     select,
     update,
 )
 
 from modelwarden.policy.spec import Notify
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import notifications
 
 log = logging.getLogger("modelwarden.governance.notify")
 
 MAX_BACKOFF_S = 300.0
 CLAIM_S = 120.0
 CHANNELS = ("webhook", "slack", "email", "file")
-
-notifications = Table(
-    "notifications",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("incident_id", String(100), nullable=False, index=True),
-    Column("channel", String(20), nullable=False),
-    Column("target", String(2000), nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("status", String(20), nullable=False, index=True),  # pending, sent, failed
-    Column("attempts", Integer, nullable=False),
-    Column("max_attempts", Integer, nullable=False),
-    Column("backoff_ms", Integer, nullable=False),
-    Column("timeout_ms", Integer, nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("last_error", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
-    UniqueConstraint("incident_id", "channel", "target", name="uq_notification"),
-)
-
-
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 def _fmt(v: Any) -> str:
@@ -378,7 +345,7 @@ def next_due(state: StateStore) -> datetime | None:
             .order_by(notifications.c.next_attempt_at)
             .limit(1)
         ).scalar_one_or_none()
-    return _utc(v)
+    return v
 
 
 def of_incident(state: StateStore, incident_id: str) -> list[dict[str, Any]]:
@@ -388,13 +355,7 @@ def of_incident(state: StateStore, incident_id: str) -> list[dict[str, Any]]:
             .where(notifications.c.incident_id == incident_id)
             .order_by(notifications.c.id)
         ).all()
-    out = []
-    for r in rows:
-        d = dict(r._mapping)
-        for k in ("next_attempt_at", "created_at", "sent_at"):
-            d[k] = _utc(d[k])
-        out.append(d)
-    return out
+    return [dict(r._mapping) for r in rows]
 
 
 class Notifier:

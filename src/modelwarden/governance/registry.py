@@ -38,14 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
     Connection,
-    DateTime,
-    Integer,
-    String,
-    Table,
-    Text,
     insert,
     select,
     update,
@@ -54,8 +47,14 @@ from sqlalchemy import (
 from modelwarden.errors import ConflictError, InputError, NotFoundError
 from modelwarden.governance import audit
 from modelwarden.governance.keys import ApiKey, AuthError, ForbiddenError, KeyRing
-from modelwarden.governance.routes import RouteCache
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.governance.routes import (
+    RouteCache,
+    quarantined_versions,
+    refuse_quarantined,
+    versions_of,
+)
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import as_utc, model_versions, release_requests, version_evidence
 
 if TYPE_CHECKING:
     from modelwarden.governance.routes import RouteSpec, RouteTable
@@ -70,47 +69,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "retired": frozenset({"staging"}),
 }
 APPROVER_ROLE = "approver"
-
-model_versions = Table(
-    "model_versions",
-    metadata,
-    Column("version", String(200), primary_key=True),
-    Column("endpoint", String(2000), nullable=False),
-    Column("status", String(20), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(300), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("quarantined_at", DateTime(timezone=True)),
-    Column("quarantine_reason", Text),
-    Column("notes", Text),
-)
-
-release_requests = Table(
-    "release_requests",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(200), nullable=False, index=True),
-    Column("status", String(20), nullable=False),  # open, approved, withdrawn
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("requested_by_key", Integer, nullable=False),
-    Column("requested_by", String(300), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("decided_at", DateTime(timezone=True)),
-    Column("decided_by_key", Integer),
-    Column("decided_by", String(300)),
-    Column("evidence", JSON),
-)
-
-version_evidence = Table(
-    "version_evidence",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(200), nullable=False, index=True),
-    Column("kind", String(100), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("data", JSON, nullable=False),
-)
 
 
 # ---- identities ---------------------------------------------------------------------------------
@@ -141,10 +99,6 @@ def identify(state: StateStore, secret: str | None, field_name: str = "key") -> 
 
 
 # ---- reading --------------------------------------------------------------------------------------
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -171,10 +125,10 @@ def _info(r: Any) -> VersionInfo:
         version=r.version,
         endpoint=r.endpoint,
         status=r.status,
-        created_at=_utc(r.created_at) or datetime.now(UTC),
+        created_at=r.created_at,
         created_by=r.created_by,
-        updated_at=_utc(r.updated_at) or datetime.now(UTC),
-        quarantined_at=_utc(r.quarantined_at),
+        updated_at=r.updated_at,
+        quarantined_at=r.quarantined_at,
         quarantine_reason=r.quarantine_reason,
         notes=r.notes,
     )
@@ -228,15 +182,6 @@ def list_versions(state: StateStore, status: str | None = None) -> list[VersionI
 def stable_version(state: StateStore) -> VersionInfo | None:
     found = list_versions(state, "stable")
     return found[0] if found else None
-
-
-def quarantined_versions(state: StateStore) -> frozenset[str]:
-    with state.engine.connect() as con:
-        return frozenset(
-            con.execute(
-                select(model_versions.c.version).where(model_versions.c.status == "quarantined")
-            ).scalars()
-        )
 
 
 def is_quarantined(state: StateStore, version: str) -> bool:
@@ -566,7 +511,7 @@ def retire(state: StateStore, version: str, actor: str, reason: str = "") -> Ver
     from modelwarden.governance.routes import current_routes
 
     live = current_routes(state)
-    if live is not None and version in _versions_of(live):
+    if live is not None and version in versions_of(live):
         raise ConflictError(f"{version} is in the live routes; take it out first", field="version")
     return transition(state, version, "retired", actor, reason)
 
@@ -607,7 +552,7 @@ def evidence(state: StateStore, version: str, kind: str | None = None) -> list[d
         q = q.where(version_evidence.c.kind == kind)
     with state.engine.connect() as con:
         rows = con.execute(q.order_by(version_evidence.c.id)).all()
-    return [{**dict(r._mapping), "created_at": _utc(r.created_at)} for r in rows]
+    return [{**dict(r._mapping), "created_at": r.created_at} for r in rows]
 
 
 # ---- release of a quarantined version ------------------------------------------------------------
@@ -637,11 +582,11 @@ def _request(r: Any) -> ReleaseRequest:
         id=r.id,
         version=r.version,
         status=r.status,
-        requested_at=_utc(r.requested_at) or datetime.now(UTC),
+        requested_at=r.requested_at,
         requested_by_key=r.requested_by_key,
         requested_by=r.requested_by,
         reason=r.reason,
-        decided_at=_utc(r.decided_at),
+        decided_at=r.decided_at,
         decided_by_key=r.decided_by_key,
         decided_by=r.decided_by,
         evidence=r.evidence,
@@ -735,7 +680,7 @@ def _require_fresh_answers(run: dict[str, Any], info: VersionInfo) -> None:
     about what the version serves now."""
     changed = max(t for t in (info.updated_at, info.quarantined_at) if t is not None)
     oldest = (run.get("params") or {}).get("oldest_answer_at")
-    answered = _utc(datetime.fromisoformat(oldest)) if oldest else _utc(run["created_at"])
+    answered = as_utc(datetime.fromisoformat(oldest)) if oldest else run["created_at"]
     if answered is not None and answered < changed:
         cached = int(run.get("n_cached") or 0)
         raise InputError(
@@ -813,7 +758,7 @@ def _approve_release(
         raise InputError(
             f"evaluation run {run['name']} is of {run['model']}, not {version}", field="eval_run"
         )
-    run_at = _utc(run["created_at"])
+    run_at = run["created_at"]
     if info.quarantined_at and run_at and run_at < info.quarantined_at:
         raise InputError(
             f"evaluation run {run['name']} was made before {version} was quarantined "
@@ -902,27 +847,6 @@ def _approve_release(
 
 
 # ---- routes: the registry's say over what the gateway may serve ------------------------------------
-def _versions_of(spec: RouteSpec) -> list[str]:
-    out = [spec.stable.version]
-    if spec.canary is not None:
-        out.append(spec.canary.version)
-    if spec.shadow is not None:
-        out.append(spec.shadow.version)
-    return out
-
-
-def refuse_quarantined(spec: RouteSpec, quarantined: frozenset[str] | set[str]) -> None:
-    """Raise :class:`ConflictError` if the route table would send traffic to a quarantined version."""
-    bad = [v for v in _versions_of(spec) if v in quarantined]
-    if bad:
-        raise ConflictError(
-            f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} quarantined and cannot be "
-            "routed or shadowed until released (modelwarden registry request-release / approve)",
-            field="routes",
-            quarantined=bad,
-        )
-
-
 def check_routes(state: StateStore, spec: RouteSpec) -> None:
     """The check ``set_routes`` makes before it writes a route table."""
     refuse_quarantined(spec, quarantined_versions(state))

@@ -23,29 +23,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import Column, DateTime, Float, Integer, String, Table, insert, select
+from sqlalchemy import insert, select
 
 from modelwarden.errors import ConflictError, InputError
 from modelwarden.records import MAX_ID_CHARS
-from modelwarden.store.state import StateStore, metadata
-
-gateway_routes = Table(
-    "gateway_routes",
-    metadata,
-    Column("version", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(200)),
-    Column("stable_version", String(200), nullable=False),
-    Column("stable_url", String(2000), nullable=False),
-    Column("canary_version", String(200)),
-    Column("canary_url", String(2000)),
-    Column("canary_weight", Float, nullable=False),
-    Column("canary_plants", String(8000), nullable=False),
-    Column("shadow_version", String(200)),
-    Column("shadow_url", String(2000)),
-    Column("shadow_sample", Float, nullable=False),
-    Column("note", String(2000)),
-)
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import gateway_routes, model_versions
 
 RouteName = Literal["stable", "canary", "shadow"]
 Plant = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
@@ -161,10 +144,9 @@ def assign(table: RouteTable, user: str | None, plant: str | None) -> Decision:
 
 # ---- the state store -------------------------------------------------------------------------
 def _to_table(r: Any) -> RouteTable:
-    created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
     return RouteTable(
         version=r.version,
-        created_at=created,
+        created_at=r.created_at,
         created_by=r.created_by,
         stable=Upstream(version=r.stable_version, url=r.stable_url),
         canary=(Upstream(version=r.canary_version, url=r.canary_url) if r.canary_version else None),
@@ -192,6 +174,37 @@ def route_history(state: StateStore, limit: int = 50) -> list[RouteTable]:
     return [_to_table(r) for r in rows]
 
 
+# ---- quarantine: a quarantined version is never written into a route table -----------------
+def quarantined_versions(state: StateStore) -> frozenset[str]:
+    with state.engine.connect() as con:
+        return frozenset(
+            con.execute(
+                select(model_versions.c.version).where(model_versions.c.status == "quarantined")
+            ).scalars()
+        )
+
+
+def versions_of(spec: RouteSpec) -> list[str]:
+    out = [spec.stable.version]
+    if spec.canary is not None:
+        out.append(spec.canary.version)
+    if spec.shadow is not None:
+        out.append(spec.shadow.version)
+    return out
+
+
+def refuse_quarantined(spec: RouteSpec, quarantined: frozenset[str] | set[str]) -> None:
+    """Raise :class:`ConflictError` if the route table would send traffic to a quarantined version."""
+    bad = [v for v in versions_of(spec) if v in quarantined]
+    if bad:
+        raise ConflictError(
+            f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} quarantined and cannot be "
+            "routed or shadowed until released (modelwarden registry request-release / approve)",
+            field="routes",
+            quarantined=bad,
+        )
+
+
 def set_routes(
     state: StateStore,
     spec: RouteSpec,
@@ -200,11 +213,12 @@ def set_routes(
 ) -> RouteTable:
     """Make ``spec`` the live table as a new version; the old one stays in the history.
 
-    This is the storage step only. Every writer goes through
-    :func:`modelwarden.governance.registry.set_live_routes`, which refuses a quarantined version
-    (409) and audits the change; the gateway reads through ``GuardedRoutes``, which drops a
-    quarantined canary or shadow whatever the table says.
+    A version quarantined under the rollback SOP is refused (409) until it is approved again.
+    Writers go through :func:`modelwarden.governance.registry.set_live_routes`, which also audits
+    the change and the refusal; the gateway reads through ``GuardedRoutes``, which drops a
+    quarantined canary or shadow whatever an older table says.
     """
+    refuse_quarantined(spec, quarantined_versions(state))
     with state.engine.begin() as con:
         if if_version is not None:
             live = con.execute(

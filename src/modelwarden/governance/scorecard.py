@@ -234,7 +234,7 @@ def scorecard(
     from modelwarden.review.reliability import RELIABILITY_THRESHOLD
 
     own = state is None
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     try:
         run = latest_run(st, version)
         if run is None:

@@ -12,23 +12,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Integer, String, Table, delete, insert, select
+from sqlalchemy import delete, insert, select
 
 from modelwarden.governance import audit
 from modelwarden.governance.keys import ApiKey, AuthError, KeyRing, hash_key
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import console_sessions
 
 DEFAULT_TTL = timedelta(hours=8)
-
-console_sessions = Table(
-    "console_sessions",
-    metadata,
-    Column("id_hash", String(64), primary_key=True),
-    Column("key_id", Integer, nullable=False, index=True),
-    Column("csrf", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -36,10 +27,6 @@ class Session:
     key: ApiKey
     csrf: str
     expires_at: datetime
-
-
-def _utc(v: datetime) -> datetime:
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 def open_session(
@@ -80,12 +67,12 @@ def get_session(state: StateStore, sid: str | None, keys: KeyRing) -> Session | 
         row = con.execute(
             select(console_sessions).where(console_sessions.c.id_hash == hash_key(sid))
         ).one_or_none()
-    if row is None or _utc(row.expires_at) <= datetime.now(UTC):
+    if row is None or row.expires_at <= datetime.now(UTC):
         return None
     key = keys.by_id(row.key_id)
     if key is None:
         return None
-    return Session(key, row.csrf, _utc(row.expires_at))
+    return Session(key, row.csrf, row.expires_at)
 
 
 def close_session(state: StateStore, sid: str | None) -> None:

@@ -46,7 +46,7 @@ def sop_section(settings: Settings, start: datetime, end: datetime) -> dict[str,
     open or active at the end)."""
     if not settings.state_db.exists():
         return {"rollouts": [], "incidents": [], "quarantined": [], "releases": []}
-    state = StateStore.at(settings.data_dir)
+    state = StateStore.of(settings)
     try:
         out_rollouts = []
         for r in reversed(rollouts.list_rollouts(state, limit=200)):

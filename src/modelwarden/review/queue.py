@@ -34,17 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
     String,
-    Table,
-    Text,
-    UniqueConstraint,
     delete,
     exists,
     func,
@@ -52,6 +42,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -63,96 +54,23 @@ from modelwarden.review.rubrics import (
     Rubric,
     decode_preference,
 )
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore, conflict_insert
+from modelwarden.store.tables import (
+    UtcDateTime,
+    as_utc,
+    review_assignments,
+    review_items,
+    review_queues,
+    reviews,
+)
 
 DEFAULT_LEASE_MINUTES = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 _REVIEWER = re.compile(r"^[\w.@+-]{1,100}$")
 
-review_queues = Table(
-    "review_queues",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("rubric", JSON, nullable=False),
-    Column("reviewers_per_item", Integer, nullable=False),
-    Column("lease_minutes", Float, nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-review_items = Table(
-    "review_items",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column(
-        "queue",
-        String(200),
-        ForeignKey("review_queues.name", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("kind", String(10), nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("source", String(10), nullable=False),
-    Column("source_ref", String(400), nullable=False),
-    Column("request_id", String(200)),
-    Column("run_id", Integer),
-    Column("model_version", String(200)),
-    Column("plant_id", String(200)),
-    Column("prompt", Text, nullable=False),
-    Column("response", Text, nullable=False),
-    Column("response_b", Text),
-    Column("reference", Text),
-    Column("pair", JSON),
-    Column("gold", JSON),
-    Column("meta", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("queue", "kind", "source_ref", name="uq_review_items_source"),
-    Index("ix_review_items_queue_position", "queue", "position"),
-)
-
-review_assignments = Table(
-    "review_assignments",
-    metadata,
-    Column(
-        "item_id",
-        String(32),
-        ForeignKey("review_items.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("reviewer", String(100), primary_key=True),
-    Column("assigned_at", DateTime(timezone=True), nullable=False),
-)
-
-reviews = Table(
-    "reviews",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column(
-        "item_id",
-        String(32),
-        ForeignKey("review_items.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("queue", String(200), nullable=False, index=True),
-    Column("reviewer", String(100), nullable=False),
-    Column("answers", JSON, nullable=False),
-    Column("decoded", JSON, nullable=False),
-    Column("comment", Text),
-    Column("seconds", Float),
-    Column("origin", String(10), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("item_id", "reviewer", name="uq_reviews_item_reviewer"),
-)
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 def check_queue_name(name: str) -> str:
@@ -183,9 +101,7 @@ def item_id_for(queue: str, kind: str, source_ref: str) -> str:
 
 
 def _queue_dict(r: Any) -> dict[str, Any]:
-    out = dict(r._mapping)
-    out["created_at"] = _utc(out["created_at"])
-    return out
+    return dict(r._mapping)
 
 
 def get_queue(state: StateStore, name: str) -> dict[str, Any]:
@@ -248,16 +164,16 @@ def _claim(
     sel = select(
         literal(item_id, String()),
         literal(reviewer, String()),
-        literal(now, DateTime(timezone=True)),
-    )
+        literal(now, UtcDateTime()),
+    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
     if kind != "gold":
         sel = sel.where(_taken(item_id, cutoff) < n)
-    try:
-        res = con.execute(
-            insert(review_assignments).from_select(["item_id", "reviewer", "assigned_at"], sel)
-        )
-    except IntegrityError:
-        return False
+    # A claim the reviewer holds already is a conflict that inserts nothing, not an error that
+    # would abort the transaction on PostgreSQL.
+    stmt = conflict_insert(con.dialect.name, review_assignments).from_select(
+        ["item_id", "reviewer", "assigned_at"], sel
+    )
+    res = con.execute(stmt.on_conflict_do_nothing())
     return bool(res.rowcount)
 
 
@@ -320,7 +236,7 @@ def next_item(state: StateStore, queue_name: str, reviewer: str) -> dict[str, An
     cutoff = now - timedelta(minutes=queue["lease_minutes"])
     stale = []
     for row in _open_own(state, queue_name, reviewer):
-        if _utc(row.assigned_at) > cutoff:  # type: ignore[operator]
+        if row.assigned_at > cutoff:
             return present(queue, row, progress(state, queue, reviewer))
         stale.append(row.id)
     if stale:
@@ -392,9 +308,7 @@ def get_item(state: StateStore, item_id: str) -> dict[str, Any]:
 
 
 def _review_dict(r: Any) -> dict[str, Any]:
-    out = dict(r._mapping)
-    out["created_at"] = _utc(out["created_at"])
-    return out
+    return dict(r._mapping)
 
 
 def submit_review(
@@ -441,7 +355,7 @@ def submit_review(
         )
     now = utcnow()
     cutoff = now - timedelta(minutes=queue["lease_minutes"])
-    lease_at = _utc(lease)
+    lease_at = as_utc(lease)
     values = {
         "id": uuid.uuid4().hex,
         "item_id": item_id,
@@ -547,7 +461,7 @@ EXPORT_VERSION = 1
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, datetime):
-        return (_utc(v) or v).isoformat()
+        return (as_utc(v) or v).isoformat()
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, Mapping):

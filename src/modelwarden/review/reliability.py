@@ -22,10 +22,11 @@ from typing import Any, Literal
 import numpy as np
 from sqlalchemy import select
 
-from modelwarden.review.queue import get_queue, queue_rubric, review_items, reviews
+from modelwarden.review.queue import get_queue, queue_rubric
 from modelwarden.review.rubrics import PAIRWISE_DECODED, PREFERENCE, Dimension
 from modelwarden.stats.agreement import cohen_kappa, krippendorff_alpha, reviewer_vs_consensus
 from modelwarden.store.state import StateStore
+from modelwarden.store.tables import review_items, reviews
 
 RELIABILITY_THRESHOLD = 0.667
 

@@ -44,15 +44,15 @@ from modelwarden.rollout.plan import Plan
 from modelwarden.rollout.rollback import raise_alert, rollback
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
+from modelwarden.store.tables import as_utc
 
 log = logging.getLogger("modelwarden.rollout")
 
 CONTROLLER = "controller"
 
 
-def _utc(t: datetime | None) -> datetime:
-    t = t or datetime.now(UTC)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+def _at_or_now(t: datetime | None) -> datetime:
+    return as_utc(t) or datetime.now(UTC)
 
 
 @dataclass
@@ -216,9 +216,9 @@ def tick(
 ) -> TickReport:
     """One controller tick at ``now`` (default: the wall clock). See the module's docstring."""
     own = state is None
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     try:
-        return _tick(settings, st, _utc(now), policy, notifier)
+        return _tick(settings, st, _at_or_now(now), policy, notifier)
     finally:
         if own:
             st.close()
@@ -524,9 +524,9 @@ def start(
     state: StateStore | None = None,
 ) -> store.Rollout:
     """Start a canary rollout of a registered version against the live stable version."""
-    now = _utc(now)
+    now = _at_or_now(now)
     own = state is None
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     try:
         live = current_routes(st)
         if live is None:
@@ -620,7 +620,7 @@ def pause(
     settings: Settings, actor: str, reason: str = "", state: StateStore | None = None
 ) -> store.Rollout:
     """Hold the current step; the SOP policy keeps protecting the canary while paused."""
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     r = _require_active(st)
     if r.status == "paused":
         raise ConflictError("the rollout is paused already", field="rollout")
@@ -632,7 +632,7 @@ def resume(
     settings: Settings, actor: str, reason: str = "", state: StateStore | None = None
 ) -> store.Rollout:
     """Continue a paused rollout; its routes are re-applied if they were changed meanwhile."""
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     r = _require_active(st)
     if r.status != "paused":
         raise ConflictError(f"the rollout is {r.status}, not paused", field="rollout")
@@ -663,7 +663,7 @@ def abort(
 
     Nothing is quarantined and no incident is opened: an operator decided, no rule fired.
     """
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     r = _require_active(st)
     live = current_routes(st)
     keep_shadow = (
@@ -700,8 +700,8 @@ def promote(
     state: StateStore | None = None,
 ) -> store.Rollout:
     """Advance to the next step now, without waiting for the hold or the judge (an override)."""
-    now = _utc(now)
-    st = state or StateStore.at(settings.data_dir)
+    now = _at_or_now(now)
+    st = state or StateStore.of(settings)
     r = _require_active(st)
     if r.status == "paused":
         raise ConflictError("the rollout is paused; resume it first", field="rollout")
@@ -724,7 +724,7 @@ def promote(
 
 def status(settings: Settings, state: StateStore | None = None) -> dict[str, Any] | None:
     """The active rollout (else the latest one) with its plan position, as a dict."""
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     r = store.active(st) or store.latest(st)
     if r is None:
         return None
@@ -760,7 +760,7 @@ class ControllerLoop:
         self._notifier: notify.Notifier | None = None
 
     def start(self) -> ControllerLoop:
-        self._state = StateStore.at(self.settings.data_dir)
+        self._state = StateStore.of(self.settings)
         self._notifier = notify.Notifier(self._state).start()
         self._thread = threading.Thread(
             target=self._run, name="modelwarden-controller", daemon=True

@@ -97,7 +97,7 @@ def rollback(
 ) -> RollbackResult:
     """Run (or finish) the rollback of ``version`` to ``stable``; see the module's docstring."""
     own = state is None
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     try:
         return _run(
             settings,

@@ -116,7 +116,7 @@ def start(
     """Send a ``sample`` share of live requests to ``version`` as shadow copies."""
     if not 0 < sample <= 1:
         raise InputError("--sample must be above 0 and at most 1", field="sample")
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     info = registry.get(st, version)
     live = current_routes(st)
     if live is None:
@@ -141,7 +141,7 @@ def start(
 
 
 def stop(settings: Settings, actor: str, state: StateStore | None = None) -> RouteTable:
-    st = state or StateStore.at(settings.data_dir)
+    st = state or StateStore.of(settings)
     live = current_routes(st)
     if live is None or live.shadow is None:
         raise ConflictError("no shadow is running", field="shadow")
@@ -376,7 +376,7 @@ def report(
     from modelwarden.safety.service import safety_checker
 
     if version is None:
-        st0 = state or StateStore.at(settings.data_dir)
+        st0 = state or StateStore.of(settings)
         live = current_routes(st0)
         version = live.shadow.version if live is not None and live.shadow is not None else None
     pairs, unpaired = load_pairs(settings, version, since, until)
@@ -389,7 +389,7 @@ def report(
         version, since, until, emb.name if emb is not None else "inline", summary, ranked
     )
     if store_evidence and version and pairs:
-        st = state or StateStore.at(settings.data_dir)
+        st = state or StateStore.of(settings)
         if registry.find(st, version) is not None:
             rep.evidence_id = registry.add_evidence(
                 st,

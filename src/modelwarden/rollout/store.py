@@ -13,57 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
     Connection,
-    DateTime,
-    Integer,
-    String,
-    Table,
-    Text,
     insert,
     select,
     update,
 )
 
 from modelwarden.errors import NotFoundError
-from modelwarden.store.state import StateStore, metadata
+from modelwarden.store.state import StateStore
+from modelwarden.store.tables import rollouts
 
 ACTIVE = ("running", "paused", "guard")
 ENDED = ("completed", "rolled_back", "aborted")
-
-rollouts = Table(
-    "rollouts",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(200), nullable=False, index=True),
-    Column("canary_url", String(2000), nullable=False),
-    Column("stable_version", String(200), nullable=False),
-    Column("stable_url", String(2000), nullable=False),
-    Column("plan", JSON, nullable=False),
-    Column("status", String(20), nullable=False, index=True),
-    Column("paused_from", String(20)),
-    Column("step", Integer, nullable=False),
-    Column("step_started_at", DateTime(timezone=True), nullable=False),
-    Column("hold_until", DateTime(timezone=True), nullable=False),
-    Column("looks", Integer, nullable=False),
-    Column("route_version", Integer),
-    Column("engine_state", JSON, nullable=False),
-    Column("last_tick_at", DateTime(timezone=True)),
-    Column("last_verdict", JSON),
-    Column("incident_id", String(100)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(300), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True)),
-    Column("end_reason", Text),
-)
-
-
-def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -123,15 +84,6 @@ MUTABLE = (
 
 def _rollout(r: Any) -> Rollout:
     d = dict(r._mapping)
-    for k in (
-        "step_started_at",
-        "hold_until",
-        "created_at",
-        "updated_at",
-        "last_tick_at",
-        "ended_at",
-    ):
-        d[k] = _utc(d[k])
     d["engine_state"] = d["engine_state"] or {}
     return Rollout(**d)
 

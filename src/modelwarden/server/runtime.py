@@ -53,7 +53,7 @@ class Runtime:
         self.config = config
         self.clock = clock
         self.metrics = Metrics()
-        self.state = StateStore.at(settings.data_dir)
+        self.state = StateStore.of(settings)
         self.keys = KeyRing(
             self.state,
             config.keys_ttl_s,

@@ -1,39 +1,29 @@
 """The state store: registry, routes, rollouts, eval runs, reviews, incidents, audit log.
 
-SQLAlchemy Core over SQLite by default (``sqlite:///DATA/state.db``, WAL mode) and PostgreSQL
-when several instances share one state. Feature modules declare their tables on :data:`metadata`
-and list their module in :data:`TABLE_MODULES`, so one ``create_all`` makes every table.
+SQLAlchemy Core over SQLite by default (``sqlite:///DATA/state.db``, WAL mode) or PostgreSQL
+(``postgresql+psycopg://...``) when several instances share one state; ``Settings.state_url``
+chooses. The tables are declared in :mod:`modelwarden.store.tables`; opening a store brings its
+schema to the current revision (:mod:`modelwarden.store.migrate`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-metadata = MetaData()
+from modelwarden.errors import InputError, StateUnavailable
 
-# Modules whose import declares tables on ``metadata``.
-TABLE_MODULES: list[str] = [
-    "modelwarden.governance.keys",
-    "modelwarden.governance.sessions",
-    "modelwarden.governance.routes",
-    "modelwarden.evals.store",
-    "modelwarden.review.queue",
-    "modelwarden.governance.audit",
-    "modelwarden.governance.registry",
-    "modelwarden.rollout.store",
-    "modelwarden.governance.incidents",
-    "modelwarden.governance.notify",
-    "modelwarden.drift.history",
-]
+if TYPE_CHECKING:
+    from modelwarden.settings import Settings
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -48,17 +38,86 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 ENV_SECRETS = "MODELWARDEN_SECRETS"
 
 
+def state_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a state URL, set up for its database (SQLite or PostgreSQL)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(
+            "state_url is not a database URL (sqlite:///PATH or "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB)",
+            field="state_url",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        # pre_ping: a connection the server dropped is replaced, not handed out.
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    raise InputError(
+        f"state_url {parsed.render_as_string(hide_password=True)}: the state store runs on "
+        "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB",
+        field="state_url",
+    )
+
+
+def conflict_insert(dialect: str, table: Table) -> Any:
+    """An INSERT that can say ``ON CONFLICT DO NOTHING / DO UPDATE``, for the dialect at hand.
+
+    SQLite and PostgreSQL spell it the same way; SQLAlchemy has one construct per dialect.
+    """
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def masked(engine: Engine) -> str:
+    """The engine's URL with its password masked, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def reachable(engine: Engine) -> Iterator[None]:
+    """Turn a failure to connect into :class:`StateUnavailable`, naming the (masked) URL."""
+    try:
+        yield
+    except OperationalError as exc:
+        if not exc.connection_invalidated and _is_connect_failure(exc):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StateUnavailable(
+                f"cannot reach the state database {masked(engine)}: {reason}", field="state_url"
+            ) from exc
+        raise
+
+
+def _is_connect_failure(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc).lower()
+    return any(
+        s in text
+        for s in (
+            "connection",
+            "connect",
+            "could not translate host",
+            "password authentication",
+            "does not exist",
+            "unable to open database",
+        )
+    )
+
+
 class StateStore:
     """A handle on the state database; cheap to create, one per process is enough.
 
     Secrets that must not live in the database (the audit log's MAC key) are files in
-    ``secrets_dir``: ``MODELWARDEN_SECRETS`` if set, else ``secrets/`` beside a SQLite database.
+    ``secrets_dir``: ``MODELWARDEN_SECRETS`` if set, else ``secrets/`` in the data directory
+    (or beside a SQLite database opened by URL alone).
     """
 
     def __init__(self, url: str, secrets_dir: Path | None = None) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
-        if secrets_dir is None and os.environ.get(ENV_SECRETS):
+        self.engine: Engine = state_engine(url)
+        if os.environ.get(ENV_SECRETS):
             secrets_dir = Path(os.environ[ENV_SECRETS])
         if secrets_dir is None and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
             secrets_dir = Path(url.removeprefix("sqlite:///")).parent / "secrets"
@@ -66,37 +125,41 @@ class StateStore:
         self._secrets: dict[str, bytes] = {}
         # The audit log finds its key from a connection's engine.
         self.engine.modelwarden_state = self  # type: ignore[attr-defined]
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        for name in TABLE_MODULES:
-            importlib.import_module(name)
-        self._create_tables()
+        # Imported here, not at the top: Alembic costs a third of a second that `--help` and the
+        # commands that never open the state store should not pay.
+        from modelwarden.store import migrate
 
-    def _create_tables(self) -> None:
-        # Two processes opening a new data directory at once both try to create the tables;
-        # the loser sees "already exists" for a table the winner just made, and tries again.
-        for attempt in range(5):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except OperationalError as exc:
-                if "already exists" not in str(exc) or attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        try:
+            with reachable(self.engine):
+                self.upgraded = migrate.ensure_current(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @classmethod
+    def of(cls, settings: Settings) -> StateStore:
+        """The store that ``settings.state_url`` names."""
+        return cls(settings.state_url, secrets_dir=settings.data_dir / "secrets")
 
     @classmethod
     def at(cls, data_dir: Path) -> StateStore:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        """A SQLite store in ``data_dir`` (``state.db``)."""
         return cls(f"sqlite:///{data_dir / 'state.db'}")
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password masked, for messages."""
+        return masked(self.engine)
 
     def secret(self, name: str) -> bytes:
         """The secret kept in ``secrets_dir/name`` (0600 in a 0700 directory), made on first use."""
         if name in self._secrets:
             return self._secrets[name]
         if self.secrets_dir is None:
-            raise OSError(
-                f"no directory for secrets: set {ENV_SECRETS} to a directory only this "
-                "installation can read"
+            raise InputError(
+                f"no directory for secrets (the audit key): set {ENV_SECRETS} to a directory "
+                "only this installation can read, the same on every instance",
+                field=ENV_SECRETS,
             )
         self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.secrets_dir / name
