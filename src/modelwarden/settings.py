@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     safety_rules: Path | None = Field(
         default=None, description="YAML or text file of safety patterns; None uses the defaults"
     )
+    report_schedule: str = Field(
+        default="MON 06:00",
+        description="When `serve` sends the weekly pack: a weekday and a 24-hour time",
+    )
+    report_timezone: str = Field(
+        default="UTC", description="IANA time zone of report_schedule, e.g. Europe/Berlin"
+    )
+    report_delivery: list[str] = Field(
+        default_factory=list,
+        description="Where the weekly pack goes: smtp://host:port/to@x,to2@y?from=me@x, "
+        "https://webhook, slack+https://hooks.slack.com/..., file:///folder; "
+        "none means serve sends nothing",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8400",
+        description="The console's address as readers reach it, for links in messages",
+    )
 
     @model_validator(mode="after")
     def _default_state_url(self) -> Settings:

@@ -5,7 +5,10 @@ Channels (``policy.notify``):
 - ``webhook_url``: a JSON POST of the whole incident summary (``event``, ``incident_id``, ``rule``,
   ``value``, ``baseline_value``, ``n``, ``threshold``, ...);
 - ``slack_webhook_url``: a Slack-compatible incoming webhook, ``{"channel": ..., "text": ...}``;
-- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (``smtplib``);
+- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (``smtplib``); a payload may also
+  carry an HTML body (``html``, or ``html_path`` read at sending time, its embedded ``data:``
+  images sent as inline parts) and files to attach (``attachments``: ``path``, ``filename``,
+  ``content_type``), as the weekly pack does;
 - ``file_dir``: the webhook's JSON written to ``file_dir/<incident>.json`` (a channel that needs
   no other system: a shared folder, a log shipper's inbox).
 
@@ -19,13 +22,16 @@ mid-send leaves the row due again after the claim expires.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 import smtplib
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +145,26 @@ def enqueue(
     now: datetime | None = None,
 ) -> int:
     """Add the incident's notifications to the outbox (once per channel and target)."""
+    return enqueue_payloads(con, incident_id, cfg, payloads(cfg, summary), now)
+
+
+def enqueue_payloads(
+    con: Connection,
+    event_id: str,
+    cfg: Notify,
+    deliveries: list[tuple[str, str, dict[str, Any]]],
+    now: datetime | None = None,
+) -> int:
+    """Add ``(channel, target, payload)`` deliveries of one event to the outbox, with ``cfg``'s
+    retries and timeout; a channel and target already queued for the event is not added again."""
     now = now or datetime.now(UTC)
     added = 0
-    for channel, target, payload in payloads(cfg, summary):
+    for channel, target, payload in deliveries:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
         exists = con.execute(
             select(notifications.c.id).where(
-                notifications.c.incident_id == incident_id,
+                notifications.c.incident_id == event_id,
                 notifications.c.channel == channel,
                 notifications.c.target == target,
             )
@@ -153,7 +173,7 @@ def enqueue(
             continue
         con.execute(
             insert(notifications).values(
-                incident_id=incident_id,
+                incident_id=event_id,
                 channel=channel,
                 target=target,
                 payload=json.loads(json.dumps(payload, default=str)),
@@ -198,39 +218,49 @@ def enqueue_event(
             "text": text,
         }
         out.append(("email", target, mail))
-    added = 0
-    for channel, target, payload in out:
-        exists = con.execute(
-            select(notifications.c.id).where(
-                notifications.c.incident_id == event_id,
-                notifications.c.channel == channel,
-                notifications.c.target == target,
-            )
-        ).first()
-        if exists:
-            continue
-        con.execute(
-            insert(notifications).values(
-                incident_id=event_id,
-                channel=channel,
-                target=target,
-                payload=json.loads(json.dumps(payload, default=str)),
-                status="pending",
-                attempts=0,
-                max_attempts=cfg.retry_attempts,
-                backoff_ms=max(round(cfg.retry_backoff_s * 1000), 1),
-                timeout_ms=max(round(cfg.timeout_s * 1000), 1),
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-        added += 1
-    return added
+    return enqueue_payloads(con, event_id, cfg, out, now)
 
 
 # ---- sending ----------------------------------------------------------------------------------------
 class DeliveryError(Exception):
     pass
+
+
+_DATA_IMAGE = re.compile(r'src="data:image/(png|jpeg|gif);base64,([A-Za-z0-9+/=\s]+)"')
+
+
+def email_message(payload: dict[str, Any]) -> EmailMessage:
+    """The e-mail of an ``email`` payload: the plain text, the HTML alternative if any (its
+    ``data:`` images moved into inline parts, which mail clients show and data URIs they often
+    do not), and the attachments, read from disk now."""
+    msg = EmailMessage()
+    msg["From"] = payload["from"]
+    msg["To"] = ", ".join(payload["to"])
+    msg["Subject"] = payload["subject"]
+    msg.set_content(payload["text"])
+    page = payload.get("html")
+    if page is None and payload.get("html_path"):
+        page = Path(payload["html_path"]).read_text(encoding="utf-8")
+    if page is not None:
+        images: list[tuple[str, str, bytes]] = []
+
+        def to_cid(m: re.Match[str]) -> str:
+            cid = make_msgid(domain="modelwarden")
+            images.append((cid, m[1], base64.b64decode(m[2])))
+            return f'src="cid:{cid[1:-1]}"'
+
+        msg.add_alternative(_DATA_IMAGE.sub(to_cid, page), subtype="html")
+        if images:
+            html_part = msg.get_payload()[-1]
+            for cid, subtype, data in images:
+                html_part.add_related(data, "image", subtype, cid=cid)
+    for a in payload.get("attachments") or []:
+        path = Path(a["path"])
+        maintype, _, subtype = a.get("content_type", "application/octet-stream").partition("/")
+        msg.add_attachment(
+            path.read_bytes(), maintype, subtype, filename=a.get("filename") or path.name
+        )
+    return msg
 
 
 def send(channel: str, target: str, payload: dict[str, Any], timeout: float) -> None:
@@ -241,17 +271,13 @@ def send(channel: str, target: str, payload: dict[str, Any], timeout: float) -> 
             if resp.status_code >= 300:
                 raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
         elif channel == "email":
-            msg = EmailMessage()
-            msg["From"] = payload["from"]
-            msg["To"] = ", ".join(payload["to"])
-            msg["Subject"] = payload["subject"]
-            msg.set_content(payload["text"])
+            msg = email_message(payload)
             with smtplib.SMTP(payload["host"], int(payload["port"]), timeout=timeout) as smtp:
                 smtp.send_message(msg)
         elif channel == "file":
             folder = Path(target)
             folder.mkdir(parents=True, exist_ok=True)
-            name = f"{payload.get('incident_id', 'notification')}.json"
+            name = f"{payload.get('incident_id') or payload.get('event_id') or 'notification'}.json"
             tmp = folder / f".{name}.tmp"
             tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
             tmp.replace(folder / name)
@@ -417,7 +443,10 @@ __all__ = [
     "Delivery",
     "Notifier",
     "deliver_due",
+    "email_message",
     "enqueue",
+    "enqueue_event",
+    "enqueue_payloads",
     "next_due",
     "notifications",
     "of_incident",

@@ -15,7 +15,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from modelwarden.report.sop import markdown_lines as sop_markdown
-from modelwarden.report.weekly import DRIFT_SCORE_NOTE, WeeklyReport, render_markdown
+from modelwarden.report.weekly import DRIFT_SCORE_NOTE, WeeklyReport, headline, render_markdown
 
 TREND_METRICS = (
     ("latency_p95_ms", "P95 latency (ms)"),
@@ -215,8 +215,12 @@ th:first-child,td:first-child{{text-align:left}}
 .status{{font-weight:bold;padding:.1rem .5rem;border-radius:.3rem}}
 .alert{{background:#fdd;color:#900}} .ok{{background:#dfd;color:#060}} .muted{{background:#eee}}
 figure{{display:inline-block;margin:0 1rem 1rem 0}}
+@page{{size:A4 landscape;margin:1.2cm}}
+@media print{{body{{margin:0;max-width:none;font-family:sans-serif}} details{{display:none}}
+table{{font-size:.7rem}} img{{max-width:100%}}}}
 </style></head><body>
 <h1>Weekly Manufacturing Copilot Performance Report</h1>
+<p id="headline"><b>{html.escape(headline(rep))}</b></p>
 <p><b>Date:</b> {rep.generated_at:%Y-%m-%d} &middot; <b>Week:</b> {html.escape(rep.week)}
 ({rep.start:%Y-%m-%d} to {last_day:%Y-%m-%d}) &middot; <b>Model version(s):</b>
 {html.escape(", ".join(rep.model_versions))}</p>

@@ -373,6 +373,19 @@ def build_weekly_report(
     )
 
 
+def headline(rep: WeeklyReport) -> str:
+    """The pack in one line, as the page, the e-mail's subject and the chat message lead with it."""
+    n = len(rep.findings)
+    state = (
+        "the model is performing within expected parameters"
+        if not n
+        else f"{n} finding{'s' if n != 1 else ''} need{'' if n != 1 else 's'} attention"
+    )
+    requests = (rep.overall or {}).get("requests")
+    volume = f" in {requests:,} requests" if requests else ""
+    return f"Week {rep.week}: {state}{volume}; drift {rep.drift_status}."
+
+
 def render_markdown(rep: WeeklyReport) -> str:
     status_color = {"ALERT": "red", "OK": "green"}.get(rep.drift_status, "gray")
     lines = [

@@ -52,6 +52,14 @@ class ServerConfig(BaseModel):
     tick_interval_s: float = Field(
         default=15.0, gt=0, description="How often the rollout controller and SOP policy tick."
     )
+    run_report_schedule: bool = Field(
+        default=True,
+        description="Send the weekly pack on the report_schedule setting (when report_delivery "
+        "names targets).",
+    )
+    report_check_interval_s: float = Field(
+        default=60.0, gt=0, description="How often the weekly pack's schedule is checked."
+    )
     upstream_timeout_s: float = Field(default=UPSTREAM_TIMEOUT_S, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)

@@ -26,6 +26,7 @@ from modelwarden.governance.keys import AuthThrottle, KeyRing
 from modelwarden.governance.registry import GuardedRoutes
 from modelwarden.ingest.core import Ingestor
 from modelwarden.ingest.flusher import FlushProcess
+from modelwarden.report.delivery import ReportScheduler
 from modelwarden.rollout.controller import ControllerLoop
 from modelwarden.safety.service import safety_checker
 from modelwarden.server.config import ServerConfig
@@ -79,6 +80,7 @@ class Runtime:
         self._gateway: Gateway | None = None
         self._records: list[dict[str, Any]] = []
         self._records_timer: asyncio.TimerHandle | None = None
+        self.reports: ReportScheduler | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -110,8 +112,16 @@ class Runtime:
         if self.config.run_controller:
             self.controller = ControllerLoop(self.settings, interval_s=self.config.tick_interval_s)
             self.controller.start()
+        # The weekly pack goes out on its schedule when it has somewhere to go; a week missed
+        # while the server was down is sent by the first check, right after start.
+        if self.config.run_report_schedule and self.settings.report_delivery:
+            self.reports = ReportScheduler(
+                self.settings, clock=self.clock, interval_s=self.config.report_check_interval_s
+            ).start()
 
     async def stop(self) -> None:
+        if self.reports is not None:
+            await run_in_threadpool(self.reports.stop)
         controller = getattr(self, "controller", None)
         if controller is not None:
             await run_in_threadpool(controller.stop)

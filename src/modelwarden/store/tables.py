@@ -457,3 +457,22 @@ drift_results = Table(
     Column("topics", Text),
     UniqueConstraint(*DRIFT_KEY_COLUMNS, name="uq_drift_result"),
 )
+
+
+# ---- report: the weekly packs sent ---------------------------------------------------------------
+# One row per ISO week, written in the transaction that queues the pack's deliveries: a week is
+# sent once (``modelwarden report send --force`` sends it again and counts ``sends``).
+report_sends = Table(
+    "report_sends",
+    metadata,
+    Column("week", String(10), primary_key=True),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("trigger", String(20), nullable=False),  # schedule, catch-up, manual
+    Column("actor", String(300), nullable=False),
+    Column("sends", Integer, nullable=False),
+    Column("event_id", String(100), nullable=False),
+    Column("targets", JSON, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("headline", String(500), nullable=False),
+)
