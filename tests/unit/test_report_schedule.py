@@ -18,8 +18,8 @@ from modelwarden.report.schedule import (
 BERLIN = parse_schedule("MON 06:00", "Europe/Berlin")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
 
 
 def test_monday_six_in_berlin_is_four_utc_in_summer_and_five_in_winter() -> None:

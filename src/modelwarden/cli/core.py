@@ -22,6 +22,7 @@ from modelwarden.cli.app import (
     print_table,
     progress_bar,
     settings,
+    state_store,
 )
 from modelwarden.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
 
@@ -475,9 +476,18 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
-@app.command()
+report_app = typer.Typer(
+    help="Write the weekly governance report; `report send` delivers it, `report schedule` says "
+    "when serve sends the next one.",
+    invoke_without_command=True,
+)
+app.add_typer(report_app, name="report")
+
+
+@report_app.callback()
 @handle_errors
 def report(
+    ctx: typer.Context,
     week: str = typer.Option(
         None, "--week", help="ISO week, e.g. 2026-W47 (default: latest complete)."
     ),
@@ -485,6 +495,8 @@ def report(
     out: Path = typer.Option(None, "--out", help="Where to write it (default DATA/reports/)."),
 ) -> None:
     """Write the weekly governance report (Markdown, HTML with trend charts, or JSON)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from modelwarden.report.service import build_weekly_report, write_report  # keeps --help fast
 
     s = settings()
@@ -492,6 +504,113 @@ def report(
         rep = build_weekly_report(s, week, progress=bar.advance, on_total=bar.total)
     path = write_report(rep, out, s, format.value)
     console.print(f"wrote {path}")
+
+
+@report_app.command("send")
+@handle_errors
+def report_send(
+    week: str = typer.Option(
+        None, "--week", help="ISO week, e.g. 2026-W47 (default: latest complete)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Send a week that was already sent (by hand or by the schedule)."
+    ),
+    key: str = typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help="API key (modelwarden keys create); also MODELWARDEN_KEY. Names the actor.",
+        show_default=False,
+    ),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Build the weekly pack now (HTML and PDF under DATA/reports/) and deliver it.
+
+    It goes to the report_delivery targets. A week already sent is refused unless --force.
+
+    Exit 0 when every target took it; 1 when a delivery failed (it stays in the outbox, and
+    serve or `incidents notify` retries it).
+    """
+    from modelwarden.governance import registry  # imported here: keeps --help fast
+    from modelwarden.report import delivery
+
+    s = settings()
+    st = state_store()
+    actor = registry.key_actor(registry.identify(st, key)) if key else registry.cli_actor()
+    with progress_bar("embedding for drift", enabled=format == Format.table) as bar:
+        res = delivery.send_week(
+            s,
+            week,
+            state=st,
+            force=force,
+            actor=actor,
+            progress=bar.advance,
+            on_total=bar.total,
+        )
+    res.deliveries = delivery.deliver(st, res.event_id)
+    if format == Format.json:
+        print_json(res.to_dict())
+    else:
+        console.print(f"[bold]{res.headline}[/]", highlight=False)
+        console.print(f"files: {res.files['html']}, {res.files['pdf']}", highlight=False)
+        console.print(f"link: {res.link}", highlight=False)
+        shown = {d["channel"]: d["target"] for d in res.targets}
+        print_table(
+            [
+                {
+                    "channel": d["channel"],
+                    "target": shown.get(d["channel"], ""),
+                    "status": d["status"],
+                    "attempts": d["attempts"],
+                    "error": d["last_error"],
+                }
+                for d in res.deliveries
+            ],
+            title=f"Weekly pack {res.week} ({res.event_id})",
+        )
+    if any(d["status"] != "sent" for d in res.deliveries):
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@report_app.command("schedule")
+@handle_errors
+def report_schedule(format: Format = FORMAT_OPTION) -> None:
+    """When serve sends the next weekly pack, where it goes, and the weeks already sent."""
+    from modelwarden.report import delivery  # imported here: keeps --help fast
+
+    info = delivery.schedule_status(settings(), state=state_store())
+    if format == Format.json:
+        print_json(info)
+        return
+    owed = (
+        f"{info['owed_week']} (due since {info['owed_since']:%Y-%m-%d %H:%M} UTC; "
+        + ("serve sends it at its next check)" if info["enabled"] else "no targets to send to)")
+        if info["owed_week"]
+        else "none"
+    )
+    rows = [
+        {"item": "schedule", "value": info["schedule"]},
+        {
+            "item": "targets",
+            "value": ", ".join(f"{t['channel']} {t['target']}" for t in info["targets"])
+            or "none: set report_delivery (serve sends nothing)",
+        },
+        {"item": "link base", "value": f"{info['public_url'].rstrip('/')}/reports/<week>"},
+        {
+            "item": "last sent",
+            "value": f"{info['last_sent_week']} at {info['last_sent_at']:%Y-%m-%d %H:%M} UTC "
+            f"({info['last_trigger']})"
+            if info["last_sent_week"]
+            else "never",
+        },
+        {"item": "owed now", "value": owed},
+        {
+            "item": "next",
+            "value": f"{info['next_week']} at {info['next_due_local']:%a %Y-%m-%d %H:%M %Z} "
+            f"({info['next_due_at']:%Y-%m-%d %H:%M} UTC)",
+        },
+    ]
+    print_table(rows, title="Weekly pack schedule")
 
 
 # ---- status ------------------------------------------------------------------------------------

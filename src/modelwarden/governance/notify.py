@@ -250,8 +250,8 @@ def email_message(payload: dict[str, Any]) -> EmailMessage:
             return f'src="cid:{cid[1:-1]}"'
 
         msg.add_alternative(_DATA_IMAGE.sub(to_cid, page), subtype="html")
-        if images:
-            html_part = msg.get_payload()[-1]
+        html_part = msg.get_body(("html",))
+        if images and isinstance(html_part, EmailMessage):
             for cid, subtype, data in images:
                 html_part.add_related(data, "image", subtype, cid=cid)
     for a in payload.get("attachments") or []:

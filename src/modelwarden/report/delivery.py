@@ -240,7 +240,7 @@ def require_targets(settings: Settings) -> list[Target]:
     if not targets:
         raise InputError(
             "no delivery targets: set report_delivery (e.g. MODELWARDEN_REPORT_DELIVERY="
-            '\'["smtp://mail:25/lead@example.com"]\')',
+            "'[\"smtp://mail:25/lead@example.com\"]')",
             field="report_delivery",
         )
     return targets
@@ -305,7 +305,12 @@ def send_week(
                 "report.sent",
                 week,
                 f"weekly pack ({trigger})",
-                {"event_id": event_id, "targets": shown, "sends": sends, "headline": row["headline"]},
+                {
+                    "event_id": event_id,
+                    "targets": shown,
+                    "sends": sends,
+                    "headline": row["headline"],
+                },
             )
     except IntegrityError:
         # Another process sent this week between our check and our insert.
@@ -467,7 +472,12 @@ class ReportScheduler:
                 log.exception("weekly pack check failed")
             if sent is not None:
                 self.last = sent
-                log.info("weekly pack %s queued to %d target(s) (%s)", sent.week, sent.queued, sent.trigger)
+                log.info(
+                    "weekly pack %s queued to %d target(s) (%s)",
+                    sent.week,
+                    sent.queued,
+                    sent.trigger,
+                )
             try:
                 notify.deliver_due(self._state)
             except Exception:

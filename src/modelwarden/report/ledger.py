@@ -28,9 +28,7 @@ def sent(state: StateStore, week: str) -> dict[str, Any] | None:
 def last_sent(state: StateStore) -> dict[str, Any] | None:
     """The newest week sent (ISO week labels sort in time order)."""
     with state.engine.connect() as con:
-        r = con.execute(
-            select(report_sends).order_by(report_sends.c.week.desc()).limit(1)
-        ).first()
+        r = con.execute(select(report_sends).order_by(report_sends.c.week.desc()).limit(1)).first()
     return _row(r) if r else None
 
 

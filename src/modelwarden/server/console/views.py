@@ -47,6 +47,7 @@ from modelwarden.server.deps import (
     session_of,
 )
 from modelwarden.store.reads import require_data
+from modelwarden.windows import iso_week, week_label
 
 HERE = Path(__file__).parent
 STATIC = "/console/static"
@@ -727,7 +728,7 @@ async def drift_page(request: Request) -> Response:
     return _render(request, "drift.html", "/drift", title="Drift", **data)
 
 
-PACK_SUFFIXES = (".html", ".md", ".json")
+PACK_SUFFIXES = (".html", ".md", ".json", ".pdf")
 
 
 def _packs(settings: Any) -> list[dict[str, Any]]:
@@ -758,6 +759,23 @@ def reports_page(request: Request, pack: str | None = None) -> Response:
     return _render(request, "reports.html", "/reports", title="Reports", packs=packs, chosen=chosen)
 
 
+@router.get("/reports/{week}")
+def report_of_week(request: Request, week: str) -> Response:
+    """One week's pack, the page the weekly pack's e-mail and chat message link to."""
+    _user(request)
+    label = week_label(iso_week(week)[0])
+    packs = _packs(runtime_of(request).settings)
+    chosen = next((p for p in packs if p["name"] == f"weekly-{label}.html"), None)
+    if chosen is None:
+        raise NotFoundError(
+            f"no HTML pack for {label} yet (modelwarden report --week {label} --format html)",
+            field="week",
+        )
+    return _render(
+        request, "reports.html", "/reports", title=f"Report {label}", packs=packs, chosen=chosen
+    )
+
+
 @router.get("/reports/files/{name}")
 def report_file(request: Request, name: str) -> Response:
     _user(request)
@@ -765,10 +783,15 @@ def report_file(request: Request, name: str) -> Response:
     if name not in packs:
         raise NotFoundError(f"no report pack {name!r}", field="name")
     path = Path(runtime_of(request).settings.reports_dir) / name
-    media = {"html": "text/html", "md": "text/markdown", "json": "application/json"}
+    media = {
+        "html": "text/html; charset=utf-8",
+        "md": "text/markdown; charset=utf-8",
+        "json": "application/json; charset=utf-8",
+        "pdf": "application/pdf",
+    }
     return Response(
         path.read_bytes(),
-        media_type=f"{media[packs[name]['format']]}; charset=utf-8",
+        media_type=media[packs[name]["format"]],
         # A pack is a document, not an app: no scripts, nothing fetched from elsewhere.
         headers={
             "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
