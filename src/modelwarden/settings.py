@@ -13,12 +13,14 @@ else ``<data_dir>/modelwarden.toml``. For example::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    SettingsError,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -137,6 +139,15 @@ class Settings(BaseSettings):
             err = exc.errors()[0]
             name = ".".join(str(p) for p in err["loc"]) or "settings"
             raise InputError(f"setting {name}: {err['msg']}", field=name) from exc
+        except SettingsError as exc:
+            # A list setting from the environment that is not JSON, say.
+            m = re.search(r'field "([^"]+)"', str(exc))
+            name = m[1] if m else "settings"
+            raise InputError(
+                f"setting {name}: {exc}; a list is written in JSON, "
+                f'e.g. {ENV_PREFIX}{name.upper()}=\'["a", "b"]\'',
+                field=name,
+            ) from None
 
     @property
     def log_dir(self) -> Path:

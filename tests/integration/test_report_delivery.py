@@ -189,7 +189,7 @@ def test_serve_sends_the_pack_on_schedule_once_per_week(
             assert pdf_file.headers["content-type"] == "application/pdf"
             assert http.get("/reports/2026-W44").status_code == 404
 
-    st = StateStore.at(data)
+    st = StateStore.of(s)
     try:
         row = ledger.sent(st, "2026-W47")
         assert row is not None and row["sends"] == 1 and row["trigger"] == "catch-up"
@@ -207,7 +207,7 @@ def test_serve_sends_the_pack_on_schedule_once_per_week(
     assert len(box.messages) == 1 and len(receiver.messages()) == 1
 
     # By hand: a week already sent is refused (and the refusal audited) unless forced.
-    st = StateStore.at(data)
+    st = StateStore.of(s)
     try:
         with pytest.raises(ConflictError) as err:
             delivery.send_week(s, "2026-W47", state=st, actor="cli:test")

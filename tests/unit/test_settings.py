@@ -19,6 +19,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "MODELWARDEN_EMBEDDER",
         "MODELWARDEN_EMBED_THREADS",
         "MODELWARDEN_STATE_URL",
+        "MODELWARDEN_REPORT_SCHEDULE",
+        "MODELWARDEN_REPORT_TIMEZONE",
+        "MODELWARDEN_REPORT_DELIVERY",
+        "MODELWARDEN_PUBLIC_URL",
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -82,3 +86,26 @@ def test_toml_named_by_modelwarden_config(monkeypatch: pytest.MonkeyPatch, tmp_p
     with pytest.raises(InputError, match=r"missing\.toml: no such file") as err:
         Settings.from_env()
     assert err.value.field == "MODELWARDEN_CONFIG"
+
+
+def test_weekly_pack_settings_from_the_environment_and_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "modelwarden.toml").write_text(
+        'report_schedule = "FRI 17:30"\nreport_timezone = "Europe/Berlin"\n'
+        'report_delivery = ["smtp://mail:25/lead@example.com"]\n'
+    )
+    s = Settings.from_env()
+    assert (s.report_schedule, s.report_timezone) == ("FRI 17:30", "Europe/Berlin")
+    assert s.report_delivery == ["smtp://mail:25/lead@example.com"]
+    assert s.public_url == "http://127.0.0.1:8400"
+    monkeypatch.setenv("MODELWARDEN_REPORT_DELIVERY", '["https://hooks.example/x"]')
+    monkeypatch.setenv("MODELWARDEN_PUBLIC_URL", "https://warden.example")
+    s = Settings.from_env()
+    assert s.report_delivery == ["https://hooks.example/x"]
+    assert s.public_url == "https://warden.example"
+    # A list that is not JSON is a clear error naming the setting, not a traceback.
+    monkeypatch.setenv("MODELWARDEN_REPORT_DELIVERY", "smtp://mail/lead@example.com")
+    with pytest.raises(InputError) as err:
+        Settings.from_env()
+    assert err.value.field == "report_delivery" and "JSON" in err.value.message

@@ -232,7 +232,7 @@ class SendResult:
 
 
 def _state(settings: Settings, state: StateStore | None) -> StateStore:
-    return state or StateStore.at(settings.data_dir)
+    return state or StateStore.of(settings)
 
 
 def require_targets(settings: Settings) -> list[Target]:
@@ -446,7 +446,7 @@ class ReportScheduler:
         self._quiet: set[str] = set()
 
     def start(self) -> ReportScheduler:
-        self._state = StateStore.at(self.settings.data_dir)
+        self._state = StateStore.of(self.settings)
         self._thread = threading.Thread(target=self._run, name="modelwarden-report", daemon=True)
         self._thread.start()
         return self
@@ -454,7 +454,7 @@ class ReportScheduler:
     def check(self) -> SendResult | None:
         with self._lock:
             if self._state is None:
-                self._state = StateStore.at(self.settings.data_dir)
+                self._state = StateStore.of(self.settings)
             sent: SendResult | None = None
             try:
                 sent = run_due(self.settings, self.clock(), state=self._state)
