@@ -140,7 +140,11 @@ def build(data: Path, sim_requests: list[dict[str, Any]] | None = None) -> dict[
     """The installation; returns its settings, state store and the keys by name."""
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     state = StateStore.at(data)
-    keys = {name: create_key(state, role, name=name)[0] for name, role in ROLES.items()}
+    # The admin key comes first; once it exists, every other key above ingest needs it.
+    keys = {"admin": create_key(state, "admin", name="admin")[0]}
+    for name, role in ROLES.items():
+        if name != "admin":
+            keys[name] = create_key(state, role, name=name, by=keys["admin"])[0]
     traffic = Traffic(settings)
     if sim_requests:
         rep = traffic.ingestor.ingest_raw(
