@@ -61,8 +61,18 @@ def serve(data: Path) -> Iterator[str]:
     port = free_port()
     cli = str(Path(sys.executable).parent / "modelwarden")
     proc = subprocess.Popen(
-        [cli, "--data", str(data), "serve", "--port", str(port), "--otlp-grpc-port", "0"]
-        + ["--log-level", "warning"],
+        [
+            cli,
+            "--data",
+            str(data),
+            "serve",
+            "--port",
+            str(port),
+            "--otlp-grpc-port",
+            "0",
+            "--log-level",
+            "warning",
+        ],
         env={**os.environ, "MODELWARDEN_EMBEDDER": "hashing"},
         stdout=subprocess.DEVNULL,
     )

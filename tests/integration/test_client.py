@@ -195,8 +195,20 @@ def test_drop_newest_keeps_the_first_records() -> None:
 def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
     proc = subprocess.Popen(
-        [CLI, "--data", str(data), "serve", "--port", str(port), "--otlp-grpc-port", "0"]
-        + ["--flush-interval", "0.2", "--log-level", "warning"],
+        [
+            CLI,
+            "--data",
+            str(data),
+            "serve",
+            "--port",
+            str(port),
+            "--otlp-grpc-port",
+            "0",
+            "--flush-interval",
+            "0.2",
+            "--log-level",
+            "warning",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
