@@ -439,13 +439,19 @@ def _flat_messages(
                 if k.startswith("message.contents.") and k.endswith(".message_content.text")
             ]
             content = "\n".join(texts) if texts else None
+        if content == REDACTED:
+            continue
         msgs.append({"role": m.get(role_key), "content": content})
     return msgs
 
 
+# What OpenInference writes instead of the content when it is told to hide it.
+REDACTED = "__REDACTED__"
+
+
 def _json_messages(value: Any, *, output: bool) -> list[Any]:
     """Messages inside OpenInference's ``input.value`` / ``output.value`` (a request or answer)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or value == REDACTED:
         return []
     try:
         doc = json.loads(value)
@@ -486,19 +492,18 @@ class Mapped:
 _NEEDS = {
     GENAI: {
         "model_version": "gen_ai.response.model or gen_ai.request.model",
-        "user_prompt": "a user message in gen_ai.input.messages (or gen_ai.prompt)",
-        "generated_response": "an assistant message in gen_ai.output.messages "
-        "(or gen_ai.completion)",
+        "user_prompt": "user message in gen_ai.input.messages (or gen_ai.prompt)",
+        "generated_response": "assistant message in gen_ai.output.messages (or gen_ai.completion)",
     },
     OPENINFERENCE: {
         "model_version": "llm.model_name",
-        "user_prompt": "a user message in llm.input_messages (or input.value)",
-        "generated_response": "an assistant message in llm.output_messages (or output.value)",
+        "user_prompt": "user message in llm.input_messages (or input.value)",
+        "generated_response": "assistant message in llm.output_messages (or output.value)",
     },
     OPENLLMETRY: {
         "model_version": "gen_ai.response.model or gen_ai.request.model",
-        "user_prompt": "a user message in gen_ai.prompt.N.* (or gen_ai.input.messages)",
-        "generated_response": "an assistant message in gen_ai.completion.N.* "
+        "user_prompt": "user message in gen_ai.prompt.N.* (or gen_ai.input.messages)",
+        "generated_response": "assistant message in gen_ai.completion.N.* "
         "(or gen_ai.output.messages)",
     },
 }
@@ -600,7 +605,7 @@ def map_span(span: Span, conv: str = GENAI, plant_attribute: str | None = None) 
     needs = _NEEDS.get(conv, _NEEDS[GENAI])
     name = CONVENTION_NAMES.get(conv, conv)
     missing = {
-        f: f"the {name} span has no {what}"
+        f: f"read as {name}: the span carries no {what}"
         for f, what in needs.items()
         if f not in record and not (f == "generated_response" and error)
     }
