@@ -70,11 +70,131 @@ async def post_all(port: int, key: str, batches: list[bytes], clients: int) -> l
     return latencies
 
 
+def make_span_batches(n: int, batch: int, offset: int = 0) -> list[bytes]:
+    """OTLP ExportTraceServiceRequests of GenAI chat spans (as an instrumented app exports)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    recs = make_records(n)
+    out = []
+    start = 1_793_610_000_000_000_000
+    for i in range(0, n, batch):
+        spans = []
+        for j, r in enumerate(recs[i : i + batch]):
+            k = offset + i + j
+            attrs = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.response.model": r["model_version"],
+                "gen_ai.input.messages": json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": r["user_prompt"]}]}]
+                ),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": r["generated_response"]}],
+                        }
+                    ]
+                ),
+            }
+            spans.append(
+                Span(
+                    trace_id=k.to_bytes(16, "big"),
+                    span_id=(k + 1).to_bytes(8, "big"),
+                    name="chat",
+                    start_time_unix_nano=start + k * 1_000_000,
+                    end_time_unix_nano=start + k * 1_000_000 + int(r["latency_ms"] * 1e6),
+                    attributes=[
+                        KeyValue(key=a, value=AnyValue(string_value=v)) for a, v in attrs.items()
+                    ]
+                    + [
+                        KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=12)),
+                        KeyValue(key="gen_ai.usage.output_tokens", value=AnyValue(int_value=40)),
+                    ],
+                )
+            )
+        resource = Resource(
+            attributes=[
+                KeyValue(key="modelwarden.plant_id", value=AnyValue(string_value=r["plant_id"]))
+            ]
+        )
+        req = ExportTraceServiceRequest(
+            resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
+        )
+        out.append(req.SerializeToString())
+    return out
+
+
+def send_spans(
+    transport: str, port: int, grpc_port: int, key: str, batches: list[bytes], clients: int
+) -> float:
+    """Seconds to have every batch acknowledged over OTLP/HTTP protobuf or OTLP/gRPC."""
+    import queue
+    import threading
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    todo: queue.Queue[bytes] = queue.Queue()
+    for b in batches:
+        todo.put(b)
+    errors: list[str] = []
+
+    def worker() -> None:
+        if transport == "grpc":
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        else:
+            http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+        try:
+            while True:
+                try:
+                    body = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if transport == "grpc":
+                    req = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    resp = stub.Export(req, metadata=[("x-api-key", key)], timeout=120)
+                    if resp.partial_success.rejected_spans:
+                        errors.append(resp.partial_success.error_message)
+                else:
+                    r = http.post(
+                        "/v1/traces",
+                        content=body,
+                        headers={
+                            "Authorization": f"Bearer {key}",
+                            "content-type": "application/x-protobuf",
+                        },
+                    )
+                    if r.status_code != 200:
+                        errors.append(f"HTTP {r.status_code}")
+        finally:
+            if transport == "grpc":
+                channel.close()
+            else:
+                http.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{transport}: {errors[:3]}")
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--spans", type=int, default=20_000, help="spans per OTLP transport")
     args = ap.parse_args()
     head = machine()
     print(f"simulating {args.records:,} records", flush=True)
@@ -96,7 +216,14 @@ def main() -> None:
         ).stdout
     )["key"]
     port = free_port()
+    grpc_port = free_port()
     serve = [CLI, "--data", str(data), "serve", "--port", str(port), "--log-level", "warning"]
+    serve += ["--otlp-grpc-port", str(grpc_port)]
+    # Distinct span ids per transport, so that each stores its own records.
+    span_batches = {
+        "http": make_span_batches(args.spans, args.batch),
+        "grpc": make_span_batches(args.spans, args.batch, offset=args.spans),
+    }
     with process(serve, env={"MODELWARDEN_EMBEDDER": "hashing"}, log=work / "serve.log"):
         deadline = time.monotonic() + 120
         while True:
@@ -120,6 +247,21 @@ def main() -> None:
                 raise RuntimeError(f"records still pending after 15 min: {spool}")
             time.sleep(0.1)
         in_store = time.perf_counter() - t0
+        otlp_rows = []
+        for transport in ("http", "grpc"):
+            seconds = send_spans(
+                transport, port, grpc_port, key, span_batches[transport], args.clients
+            )
+            otlp_rows.append(
+                {
+                    "transport": "OTLP/HTTP protobuf" if transport == "http" else "OTLP/gRPC",
+                    "spans": f"{args.spans:,}",
+                    "batch": args.batch,
+                    "clients": args.clients,
+                    "acknowledged (fsync'd) records/s": f"{args.spans / seconds:,.0f}",
+                }
+            )
+            print(otlp_rows[-1], flush=True)
     count = subprocess.run(
         [CLI, "--data", str(data), "status", "--format", "json"],
         capture_output=True,
@@ -128,8 +270,9 @@ def main() -> None:
         env=env,
     ).stdout
     n_stored = json.loads(count)["requests"]
-    if n_stored != len(recs):
-        raise RuntimeError(f"stored {n_stored} of {len(recs)} records")
+    # The OTLP spans carry the same prompts under their own ids: 2 x --spans more records.
+    if n_stored != len(recs) + 2 * args.spans:
+        raise RuntimeError(f"stored {n_stored} of {len(recs) + 2 * args.spans} records")
     lat.sort()
     rows = [
         {
@@ -148,7 +291,11 @@ def main() -> None:
         f"{args.clients} clients post the simulator's records in batches of {args.batch}; each "
         "batch is answered after it is fsync'd to the spool. *In the store* is the rate until "
         "the flusher process has moved every record into the Parquet store (the count is "
-        "checked afterwards).\n\n" + table(rows, list(rows[0]))
+        "checked afterwards).\n\n" + table(rows, list(rows[0])) + "\n"
+        "OTLP spans (GenAI chat spans in `ExportTraceServiceRequest`s of "
+        f"{args.batch}) to the same server in the same run, {args.clients} client threads per "
+        "transport, one transport after the other; each export is answered after its records "
+        "are fsync'd to the spool.\n\n" + table(otlp_rows, list(otlp_rows[0]))
     )
     write_section("ingest_api", md)
     print(md)

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="The console's address as readers reach it, for links in messages",
     )
 
+    otlp_plant_attribute: str | None = Field(
+        default=None,
+        description="The span or resource attribute that names the plant of an OTLP span "
+        "(e.g. 'deployment.plant'); modelwarden.plant_id and plant.id are read in any case",
+    )
+
     @model_validator(mode="after")
     def _default_state_url(self) -> Settings:
         if not self.state_url:

@@ -1168,3 +1168,41 @@ def shadow_report(
         )
     if rep.evidence_id:
         console.print(f"summary kept as evidence {rep.evidence_id} on {rep.version}")
+
+
+# ---- export ------------------------------------------------------------------------------------
+@app.command("export")
+@handle_errors
+def export(
+    out: Path = typer.Option(..., "--out", help="Directory to write the files into."),
+    since: str = typer.Option(None, "--since", help="ISO date or time (inclusive)."),
+    until: str = typer.Option(None, "--until", help="ISO date or time (exclusive)."),
+    export_format: str = typer.Option(
+        "parquet", "--format", help="parquet or jsonl (the files' format)."
+    ),
+    output: Format = typer.Option(
+        Format.table, "--output", help="table or json: how this command reports."
+    ),
+) -> None:
+    """Requests (with their latest feedback and escalation), KPIs and drift history, as files."""
+    from modelwarden.report.export import export_data
+    from modelwarden.windows import parse_time
+
+    manifest = export_data(
+        settings(),
+        out,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
+        fmt=export_format,
+    )
+    if output == Format.json:
+        print_json(manifest)
+        return
+    print_table(
+        [
+            {"table": name, "file": str(out / f["file"]), "rows": f["rows"]}
+            for name, f in manifest["files"].items()
+        ],
+        ["table", "file", "rows"],
+        title=f"Exported {manifest['since'] or 'the start'} to {manifest['until'] or 'now'}",
+    )

@@ -20,7 +20,12 @@ from modelwarden.cli.app import (
 )
 from modelwarden.errors import InputError
 from modelwarden.server import defaults
-from modelwarden.server.defaults import DEFAULT_HOST, DEFAULT_PORT, is_loopback
+from modelwarden.server.defaults import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    is_loopback,
+)
 
 if TYPE_CHECKING:
     from modelwarden.store.state import StateStore
@@ -63,6 +68,14 @@ def serve(
         "--upstream-timeout",
         help="Seconds the gateway waits for an upstream before it counts as failed.",
     ),
+    otlp_grpc_port: int = typer.Option(
+        DEFAULT_GRPC_PORT,
+        "--otlp-grpc-port",
+        min=0,
+        max=65535,
+        help="Port of the OTLP/gRPC trace receiver on --host (0: off). When the default port "
+        "is taken the server starts without it; a port given here must be free.",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
@@ -85,10 +98,14 @@ def serve(
         flush_interval_s=flush_interval,
         flush_early_records=flush_early,
         upstream_timeout_s=upstream_timeout,
+        otlp_grpc_port=otlp_grpc_port or None,
+        otlp_grpc_host=host,
+        otlp_grpc_required=otlp_grpc_port != DEFAULT_GRPC_PORT,
     )
     s = settings()
     err_console.print(
         f"ModelWarden serving {s.data_dir} on http://{host}:{port} (OpenAPI at /openapi.json)"
+        + (f"; OTLP/gRPC on {host}:{otlp_grpc_port}" if otlp_grpc_port else "")
     )
     serve_forever(create_app(s, config), host, port, log_level=log_level, access_log=access_log)
 

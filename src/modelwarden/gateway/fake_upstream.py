@@ -9,14 +9,19 @@ of requests with a 500, so a gateway's timeouts and fallbacks can be exercised f
 the seeded stream in order of arrival: a version that is *sometimes* unsafe, as a bad fine-tune is.
 
 Endpoints: ``POST /v1/chat/completions`` (plain, and streaming as server-sent events ending in
-``data: [DONE]``), ``GET /v1/models`` and ``GET /healthz``.
+``data: [DONE]``), ``POST /v1/responses`` (the Responses API, plain and streaming as its typed
+events), ``POST /v1/embeddings`` (deterministic unit vectors from the text's hash, as floats or
+base64), ``GET /v1/models`` and ``GET /healthz``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import random
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -160,7 +165,188 @@ def create_app(
             }
         )
 
+    def failing() -> bool:
+        return bool(error_rate) and rng.random() < error_rate
+
+    def failure() -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": {
+                    "message": "simulated upstream failure",
+                    "type": "server_error",
+                    "code": "fake_failure",
+                }
+            },
+            status_code=500,
+        )
+
+    @app.post("/v1/responses", response_model=None)
+    async def responses(request: Request) -> Response:
+        app.state.requests += 1
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "the body is not valid JSON", "invalid_json")
+        if not isinstance(body, dict) or not isinstance(body.get("input"), (str, list)):
+            return _error(400, "'input' must be a string or a list", "invalid_input")
+        if failing():
+            await asyncio.sleep(delay)
+            return failure()
+        prompt = _responses_prompt(body["input"])
+        text = answer_for(prompt, quality)
+        usage = {
+            "input_tokens": count_tokens(prompt),
+            "output_tokens": count_tokens(text),
+            "total_tokens": count_tokens(prompt) + count_tokens(text),
+        }
+        rid = f"resp_{uuid.uuid4().hex[:24]}"
+        if body.get("stream"):
+            return StreamingResponse(
+                _response_events(rid, version, text, usage, delay), media_type="text/event-stream"
+            )
+        await asyncio.sleep(delay)
+        return JSONResponse(_response_object(rid, version, text, usage, "completed"))
+
+    @app.post("/v1/embeddings", response_model=None)
+    async def embeddings(request: Request) -> Response:
+        app.state.requests += 1
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "the body is not valid JSON", "invalid_json")
+        inputs = body.get("input") if isinstance(body, dict) else None
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return _error(400, "'input' must be a string or a non-empty list", "invalid_input")
+        if failing():
+            await asyncio.sleep(delay)
+            return failure()
+        await asyncio.sleep(delay)
+        as_base64 = body.get("encoding_format") == "base64"
+        dims = int(body.get("dimensions") or EMBEDDING_DIMS)
+        data = []
+        for i, item in enumerate(inputs):
+            vec = fake_embedding(str(item), dims)
+            value: Any = (
+                base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if as_base64 else vec
+            )
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(count_tokens(str(x)) for x in inputs)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": version,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
     return app
+
+
+EMBEDDING_DIMS = 8
+
+
+def fake_embedding(text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+    """A unit vector that depends only on ``text`` (not a meaningful embedding)."""
+    raw = hashlib.blake2b(text.encode(), digest_size=64).digest()
+    vals = [(raw[i % 64] - 127.5) / 127.5 for i in range(dims)]
+    norm = sum(v * v for v in vals) ** 0.5 or 1.0
+    return [v / norm for v in vals]
+
+
+def _responses_prompt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    for item in reversed(value):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _response_object(
+    rid: str, model: str, text: str, usage: dict[str, int] | None, status: str
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{rid[5:]}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ]
+        if status == "completed"
+        else [],
+        "usage": usage,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _response_events(
+    rid: str, model: str, text: str, usage: dict[str, int], delay: float
+) -> AsyncIterator[bytes]:
+    await asyncio.sleep(delay)
+    seq = iter(range(1_000_000))
+    yield _event(
+        {
+            "type": "response.created",
+            "sequence_number": next(seq),
+            "response": _response_object(rid, model, text, None, "in_progress"),
+        }
+    )
+    item_id = f"msg_{rid[5:]}"
+    words = text.split(" ")
+    for i in range(0, len(words), WORDS_PER_CHUNK):
+        piece = " ".join(words[i : i + WORDS_PER_CHUNK])
+        if i + WORDS_PER_CHUNK < len(words):
+            piece += " "
+        yield _event(
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": next(seq),
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
+        )
+    yield _event(
+        {
+            "type": "response.output_text.done",
+            "sequence_number": next(seq),
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "text": text,
+            "logprobs": [],
+        }
+    )
+    yield _event(
+        {
+            "type": "response.completed",
+            "sequence_number": next(seq),
+            "response": _response_object(rid, model, text, usage, "completed"),
+        }
+    )
 
 
 def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:

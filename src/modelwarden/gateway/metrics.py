@@ -118,6 +118,13 @@ class Metrics:
             "Records the ingest API found invalid (kept in the rejected store).",
             registry=r,
         )
+        self.otlp_spans = Counter(
+            "modelwarden_otlp_llm_spans",
+            "LLM spans received over OTLP, by attribute convention (genai, openinference, "
+            "openllmetry; unknown: LLM-looking spans of none of them, counted and not stored).",
+            ["convention"],
+            registry=r,
+        )
         self.stored_records = Counter(
             "modelwarden_spool_stored_records",
             "Records moved from the spool into the log store.",

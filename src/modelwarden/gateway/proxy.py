@@ -1,6 +1,7 @@
 """The OpenAI-compatible gateway: route, proxy, shadow, and log every request off the hot path.
 
-For each ``POST /v1/chat/completions``:
+For each ``POST /v1/chat/completions``, ``POST /v1/responses`` (the Responses API, streaming or
+not) and ``POST /v1/embeddings``:
 
 1. the live route table (cached, see :class:`~modelwarden.governance.routes.RouteCache`) and the
    user's sticky bucket pick the stable or the canary upstream;
@@ -25,6 +26,8 @@ not ask for it, the extra usage chunk is kept from the client.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -74,9 +77,24 @@ class _Failed(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Api:
+    """One OpenAI endpoint the gateway proxies: its path under the upstream's ``/v1``."""
+
+    name: str
+    path: str
+    # Streaming chat asks for token usage with stream_options; the Responses API always sends it.
+    usage_option: bool = False
+
+
+CHAT = Api("chat", "/chat/completions", usage_option=True)
+RESPONSES = Api("responses", "/responses")
+EMBEDDINGS = Api("embeddings", "/embeddings")
+
+
 @dataclass
 class Call:
-    """One chat request as the gateway sees it."""
+    """One request as the gateway sees it."""
 
     request_id: str
     started: float
@@ -88,6 +106,7 @@ class Call:
     body: dict[str, Any]
     stream: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    api: Api = CHAT
 
 
 @dataclass
@@ -151,6 +170,7 @@ def _derived(call: Call, suffix: str) -> Call:
         body=call.body,
         stream=call.stream,
         extra={"parent_request_id": call.request_id},
+        api=call.api,
     )
 
 
@@ -191,19 +211,28 @@ class Gateway:
         self._shadows: set[asyncio.Task[None]] = set()
 
     # ---- entry -------------------------------------------------------------------------------
-    def new_call(self, body: Any, headers: Mapping[str, str], key_plant: str | None) -> Call:
+    def new_call(
+        self, body: Any, headers: Mapping[str, str], key_plant: str | None, api: Api = CHAT
+    ) -> Call:
         """The request as the gateway sees it; ``headers`` maps lower-case names to values."""
         if not isinstance(body, dict):
             raise InputError("the body must be a JSON object", field="(body)")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise InputError("'messages' must be a non-empty list", field="messages")
+        if api is CHAT:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise InputError("'messages' must be a non-empty list", field="messages")
+            prompt = prompt_text(messages) or content_text(
+                messages[-1].get("content") if isinstance(messages[-1], dict) else None
+            )
+        elif api is RESPONSES:
+            prompt = responses_prompt(body.get("input"))
+        else:
+            prompt = embeddings_prompt(body.get("input"))
+        if api is EMBEDDINGS and body.get("stream"):
+            raise InputError("embeddings do not stream", field="stream")
         header_plant = headers.get("x-plant-id", "").strip()
         # A key bound to a plant speaks for that plant only.
         plant = key_plant or header_plant[:MAX_ID_CHARS] or UNKNOWN_PLANT
-        prompt = prompt_text(messages) or content_text(
-            messages[-1].get("content") if isinstance(messages[-1], dict) else None
-        )
         session = headers.get("x-session-id", "").strip()[:MAX_ID_CHARS] or None
         return Call(
             request_id=_request_id(headers, self._ids),
@@ -215,6 +244,7 @@ class Gateway:
             prompt=prompt or NON_TEXT_PROMPT,
             body=body,
             stream=bool(body.get("stream")),
+            api=api,
         )
 
     async def handle(self, call: Call) -> Response:
@@ -269,21 +299,23 @@ class Gateway:
         payload = dict(call.body)
         payload["model"] = upstream.version
         strip_usage = False
-        if stream:
+        if stream and call.api.usage_option:
             opts = payload.get("stream_options")
             opts = dict(opts) if isinstance(opts, dict) else {}
             if not opts.get("include_usage"):
                 opts["include_usage"] = True
                 strip_usage = True
             payload["stream_options"] = opts
-        else:
+        elif not stream:
             payload.pop("stream", None)
             payload.pop("stream_options", None)
         return payload, strip_usage
 
-    async def _post(self, upstream: Upstream, payload: dict[str, Any]) -> tuple[int, str, bytes]:
+    async def _post(
+        self, upstream: Upstream, payload: dict[str, Any], api: Api = CHAT
+    ) -> tuple[int, str, bytes]:
         """One non-streaming upstream call: status, content type and body."""
-        url = upstream.api_base + "/chat/completions"
+        url = upstream.api_base + api.path
         if self.transport is not None:
             status, headers, content = await self.transport.post_json(
                 url, _encode(payload), self.client.timeout
@@ -300,7 +332,7 @@ class Gateway:
         payload, _ = self._payload(call, upstream, stream=False)
         t0 = time.perf_counter()
         try:
-            status, ctype, content = await self._post(upstream, payload)
+            status, ctype, content = await self._post(upstream, payload, call.api)
         except httpx.TimeoutException:
             raise _Failed("timed out") from None
         except httpx.HTTPError as exc:
@@ -315,14 +347,9 @@ class Gateway:
             )
         else:
             try:
-                data = json.loads(content)
-                choice = (data.get("choices") or [{}])[0]
-                outcome.text = content_text((choice.get("message") or {}).get("content")) or ""
-                usage = data.get("usage") or {}
-                outcome.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-                outcome.completion_tokens = _int_or_none(usage.get("completion_tokens"))
-            except (ValueError, AttributeError, IndexError, TypeError):
-                raise _Failed("answered something that is not a chat completion") from None
+                read_answer(call.api, json.loads(content), outcome)
+            except (ValueError, AttributeError, IndexError, TypeError, KeyError, binascii.Error):
+                raise _Failed(f"answered something that is not a {call.api.name} answer") from None
         outcome.total_s = time.perf_counter() - call.started
         return Response(
             content=content,
@@ -338,7 +365,7 @@ class Gateway:
         t0 = time.perf_counter()
         request = self.client.build_request(
             "POST",
-            upstream.api_base + "/chat/completions",
+            upstream.api_base + call.api.path,
             content=_encode(payload),
             headers=JSON_HEADERS,
         )
@@ -428,7 +455,7 @@ class Gateway:
         shadow.started_at = self.clock()
         outcome = Outcome()
         try:
-            status, _ctype, content = await self._post(upstream, payload)
+            status, _ctype, content = await self._post(upstream, payload, call.api)
             outcome.upstream_s = time.perf_counter() - shadow.started
             if status >= 400:
                 outcome.error = (
@@ -436,17 +463,19 @@ class Gateway:
                 )
                 self._count(self.metrics.upstream_errors, upstream.version, call.plant, "shadow")
             else:
-                data = json.loads(content)
-                choice = (data.get("choices") or [{}])[0]
-                outcome.text = content_text((choice.get("message") or {}).get("content")) or ""
-                usage = data.get("usage") or {}
-                outcome.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-                outcome.completion_tokens = _int_or_none(usage.get("completion_tokens"))
+                read_answer(call.api, json.loads(content), outcome)
         except asyncio.CancelledError:
             outcome.error = "the shadow request was cancelled at shutdown"
             self._finish(shadow, "shadow", upstream, outcome)
             raise
-        except (httpx.HTTPError, ValueError, AttributeError, IndexError, TypeError) as exc:
+        except (
+            httpx.HTTPError,
+            ValueError,
+            AttributeError,
+            IndexError,
+            TypeError,
+            KeyError,
+        ) as exc:
             outcome.error = f"shadow upstream failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             self._count(self.metrics.upstream_errors, upstream.version, call.plant, "shadow")
         self._finish(shadow, "shadow", upstream, outcome)
@@ -534,6 +563,74 @@ class Gateway:
             log.exception("could not log request %s", call.request_id)
 
 
+def responses_prompt(value: Any) -> str:
+    """The prompt of a Responses API request: ``input`` text, or its last user message."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise InputError("'input' must not be empty", field="input")
+        return value
+    if not isinstance(value, list) or not value:
+        raise InputError("'input' must be a string or a non-empty list of items", field="input")
+    for item in reversed(value):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(
+                    str(p.get("text", ""))
+                    for p in content
+                    if isinstance(p, dict) and p.get("type") in ("input_text", "text")
+                )
+    return ""
+
+
+def embeddings_prompt(value: Any) -> str:
+    """The text of an embeddings request (its inputs joined, one per line)."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) for v in value):
+            return "\n".join(value)
+        return NON_TEXT_PROMPT  # token ids
+    raise InputError("'input' must be a string or a non-empty list", field="input")
+
+
+def read_answer(api: Api, data: dict[str, Any], outcome: Outcome) -> None:
+    """The text and token counts of a plain (non-streaming) upstream answer of ``api``."""
+    usage = data.get("usage") or {}
+    if api is RESPONSES:
+        texts = [
+            str(part.get("text", ""))
+            for item in data["output"]
+            if isinstance(item, dict) and item.get("type") == "message"
+            for part in item.get("content") or []
+            if isinstance(part, dict) and part.get("type") == "output_text"
+        ]
+        outcome.text = "".join(texts)
+        outcome.prompt_tokens = _int_or_none(usage.get("input_tokens"))
+        outcome.completion_tokens = _int_or_none(usage.get("output_tokens"))
+    elif api is EMBEDDINGS:
+        vectors = data["data"]
+        first = vectors[0].get("embedding") if vectors else None
+        # A list of floats, or (encoding_format "base64") little-endian float32 bytes.
+        dims = (
+            len(first)
+            if isinstance(first, list)
+            else len(base64.b64decode(first)) // 4
+            if isinstance(first, str)
+            else None
+        )
+        shape = f" of {dims} dimensions" if dims else ""
+        outcome.text = f"[{len(vectors)} embedding(s){shape}]"
+        outcome.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
+    else:
+        choice = (data.get("choices") or [{}])[0]
+        outcome.text = content_text((choice.get("message") or {}).get("content")) or ""
+        outcome.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
+        outcome.completion_tokens = _int_or_none(usage.get("completion_tokens"))
+
+
 class _SseAccumulator:
     """Re-frames an upstream SSE stream event by event and keeps the text and usage it carries."""
 
@@ -571,6 +668,15 @@ class _SseAccumulator:
         return ("\n".join(lines) + "\n\n").encode()
 
     def _take(self, chunk: dict[str, Any]) -> bool:
+        kind = chunk.get("type")
+        if isinstance(kind, str):  # the Responses API's typed events
+            if kind == "response.output_text.delta" and isinstance(chunk.get("delta"), str):
+                self.parts.append(chunk["delta"])
+            elif kind == "response.completed" and isinstance(chunk.get("response"), dict):
+                usage = chunk["response"].get("usage") or {}
+                self.prompt_tokens = _int_or_none(usage.get("input_tokens"))
+                self.completion_tokens = _int_or_none(usage.get("output_tokens"))
+            return True
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
@@ -588,4 +694,13 @@ class _SseAccumulator:
         return "".join(self.parts)
 
 
-__all__ = ["Call", "Gateway", "NoRouteError", "UpstreamError"]
+__all__ = [
+    "CHAT",
+    "EMBEDDINGS",
+    "RESPONSES",
+    "Api",
+    "Call",
+    "Gateway",
+    "NoRouteError",
+    "UpstreamError",
+]

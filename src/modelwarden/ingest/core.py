@@ -183,7 +183,7 @@ class Ingestor:
                     Rejection(
                         source,
                         location,
-                        None,
+                        raw.key,
                         [FieldProblem(field=raw.field, reason=raw.reason)],
                         raw_text(raw),
                     )

@@ -46,6 +46,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
 from modelwarden.errors import MalformedBody
 
 UNKNOWN_PLANT = "unknown"
@@ -184,14 +190,6 @@ def spans_from_json(doc: Any) -> Iterator[Span]:
 
 
 # ---- OTLP/protobuf -------------------------------------------------------------------------
-def protobuf_available() -> bool:
-    try:
-        import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _pb_value(v: Any) -> Any:
     kind = v.WhichOneof("value")
     if kind is None:
@@ -206,16 +204,16 @@ def _pb_value(v: Any) -> Any:
 
 
 def spans_from_protobuf(body: bytes) -> Iterator[Span]:
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
     req = ExportTraceServiceRequest()
     try:
         req.ParseFromString(body)
     except DecodeError as exc:
         raise MalformedBody("the body is not an OTLP ExportTraceServiceRequest") from exc
+    return spans_from_message(req)
+
+
+def spans_from_message(req: ExportTraceServiceRequest) -> Iterator[Span]:
+    """The spans of a decoded request (OTLP/gRPC hands the receiver the message itself)."""
     for rs in req.resource_spans:
         resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
         for ss in rs.scope_spans:
@@ -239,16 +237,17 @@ def spans_from_protobuf(body: bytes) -> Iterator[Span]:
                 )
 
 
-def protobuf_response(rejected: int, message: str) -> bytes:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceResponse,
-    )
-
+def protobuf_message(rejected: int, message: str, unknown: int = 0) -> ExportTraceServiceResponse:
+    # ``unknown`` spans are already among ``rejected`` and named in ``message``.
     resp = ExportTraceServiceResponse()
     if rejected:
         resp.partial_success.rejected_spans = rejected
         resp.partial_success.error_message = message
-    return resp.SerializeToString()
+    return resp
+
+
+def protobuf_response(rejected: int, message: str) -> bytes:
+    return protobuf_message(rejected, message).SerializeToString()
 
 
 # ---- spans to records ----------------------------------------------------------------------
@@ -367,59 +366,271 @@ def _str_or_none(v: Any) -> str | None:
     return None if v is None or v == "" else str(v)
 
 
-def span_to_record(span: Span) -> dict[str, Any]:
-    """The request record a GenAI span describes (validated later like any other record)."""
-    prompt = _last_with_role(_messages(span.attr("gen_ai.input.messages")), "user")
-    if prompt is None:
-        prompt = _legacy_text(
-            span.attr("gen_ai.prompt")
-            or _event_attr(span, "gen_ai.content.prompt", "gen_ai.prompt"),
-            "user",
+# ---- conventions ---------------------------------------------------------------------------
+GENAI = "genai"
+OPENINFERENCE = "openinference"
+OPENLLMETRY = "openllmetry"
+CONVENTIONS = (GENAI, OPENINFERENCE, OPENLLMETRY)
+# Attribute prefixes of LLM telemetry; a span with such attributes that matches no convention
+# above is counted as of an unknown convention rather than ignored like an HTTP span.
+LLM_PREFIXES = ("llm.", "ai.", "openai.", "anthropic.", "langchain.", "traceloop.", "gen_ai.")
+_OPENLLMETRY_KEYS = ("gen_ai.openai.api_base", "gen_ai.is_streaming", "llm.request.type")
+_OPENLLMETRY_PREFIXES = ("traceloop.", "gen_ai.prompt.", "gen_ai.completion.", "llm.usage.")
+# OpenLLMetry's workflow and task spans wrap the LLM calls; only the calls are requests.
+_MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.response.model")
+
+
+def convention(span: Span) -> str | None:
+    """The attribute convention of an LLM span; ``"unknown"`` for LLM-looking spans of none of
+    them; None for spans that are not about an LLM (HTTP, database, ...)."""
+    attrs = span.attributes
+    if "openinference.span.kind" in attrs or "llm.model_name" in attrs:
+        return OPENINFERENCE
+    if any(k in attrs for k in _OPENLLMETRY_KEYS) or any(
+        k.startswith(_OPENLLMETRY_PREFIXES) for k in attrs
+    ):
+        return OPENLLMETRY
+    if any(k.startswith("gen_ai.") for k in attrs):
+        return GENAI
+    if any(k.startswith(LLM_PREFIXES) for k in attrs):
+        return "unknown"
+    return None
+
+
+def is_llm_call(span: Span, conv: str | None) -> bool:
+    """Whether the span of convention ``conv`` is one model call (one request record)."""
+    if conv == OPENINFERENCE:
+        kind = span.attributes.get("openinference.span.kind")
+        return kind is None or str(kind).upper() == "LLM"
+    if conv == OPENLLMETRY:
+        kind = span.attributes.get("traceloop.span.kind")
+        if kind is not None and str(kind) != "llm":
+            return False
+        return any(k in span.attributes for k in _MODEL_KEYS) or "llm.request.type" in (
+            span.attributes
         )
-    response = _last_with_role(_messages(span.attr("gen_ai.output.messages")), "assistant")
-    if response is None:
-        response = _legacy_text(
-            span.attr("gen_ai.completion")
-            or _event_attr(span, "gen_ai.content.completion", "gen_ai.completion"),
-            "assistant",
+    if conv == GENAI:
+        return span.is_request
+    return False
+
+
+def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """Flattened lists (``prefix.0.role``, ``prefix.0.content``...) as a list of dicts."""
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, rest = key[len(prefix) :].partition(".")
+        if index.isdigit() and rest:
+            found.setdefault(int(index), {})[rest] = value
+    return [found[i] for i in sorted(found)]
+
+
+def _flat_messages(
+    attrs: dict[str, Any], prefix: str, role_key: str, content_key: str
+) -> list[Any]:
+    msgs = []
+    for m in _indexed(attrs, prefix):
+        content = m.get(content_key)
+        if content is None:  # OpenInference's multimodal form: contents.N.message_content.text
+            texts = [
+                str(v)
+                for k, v in sorted(m.items())
+                if k.startswith("message.contents.") and k.endswith(".message_content.text")
+            ]
+            content = "\n".join(texts) if texts else None
+        if content == REDACTED:
+            continue
+        msgs.append({"role": m.get(role_key), "content": content})
+    return msgs
+
+
+# What OpenInference writes instead of the content when it is told to hide it.
+REDACTED = "__REDACTED__"
+
+
+def _json_messages(value: Any, *, output: bool) -> list[Any]:
+    """Messages inside OpenInference's ``input.value`` / ``output.value`` (a request or answer)."""
+    if not isinstance(value, str) or value == REDACTED:
+        return []
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return [{"role": "assistant" if output else "user", "content": value}]
+    if isinstance(doc, dict):
+        if output and isinstance(doc.get("choices"), list):
+            return [c.get("message") for c in doc["choices"] if isinstance(c, dict)]
+        if not output and isinstance(doc.get("messages"), list):
+            return list(doc["messages"])
+        if isinstance(doc.get("input"), str):
+            return [{"role": "user", "content": doc["input"]}]
+        if output and isinstance(doc.get("output_text"), str):
+            return [{"role": "assistant", "content": doc["output_text"]}]
+    return []
+
+
+def _metadata(span: Span) -> dict[str, Any]:
+    value = span.attr("metadata")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class Mapped:
+    """One span's request record, the convention it was read with, and for each record field
+    the span lacked, the attributes that were looked for."""
+
+    record: dict[str, Any]
+    convention: str
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+_NEEDS = {
+    GENAI: {
+        "model_version": "gen_ai.response.model or gen_ai.request.model",
+        "user_prompt": "user message in gen_ai.input.messages (or gen_ai.prompt)",
+        "generated_response": "assistant message in gen_ai.output.messages (or gen_ai.completion)",
+    },
+    OPENINFERENCE: {
+        "model_version": "llm.model_name",
+        "user_prompt": "user message in llm.input_messages (or input.value)",
+        "generated_response": "assistant message in llm.output_messages (or output.value)",
+    },
+    OPENLLMETRY: {
+        "model_version": "gen_ai.response.model or gen_ai.request.model",
+        "user_prompt": "user message in gen_ai.prompt.N.* (or gen_ai.input.messages)",
+        "generated_response": "assistant message in gen_ai.completion.N.* "
+        "(or gen_ai.output.messages)",
+    },
+}
+CONVENTION_NAMES = {
+    GENAI: "OpenTelemetry GenAI",
+    OPENINFERENCE: "OpenInference",
+    OPENLLMETRY: "OpenLLMetry",
+}
+
+
+def map_span(span: Span, conv: str = GENAI, plant_attribute: str | None = None) -> Mapped:
+    """The request record an LLM span of convention ``conv`` describes (validated later)."""
+    attrs = span.attributes
+    meta = _metadata(span) if conv == OPENINFERENCE else {}
+    assoc = "traceloop.association.properties."
+    if conv == OPENINFERENCE:
+        model = _str_or_none(span.attr("llm.model_name"))
+        inputs = _flat_messages(attrs, "llm.input_messages.", "message.role", "message.content")
+        outputs = _flat_messages(attrs, "llm.output_messages.", "message.role", "message.content")
+        prompt = _last_with_role(inputs, "user")
+        if prompt is None:
+            prompt = _last_with_role(_json_messages(span.attr("input.value"), output=False), "user")
+        response = _last_with_role(outputs, "assistant")
+        if response is None:
+            response = _last_with_role(
+                _json_messages(span.attr("output.value"), output=True), "assistant"
+            )
+        prompt_tokens = span.attr("llm.token_count.prompt")
+        completion_tokens = span.attr("llm.token_count.completion")
+        user = span.attr("user.id") or meta.get("user_id")
+        session = span.attr("session.id") or meta.get("session_id")
+    else:
+        model = _str_or_none(span.attr(*_MODEL_KEYS))
+        prompt = _last_with_role(_messages(span.attr("gen_ai.input.messages")), "user")
+        response = _last_with_role(_messages(span.attr("gen_ai.output.messages")), "assistant")
+        if conv == OPENLLMETRY:
+            if prompt is None:
+                prompt = _last_with_role(_indexed(attrs, "gen_ai.prompt."), "user")
+            if response is None:
+                completions = _indexed(attrs, "gen_ai.completion.")
+                response = _last_with_role(
+                    [{"role": c.get("role", "assistant"), **c} for c in completions],
+                    "assistant",
+                )
+        if prompt is None:
+            prompt = _legacy_text(
+                span.attr("gen_ai.prompt")
+                or _event_attr(span, "gen_ai.content.prompt", "gen_ai.prompt"),
+                "user",
+            )
+        if response is None:
+            response = _legacy_text(
+                span.attr("gen_ai.completion")
+                or _event_attr(span, "gen_ai.content.completion", "gen_ai.completion"),
+                "assistant",
+            )
+        prompt_tokens = span.attr(
+            "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"
         )
+        completion_tokens = span.attr(
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.usage.completion_tokens",
+        )
+        user = span.attr("user.id", "enduser.id", assoc + "user_id", "gen_ai.request.user")
+        session = span.attr("session.id", "gen_ai.conversation.id", assoc + "session_id")
+    plant_keys = (plant_attribute,) if plant_attribute else ()
+    plant = _str_or_none(
+        span.attr(*plant_keys, "modelwarden.plant_id", "plant.id", "plant_id", assoc + "plant_id")
+        or (meta.get(plant_attribute) if plant_attribute else None)
+        or meta.get("plant_id")
+    )
     error = None
     if span.status_code == STATUS_ERROR:
         error = span.status_message or _str_or_none(span.attr("error.type")) or "span error"
     record: dict[str, Any] = {
         "request_id": _str_or_none(span.attr("modelwarden.request_id"))
+        or _str_or_none(meta.get("request_id"))
         or (f"{span.trace_id}-{span.span_id}" if span.trace_id and span.span_id else None),
         "timestamp": _iso_from_ns(span.start_ns),
-        "plant_id": _str_or_none(span.attr("modelwarden.plant_id", "plant.id", "plant_id"))
-        or UNKNOWN_PLANT,
-        "model_version": _str_or_none(span.attr("gen_ai.request.model", "gen_ai.response.model")),
+        "plant_id": plant or UNKNOWN_PLANT,
+        "model_version": model,
         "user_prompt": prompt,
         "generated_response": response,
         "latency_ms": (span.end_ns - span.start_ns) / 1e6
         if span.end_ns >= span.start_ns > 0
         else None,
-        "prompt_tokens": span.attr("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
-        "completion_tokens": span.attr(
-            "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"
-        ),
-        "user_id": _str_or_none(span.attr("user.id", "enduser.id")),
-        "session_id": _str_or_none(span.attr("session.id", "gen_ai.conversation.id")),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "user_id": _str_or_none(user),
+        "session_id": _str_or_none(session),
         "route": _str_or_none(span.attr("modelwarden.route")),
         "error": error,
     }
     feedback = feedback_events(span)
     if feedback:
         record["human_feedback_score"] = _score(feedback[-1][0])
-    return {k: v for k, v in record.items() if v is not None}
+    record = {k: v for k, v in record.items() if v is not None}
+    needs = _NEEDS.get(conv, _NEEDS[GENAI])
+    name = CONVENTION_NAMES.get(conv, conv)
+    missing = {
+        f: f"read as {name}: the span carries no {what}"
+        for f, what in needs.items()
+        if f not in record and not (f == "generated_response" and error)
+    }
+    return Mapped(record, conv, missing)
+
+
+def span_to_record(span: Span, plant_attribute: str | None = None) -> dict[str, Any]:
+    """The request record a span describes, read with the span's own convention."""
+    conv = convention(span)
+    return map_span(span, conv if conv in CONVENTIONS else GENAI, plant_attribute).record
 
 
 __all__ = [
+    "CONVENTIONS",
+    "Mapped",
     "Span",
+    "convention",
     "feedback_events",
-    "protobuf_available",
+    "is_llm_call",
+    "map_span",
+    "protobuf_message",
     "protobuf_response",
     "span_feedback",
     "span_to_record",
     "spans_from_json",
+    "spans_from_message",
     "spans_from_protobuf",
 ]

@@ -39,6 +39,7 @@ class BadLine:
     reason: str
     text: str
     field: str = "(line)"
+    key: str | None = None
 
 
 Raw = dict[str, Any] | BadLine

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def bad_record(raw: Any, problem: FieldProblem) -> dict[str, Any]:
+def bad_record(raw: Any, problem: FieldProblem, key: str | None = None) -> dict[str, Any]:
     """A spool item for a record the log store could not take, kept with its field and reason.
 
     The flusher turns it into a :class:`~modelwarden.ingest.readers.BadLine`, so that the one
@@ -42,6 +42,7 @@ def bad_record(raw: Any, problem: FieldProblem) -> dict[str, Any]:
             "field": problem.field,
             "reason": problem.reason,
             "text": clean_text(text)[:MAX_RAW_CHARS],
+            "key": key,
         }
     }
 
@@ -73,6 +74,7 @@ def check_batch(
     embedders: dict[str, int],
     batch_id: str,
     plant: str | None = None,
+    hints: list[dict[str, str]] | None = None,
 ) -> tuple[list[dict[str, Any]], int, list[tuple[str, Any]]]:
     """Per-record results, the number accepted, and the items to spool.
 
@@ -80,6 +82,8 @@ def check_batch(
     what its column types can hold, and the embedding dimensions), so ``accepted`` means stored.
     ``plant`` is the plant the sender's key is bound to, if any: a request record of another
     plant is rejected with field ``plant_id`` (kept in the rejected store with its reason).
+    ``hints`` (one per record) explain a missing field from where the record came from, e.g.
+    the span attribute that was looked for; a refusal of that field then carries it.
     """
     results: list[dict[str, Any]] = []
     items: list[tuple[str, Any]] = []
@@ -91,15 +95,26 @@ def check_batch(
         if rec is not None and kind == "requests":
             wrong_plant = plant_problem(plant, rec.plant_id)  # type: ignore[attr-defined]
             problems = [wrong_plant] if wrong_plant else _dimension_problems(rec, dims)
+        hint = hints[i] if hints is not None and i < len(hints) else None
+        hinted = False
+        if problems and hint and problems[0].field in hint:
+            problems = [
+                FieldProblem(
+                    field=problems[0].field,
+                    reason=f"{problems[0].reason} ({hint[problems[0].field]})",
+                ),
+                *problems[1:],
+            ]
+            hinted = True
         key = getattr(rec, key_field, None) if rec is not None else None
         if key is None and isinstance(raw, dict) and isinstance(raw.get(key_field), str):
             key = raw[key_field]
         key = clean_text(key) if key is not None else None
         # What the validator refuses is spooled as it came (the store refuses it the same way);
         # a dimension problem, or text the spool cannot write as it is, goes with its reason.
-        bad = bool(problems) and (rec is not None or not _spools_as_it_came(raw))
+        bad = bool(problems) and (hinted or rec is not None or not _spools_as_it_came(raw))
         items.append(
-            (f"batch {batch_id} record {i + 1}", bad_record(raw, problems[0]) if bad else raw)
+            (f"batch {batch_id} record {i + 1}", bad_record(raw, problems[0], key) if bad else raw)
         )
         if rec is not None and not problems:
             accepted += 1
@@ -140,5 +155,7 @@ def as_bad_line(raw: Any) -> Any:
     """A spooled bad record as the ingest path's :class:`BadLine`; anything else unchanged."""
     if isinstance(raw, dict) and BAD_RECORD_KEY in raw:
         bad = raw[BAD_RECORD_KEY]
-        return BadLine(reason=bad["reason"], text=bad["text"], field=bad["field"])
+        return BadLine(
+            reason=bad["reason"], text=bad["text"], field=bad["field"], key=bad.get("key")
+        )
     return raw

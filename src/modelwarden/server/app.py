@@ -6,7 +6,9 @@ Its OpenAPI document (``/openapi.json``) is the contract. Every error answers
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -14,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
 
 from modelwarden import __version__
 from modelwarden.governance.routes import PutRoutes
@@ -35,9 +38,12 @@ from modelwarden.server.config import ServerConfig
 from modelwarden.server.console import views as console
 from modelwarden.server.deps import audit_refusal
 from modelwarden.server.errors import ErrorBody, install_error_handlers
+from modelwarden.server.otlp_grpc import GrpcReceiver
 from modelwarden.server.output_metrics import OutputsCollector
 from modelwarden.server.runtime import Runtime
 from modelwarden.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 ModelWarden keeps fine-tuned LLM assistants safe in production.
@@ -128,6 +134,22 @@ class WardenApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _start_grpc(runtime: Runtime) -> GrpcReceiver | None:
+    cfg = runtime.config
+    if cfg.otlp_grpc_port is None:
+        return None
+    receiver = GrpcReceiver(runtime, cfg.otlp_grpc_host, cfg.otlp_grpc_port)
+    try:
+        receiver.start(asyncio.get_running_loop())
+    except OSError as exc:
+        if cfg.otlp_grpc_required:
+            raise
+        log.warning("%s; OTLP/gRPC is off (OTLP/HTTP at /v1/traces still works)", exc)
+        return None
+    runtime.otlp_grpc_port = receiver.port
+    return receiver
+
+
 def create_app(
     settings: Settings,
     config: ServerConfig | None = None,
@@ -144,12 +166,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        grpc_receiver = _start_grpc(runtime)
         # Everything imported so far lives as long as the process; frozen, the collector stops
         # walking it, which otherwise shows up as tens of milliseconds on a request now and then.
         gc.freeze()
         try:
             yield
         finally:
+            if grpc_receiver is not None:
+                await run_in_threadpool(grpc_receiver.stop)
             await runtime.stop()
 
     app = WardenApp(

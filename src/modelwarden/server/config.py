@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from modelwarden.server.defaults import (
+    DEFAULT_GRPC_PORT,
     DEFAULT_HOST,
     DEFAULT_PORT,
     FLUSH_EARLY_RECORDS,
@@ -15,7 +16,14 @@ from modelwarden.server.defaults import (
     is_loopback,
 )
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LOOPBACK_HOSTS", "ServerConfig", "is_loopback"]
+__all__ = [
+    "DEFAULT_GRPC_PORT",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "LOOPBACK_HOSTS",
+    "ServerConfig",
+    "is_loopback",
+]
 
 
 class ServerConfig(BaseModel):
@@ -63,6 +71,17 @@ class ServerConfig(BaseModel):
     upstream_timeout_s: float = Field(default=UPSTREAM_TIMEOUT_S, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)
+    otlp_grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the OTLP/gRPC trace receiver (the collector's is 4317); None: off.",
+    )
+    otlp_grpc_host: str = Field(default=DEFAULT_HOST, description="Interface of OTLP/gRPC.")
+    otlp_grpc_required: bool = Field(
+        default=True,
+        description="Fail to start when the OTLP/gRPC port cannot be bound (else log and go on).",
+    )
     shadow_max_in_flight: int = Field(
         default=64, ge=0, description="Shadow copies beyond this many in flight are dropped."
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8400
+# OTLP/gRPC: the collector's port.
+DEFAULT_GRPC_PORT = 4317
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

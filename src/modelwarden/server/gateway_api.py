@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from modelwarden.errors import WardenError
+from modelwarden.gateway.proxy import EMBEDDINGS, RESPONSES, Api
 from modelwarden.governance.keys import ApiKey, ForbiddenError
 from modelwarden.server.body import JSON_TYPES, _too_large, parse_json, read_json
 from modelwarden.server.deps import requires, runtime_of
@@ -59,6 +60,69 @@ async def chat_completions(
     check_plant(rt, headers, key)
     call = gateway.new_call(body, headers, key.plant_id if key else None)
     return await gateway.handle(call)
+
+
+async def _proxy(request: Request, key: ApiKey | None, api: Api) -> Response:
+    rt = runtime_of(request)
+    body = await read_json(request, rt.config.max_body_bytes)
+    headers = {
+        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]
+    }
+    check_plant(rt, headers, key)
+    call = rt.gateway.new_call(body, headers, key.plant_id if key else None, api)
+    return await rt.gateway.handle(call)
+
+
+def _open_body(description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["input"],
+                        "properties": {"model": {"type": "string"}, "input": {}},
+                        "additionalProperties": True,
+                        "description": description,
+                    }
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "/v1/responses",
+    responses={
+        **error_responses(400, 401, 403, 413, 415, 502, 503),
+        200: {
+            "description": "the upstream's response, or its event stream",
+            "content": {"application/json": {}, "text/event-stream": {}},
+        },
+    },
+    openapi_extra=_open_body("an OpenAI Responses API request"),
+    summary="Responses API through the route table (OpenAI-compatible)",
+)
+async def responses(
+    request: Request, key: ApiKey | None = Depends(requires("gateway"))
+) -> Response:
+    return await _proxy(request, key, RESPONSES)
+
+
+@router.post(
+    "/v1/embeddings",
+    responses={
+        **error_responses(400, 401, 403, 413, 415, 502, 503),
+        200: {"description": "the upstream's embeddings", "content": {"application/json": {}}},
+    },
+    openapi_extra=_open_body("an OpenAI embeddings request"),
+    summary="Embeddings through the route table (OpenAI-compatible)",
+)
+async def embeddings(
+    request: Request, key: ApiKey | None = Depends(requires("gateway"))
+) -> Response:
+    return await _proxy(request, key, EMBEDDINGS)
 
 
 class _Disconnected(Exception):

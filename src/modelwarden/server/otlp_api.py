@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -33,6 +34,7 @@ from modelwarden.server.errors import (
     error_responses,
 )
 from modelwarden.server.ingest_api import refuse_other_plants
+from modelwarden.server.runtime import Runtime
 from modelwarden.store.spool import SpoolBatch
 
 router = APIRouter(tags=["ingest"])
@@ -155,14 +157,7 @@ async def post_traces(
 ) -> Response:
     rt = runtime_of(request)
     t0 = time.perf_counter()
-    protobuf = otlp.protobuf_available()
-    if not protobuf and request.headers.get("content-type", "").startswith(PROTOBUF_TYPES):
-        raise UnsupportedMediaType(
-            "OTLP protobuf needs opentelemetry-proto: pip install 'modelwarden[otlp]'; "
-            "or export OTLP/HTTP JSON",
-            field="content-type",
-        )
-    media = require_media_type(request, JSON_TYPES + (PROTOBUF_TYPES if protobuf else ()))
+    media = require_media_type(request, JSON_TYPES + PROTOBUF_TYPES)
     raw = await read_body(request, rt.config.max_body_bytes)
     encoding = request.headers.get("content-encoding", "").strip().lower()
     body = _inflate(raw, encoding, rt.config.max_body_bytes)
@@ -170,34 +165,95 @@ async def post_traces(
         spans = await run_in_threadpool(lambda: list(otlp.spans_from_protobuf(body)))
     else:
         spans = list(otlp.spans_from_json(parse_json(body)))
-    by_kind = {
-        "requests": [otlp.span_to_record(s) for s in spans if s.is_request],
-        "feedback": [fb for s in spans if not s.is_request for fb in otlp.span_feedback(s)],
+    outcome = await ingest_spans(rt, spans, SOURCE, key)
+    rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
+    if media in PROTOBUF_TYPES:
+        return Response(
+            otlp.protobuf_response(outcome.rejected, outcome.message),
+            media_type=PROTOBUF_TYPES[0],
+        )
+    out: dict[str, Any] = {}
+    if outcome.rejected:
+        out["partialSuccess"] = {"rejectedSpans": outcome.rejected, "errorMessage": outcome.message}
+    return JSONResponse(out)
+
+
+@dataclass
+class SpanOutcome:
+    rejected: int = 0
+    message: str = ""
+    unknown: int = 0
+
+
+async def ingest_spans(
+    rt: Runtime, spans: list[otlp.Span], source: str, key: ApiKey | None = None
+) -> SpanOutcome:
+    """Validate the spans' records and spool them; shared by OTLP/HTTP and OTLP/gRPC.
+
+    Each LLM span is read with its own convention (GenAI, OpenInference or OpenLLMetry); a
+    record it cannot fill is kept as rejected, naming the attribute and the convention. Spans
+    that look like LLM telemetry of no known convention are counted (the metric and the
+    answer's ``partialSuccess``), not stored.
+    """
+    plant_attribute = rt.settings.otlp_plant_attribute
+    requests: list[dict[str, Any]] = []
+    hints: list[dict[str, str]] = []
+    feedback: list[dict[str, Any]] = []
+    unknown: dict[str, int] = {}
+    for span in spans:
+        conv = otlp.convention(span)
+        if conv is None:  # not an LLM call; it may carry the user's feedback on one
+            feedback.extend(otlp.span_feedback(span))
+            continue
+        if conv not in otlp.CONVENTIONS:
+            keys = sorted(k for k in span.attributes if k.startswith(otlp.LLM_PREFIXES))[:3]
+            sample = ", ".join(keys)
+            unknown[sample] = unknown.get(sample, 0) + 1
+            continue
+        if otlp.is_llm_call(span, conv):
+            mapped = otlp.map_span(span, conv, plant_attribute)
+            requests.append(mapped.record)
+            hints.append(mapped.missing)
+            rt.metrics.otlp_spans.labels(convention=conv).inc()
+        else:
+            feedback.extend(otlp.span_feedback(span))
+    by_kind: dict[str, tuple[list[dict[str, Any]], list[dict[str, str]] | None]] = {
+        "requests": (requests, hints),
+        "feedback": (feedback, None),
     }
     embedders = rt.store.embedders()
     rejected = 0
     first: dict[str, Any] | None = None
-    for kind, records in by_kind.items():
+    for kind, (records, kind_hints) in by_kind.items():
         if not records:
             continue
         batch_id = uuid.uuid4().hex
         results, accepted, items = await run_in_threadpool(
-            check_batch, kind, records, embedders, batch_id, key.plant_id if key else None
+            check_batch,
+            kind,
+            records,
+            embedders,
+            batch_id,
+            key.plant_id if key else None,
+            kind_hints,
         )
-        refuse_other_plants(rt, key, results, SOURCE)
+        refuse_other_plants(rt, key, results, source)
         if items:
-            await rt.spool_batch(SpoolBatch(kind, SOURCE, items, batch_id=batch_id))
+            await rt.spool_batch(SpoolBatch(kind, source, items, batch_id=batch_id))
         rejected += len(records) - accepted
         rt.metrics.ingest_records.inc(accepted)
         first = first or next((r for r in results if r["status"] == "invalid"), None)
     rt.metrics.ingest_invalid.inc(rejected)
-    rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
-    message = ""
+    n_unknown = sum(unknown.values())
+    if n_unknown:
+        rt.metrics.otlp_spans.labels(convention="unknown").inc(n_unknown)
+    parts = []
     if rejected and first is not None:
-        message = f"{rejected} span(s) rejected; first: {first['field']}: {first['reason']}"
-    if media in PROTOBUF_TYPES:
-        return Response(otlp.protobuf_response(rejected, message), media_type=PROTOBUF_TYPES[0])
-    out: dict[str, Any] = {}
-    if rejected:
-        out["partialSuccess"] = {"rejectedSpans": rejected, "errorMessage": message}
-    return JSONResponse(out)
+        parts.append(f"{rejected} span(s) rejected; first: {first['field']}: {first['reason']}")
+    if n_unknown:
+        samples = "; ".join(sorted(unknown))
+        parts.append(
+            f"{n_unknown} LLM span(s) of no known convention (GenAI, OpenInference, OpenLLMetry) "
+            f"not stored; attributes such as {samples}"
+        )
+    return SpanOutcome(rejected + n_unknown, " | ".join(parts), n_unknown)

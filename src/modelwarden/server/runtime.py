@@ -77,6 +77,8 @@ class Runtime:
             self.pending_records, self.spool.pending_bytes, self.spool.pending_segments
         )
         self._client: httpx.AsyncClient | None = None
+        # The bound OTLP/gRPC port once it listens (config.otlp_grpc_port 0 picks one).
+        self.otlp_grpc_port: int | None = None
         self._gateway: Gateway | None = None
         self._records: list[dict[str, Any]] = []
         self._records_timer: asyncio.TimerHandle | None = None
