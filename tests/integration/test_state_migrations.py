@@ -128,6 +128,7 @@ def test_the_first_revision_is_the_previous_release_schema(tmp_path: Path) -> No
         "audit_mac",
         "audit_mac_no_delete",
         "audit_mac_no_update",
+        "leases",
     }
 
     def schema(db: Path) -> dict[str, str]:

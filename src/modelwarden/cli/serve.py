@@ -63,6 +63,11 @@ def serve(
         "--upstream-timeout",
         help="Seconds the gateway waits for an upstream before it counts as failed.",
     ),
+    tick_interval: float = typer.Option(
+        15.0,
+        "--tick-interval",
+        help="Seconds between ticks of the rollout controller and SOP policy (one instance ticks).",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
@@ -78,13 +83,16 @@ def serve(
             "add --allow-remote if that is intended",
             field="host",
         )
-    if flush_interval <= 0 or upstream_timeout <= 0:
-        raise InputError("--flush-interval and --upstream-timeout must be positive")
+    if flush_interval <= 0 or upstream_timeout <= 0 or tick_interval <= 0:
+        raise InputError(
+            "--flush-interval, --upstream-timeout and --tick-interval must be positive"
+        )
     config = ServerConfig(
         max_body_bytes=max_body_bytes,
         flush_interval_s=flush_interval,
         flush_early_records=flush_early,
         upstream_timeout_s=upstream_timeout,
+        tick_interval_s=tick_interval,
     )
     s = settings()
     err_console.print(

@@ -457,3 +457,13 @@ drift_results = Table(
     Column("topics", Text),
     UniqueConstraint(*DRIFT_KEY_COLUMNS, name="uq_drift_result"),
 )
+
+# ---- leases: which instance runs the singleton work (the rollout controller and SOP) ---------
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
