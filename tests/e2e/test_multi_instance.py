@@ -159,10 +159,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             for name in ("a", "b"):
                 c.servers.append(
                     Proc(
-                        "--data", str(root / name), "serve", "--flush-interval", "0.2",
-                        "--tick-interval", "0.5",
+                        "--data",
+                        str(root / name),
+                        "serve",
+                        "--flush-interval",
+                        "0.2",
+                        "--tick-interval",
+                        "0.5",
                         env={**c.env, "MODELWARDEN_INSTANCE": name},
-                    )  # fmt: skip
+                    )
                 )
             for p in [*ups, *c.servers]:
                 p.wait()
@@ -223,9 +228,7 @@ def test_concurrent_audit_appends_from_both_keep_the_chain_valid(cluster: Cluste
     before = c.sql("SELECT count(*) FROM audit_log")[0][0]
     body = {"stable": upstream(c, V11), "canary": upstream(c, V12), "canary_weight": 20}
     with ThreadPoolExecutor(8) as pool:
-        codes = list(
-            pool.map(lambda i: put_routes(c, (a, b)[i % 2], body).status_code, range(40))
-        )
+        codes = list(pool.map(lambda i: put_routes(c, (a, b)[i % 2], body).status_code, range(40)))
     assert codes == [200] * 40
     after = c.sql("SELECT count(*) FROM audit_log")[0][0]
     assert after - before >= 40
@@ -295,7 +298,7 @@ def test_with_postgresql_down_ingest_is_kept_and_state_changes_get_503(cluster: 
         assert r.status_code == 503, r.text
         assert r.headers["Retry-After"] == "5"
         assert r.json()["error"]["code"] == "state_unavailable"
-        assert "127.0.0.1" not in r.text or "password" not in r.text
+        assert "nothing was changed" in r.json()["error"]["message"]
     finally:
         c.pg.start_again()
     # Back by itself: the next state change goes through without a restart.
