@@ -312,10 +312,12 @@ def test_with_postgresql_down_ingest_is_kept_and_state_changes_get_503(cluster: 
     for s in (a, b):
         wait_for_spool(s.url, headers=ingest)
     parts = str(c.root / "log" / "**" / "*.parquet")
-    got = duckdb.sql(
+    rel = duckdb.sql(
         f"SELECT request_id FROM read_parquet('{parts}', union_by_name=true) "
         "WHERE request_id LIKE 'outage-%'"
-    ).fetchall()
+    )
+    assert rel is not None
+    got = rel.fetchall()
     assert sorted(r[0] for r in got) == sorted(sent)
 
 
