@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         default="",
         description="SQLAlchemy URL of the state store; empty means sqlite:///<data_dir>/state.db",
     )
+    log_root: Path | None = Field(
+        default=None,
+        description="Root of the request log store; None means <data_dir>/log. Several "
+        "instances may share one (each names its part files after MODELWARDEN_INSTANCE)",
+    )
     embedder: str = "minilm"
     embed_threads: int = Field(
         default=0, ge=0, description="0 means half the available cores, at least one"
@@ -157,7 +162,7 @@ class Settings(BaseSettings):
 
     @property
     def log_dir(self) -> Path:
-        return self.data_dir / "log"
+        return self.log_root or self.data_dir / "log"
 
     @property
     def reports_dir(self) -> Path:

@@ -129,6 +129,7 @@ def test_the_first_revision_is_the_previous_release_schema(tmp_path: Path) -> No
         "audit_mac_no_delete",
         "audit_mac_no_update",
         "report_sends",
+        "leases",
     }
 
     def schema(db: Path) -> dict[str, str]:

@@ -76,6 +76,11 @@ def serve(
         help="Port of the OTLP/gRPC trace receiver on --host (0: off). When the default port "
         "is taken the server starts without it; a port given here must be free.",
     ),
+    tick_interval: float = typer.Option(
+        15.0,
+        "--tick-interval",
+        help="Seconds between ticks of the rollout controller and SOP policy (one instance ticks).",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
@@ -91,8 +96,10 @@ def serve(
             "add --allow-remote if that is intended",
             field="host",
         )
-    if flush_interval <= 0 or upstream_timeout <= 0:
-        raise InputError("--flush-interval and --upstream-timeout must be positive")
+    if flush_interval <= 0 or upstream_timeout <= 0 or tick_interval <= 0:
+        raise InputError(
+            "--flush-interval, --upstream-timeout and --tick-interval must be positive"
+        )
     config = ServerConfig(
         max_body_bytes=max_body_bytes,
         flush_interval_s=flush_interval,
@@ -101,6 +108,7 @@ def serve(
         otlp_grpc_port=otlp_grpc_port or None,
         otlp_grpc_host=host,
         otlp_grpc_required=otlp_grpc_port != DEFAULT_GRPC_PORT,
+        tick_interval_s=tick_interval,
     )
     s = settings()
     err_console.print(

@@ -55,7 +55,7 @@ from sqlalchemy import insert, select, update
 
 from modelwarden.errors import InputError, NotFoundError, WardenError
 from modelwarden.governance import audit
-from modelwarden.store.state import StateStore
+from modelwarden.store.state import UNREACHABLE, StateStore, unavailable
 from modelwarden.store.tables import api_key_budgets, api_keys
 
 log = logging.getLogger("modelwarden.governance.keys")
@@ -495,8 +495,13 @@ class KeyRing:
         expires, value = self._any
         if now < expires:
             return value
-        with self.state.engine.connect() as con:
-            value = con.execute(select(api_keys.c.id).limit(1)).first() is not None
+        try:
+            with self.state.engine.connect() as con:
+                value = con.execute(select(api_keys.c.id).limit(1)).first() is not None
+        except UNREACHABLE as exc:
+            if expires == 0.0:
+                raise unavailable(self.state.engine, exc) from exc
+            return value  # the last answer stands while the state store is away
         self._any = (now + self.ttl, value)
         return value
 
@@ -506,13 +511,20 @@ class KeyRing:
         hit = self._cache.get(digest)
         if hit is not None and now < hit[0]:
             return hit[1]
-        with self.state.engine.connect() as con:
-            row = con.execute(
-                select(api_keys).where(
-                    api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None)
-                )
-            ).one_or_none()
-            key = _with_budget(con, row) if row is not None else None
+        try:
+            with self.state.engine.connect() as con:
+                row = con.execute(
+                    select(api_keys).where(
+                        api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None)
+                    )
+                ).one_or_none()
+                key = _with_budget(con, row) if row is not None else None
+        except UNREACHABLE as exc:
+            # While the state store is away, a key seen before keeps its last answer, so that
+            # ingest and the gateway go on; one never seen cannot be checked.
+            if hit is None:
+                raise unavailable(self.state.engine, exc) from exc
+            return hit[1]
         with self._lock:
             if len(self._cache) >= self.MAX_CACHED:
                 self._cache.clear()
@@ -526,10 +538,15 @@ class KeyRing:
         hit = self._cache.get(tag)
         if hit is not None and now < hit[0]:
             return hit[1]
-        with self.state.engine.connect() as con:
-            row = con.execute(
-                select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-            ).one_or_none()
+        try:
+            with self.state.engine.connect() as con:
+                row = con.execute(
+                    select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                ).one_or_none()
+        except UNREACHABLE as exc:
+            if hit is None:
+                raise unavailable(self.state.engine, exc) from exc
+            return hit[1]
         key = _row(row) if row is not None else None
         with self._lock:
             if len(self._cache) >= self.MAX_CACHED:

@@ -26,6 +26,7 @@ Every transition, route change, request and approval is appended to the audit lo
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import threading
@@ -53,7 +54,7 @@ from modelwarden.governance.routes import (
     refuse_quarantined,
     versions_of,
 )
-from modelwarden.store.state import StateStore
+from modelwarden.store.state import UNREACHABLE, StateStore
 from modelwarden.store.tables import as_utc, model_versions, release_requests, version_evidence
 
 if TYPE_CHECKING:
@@ -914,7 +915,9 @@ class GuardedRoutes(RouteCache):
         if now >= self._q_expires:
             with self._q_lock:
                 if now >= self._q_expires:
-                    self._quarantined = quarantined_versions(self.state)
+                    # The last list read stands while the state store is away.
+                    with contextlib.suppress(*UNREACHABLE):
+                        self._quarantined = quarantined_versions(self.state)
                     self._q_expires = time.monotonic() + self.ttl
         return self._quarantined
 

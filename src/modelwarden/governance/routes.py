@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ from sqlalchemy import insert, select
 
 from modelwarden.errors import ConflictError, InputError
 from modelwarden.records import MAX_ID_CHARS
-from modelwarden.store.state import StateStore
+from modelwarden.store.state import UNREACHABLE, StateStore, unavailable
 from modelwarden.store.tables import gateway_routes, model_versions
+
+log = logging.getLogger("modelwarden.gateway")
 
 RouteName = Literal["stable", "canary", "shadow"]
 Plant = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
@@ -282,7 +285,13 @@ class RouteCache:
         with self._lock:
             if now < self._expires:
                 return self._value
-            self._value = current_routes(self.state)
+            try:
+                self._value = current_routes(self.state)
+            except UNREACHABLE as exc:
+                if self._value is None:
+                    raise unavailable(self.state.engine, exc) from exc
+                # The gateway keeps serving the last table it read while the state is away.
+                log.warning("state store unreachable; serving the last route table: %s", exc)
             self._expires = time.monotonic() + self.ttl
             return self._value
 

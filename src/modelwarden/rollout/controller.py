@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from modelwarden.errors import ConflictError, InputError
-from modelwarden.governance import audit, notify, registry
+from modelwarden.governance import audit, lease, notify, registry
 from modelwarden.governance.routes import RouteSpec, RouteTable, Upstream, current_routes
 from modelwarden.policy.engine import FIRE, Engine, Observations, RuleResult, _us
 from modelwarden.policy.observe import load_observations
@@ -747,20 +748,41 @@ class ControllerLoop:
 
     For ``modelwarden serve``: ``loop = ControllerLoop(settings).start()`` when the app starts,
     ``loop.stop()`` when it stops. A tick that fails is logged and retried at the next interval.
+
+    Several instances on one state store each run a loop, but only the holder of the
+    ``controller`` lease (:mod:`modelwarden.governance.lease`) ticks: the loop tries to take or
+    renew the lease every third of its time to live, so that when the holder dies another
+    instance takes over within ``lease_ttl_s`` plus that period. Notifications are claimed one
+    by one (:func:`notify.deliver_due`), so every instance may deliver them.
     """
 
-    def __init__(self, settings: Settings, interval_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        interval_s: float = 15.0,
+        lease_ttl_s: float = lease.TTL_S,
+        holder: str | None = None,
+    ) -> None:
         self.settings = settings
         self.interval_s = interval_s
+        self.lease_ttl_s = lease_ttl_s
+        self.holder = holder
         self.last: TickReport | None = None
         self.last_error: str | None = None
+        self.lease: lease.Lease | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state: StateStore | None = None
         self._notifier: notify.Notifier | None = None
 
+    @property
+    def leader(self) -> bool:
+        """True while this instance holds the controller lease."""
+        return self.lease is not None and self.lease.held
+
     def start(self) -> ControllerLoop:
         self._state = StateStore.of(self.settings)
+        self.lease = lease.Lease(self._state, lease.CONTROLLER, self.holder, self.lease_ttl_s)
         self._notifier = notify.Notifier(self._state).start()
         self._thread = threading.Thread(
             target=self._run, name="modelwarden-controller", daemon=True
@@ -768,28 +790,63 @@ class ControllerLoop:
         self._thread.start()
         return self
 
+    def _renew(self) -> bool:
+        assert self.lease is not None
+        was = self.lease.held
+        try:
+            held = self.lease.acquire()
+        except Exception as exc:  # no state store, no lease: act again once it is back
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if was:
+                log.warning("controller lease lost: %s", self.last_error)
+            return False
+        if held and not was:
+            log.info("this instance now runs the rollout controller (%s)", self.lease.holder)
+        elif was and not held:
+            log.warning("controller lease taken by another instance")
+        return held
+
     def _run(self) -> None:
         assert self._state is not None
+        renew_s = self.lease_ttl_s / 3
+        next_tick = 0.0
         while not self._stop.is_set():
-            try:
-                self.last = tick(self.settings, state=self._state, notifier=self._notifier)
-                self.last_error = None
-                if self.last.action not in ("none", "hold"):
-                    log.info(
-                        "rollout %s: %s %s",
-                        self.last.rollout_id,
-                        self.last.action,
-                        self.last.message,
-                    )
-            except Exception as exc:  # the loop outlives one bad tick
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("controller tick failed")
-            self._stop.wait(self.interval_s)
+            was = self.leader
+            held = self._renew()
+            now = time.monotonic()
+            if held and not was:
+                next_tick = now  # a new holder ticks at once
+            if held and now >= next_tick:
+                self._tick()
+                next_tick = time.monotonic() + self.interval_s
+            wait = renew_s if not held else min(renew_s, max(0.0, next_tick - time.monotonic()))
+            self._stop.wait(wait)
+
+    def _tick(self) -> None:
+        assert self._state is not None
+        try:
+            self.last = tick(self.settings, state=self._state, notifier=self._notifier)
+            self.last_error = None
+            if self.last.action not in ("none", "hold"):
+                log.info(
+                    "rollout %s: %s %s",
+                    self.last.rollout_id,
+                    self.last.action,
+                    self.last.message,
+                )
+        except Exception as exc:  # the loop outlives one bad tick
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("controller tick failed")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.lease is not None:
+            try:
+                self.lease.release()
+            except Exception:  # the lease then expires by itself
+                log.warning("could not release the controller lease", exc_info=True)
         if self._notifier is not None:
             self._notifier.stop()
         if self._state is not None:

@@ -19,7 +19,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelwarden.errors import WardenError
+from modelwarden.errors import StateUnavailable, WardenError
+from modelwarden.store.state import UNREACHABLE
+
+# How long a client is asked to wait before retrying while the state database is away.
+STATE_RETRY_AFTER_S = 5
 
 log = logging.getLogger("modelwarden.server")
 
@@ -124,6 +128,8 @@ def install_error_handlers(
             page: Response = custom(exc)
             return page
         headers = getattr(exc, "headers", None)
+        if isinstance(exc, StateUnavailable) and headers is None:
+            headers = {"Retry-After": str(STATE_RETRY_AFTER_S)}
         return error_response(exc, headers)
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:
@@ -136,6 +142,21 @@ def install_error_handlers(
         body = {"error": {"code": code, "message": str(exc.detail)}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def state_away(_request: Request, exc: Exception) -> JSONResponse:
+        # The state database is down or restarting: nothing was changed; the client retries.
+        log.warning("state store unavailable: %s", str(exc).splitlines()[0])
+        body = {
+            "error": {
+                "code": StateUnavailable.code,
+                "message": "the state database is unavailable; nothing was changed, "
+                f"retry in {STATE_RETRY_AFTER_S} s",
+                "field": "state_url",
+            }
+        }
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": str(STATE_RETRY_AFTER_S)}
+        )
+
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         body = {"error": {"code": "internal", "message": "internal error; see the server log"}}
@@ -144,6 +165,8 @@ def install_error_handlers(
     app.add_exception_handler(WardenError, warden)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http)
+    for kind in UNREACHABLE:
+        app.add_exception_handler(kind, state_away)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -162,5 +185,5 @@ _DESCRIPTIONS = {
     415: "the body is not JSON",
     422: "a parameter failed validation",
     502: "the upstream model server failed",
-    503: "not ready (no routes set)",
+    503: "not ready (no routes set), or the state database is unavailable (Retry-After)",
 }

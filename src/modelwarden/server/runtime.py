@@ -189,8 +189,13 @@ class Runtime:
         if last_error:
             last_error = str(last_error).replace(str(self.settings.data_dir.resolve()), "DATA")
             last_error = last_error.replace(str(self.settings.data_dir), "DATA")
+        controller = getattr(self, "controller", None)
         return {
             "status": "ok",
+            "controller": {
+                "running": controller is not None,
+                "leader": controller is not None and controller.leader,
+            },
             "spool": {
                 "pending_records": self.pending_records(),
                 "pending_segments": self.spool.pending_segments(),

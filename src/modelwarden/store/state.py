@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
 from modelwarden.errors import InputError, StateUnavailable
 
@@ -89,6 +89,20 @@ def reachable(engine: Engine) -> Iterator[None]:
                 f"cannot reach the state database {masked(engine)}: {reason}", field="state_url"
             ) from exc
         raise
+
+
+# What the database driver raises when the state database is down, restarting or unreachable
+# (refused or dropped connections, a server shutting down, SQLite's lock timeout).
+UNREACHABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+def unavailable(engine: Engine, exc: Exception) -> StateUnavailable:
+    """A :class:`StateUnavailable` for a failure in :data:`UNREACHABLE`, naming the masked URL."""
+    orig = getattr(exc, "orig", None)
+    reason = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else "unreachable"
+    return StateUnavailable(
+        f"the state database {masked(engine)} is unavailable: {reason}", field="state_url"
+    )
 
 
 def _is_connect_failure(exc: OperationalError) -> bool:

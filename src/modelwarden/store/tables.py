@@ -476,3 +476,13 @@ report_sends = Table(
     Column("files", JSON, nullable=False),
     Column("headline", String(500), nullable=False),
 )
+
+# ---- leases: which instance runs the singleton work (the rollout controller and SOP) ---------
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
