@@ -241,6 +241,35 @@ def test_a_rule_that_fires_rolls_back_within_the_tick(
         controller.start(settings, V12, PLAN, "cli:ops", now=at(60), state=state)
 
 
+def test_status_after_a_rollback_shows_the_routes_and_the_last_tick(
+    env: tuple[Settings, StateStore, Traffic],
+) -> None:
+    settings, state, traffic = env
+    r = controller.start(settings, V12, PLAN, "cli:ops", now=T0, state=state)
+    traffic.both(T0, at(40), 200, unsafe=0.25, plants=("Plant_B",))
+    assert controller.tick(settings, at(41), state=state).action == "rollback"
+    live = current_routes(state)
+    assert live is not None
+    s = controller.status(settings, state)
+    assert s is not None and s["id"] == r.id and s["status"] == "rolled_back"
+    assert s["last_tick_at"] == at(41).isoformat()
+    assert s["route_version"] == live.version  # the rollback's table, not the canary's
+    fired = [x for x in s["engine_state"]["rules"] if x["status"] == "FIRE"]
+    assert {x["rule_id"] for x in fired} == {"safety_incident_rate"}
+    out = subprocess.run(
+        [CLI, "--data", str(settings.data_dir), "rollout", "status"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "250"},
+        check=True,
+    ).stdout
+    assert "2026-11-16 08:41:00" in out  # the last tick
+    assert "fired at the last tick" in out and "safety_incident_rate@" in out
+    assert f"Routes now (version {live.version}" in out
+    assert "stable │ sop-assistant-v1.1" in out and "all traffic" in out
+    assert "canary │" not in out
+
+
 def test_the_judge_fails_a_slow_canary_at_the_end_of_the_hold(
     env: tuple[Settings, StateStore, Traffic],
 ) -> None:

@@ -249,3 +249,49 @@ def progress_bar(label: str, total: int | None = None, enabled: bool = True) -> 
 def fail_usage(message: str, field: str | None = None) -> typer.Exit:
     err_console.print(f"[bold red]error[/]{f' ({field})' if field else ''}: {message}")
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+KEY_HELP = "API key (modelwarden keys create); also MODELWARDEN_KEY."
+
+
+def key_option(required: bool = False) -> Any:
+    """``--key``: names the actor of a change (and its role, where one is required)."""
+    return typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help=KEY_HELP + (" Required." if required else " Names the actor."),
+        show_default=False,
+    )
+
+
+def route_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """A route table as rows: stable, canary (share and plants) and shadow."""
+    rows = [
+        {
+            "route": "stable",
+            "version": table["stable"]["version"],
+            "url": table["stable"]["url"],
+            "share": "the rest" if table.get("canary") else "all traffic",
+        }
+    ]
+    if table.get("canary"):
+        plants = ", ".join(table["canary_plants"]) or "every plant"
+        rows.append(
+            {
+                "route": "canary",
+                "version": table["canary"]["version"],
+                "url": table["canary"]["url"],
+                "share": f"{table['canary_weight']:g}% of users ({plants})",
+            }
+        )
+    if table.get("shadow"):
+        rows.append(
+            {
+                "route": "shadow",
+                "version": table["shadow"]["version"],
+                "url": table["shadow"]["url"],
+                "share": f"copy of {table['shadow_sample']:.0%} of requests",
+            }
+        )
+    return rows

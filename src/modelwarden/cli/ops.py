@@ -15,9 +15,11 @@ from modelwarden.cli.app import (
     console,
     err_console,
     handle_errors,
+    key_option,
     print_json,
     print_table,
     progress_bar,
+    route_rows,
     settings,
     state_store,
 )
@@ -36,18 +38,6 @@ incidents_app = typer.Typer(
 app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
 app.add_typer(incidents_app, name="incidents")
-
-KEY_HELP = "API key (modelwarden keys create); also MODELWARDEN_KEY."
-
-
-def key_option(required: bool = False) -> Any:
-    return typer.Option(
-        None,
-        "--key",
-        envvar="MODELWARDEN_KEY",
-        help=KEY_HELP + (" Required." if required else " Names the actor."),
-        show_default=False,
-    )
 
 
 def _actor(state: StateStore, key: str | None) -> str:
@@ -832,6 +822,13 @@ def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(("incident", d["incident_id"]))
     if d.get("end_reason"):
         rows.append(("ended", f"{_when(d['ended_at'])}: {d['end_reason']}"))
+    fired = [
+        f"{x.get('rule_id')}@{x.get('scope')}"
+        for x in (d.get("engine_state") or {}).get("rules", [])
+        if x.get("status") == "FIRE"
+    ]
+    if fired:
+        rows.append(("fired at the last tick", ", ".join(fired)))
     return [{"field": k, "value": v} for k, v in rows]
 
 
@@ -842,6 +839,12 @@ def _print_rollout(d: dict[str, Any] | None, format: Format) -> None:
         console.print("no rollout yet; start one with: modelwarden rollout start VERSION")
     else:
         print_table(_rollout_rows(d), title=f"Rollout {d['id']}")
+        if d.get("routes"):
+            print_table(
+                route_rows(d["routes"]),
+                title=f"Routes now (version {d['routes']['version']}, set by "
+                f"{d['routes'].get('created_by') or '—'})",
+            )
         verdict = d.get("last_verdict") or {}
         if verdict.get("gates"):
             print_table(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -13,8 +13,10 @@ from modelwarden.cli.app import (
     console,
     err_console,
     handle_errors,
+    key_option,
     print_json,
     print_table,
+    route_rows,
     settings,
     state_store,
 )
@@ -197,37 +199,6 @@ def fake_upstream(
 
 
 # ---- routes ------------------------------------------------------------------------------------
-def _route_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [
-        {
-            "route": "stable",
-            "version": table["stable"]["version"],
-            "url": table["stable"]["url"],
-            "share": "the rest",
-        }
-    ]
-    if table.get("canary"):
-        plants = ", ".join(table["canary_plants"]) or "every plant"
-        rows.append(
-            {
-                "route": "canary",
-                "version": table["canary"]["version"],
-                "url": table["canary"]["url"],
-                "share": f"{table['canary_weight']:g}% of users ({plants})",
-            }
-        )
-    if table.get("shadow"):
-        rows.append(
-            {
-                "route": "shadow",
-                "version": table["shadow"]["version"],
-                "url": table["shadow"]["url"],
-                "share": f"copy of {table['shadow_sample']:.0%} of requests",
-            }
-        )
-    return rows
-
-
 @routes_app.command("show")
 @handle_errors
 def routes_show(
@@ -272,7 +243,7 @@ def routes_show(
         print_json(data)
     else:
         print_table(
-            _route_rows(data),
+            route_rows(data),
             title=f"Routes (version {data['version']}, set "
             f"{data['created_at']} by {data['created_by'] or '—'})",
         )
@@ -292,18 +263,38 @@ def routes_set(
         None, "--shadow-sample", help="Share of requests copied to the shadow (0-1, default 1)."
     ),
     note: str = typer.Option(None, "--note", help="Why (kept in the history)."),
+    key: str = key_option(),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Replace the route table; what is not stated is off (so --stable alone rolls back).
 
-    A table that names a quarantined version is refused; every change goes to the audit log.
+    A table that names a quarantined version is refused; every change goes to the audit log,
+    under the key's name when --key is given (else the local user's).
     """
     from pydantic import ValidationError
 
-    from modelwarden.governance.registry import cli_actor, set_live_routes
+    from modelwarden.governance.keys import ForbiddenError, may
+    from modelwarden.governance.registry import (
+        cli_actor,
+        identify,
+        key_actor,
+        refusals_audited,
+        set_live_routes,
+    )
     from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
 
     state = _state()
+    actor = cli_actor()
+    if key:
+        who = identify(state, key)
+        actor = key_actor(who)
+        with refusals_audited(state, actor, "routes.refused", "routes"):
+            if not may(who.role, "routes"):
+                raise ForbiddenError(
+                    f"a key with role {who.role!r} may not change routes; it needs operator "
+                    "or admin",
+                    field="key",
+                )
     if stable is None:
         live = current_routes(state)
         if live is None:
@@ -329,11 +320,11 @@ def routes_set(
         err = exc.errors(include_url=False)[0]
         field = ".".join(str(x) for x in err.get("loc", ())) or None
         raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
-    table = set_live_routes(state, spec, cli_actor(), note or "").to_dict()
+    table = set_live_routes(state, spec, actor, note or "").to_dict()
     if format == Format.json:
         print_json(table)
     else:
-        print_table(_route_rows(table), title=f"Routes set (version {table['version']})")
+        print_table(route_rows(table), title=f"Routes set (version {table['version']})")
 
 
 # ---- keys --------------------------------------------------------------------------------------

@@ -272,7 +272,7 @@ def _tick(
             **trigger_of(pol, first),
             "also": [f"{x.rule_id}@{x.scope}" for x in roll if x is not first],
         }
-        return _rollback(settings, st, r, trigger, pol, notifier, now, report)
+        return _rollback(settings, st, r, trigger, pol, notifier, now, report, eng)
     for a in fires:
         if a.severity == "alert" and a.first_fire:
             inc = raise_alert(
@@ -293,7 +293,7 @@ def _tick(
         decision = decide(r, plan, obs, now)
         if decision["action"] == "rollback":
             trigger = decision["trigger"]
-            return _rollback(settings, st, r, trigger, pol, notifier, now, report)
+            return _rollback(settings, st, r, trigger, pol, notifier, now, report, eng)
     return _commit(st, r, plan, eng, now, decision, report)
 
 
@@ -362,6 +362,7 @@ def _rollback(
     notifier: notify.Notifier | None,
     now: datetime,
     report: TickReport,
+    eng: Engine | None = None,
 ) -> TickReport:
     res = rollback(
         settings,
@@ -384,6 +385,16 @@ def _rollback(
     )
     if trigger.get("source") == "judge":
         report.verdict = trigger.get("verdict")
+    if eng is not None:
+        # The tick that rolled back is the rollout's last: keep its time and evaluations.
+        with audit.transaction(st) as con:
+            store.record_tick(
+                con,
+                r.id,
+                now,
+                {**_engine_state(eng), "rules": audit.canonical_obj(report.rules)},
+                audit.canonical_obj(report.verdict) if report.verdict else None,
+            )
     return report
 
 

@@ -212,6 +212,8 @@ def _run(
             if r is not None and rollout_id is not None and r.id == rollout_id:
                 r.status, r.ended_at, r.incident_id = "rolled_back", datetime.now(UTC), inc.id
                 r.end_reason = f"{inc.id}: {trigger.get('rule_id')}"
+                if result.route_version is not None:
+                    r.route_version = result.route_version
                 rollout_store.save(con, r)
                 detail["summary"] = f"rollout {r.id} ended as rolled_back"
             incidents.mark_step(con, inc.id, "rollout", detail, actor)

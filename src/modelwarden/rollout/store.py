@@ -102,6 +102,21 @@ def save(con: Connection, r: Rollout) -> None:
     )
 
 
+def record_tick(
+    con: Connection,
+    rollout_id: int,
+    at: datetime,
+    engine_state: dict[str, Any],
+    verdict: dict[str, Any] | None = None,
+) -> None:
+    """Keep the evaluation of the tick that ended a rollout (its time, every rule's state and the
+    judge's verdict), so the ended rollout still shows what decided it."""
+    values: dict[str, Any] = {"last_tick_at": at, "engine_state": engine_state}
+    if verdict is not None:
+        values["last_verdict"] = verdict
+    con.execute(update(rollouts).where(rollouts.c.id == rollout_id).values(**values))
+
+
 def active_in(con: Connection) -> Rollout | None:
     row = con.execute(
         select(rollouts)
@@ -150,6 +165,7 @@ __all__ = [
     "insert_rollout",
     "latest",
     "list_rollouts",
+    "record_tick",
     "rollouts",
     "save",
 ]
