@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -35,6 +35,16 @@ ENV_DATA = "MODELWARDEN_DATA"
 ENV_CONFIG = "MODELWARDEN_CONFIG"
 ENV_EMBEDDER = "MODELWARDEN_EMBEDDER"
 ENV_THREADS = "MODELWARDEN_EMBED_THREADS"
+# The notification fields a setting (``notify_<name>``) can override.
+NOTIFY_FIELDS = (
+    "webhook_url",
+    "slack_webhook_url",
+    "slack_channel",
+    "smtp_host",
+    "smtp_port",
+    "email_from",
+    "email_to",
+)
 
 
 def config_file(data_dir: str | Path | None = None) -> Path | None:
@@ -108,6 +118,20 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8400",
         description="The console's address as readers reach it, for links in messages",
     )
+    gateway_auth: Literal["off", "required"] = Field(
+        default="off",
+        description="off: the chat gateway answers any client (a known key still binds its "
+        "plant); required: every chat request needs a key with the ingest, operator or admin role",
+    )
+    # Notification targets (MODELWARDEN_NOTIFY_WEBHOOK_URL, ...): they override the policy
+    # file's ``notify`` field by field (governance.notify.targets).
+    notify_webhook_url: str | None = None
+    notify_slack_webhook_url: str | None = None
+    notify_slack_channel: str | None = None
+    notify_smtp_host: str | None = None
+    notify_smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    notify_email_from: str | None = None
+    notify_email_to: str | None = Field(default=None, description="Comma-separated addresses.")
 
     otlp_plant_attribute: str | None = Field(
         default=None,

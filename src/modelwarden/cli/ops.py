@@ -764,6 +764,90 @@ def policy_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTIO
     )
 
 
+notify_app = typer.Typer(
+    help="Where incident notifications go (webhook, Slack, e-mail).", no_args_is_help=True
+)
+policy_app.add_typer(notify_app, name="notify")
+
+
+def _notify_rows(settings_: Any, pol: Any) -> list[dict[str, Any]]:
+    from modelwarden.governance import notify
+
+    over = notify.env_overrides(settings_)
+    cfg = notify.targets(settings_, pol).model_dump(mode="json")
+    return [
+        {
+            "setting": k,
+            "value": ", ".join(v) if isinstance(v, list) else v,
+            "from": f"MODELWARDEN_NOTIFY_{k.upper()}" if k in over else "policy",
+        }
+        for k, v in cfg.items()
+    ]
+
+
+@notify_app.command("show")
+@handle_errors
+def notify_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTION) -> None:
+    """The notification targets in force: the policy's, with MODELWARDEN_NOTIFY_* over them."""
+    from modelwarden.governance import notify
+
+    pol = _policy(policy_file)
+    if format == Format.json:
+        cfg = notify.targets(settings(), pol)
+        print_json({**cfg.model_dump(mode="json"), "channels": cfg.channels()})
+        return
+    print_table(_notify_rows(settings(), pol), title="Notification targets")
+
+
+@notify_app.command("set")
+@handle_errors
+def notify_set(
+    webhook: str = typer.Option(None, "--webhook", help="URL that gets a JSON POST per incident."),
+    slack: str = typer.Option(None, "--slack", help="Slack-compatible incoming webhook URL."),
+    slack_channel: str = typer.Option(None, "--slack-channel", help="e.g. #manufacturing-ai"),
+    email: list[str] = typer.Option(
+        None, "--email", help="Recipient (repeatable; replaces the list)."
+    ),
+    email_from: str = typer.Option(None, "--email-from"),
+    smtp_host: str = typer.Option(None, "--smtp-host"),
+    smtp_port: int = typer.Option(None, "--smtp-port", min=1, max=65535),
+    clear: list[str] = typer.Option(
+        None, "--clear", help="Switch a channel off: webhook, slack or email (repeatable)."
+    ),
+    policy_file: Path = typer.Option(
+        None, "--policy", help="Policy YAML to change; default DATA/policy.yaml."
+    ),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Set notification targets in the policy file (written from the built-in policy if absent).
+
+    The change is audited. MODELWARDEN_NOTIFY_* variables still override the file at run time.
+    """
+    from modelwarden.governance import notify
+
+    changes = {
+        "webhook_url": webhook,
+        "slack_webhook_url": slack,
+        "slack_channel": slack_channel,
+        "email_to": email or None,
+        "email_from": email_from,
+        "smtp_host": smtp_host,
+        "smtp_port": smtp_port,
+    }
+    if not any(v is not None for v in changes.values()) and not clear:
+        raise InputError("nothing to set: give --webhook, --slack, --email, --smtp-host or --clear")
+    state = state_store()
+    pol = notify.configure(
+        settings(), state, changes, _actor(state, key), clear or None, policy_file
+    )
+    if format == Format.json:
+        print_json({**pol.notify.model_dump(mode="json"), "channels": pol.notify.channels()})
+        return
+    print_table(_notify_rows(settings(), pol), title="Notification targets")
+    console.print("channels: " + (", ".join(pol.notify.channels()) or "none"))
+
+
 @sop_app.command("render")
 @handle_errors
 def sop_render(

@@ -1,6 +1,7 @@
 """Notifications about incidents: a persisted outbox, delivered in the background with retries.
 
-Channels (``policy.notify``):
+Channels (``policy.notify``; ``modelwarden policy notify set`` writes them into the policy file,
+and ``MODELWARDEN_NOTIFY_*`` variables override them field by field, see :func:`targets`):
 
 - ``webhook_url``: a JSON POST of the whole incident summary (``event``, ``incident_id``, ``rule``,
   ``value``, ``baseline_value``, ``n``, ``threshold``, ...);
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import (
     Connection,
     insert,
@@ -43,7 +45,10 @@ from sqlalchemy import (
     update,
 )
 
-from modelwarden.policy.spec import Notify
+from modelwarden.errors import InputError
+from modelwarden.governance import audit
+from modelwarden.policy.spec import Notify, Policy, default_policy, policy_path
+from modelwarden.settings import NOTIFY_FIELDS, Settings
 from modelwarden.store.state import StateStore
 from modelwarden.store.tables import notifications
 
@@ -88,6 +93,97 @@ def render_text(summary: dict[str, Any]) -> str:
             f"{summary.get('version')} is quarantined until a passing evaluation and an approval."
         )
     return "\n".join(lines)
+
+
+# ---- where notifications go ---------------------------------------------------------------------
+def env_overrides(settings: Settings) -> dict[str, Any]:
+    """The notification fields the settings (``MODELWARDEN_NOTIFY_*``) set."""
+    return {
+        name: getattr(settings, f"notify_{name}")
+        for name in NOTIFY_FIELDS
+        if getattr(settings, f"notify_{name}") is not None
+    }
+
+
+def targets(settings: Settings, policy: Policy) -> Notify:
+    """The targets in force: the policy's ``notify`` with the settings' values over it."""
+    over = env_overrides(settings)
+    if not over:
+        return policy.notify
+    try:
+        return Notify.model_validate({**policy.notify.model_dump(), **over})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = str(err["loc"][0]) if err["loc"] else "notify"
+        raise InputError(
+            f"MODELWARDEN_NOTIFY_{name.upper()}: {str(err['msg']).removeprefix('Value error, ')}",
+            field=f"notify_{name}",
+        ) from None
+
+
+CLEARABLE = {
+    "webhook": ("webhook_url",),
+    "slack": ("slack_webhook_url",),
+    "email": ("smtp_host", "email_to"),
+}
+
+
+def configure(
+    settings: Settings,
+    state: StateStore,
+    changes: dict[str, Any],
+    actor: str,
+    clear: list[str] | None = None,
+    path: Path | None = None,
+) -> Policy:
+    """Set notification targets in the policy file (``DATA/policy.yaml`` unless ``path``; the
+    built-in policy is written out first when there is none) and audit the change.
+
+    ``changes`` holds :class:`Notify` fields; ``clear`` names channels to switch off
+    (``webhook``, ``slack``, ``email``). Everything else in the file is kept.
+    """
+    target = Path(path) if path is not None else policy_path(settings.data_dir)
+    policy = Policy.load(target) if target.exists() else default_policy()
+    data = policy.notify.model_dump()
+    for channel in clear or []:
+        if channel not in CLEARABLE:
+            raise InputError(
+                f"--clear takes {', '.join(CLEARABLE)}, not {channel!r}", field="clear"
+            )
+        for name in CLEARABLE[channel]:
+            data[name] = [] if name == "email_to" else None
+    unknown = set(changes) - set(Notify.model_fields)
+    if unknown:
+        raise InputError(f"not a notification setting: {', '.join(sorted(unknown))}")
+    data.update({k: v for k, v in changes.items() if v is not None})
+    try:
+        cfg = Notify.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = str(err["loc"][0]) if err["loc"] else "notify"
+        raise InputError(str(err["msg"]).removeprefix("Value error, "), field=name) from None
+    if cfg.email_to and not cfg.smtp_host:
+        raise InputError("e-mail needs an SMTP server: give --smtp-host", field="smtp_host")
+    new = policy.model_copy(update={"notify": cfg})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(new.to_yaml(), encoding="utf-8")
+    tmp.replace(target)
+    before, after = policy.notify.model_dump(mode="json"), cfg.model_dump(mode="json")
+    audit.record(
+        state,
+        actor,
+        "policy.notify",
+        str(target),
+        "notification targets changed",
+        {
+            "changed": {
+                k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]
+            },
+            "channels": cfg.channels(),
+        },
+    )
+    return new
 
 
 def payloads(cfg: Notify, summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

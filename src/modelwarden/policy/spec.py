@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -144,6 +144,46 @@ class Notify(BaseModel):
         default=2.0, gt=0, description="Wait before the first retry; doubles each time (≤ 5 min)."
     )
     timeout_s: float = Field(default=5.0, gt=0, description="Per delivery attempt.")
+
+    @field_validator("slack_webhook_url", "webhook_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        if not v.startswith(("http://", "https://")) or not v.split("://", 1)[1]:
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
+
+    @field_validator("email_to", mode="before")
+    @classmethod
+    def _addresses(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "a@b, c@d" as the environment gives it
+            v = v.split(",")
+        if not isinstance(v, list):
+            return v
+        out = [x.strip() if isinstance(x, str) else x for x in v]
+        out = [x for x in out if x != ""]
+        for x in out:
+            if isinstance(x, str) and not re.fullmatch(r"[^@\s]+@[^@\s]+", x):
+                raise ValueError(f"{x!r} is not an e-mail address")
+        return out
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return v.strip() or None if v is not None else None
+
+    def channels(self) -> list[str]:
+        """The channels this configuration delivers to."""
+        out = []
+        if self.webhook_url:
+            out.append("webhook")
+        if self.slack_webhook_url:
+            out.append("slack")
+        if self.smtp_host and self.email_to:
+            out.append("email")
+        return out
 
 
 class Policy(BaseModel):

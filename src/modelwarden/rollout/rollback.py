@@ -246,10 +246,9 @@ def _run(
     if "notify" not in inc.steps:
         with audit.transaction(state) as con:
             fresh = incidents.load_in(con, inc.id)
-            queued = notify.enqueue(con, inc.id, policy.notify, fresh.summary(policy.sop_id))
-            channels = [
-                c for c, _t, _p in notify.payloads(policy.notify, fresh.summary(policy.sop_id))
-            ]
+            cfg = notify.targets(settings, policy)
+            queued = notify.enqueue(con, inc.id, cfg, fresh.summary(policy.sop_id))
+            channels = [c for c, _t, _p in notify.payloads(cfg, fresh.summary(policy.sop_id))]
             incidents.mark_step(
                 con,
                 inc.id,
@@ -324,7 +323,8 @@ def raise_alert(
             )
         if "notify" not in inc.steps:
             fresh = incidents.load_in(con, inc.id)
-            queued = notify.enqueue(con, inc.id, policy.notify, fresh.summary(policy.sop_id))
+            cfg = notify.targets(settings, policy)
+            queued = notify.enqueue(con, inc.id, cfg, fresh.summary(policy.sop_id))
             incidents.mark_step(
                 con,
                 inc.id,
