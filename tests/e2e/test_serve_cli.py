@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
+from conftest import CLI
+
+from modelwarden.server.runner import free_port
 
 
 def test_serve_refuses_a_non_loopback_host_without_allow_remote(
@@ -41,3 +49,61 @@ def test_keys_are_printed_once_and_stored_only_as_a_hash(run_cli: Any, data_dir:
         stored = db.execute("SELECT key_hash FROM api_keys").fetchall()
     assert stored == [(hashlib.sha256(key["key"].encode()).hexdigest(),)]
     assert key["key"].encode() not in (data_dir / "state.db").read_bytes()
+
+
+def _serve(data_dir: Path, *args: str) -> tuple[Any, str]:
+    """Start ``modelwarden serve`` on a free port and wait until it answers."""
+    port = free_port()
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "250", "MODELWARDEN_EMBEDDER": "hashing"}
+    env.pop("MODELWARDEN_GATEWAY_AUTH", None)
+    proc = subprocess.Popen(
+        [CLI, "--data", str(data_dir), "serve", "--port", str(port), *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "serve did not start"
+        time.sleep(0.2)
+
+
+def _stop(proc: Any) -> str:
+    proc.terminate()
+    _out, err = proc.communicate(timeout=30)
+    return err.decode()
+
+
+def test_serve_warns_when_keys_exist_but_gateway_auth_is_off(run_cli: Any, data_dir: Path) -> None:
+    assert run_cli("keys", "create", "--role", "ingest", data=data_dir).code == 0
+    assert (
+        run_cli("routes", "set", "--stable", "sop-assistant-v1.1=http://127.0.0.1:9", data=data_dir)
+    ).code == 0
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+    proc, url = _serve(data_dir)
+    try:
+        # No key: answered by the gateway (a 502 from the dead upstream), not a 401.
+        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).status_code == 502
+    finally:
+        err = _stop(proc)
+    assert "gateway auth off" in err
+    assert "1 API key(s) exist but gateway auth is off" in err
+    assert "--gateway-auth required" in err
+
+    proc, url = _serve(data_dir, "--gateway-auth", "required")
+    try:
+        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).status_code == 401
+    finally:
+        err = _stop(proc)
+    assert "gateway auth required" in err and "warning" not in err
+
+    bad = run_cli("serve", "--port", "1", "--gateway-auth", "maybe", data=data_dir)
+    assert bad.code == 2 and "--gateway-auth must be off or required" in bad.err

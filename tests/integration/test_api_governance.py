@@ -3,6 +3,7 @@ audit and policy; every write with the right role, every refusal audited."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,13 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 from console_world import V11, V12, V13, V14, V15, build, copy_of, start_live_rollout
+from test_rollback_transaction import Sink
 
-from modelwarden.governance import audit, registry
+from modelwarden.governance import audit, incidents, registry
+from modelwarden.governance.routes import current_routes
+from modelwarden.policy.spec import Notify, default_policy, policy_path
 from modelwarden.rollout import store as rollout_store
+from modelwarden.rollout.rollback import STEPS
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
 from modelwarden.server.runner import ServerThread
@@ -163,21 +168,98 @@ def test_rollouts_over_http(server: dict[str, Any]) -> None:
         res = c.post("/v1/rollouts/current/rollback", json={"reason": "customer complaint"})
         assert res.status_code == 200 and not res.json()["active"]
         assert res.json()["routes"]["canary"] is None
+        # The SOP rollback quarantined the canary: it cannot be rolled out again as it is.
         res = c.post("/v1/rollouts", json={"version": V12})
-        assert res.status_code == 201 and res.json()["rollout"]["status"] == "running"
-        assert c.post("/v1/rollouts", json={"version": V14}).status_code == 409
+        assert res.status_code == 409 and "quarantined" in res.json()["error"]["message"]
+        res = c.post("/v1/rollouts/current/pause", json={"reason": "x"})
+        assert res.status_code == 409  # nothing under way any more
     ops = [
         (e.action, e.reason)
         for e in audit.entries(server["state"], subject=V12)
-        if e.action in ("rollout.pause", "rollout.resume", "rollout.abort")
+        if e.action in ("rollout.pause", "rollout.resume", "rollout.advance")
     ]
     assert ops == [
         ("rollout.pause", "night shift"),
         ("rollout.resume", "morning"),
-        ("rollout.abort", "customer complaint"),
+        ("rollout.advance", "looks good"),
     ]
-    last = rollout_store.list_rollouts(server["state"])[1]
-    assert last.status == "aborted" and last.end_reason == "customer complaint"
+    last = rollout_store.list_rollouts(server["state"])[0]
+    assert last.version == V12 and last.status == "rolled_back"
+    assert last.end_reason is not None and last.end_reason.endswith("customer complaint")
+
+
+def test_an_operators_rollback_is_the_sop_rollback_with_their_name_and_reason(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    world = copy_of(template, tmp_path / "data")
+    state, settings = world["state"], world["settings"]
+    start_live_rollout(world)
+    sink = Sink()
+    policy_path(settings.data_dir).write_text(
+        default_policy()
+        .model_copy(update={"notify": Notify(webhook_url=sink.url, retry_backoff_s=0.1)})
+        .to_yaml()
+    )
+    # The controller runs (it delivers notifications); its hold is far from over.
+    config = ServerConfig(flush_interval_s=0.1, tick_interval_s=3600)
+    try:
+        with (
+            ServerThread(create_app(settings, config)) as srv,
+            httpx.Client(base_url=srv.url, timeout=30) as c,
+        ):
+            refused = c.post(
+                "/v1/rollouts/current/rollback",
+                json={"reason": "x"},
+                headers={"Authorization": f"Bearer {world['keys']['ann']}"},
+            )
+            assert refused.status_code == 403
+            res = c.post(
+                "/v1/rollouts/current/rollback",
+                json={"reason": "operators report wrong torque values"},
+                headers={"Authorization": f"Bearer {world['keys']['ops']}"},
+            )
+            assert res.status_code == 200, res.text
+            view = res.json()
+            deadline = time.monotonic() + 15
+            while not sink.bodies and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        sink.close()
+    ops = registry.identify(state, world["keys"]["ops"])
+    actor = registry.key_actor(ops)
+    # 1. 100 % of traffic on the stable version.
+    assert view["routes"]["canary"] is None and view["routes"]["stable"]["version"] == V11
+    live = current_routes(state)
+    assert live is not None and live.canary is None and live.stable.version == V11
+    # 2. The canary is quarantined, with the operator's reason.
+    info = registry.get(state, V12)
+    assert info.status == "quarantined"
+    assert info.quarantine_reason and "operators report wrong torque values" in (
+        info.quarantine_reason
+    )
+    # 3. The rollout ended as rolled back, tied to its incident.
+    r = view["rollout"]
+    assert r["status"] == "rolled_back" and r["incident_id"]
+    assert r["end_reason"].endswith(f"by {actor}: operators report wrong torque values")
+    # 4. The incident: trigger, every step of the transaction, the RCA extract.
+    inc = incidents.get(state, r["incident_id"])
+    assert inc.rule_id == "manual" and inc.rollout_id == r["id"] and inc.status == "mitigated"
+    assert inc.trigger["actor"] == actor and inc.trigger["source"] == "operator"
+    assert inc.trigger["reason"] == "operators report wrong torque values"
+    assert set(inc.steps) == set(STEPS)
+    assert inc.rca_dir and (Path(inc.rca_dir) / "requests.parquet").exists()
+    # 5. The notification went out, naming who and why.
+    assert sink.bodies and sink.bodies[0]["incident_id"] == inc.id
+    assert "operators report wrong torque values" in sink.bodies[0]["text"]
+    # Every step is in the audit log under the operator's name.
+    opened = audit.entries(state, action="incident.open", subject=inc.id)
+    assert [e.actor for e in opened] == [actor]
+    assert opened[0].reason == f"{actor} rolled back {V12}: operators report wrong torque values"
+    assert any(
+        e.action == "registry.transition" and e.actor == actor and "torque" in e.reason
+        for e in audit.entries(state, subject=V12)
+    )
+    state.close()
 
 
 def test_incidents_over_http(server: dict[str, Any]) -> None:

@@ -59,7 +59,7 @@ def srv(tmp_path: Path, upstream: str) -> Iterator[Srv]:
     set_routes(state, RouteSpec(stable=Upstream(version=V11, url=upstream)))
     key = create_key(state, "ingest", name="t")[0]
     state.close()
-    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
+    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1, gateway_auth="required")
     app = create_app(settings, ServerConfig(flush_interval_s=0.1, max_body_bytes=4096))
     with ServerThread(app) as thread:
         assert thread.server.config.http_protocol_class is GatewayHttpProtocol

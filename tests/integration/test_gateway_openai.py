@@ -264,20 +264,47 @@ def test_bad_chat_requests_are_400_not_500(gw: Gw) -> None:
     assert resp.status_code == 400
 
 
-def test_the_gateway_needs_a_key_once_any_key_exists(gw: Gw) -> None:
-    assert ask(gw.client(), user="before-keys").parse().choices[0].message.content == QA.answer
+def test_keys_alone_do_not_switch_gateway_auth_on(gw: Gw) -> None:
     ingest, _ = create_key(gw.state, "ingest", name="plant b line", plant="Plant_B")
-    reviewer, _ = create_key(gw.state, "reviewer")
+    create_key(gw.state, "reviewer")
     gw.thread.server.config.app.state.runtime.keys.invalidate()
-    with pytest.raises(openai.AuthenticationError):
-        ask(gw.client())
-    with pytest.raises(openai.PermissionDeniedError):
-        ask(gw.client(reviewer))
-    # A key bound to a plant speaks for that plant only: another plant's header is refused.
+    # gateway_auth is off (the default): keyless clients keep being answered ...
+    assert ask(gw.client(), user="after-keys").parse().choices[0].message.content == QA.answer
+    # ... and a known key still speaks for its plant only.
     with pytest.raises(openai.PermissionDeniedError) as refused:
         ask(gw.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_D"})
     assert "bound to plant 'Plant_B'" in str(refused.value)
-    raw = ask(gw.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_B"})
-    assert gw.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"
     raw = ask(gw.client(ingest), user="op-22")
     assert gw.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"
+
+
+def test_gateway_auth_required_needs_a_key_with_a_gateway_role(
+    tmp_path: Path, upstreams: dict[str, str]
+) -> None:
+    data = tmp_path / "warden-data"
+    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1, gateway_auth="required")
+    thread = ServerThread(create_app(settings, ServerConfig(flush_interval_s=0.1))).start()
+    g = Gw(data, thread)
+    try:
+        g.routes(stable=Upstream(version=V11, url=upstreams["good"]))
+        with pytest.raises(openai.AuthenticationError):  # required even before any key exists
+            ask(g.client())
+        ingest, _ = create_key(g.state, "ingest", name="plant b line", plant="Plant_B")
+        reviewer, _ = create_key(g.state, "reviewer")
+        thread.server.config.app.state.runtime.keys.invalidate()
+        with pytest.raises(openai.AuthenticationError):
+            ask(g.client())
+        with pytest.raises(openai.AuthenticationError):
+            ask(g.client("mw_not-a-key"))
+        with pytest.raises(openai.PermissionDeniedError):
+            ask(g.client(reviewer))
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            ask(g.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_D"})
+        assert "bound to plant 'Plant_B'" in str(refused.value)
+        raw = ask(g.client(ingest), user="op-21", extra_headers={"X-Plant-Id": "Plant_B"})
+        assert g.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"
+        raw = ask(g.client(ingest), user="op-22")
+        assert g.records()[raw.headers["x-request-id"]]["plant_id"] == "Plant_B"
+    finally:
+        thread.stop()
+        g.state.close()

@@ -1027,6 +1027,38 @@ def rollout_abort(
     _operator("abort", reason, key, format)
 
 
+@rollout_app.command("rollback")
+@handle_errors
+def rollout_rollback(
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the incident and the log)."),
+    key: str = key_option(),
+    policy_file: Path = POLICY_OPTION,
+    notify_wait: float = typer.Option(
+        10.0, "--notify-wait", help="Seconds to wait for the notifications to be delivered."
+    ),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Roll back the rollout under way by hand: the SOP's rollback transaction (100 % to the
+    stable version, the canary quarantined, an incident with the RCA logs, notifications)."""
+    from modelwarden.governance import notify
+    from modelwarden.policy.spec import Policy
+    from modelwarden.rollout import controller
+
+    state = _state()
+    pol = Policy.for_data(settings().data_dir, policy_file)
+    notifier = notify.Notifier(state)
+    r = controller.operator_rollback(
+        settings(), _actor(state, key), reason, state=state, policy=pol, notifier=notifier
+    )
+    if r.incident_id and notify.next_due(state) is not None:
+        notifier.start()
+        notifier.drain(notify_wait)
+        notifier.stop()
+    _print_rollout(controller.status(settings(), state), format)
+    if format == Format.table:
+        console.print(f"rolled back to {r.stable_version}; incident {r.incident_id}")
+
+
 @rollout_app.command("promote")
 @handle_errors
 def rollout_promote(

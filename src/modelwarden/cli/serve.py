@@ -83,6 +83,13 @@ def serve(
         "--tick-interval",
         help="Seconds between ticks of the rollout controller and SOP policy (one instance ticks).",
     ),
+    gateway_auth: str = typer.Option(
+        None,
+        "--gateway-auth",
+        help="off (default): the chat gateway answers any client; required: every chat request "
+        "needs a key (ingest, operator or admin). Also MODELWARDEN_GATEWAY_AUTH.",
+        show_default=False,
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
@@ -112,11 +119,21 @@ def serve(
         otlp_grpc_required=otlp_grpc_port != DEFAULT_GRPC_PORT,
         tick_interval_s=tick_interval,
     )
+    from modelwarden.governance.keys import gateway_auth_warning
+
     s = settings()
+    if gateway_auth is not None:
+        if gateway_auth not in ("off", "required"):
+            raise InputError("--gateway-auth must be off or required", field="gateway_auth")
+        s = s.model_copy(update={"gateway_auth": gateway_auth})
     err_console.print(
         f"ModelWarden serving {s.data_dir} on http://{host}:{port} (OpenAPI at /openapi.json)"
         + (f"; OTLP/gRPC on {host}:{otlp_grpc_port}" if otlp_grpc_port else "")
+        + f"; gateway auth {s.gateway_auth}"
     )
+    warning = gateway_auth_warning(_state(), s.gateway_auth)
+    if warning:
+        err_console.print(f"[bold yellow]warning[/]: {warning}", highlight=False)
     serve_forever(create_app(s, config), host, port, log_level=log_level, access_log=access_log)
 
 

@@ -32,9 +32,10 @@ from one client address or with one key prefix is answered 429 with ``Retry-Afte
 
 Reads (KPIs, drift, reports, routes, metrics) need no key; the server binds to loopback unless
 told otherwise. Every request that writes needs a key, with one exception: the chat gateway
-serves without a key until the first key exists, so that pointing a client at it is the whole
-setup on a single machine; once any key exists, it requires one with role ``ingest``,
-``operator`` or ``admin``.
+follows the ``gateway_auth`` setting. ``off`` (the default) answers any client, so that pointing a
+client at it is the whole setup on a single machine (a known key still binds its plant);
+``required`` asks every chat request for a key with role ``ingest``, ``operator`` or ``admin``.
+Issuing a key never changes this by itself; ``serve`` warns when keys exist and it is ``off``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from modelwarden.errors import InputError, NotFoundError, WardenError
 from modelwarden.governance import audit
@@ -589,19 +590,19 @@ class KeyRing:
         authorization: str | None,
         action: str,
         *,
-        optional_without_keys: bool = False,
+        optional: bool = False,
         client: str | None = None,
     ) -> ApiKey | None:
         """The caller's key if its role may perform ``action``; else 401, 403 or 429.
 
-        With ``optional_without_keys``, every request is let through while no key exists at
-        all (the gateway's single-machine setup). ``client`` is the caller's address, for
-        counting failed attempts.
+        With ``optional`` (the chat gateway with ``gateway_auth: off``) every request is let
+        through: a known key is still returned, so its plant binding applies, and a missing or
+        unknown one (OpenAI clients always send some key) gives None. ``client`` is the
+        caller's address, for counting failed attempts.
         """
-        if optional_without_keys and not self.any_keys():
-            # OpenAI clients always send some key; with no keys issued there is nothing to check.
-            return None
         secret = bearer(authorization)
+        if optional:
+            return self.lookup(secret) if secret else None
         prefix = secret[: len(KEY_PREFIX) + 6] if secret else None
         self.throttle.check(
             f"addr:{client}" if client else None, f"prefix:{prefix}" if prefix else None
@@ -655,6 +656,23 @@ class KeyRing:
         return exc
 
 
+def gateway_auth_warning(state: StateStore, gateway_auth: str) -> str | None:
+    """What ``serve`` says at start when API keys exist but the chat gateway does not ask for
+    one (so keys are only checked on the rest of the API)."""
+    if gateway_auth != "off":
+        return None
+    with state.engine.connect() as con:
+        n = con.execute(
+            select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+        ).scalar_one()
+    if not n:
+        return None
+    return (
+        f"{n} API key(s) exist but gateway auth is off: /v1/chat/completions answers any "
+        "client. Require a key with --gateway-auth required (or MODELWARDEN_GATEWAY_AUTH=required)."
+    )
+
+
 def bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -676,6 +694,7 @@ __all__ = [
     "RateLimited",
     "admin_exists",
     "create_key",
+    "gateway_auth_warning",
     "hash_key",
     "list_keys",
     "lookup_secret",

@@ -363,6 +363,7 @@ def _rollback(
     now: datetime,
     report: TickReport,
     eng: Engine | None = None,
+    actor: str = CONTROLLER,
 ) -> TickReport:
     res = rollback(
         settings,
@@ -370,7 +371,7 @@ def _rollback(
         Upstream(version=r.stable_version, url=r.stable_url),
         trigger,
         policy=pol,
-        actor=CONTROLLER,
+        actor=actor,
         rollout_id=r.id,
         bad_url=r.canary_url,
         state=st,
@@ -703,6 +704,45 @@ def abort(
     return store.get(st, r.id)
 
 
+def operator_rollback(
+    settings: Settings,
+    actor: str,
+    reason: str,
+    *,
+    now: datetime | None = None,
+    state: StateStore | None = None,
+    policy: Policy | None = None,
+    notifier: notify.Notifier | None = None,
+) -> store.Rollout:
+    """An operator's rollback: the same SOP transaction as a rule's (100 % to the stable version,
+    the canary quarantined, an incident with the RCA log extract, the notifications), with the
+    operator's identity and reason as its trigger."""
+    if not reason.strip():
+        raise InputError(
+            "say why (the reason goes into the incident and the audit log)", field="reason"
+        )
+    now = _utc(now)
+    st = state or StateStore.at(settings.data_dir)
+    r = _require_active(st)
+    pol = policy or Policy.for_data(settings.data_dir)
+    plan = Plan.model_validate(r.plan)
+    plants = list(plan.steps[r.step].plants)
+    trigger = {
+        "rule_id": "manual",
+        "source": "operator",
+        "title": f"Rolled back by {actor}: {reason}",
+        "scope": ",".join(plants) if plants else "overall",
+        "actor": actor,
+        "reason": reason,
+        "step": r.step + 1,
+        "evaluated_at": now,
+        "message": reason,
+    }
+    report = TickReport(now, "rollback", r.id, r.version, r.status, r.step)
+    _rollback(settings, st, r, trigger, pol, notifier, now, report, actor=actor)
+    return store.get(st, r.id)
+
+
 def promote(
     settings: Settings,
     actor: str,
@@ -801,6 +841,11 @@ class ControllerLoop:
         self._thread.start()
         return self
 
+    @property
+    def notifier(self) -> notify.Notifier | None:
+        """The loop's outbox sender, for rollbacks started outside a tick (an operator's)."""
+        return self._notifier
+
     def _renew(self) -> bool:
         assert self.lease is not None
         was = self.lease.held
@@ -870,6 +915,7 @@ __all__ = [
     "abort",
     "decide",
     "desired_routes",
+    "operator_rollback",
     "pause",
     "promote",
     "resume",

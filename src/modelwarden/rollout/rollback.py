@@ -156,7 +156,9 @@ def _run(
                 actor,
                 "incident.open",
                 inc.id,
-                f"{trigger.get('rule_id')} fired for {version}",
+                f"{trigger.get('rule_id')} fired for {version}"
+                if trigger.get("source") != "operator"
+                else f"{actor} rolled back {version}: {trigger.get('reason')}",
                 {
                     "key": key,
                     "version": version,
@@ -192,6 +194,8 @@ def _run(
 
     if "quarantine" not in inc.steps:
         reason = f"{inc.id}: {trigger.get('rule_id')} ({trigger.get('scope', '—')})"
+        if trigger.get("reason"):
+            reason += f": {trigger['reason']}"
         with audit.transaction(state) as con:
             changed = registry.quarantine_in(
                 con, version, bad_url, reason, actor, {"incident_id": inc.id}
@@ -211,7 +215,9 @@ def _run(
             detail: dict[str, Any] = {"rollout_id": rollout_id, "summary": "no rollout to end"}
             if r is not None and rollout_id is not None and r.id == rollout_id:
                 r.status, r.ended_at, r.incident_id = "rolled_back", datetime.now(UTC), inc.id
-                r.end_reason = f"{inc.id}: {trigger.get('rule_id')}"
+                r.end_reason = f"{inc.id}: {trigger.get('rule_id')}" + (
+                    f" by {actor}: {trigger['reason']}" if trigger.get("reason") else ""
+                )
                 if result.route_version is not None:
                     r.route_version = result.route_version
                 rollout_store.save(con, r)

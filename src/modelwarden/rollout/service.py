@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelwarden.errors import ConflictError, InputError
-from modelwarden.governance import registry
+from modelwarden.governance import notify, registry
 from modelwarden.governance.registry import VersionInfo
 from modelwarden.governance.routes import current_routes
 from modelwarden.policy.spec import Policy
@@ -110,20 +110,25 @@ def start_rollout(
 
 
 def operate(
-    settings: Settings, state: StateStore, operation: str, actor: str, reason: str
+    settings: Settings,
+    state: StateStore,
+    operation: str,
+    actor: str,
+    reason: str,
+    notifier: notify.Notifier | None = None,
 ) -> dict[str, Any]:
     """An operator's pause, resume, promote or rollback of the rollout under way.
 
-    ``rollback`` sends all traffic back to the stable version at once and ends the rollout (the
-    canary returns to staging); the SOP's automatic rollback also quarantines and opens an
-    incident, which an operator's decision does not.
+    ``rollback`` runs the SOP's rollback transaction, as a rule that fires does (100 % of traffic
+    to the stable version, the canary quarantined, an incident with the RCA log extract, the
+    notifications), with the operator's identity and reason as its trigger.
     """
     if operation not in OPERATIONS:
         raise InputError(f"operation must be one of {', '.join(OPERATIONS)}", field="operation")
     if not reason.strip():
         raise InputError("say why (a reason goes into the audit log)", field="reason")
     if operation == "rollback":
-        controller.abort(settings, actor, reason, state=state)
+        controller.operator_rollback(settings, actor, reason, state=state, notifier=notifier)
     else:
         getattr(controller, operation)(settings, actor, reason, state=state)
     return rollout_view(settings, state)

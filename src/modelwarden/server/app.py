@@ -57,7 +57,7 @@ ModelWarden keeps fine-tuned LLM assistants safe in production.
 * **operations**: `/healthz` and Prometheus `/metrics`.
 
 Writes need `Authorization: Bearer KEY` (`modelwarden keys create --role ROLE`); the gateway needs
-a key once any key exists.
+one only with `gateway_auth: required` (`serve --gateway-auth required`).
 """
 
 # A chat request as far as the gateway looks at it; everything else passes through untouched.

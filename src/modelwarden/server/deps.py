@@ -107,7 +107,7 @@ async def caller(request: Request, action: str) -> ApiKey | None:
     return rt.keys.authorize(
         authorization,
         action,
-        optional_without_keys=action == "gateway",
+        optional=action == "gateway" and rt.settings.gateway_auth == "off",
         client=client_address(request.scope),
     )
 

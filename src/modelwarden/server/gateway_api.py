@@ -156,8 +156,9 @@ async def _read(receive: Any, headers: dict[str, str], limit: int) -> bytes:
 
 
 def authorize(rt: Runtime, headers: dict[str, str], client: str | None = None) -> ApiKey | None:
+    optional = rt.settings.gateway_auth == "off"
     return rt.keys.authorize(
-        headers.get("authorization"), "gateway", optional_without_keys=True, client=client
+        headers.get("authorization"), "gateway", optional=optional, client=client
     )
 
 

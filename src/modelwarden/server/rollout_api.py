@@ -75,7 +75,8 @@ async def start(
 @router.post(
     "/current/{operation}",
     responses=_WRITE,
-    summary="Pause, resume, promote (next step now) or roll back (all traffic to stable)",
+    summary="Pause, resume, promote (next step now) or roll back (the SOP rollback: all traffic "
+    "to stable, the canary quarantined, an incident with the RCA extract, notifications)",
 )
 async def operate(
     request: Request,
@@ -85,7 +86,13 @@ async def operate(
 ) -> Response:
     rt = runtime_of(request)
     view = await run_in_threadpool(
-        rollout_service.operate, rt.settings, rt.state, operation, actor_of(key), body.reason
+        rollout_service.operate,
+        rt.settings,
+        rt.state,
+        operation,
+        actor_of(key),
+        body.reason,
+        rt.notifier,
     )
     rt.routes.invalidate()
     return json_response(view)

@@ -23,6 +23,7 @@ from modelwarden.gateway.metrics import Metrics
 from modelwarden.gateway.proxy import Gateway
 from modelwarden.gateway.transport import PooledTransport, new_client
 from modelwarden.governance.keys import AuthThrottle, KeyRing
+from modelwarden.governance.notify import Notifier
 from modelwarden.governance.registry import GuardedRoutes
 from modelwarden.ingest.core import Ingestor
 from modelwarden.ingest.flusher import FlushProcess
@@ -120,6 +121,12 @@ class Runtime:
             self.reports = ReportScheduler(
                 self.settings, clock=self.clock, interval_s=self.config.report_check_interval_s
             ).start()
+
+    @property
+    def notifier(self) -> Notifier | None:
+        """The controller loop's notification sender (None when the controller does not run)."""
+        loop: ControllerLoop | None = getattr(self, "controller", None)
+        return loop.notifier if loop is not None else None
 
     async def stop(self) -> None:
         if self.reports is not None:

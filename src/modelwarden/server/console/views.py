@@ -451,6 +451,7 @@ async def rollout_operate(request: Request, operation: str) -> Response:
         operation,
         actor_of(key),
         form.get("reason", ""),
+        rt.notifier,
     )
     rt.routes.invalidate()
     return _redirect("/rollouts", f"{operation}: done")
