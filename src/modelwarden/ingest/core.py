@@ -19,6 +19,7 @@ import pyarrow as pa
 from modelwarden.errors import InputError
 from modelwarden.ingest import columnar, readers
 from modelwarden.ingest.rejections import Rejection, raw_text
+from modelwarden.kpi import rollups
 from modelwarden.records import (
     INLINE_EMBEDDER,
     KINDS,
@@ -230,6 +231,7 @@ class Ingestor:
             appended = self.store.append("requests", good)
             report.accepted = appended.accepted
             report.duplicates = appended.duplicates
+            rollups.update(self.store, "requests", appended.files)
             for (kind, embedder), (ids, vectors) in result.embeddings.items():
                 report.embeddings_stored += self.store.append_embeddings(
                     kind, embedder, ids, vectors
@@ -298,6 +300,7 @@ class Ingestor:
         appended = self.store.append(kind, table)
         report.accepted += appended.accepted
         report.duplicates += appended.duplicates
+        rollups.update(self.store, kind, appended.files)
         if kind == "requests":
             report.embeddings_stored += self._store_inline_embeddings(recs)
 

@@ -1,0 +1,164 @@
+"""Daily KPI rollups: kept current batch by batch, equal to the exact KPIs, rebuildable."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelwarden.ingest.core import Ingestor
+from modelwarden.kpi import rollups
+from modelwarden.kpi.compute import KpiQuery
+from modelwarden.kpi.service import compute_kpis
+from modelwarden.safety.checker import SafetyChecker
+from modelwarden.settings import Settings
+from modelwarden.simulate.traffic import SimulatedData
+from modelwarden.store.reads import open_store
+
+EXACT = (
+    "requests",
+    "feedback_n",
+    "safety_incidents",
+    "errors",
+    "escalations_confirmed",
+)
+CLOSE = ("latency_avg_ms", "feedback_avg", "safety_rate")
+PCT = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+BOUND = rollups.RATIO**0.5 - 1  # the stated error bound of a percentile (1.0 %)
+
+
+def exact(settings: Settings, since: date, until: date, window: str) -> dict[Any, dict]:
+    rows = compute_kpis(
+        settings,
+        KpiQuery(
+            since=datetime(since.year, since.month, since.day, tzinfo=UTC),
+            until=datetime(until.year, until.month, until.day, tzinfo=UTC),
+            window=window,  # type: ignore[arg-type]
+            by=("plant_id", "model_version"),
+        ),
+    )
+    return {
+        (r["window_start"], r["plant_id"], r["model_version"]): r
+        for r in rows
+        if r["requests"] or r["escalations_confirmed"]
+    }
+
+
+def assert_same(settings: Settings, since: date, until: date, window: str) -> int:
+    want = exact(settings, since, until, window)
+    got = {
+        (r["window_start"], r["plant_id"], r["model_version"]): r
+        for r in rollups.kpis(open_store(settings), since, until, window)
+    }
+    assert set(got) == set(want)
+    worst = 0.0
+    for k, w in want.items():
+        g = got[k]
+        for m in EXACT:
+            assert g[m] == w[m], (k, m, g[m], w[m])
+        for m in CLOSE:
+            assert (g[m] is None) == (w[m] is None), (k, m)
+            if w[m] is not None:
+                assert g[m] == pytest.approx(w[m], rel=1e-9, abs=1e-9), (k, m)
+        for m in PCT:
+            if w[m] is None:
+                assert g[m] is None
+                continue
+            err = abs(g[m] - w[m]) / w[m]
+            worst = max(worst, err)
+            assert err <= BOUND + 1e-9, (k, m, g[m], w[m])
+    return len(want)
+
+
+def test_rollups_rebuilt_from_the_store_equal_the_exact_kpis(
+    seeded_data_dir: Path, tmp_path: Path, sim_data: SimulatedData
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(seeded_data_dir / "log", data / "log")
+    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
+    store = open_store(settings)
+    assert not rollups.built(store)
+    rep = rollups.rebuild(store)
+    assert rollups.built(store) and rep.requests == len(sim_data.requests)
+    since, until = date(2026, 11, 2), date(2026, 11, 23)
+    assert assert_same(settings, since, until, "week") >= 12
+    assert assert_same(settings, since, until, "day") >= 80
+
+
+def test_batches_in_any_order_keep_the_rollups_exact(
+    tmp_path: Path, sim_data: SimulatedData
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
+    store = open_store(settings)
+    rollups.rebuild(store)  # an empty store: built, and kept current from here on
+    ing = Ingestor(store, SafetyChecker())
+    reqs, fbs, escs = sim_data.requests, sim_data.feedback, sim_data.escalations
+    rng = np.random.default_rng(7)
+
+    def put(kind: str, rows: list[dict[str, Any]]) -> None:
+        rep = ing.ingest_raw(kind, [(str(i), r) for i, r in enumerate(rows)], "t")
+        assert rep.rejected == 0, rep.first_rejections
+
+    # Feedback and escalations about requests not stored yet; requests in shuffled chunks; a
+    # later feedback event overriding an earlier one, and an older one arriving late; resends.
+    order = rng.permutation(len(reqs))
+    chunks = np.array_split(order, 5)
+    put("feedback", fbs[: len(fbs) // 3])
+    put("escalations", escs[: len(escs) // 2])
+    for i, chunk in enumerate(chunks):
+        put("requests", [reqs[j] for j in chunk])
+        if i == 1:
+            put("feedback", fbs[len(fbs) // 3 :])
+            put("escalations", escs[len(escs) // 2 :])
+    put("requests", [reqs[j] for j in chunks[0]])  # a resent batch adds nothing
+    rated = [r for r in reqs if r.get("human_feedback_score") is not None][:40]
+    newer = [
+        {
+            "event_id": f"late-{r['request_id']}",
+            "request_id": r["request_id"],
+            "score": 1,
+            "timestamp": (
+                datetime.fromisoformat(str(r["timestamp"]).replace("Z", "+00:00"))
+                + timedelta(days=3)
+            ).isoformat(),
+        }
+        for r in rated
+    ]
+    older = [
+        {**e, "event_id": f"old-{e['request_id']}", "score": 5, "timestamp": r["timestamp"]}
+        for e, r in zip(newer, rated, strict=True)
+    ]
+    put("feedback", newer)
+    put("feedback", older)  # older than the newest event: changes nothing
+    since, until = date(2026, 11, 2), date(2026, 11, 24)
+    assert assert_same(settings, since, until, "day") >= 80
+    assert assert_same(settings, since, until, "week") >= 12
+    before = rollups.kpis(store, since, until, "day")
+    rollups.rebuild(store)
+    after = rollups.kpis(store, since, until, "day")
+    # The same sums, added in another order: equal up to floating-point rounding.
+    assert len(after) == len(before)
+    for a, b in zip(after, before, strict=True):
+        assert a.keys() == b.keys()
+        for k, v in a.items():
+            assert v == (pytest.approx(b[k], rel=1e-12) if isinstance(v, float) else b[k]), k
+
+
+def test_percentiles_of_a_histogram_follow_numpy_within_the_bound() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(np.log(400), 0.6, 5000)
+    buckets = np.where(
+        x < 1, 0, np.minimum(rollups.N_BUCKETS - 1, 1 + np.floor(np.log(x) / np.log(rollups.RATIO)))
+    ).astype(int)
+    hist: dict[int, int] = {}
+    for b in buckets:
+        hist[int(b)] = hist.get(int(b), 0) + 1
+    for q, got in zip((0.5, 0.95, 0.99), rollups.quantiles(hist, (0.5, 0.95, 0.99)), strict=True):
+        want = float(np.quantile(x, q))
+        assert got is not None and abs(got - want) / want <= BOUND
+    assert rollups.quantiles({}, (0.5,)) == [None]
+    assert rollups.quantiles({10: 1}, (0.5, 0.99)) == [rollups.bucket_value(10)] * 2
