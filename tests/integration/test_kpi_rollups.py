@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from modelwarden.ingest.core import Ingestor
 from modelwarden.kpi import rollups
 from modelwarden.kpi.compute import KpiQuery
-from modelwarden.kpi.service import compute_kpis
+from modelwarden.kpi.service import compute_kpis, overview_kpis
 from modelwarden.safety.checker import SafetyChecker
 from modelwarden.settings import Settings
 from modelwarden.simulate.traffic import SimulatedData
@@ -75,18 +76,36 @@ def assert_same(settings: Settings, since: date, until: date, window: str) -> in
 
 
 def test_rollups_rebuilt_from_the_store_equal_the_exact_kpis(
-    seeded_data_dir: Path, tmp_path: Path, sim_data: SimulatedData
+    seeded_data_dir: Path, tmp_path: Path, sim_data: SimulatedData, run_cli: Any
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(seeded_data_dir / "log", data / "log")
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
     store = open_store(settings)
+    since, until = date(2026, 11, 9), date(2026, 11, 23)
     assert not rollups.built(store)
+    before, source = overview_kpis(settings, since, until, "week")
+    assert source == "exact"
     rep = rollups.rebuild(store)
     assert rollups.built(store) and rep.requests == len(sim_data.requests)
-    since, until = date(2026, 11, 2), date(2026, 11, 23)
-    assert assert_same(settings, since, until, "week") >= 12
-    assert assert_same(settings, since, until, "day") >= 80
+    assert assert_same(settings, date(2026, 11, 2), until, "week") >= 12
+    assert assert_same(settings, date(2026, 11, 2), until, "day") >= 80
+    # The overview's rows, week-over-week changes included, now come from the rollups.
+    after, source = overview_kpis(settings, since, until, "week")
+    assert source == "rollups"
+    want = {(r["window_start"], r["plant_id"], r["model_version"]): r for r in before}
+    got = {(r["window_start"], r["plant_id"], r["model_version"]): r for r in after}
+    assert got.keys() == {k for k, r in want.items() if r["requests"] or r["escalations_confirmed"]}
+    for k, g in got.items():
+        w = want[k]
+        assert g["requests_change_pct"] == pytest.approx(w["requests_change_pct"])
+        assert g["feedback_avg_change"] == pytest.approx(w["feedback_avg_change"])
+        assert g["safety_rate_change_pp"] == pytest.approx(w["safety_rate_change_pp"])
+        if w["latency_p95_change_pct"] is not None:  # a ratio of two values within 1 % each
+            assert abs(g["latency_p95_change_pct"] - w["latency_p95_change_pct"]) < 2.5
+    res = run_cli("rollups", "rebuild", "--format", "json", data=data)
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["requests"] == len(sim_data.requests)
 
 
 def test_batches_in_any_order_keep_the_rollups_exact(

@@ -711,3 +711,27 @@ STEP_STYLES = {
     "release": "bold green",
     "no_rollback": "bold red",
 }
+
+
+rollups_app = typer.Typer(
+    help="Daily KPI rollups the console's overview reads (kept current by ingest).",
+    no_args_is_help=True,
+)
+app.add_typer(rollups_app, name="rollups")
+
+
+@rollups_app.command("rebuild")
+@handle_errors
+def rollups_rebuild(format: Format = FORMAT_OPTION) -> None:
+    """Recompute the daily rollups from every stored record (ingest waits meanwhile)."""
+    from modelwarden.kpi import rollups
+    from modelwarden.store.reads import open_store
+
+    rep = rollups.rebuild(open_store(settings())).to_dict()
+    if format == Format.json:
+        print_json(rep)
+    else:
+        console.print(
+            f"rebuilt {rep['rows']} daily rollups ({rep['latency_rows']} latency buckets) over "
+            f"{rep['requests']:,} requests in {rep['seconds']:.1f} s"
+        )

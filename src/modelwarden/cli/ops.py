@@ -1044,7 +1044,7 @@ def rollout_rollback(
     from modelwarden.policy.spec import Policy
     from modelwarden.rollout import controller
 
-    state = _state()
+    state = state_store()
     pol = Policy.for_data(settings().data_dir, policy_file)
     notifier = notify.Notifier(state)
     r = controller.operator_rollback(

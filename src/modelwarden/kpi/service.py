@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelwarden.errors import InputError
-from modelwarden.kpi.compute import KpiQuery, add_changes, kpi_expr, parse_by, parse_window
+from modelwarden.kpi import rollups
+from modelwarden.kpi.compute import (
+    KpiQuery,
+    Window,
+    add_changes,
+    kpi_expr,
+    parse_by,
+    parse_window,
+)
 from modelwarden.settings import Settings
 from modelwarden.store.reads import open_store
 from modelwarden.windows import parse_time
@@ -56,3 +64,20 @@ def compute_kpis(settings: Settings, q: KpiQuery) -> list[dict[str, Any]]:
         if r["window_start"] is None:
             r["window_start"] = q.since
     return rows
+
+
+def overview_kpis(
+    settings: Settings, since: date, until: date, window: Window
+) -> tuple[list[dict[str, Any]], str]:
+    """KPI rows per ``window`` (day or week), plant and model version over the whole UTC days
+    ``[since, until)``, with their changes; and where they came from: the daily ``rollups`` when
+    they are built (no scan of the requests), else an ``exact`` computation over the store."""
+    t0 = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    t1 = datetime(until.year, until.month, until.day, tzinfo=UTC)
+    q = KpiQuery(since=t0, until=t1, window=window, by=("plant_id", "model_version"))
+    store = open_store(settings)
+    if not rollups.built(store):
+        return compute_kpis(settings, q), "exact"
+    step = q.window_length() or timedelta(days=1)
+    rows = add_changes(rollups.kpis(store, since - step, until, window), q)
+    return [r for r in rows if r["window_start"] + step > t0], "rollups"

@@ -721,8 +721,8 @@ def operator_rollback(
         raise InputError(
             "say why (the reason goes into the incident and the audit log)", field="reason"
         )
-    now = _utc(now)
-    st = state or StateStore.at(settings.data_dir)
+    now = _at_or_now(now)
+    st = state or StateStore.of(settings)
     r = _require_active(st)
     pol = policy or Policy.for_data(settings.data_dir)
     plan = Plan.model_validate(r.plan)

@@ -68,6 +68,10 @@ class ServerConfig(BaseModel):
     report_check_interval_s: float = Field(
         default=60.0, gt=0, description="How often the weekly pack's schedule is checked."
     )
+    build_rollups: bool = Field(
+        default=True,
+        description="Build the daily KPI rollups at start when the data directory has none.",
+    )
     upstream_timeout_s: float = Field(default=UPSTREAM_TIMEOUT_S, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)

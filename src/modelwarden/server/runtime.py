@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
@@ -27,6 +28,7 @@ from modelwarden.governance.notify import Notifier
 from modelwarden.governance.registry import GuardedRoutes
 from modelwarden.ingest.core import Ingestor
 from modelwarden.ingest.flusher import FlushProcess
+from modelwarden.kpi import rollups
 from modelwarden.report.delivery import ReportScheduler
 from modelwarden.rollout.controller import ControllerLoop
 from modelwarden.safety.service import safety_checker
@@ -110,6 +112,11 @@ class Runtime:
             transport=transport,
             clock=self.clock,
         )
+        if self.config.build_rollups and not rollups.built(self.store):
+            # Once per data directory; ingest keeps them current from then on.
+            threading.Thread(
+                target=self._build_rollups, name="modelwarden-rollups", daemon=True
+            ).start()
         # The rollout controller and the SOP policy tick inside the server.
         self.controller = None
         if self.config.run_controller:
@@ -121,6 +128,15 @@ class Runtime:
             self.reports = ReportScheduler(
                 self.settings, clock=self.clock, interval_s=self.config.report_check_interval_s
             ).start()
+
+    def _build_rollups(self) -> None:
+        try:
+            rep = rollups.rebuild(self.store)
+            log.info(
+                "built the daily KPI rollups over %d requests in %.1f s", rep.requests, rep.seconds
+            )
+        except Exception:  # the overview computes exactly until they exist
+            log.exception("building the daily KPI rollups failed")
 
     @property
     def notifier(self) -> Notifier | None:

@@ -31,8 +31,7 @@ from modelwarden.governance import service as governance
 from modelwarden.governance.keys import ApiKey, AuthError, may
 from modelwarden.governance.scorecard import scorecard
 from modelwarden.governance.sessions import close_session, open_session
-from modelwarden.kpi.compute import KpiQuery
-from modelwarden.kpi.service import compute_kpis
+from modelwarden.kpi.service import overview_kpis
 from modelwarden.policy import service as policy_service
 from modelwarden.review import queue as review_queue
 from modelwarden.review.reliability import agreement_report
@@ -290,19 +289,13 @@ def overview_data(
         hi = datetime.now(UTC)
     end = until or (hi.astimezone(UTC).date() + timedelta(days=1))
     start = since or (end - timedelta(days=28))
-    t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    t1 = datetime(end.year, end.month, end.day, tzinfo=UTC)
     rows: list[dict[str, Any]] = []
     days: list[dict[str, Any]] = []
-    if t0 < t1:
-        rows = compute_kpis(
-            settings,
-            KpiQuery(since=t0, until=t1, window="week", by=("plant_id", "model_version")),
-        )
-        days = compute_kpis(
-            settings,
-            KpiQuery(since=t0, until=t1, window="day", by=("plant_id", "model_version")),
-        )
+    source = "rollups"
+    if start < end:
+        # Daily rollups when built (no scan of the requests per page view), else exact.
+        rows, source = overview_kpis(settings, start, end, "week")
+        days, _ = overview_kpis(settings, start, end, "day")
     plants = sorted({r["plant_id"] for r in rows if r["plant_id"]})
     versions = sorted({r["model_version"] for r in rows if r["model_version"]})
 
@@ -346,6 +339,7 @@ def overview_data(
         "plants": plants,
         "versions": versions,
         "lights": lights,
+        "kpi_source": source,
         "f": {
             "since": start.isoformat(),
             "until": end.isoformat(),
