@@ -354,8 +354,14 @@ def quantiles(hist: dict[int, int], qs: Sequence[float]) -> list[float | None]:
     return out
 
 
-def _window_key(day: int, window: str) -> int:
-    return day if window == "day" else (day + 3) // 7
+def day_range(store: LogStore) -> tuple[date, date] | None:
+    """The first and last UTC day with requests in the rollups (None when empty)."""
+    with _db(store) as db:
+        lo, hi = db.execute("SELECT min(day), max(day) FROM rollup WHERE requests > 0").fetchone()
+    if lo is None:
+        return None
+    epoch = date(1970, 1, 1)
+    return epoch + timedelta(days=int(lo)), epoch + timedelta(days=int(hi))
 
 
 def _window_start(key: int, window: str) -> datetime:
@@ -372,37 +378,34 @@ def kpis(store: LogStore, since: date, until: date, window: str = "week") -> lis
     (whole UTC days), with the fields of :func:`modelwarden.kpi.compute.kpi_expr`. Shadow copies
     are left out of the request metrics (escalations count whatever they are about)."""
     lo, hi = _day_number(since), _day_number(until)
+    key = "day" if window == "day" else "(day + 3) / 7"  # ISO weeks: 1970-01-01 was a Thursday
+    served = ", ".join(f"sum(CASE WHEN route != 'shadow' THEN {c} ELSE 0 END)" for c in _SUMS[:-1])
     with _db(store) as db:
         rows = db.execute(
-            "SELECT day, plant_id, model_version, route, "
-            + ", ".join(_SUMS)
-            + " FROM rollup WHERE day >= ? AND day < ?",
+            f"SELECT {key} AS k, plant_id, model_version, {served}, sum(esc) FROM rollup "
+            "WHERE day >= ? AND day < ? GROUP BY k, plant_id, model_version",
             (lo, hi),
         ).fetchall()
         hist_rows = db.execute(
-            "SELECT day, plant_id, model_version, bucket, sum(n) FROM rollup_latency "
+            f"SELECT {key} AS k, plant_id, model_version, bucket, sum(n) FROM rollup_latency "
             "WHERE day >= ? AND day < ? AND route != 'shadow' "
-            "GROUP BY day, plant_id, model_version, bucket",
+            "GROUP BY k, plant_id, model_version, bucket",
             (lo, hi),
         ).fetchall()
-    acc: dict[tuple[int, str, str], dict[str, float]] = {}
-    for day, plant, version, route, *vals in rows:
-        a = acc.setdefault((_window_key(day, window), plant, version), dict.fromkeys(_SUMS, 0.0))
-        served = route != "shadow"
-        for name, v in zip(_SUMS, vals, strict=True):
-            if served or name == "esc":
-                a[name] += v
+    acc = {
+        (k, plant, version): dict(zip(_SUMS, vals, strict=True))
+        for k, plant, version, *vals in rows
+    }
     hists: dict[tuple[int, str, str], dict[int, int]] = {}
-    for day, plant, version, b, n in hist_rows:
-        h = hists.setdefault((_window_key(day, window), plant, version), {})
-        h[b] = h.get(b, 0) + int(n)
+    for k, plant, version, b, n in hist_rows:
+        hists.setdefault((k, plant, version), {})[b] = int(n)
     out = []
-    for (key, plant, version), a in sorted(acc.items()):
+    for (k, plant, version), a in sorted(acc.items()):
         n = int(a["requests"])
-        p50, p95, p99 = quantiles(hists.get((key, plant, version), {}), (0.5, 0.95, 0.99))
+        p50, p95, p99 = quantiles(hists.get((k, plant, version), {}), (0.5, 0.95, 0.99))
         out.append(
             {
-                "window_start": _window_start(key, window),
+                "window_start": _window_start(k, window),
                 "plant_id": plant or None,
                 "model_version": version or None,
                 "requests": n,
@@ -426,6 +429,7 @@ __all__ = [
     "RATIO",
     "RebuildReport",
     "built",
+    "day_range",
     "kpis",
     "path_of",
     "quantiles",

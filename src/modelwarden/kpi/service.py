@@ -81,3 +81,17 @@ def overview_kpis(
     step = q.window_length() or timedelta(days=1)
     rows = add_changes(rollups.kpis(store, since - step, until, window), q)
     return [r for r in rows if r["window_start"] + step > t0], "rollups"
+
+
+def last_day(settings: Settings) -> date | None:
+    """The UTC day of the last stored request: from the rollups when built (no scan)."""
+    store = open_store(settings)
+    if rollups.built(store):
+        span = rollups.day_range(store)
+        return span[1] if span else None
+    if not store.files("requests"):
+        return None
+    con = store.connect()
+    t = con.table("requests")
+    hi = con.to_pyarrow(t.aggregate(hi=t.timestamp.max())).to_pylist()[0]["hi"]
+    return hi.astimezone(UTC).date() if hi is not None else None

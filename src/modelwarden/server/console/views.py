@@ -31,7 +31,7 @@ from modelwarden.governance import service as governance
 from modelwarden.governance.keys import ApiKey, AuthError, may
 from modelwarden.governance.scorecard import scorecard
 from modelwarden.governance.sessions import close_session, open_session
-from modelwarden.kpi.service import overview_kpis
+from modelwarden.kpi.service import last_day, overview_kpis
 from modelwarden.policy import service as policy_service
 from modelwarden.review import queue as review_queue
 from modelwarden.review.reliability import agreement_report
@@ -45,7 +45,6 @@ from modelwarden.server.deps import (
     runtime_of,
     session_of,
 )
-from modelwarden.store.reads import require_data
 from modelwarden.windows import iso_week, week_label
 
 HERE = Path(__file__).parent
@@ -283,11 +282,8 @@ def overview_data(
     rt: Any, since: date | None, until: date | None, plant: str, version: str
 ) -> dict[str, Any]:
     settings, state = rt.settings, rt.state
-    try:
-        _, hi = require_data(settings)
-    except WardenError:
-        hi = datetime.now(UTC)
-    end = until or (hi.astimezone(UTC).date() + timedelta(days=1))
+    last = last_day(settings)
+    end = until or ((last or datetime.now(UTC).date()) + timedelta(days=1))
     start = since or (end - timedelta(days=28))
     rows: list[dict[str, Any]] = []
     days: list[dict[str, Any]] = []
