@@ -76,7 +76,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     }
     state.close()
     app = create_app(
-        Settings(data_dir=data, embedder="hashing"),
+        Settings(data_dir=data, embedder="hashing", gateway_auth="required"),
         ServerConfig(flush_interval_s=0.1, run_controller=False),
     )
     with ServerThread(app) as thread, httpx.Client(base_url=thread.url, timeout=10) as http:

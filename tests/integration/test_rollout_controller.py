@@ -260,7 +260,12 @@ def test_status_after_a_rollback_shows_the_routes_and_the_last_tick(
         [CLI, "--data", str(settings.data_dir), "rollout", "status"],
         capture_output=True,
         text=True,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "250"},
+        env={
+            **os.environ,
+            "NO_COLOR": "1",
+            "COLUMNS": "250",
+            "MODELWARDEN_STATE_URL": settings.state_url,
+        },
         check=True,
     ).stdout
     assert "2026-11-16 08:41:00" in out  # the last tick
