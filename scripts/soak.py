@@ -178,16 +178,20 @@ def main() -> int:
     for name, version in (("stable", V11), ("canary", V12)):
         procs.append(
             subprocess.Popen(
-                [cli, "fake-upstream", "--version", version, "--latency-ms", "5"]
-                + ["--port", str(ports[name])],
+                [
+                    *(cli, "fake-upstream", "--version", version),
+                    *("--latency-ms", "5", "--port", str(ports[name])),
+                ],
                 stdout=log,
                 stderr=log,
                 env=env,
             )
         )
     server = subprocess.Popen(
-        [cli, "--data", str(data), "serve", "--port", str(ports["server"])]
-        + ["--log-level", "warning", "--no-access-log"],
+        [
+            *(cli, "--data", str(data), "serve", "--log-level", "warning", "--no-access-log"),
+            *("--port", str(ports["server"])),
+        ],
         stdout=log,
         stderr=log,
         env=env,
