@@ -599,7 +599,7 @@ def notify_status(
     """Deliveries in the outbox; exit 1 while any is being retried or has failed for good."""
     from modelwarden.governance import service
 
-    out = service.notification_status(_state(), status, limit)
+    out = service.notification_status(state_store(), status, limit)
     if format == Format.json:
         print_json(out)
     else:
