@@ -3,7 +3,7 @@ never answers 5xx, and every answer conforms to the contract (status code, conte
 and body schema).
 
 Two bounded runs (an ingest key, then no key) of the examples, fuzzing and stateful phases over
-every operation, with a fixed seed: about 1,250 generated cases together (at least 500 asserted),
+every operation, with a fixed seed: about 1,300 generated cases together (at least 500 asserted),
 in about a minute on two cores. The three read endpoints that compute over the whole store get
 fewer examples each.
 """
