@@ -10,7 +10,8 @@ Hierarchy::
     ├── ConflictError           a valid request that the current state forbids (exit 2, HTTP 409)
     ├── DependencyError         an optional dependency is missing; names the install command
     └── StoreError              the data directory or a store cannot be read or written (exit 2, HTTP 500)
-        └── StateUnavailable    the state database cannot be reached (exit 2, HTTP 503)
+        ├── StateUnavailable    the state database cannot be reached (exit 2, HTTP 503)
+        └── StorageFull         the disk under the data directory is full (exit 2, HTTP 507)
 
 A check that *fails* (drift detected, a gate failed) is not an error: commands return exit code 1
 for it through :data:`EXIT_CHECK_FAILED`.
@@ -105,3 +106,10 @@ class StateUnavailable(StoreError):
 
     code = "state_unavailable"
     http_status = 503
+
+
+class StorageFull(StoreError):
+    """The disk under the data directory has no room left; nothing of the write was kept."""
+
+    code = "insufficient_storage"
+    http_status = 507

@@ -38,6 +38,11 @@ incidents_app = typer.Typer(
 app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
 app.add_typer(incidents_app, name="incidents")
+notify_app = typer.Typer(
+    help="The notification outbox: deliveries, retries and channels that are down.",
+    no_args_is_help=True,
+)
+app.add_typer(notify_app, name="notify")
 
 
 def _actor(state: StateStore, key: str | None) -> str:
@@ -522,6 +527,21 @@ def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORM
         [{"at": _when(e["at"]), "event": e["event"], "detail": e["detail"]} for e in events],
         title="Timeline",
     )
+    if notes:
+        print_table([_note_row(n) for n in notes], title="Notifications")
+
+
+def _note_row(n: dict[str, Any]) -> dict[str, Any]:
+    from modelwarden.governance import notify  # lazily, for --help speed like the commands
+
+    return {
+        "channel": n["channel"],
+        "target": notify.redact_target(n["target"]),
+        "status": n["status"],
+        "attempts": f"{n['attempts']}/{n['max_attempts']}",
+        "next try": _when(n["next_attempt_at"]) if n["status"] == "pending" else "",
+        "last error": n["last_error"] or "",
+    }
 
 
 @incidents_app.command("close")
@@ -556,6 +576,33 @@ def incidents_notify(format: Format = FORMAT_OPTION) -> None:
     else:
         print_table(rows, title="Deliveries")
     if any(d.status != "sent" for d in done):
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@notify_app.command("status")
+@handle_errors
+def notify_status(
+    status: str | None = typer.Option(None, help="Only pending, sent or failed deliveries."),
+    limit: int = typer.Option(50, help="Newest deliveries shown."),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Deliveries in the outbox; exit 1 while any is being retried or has failed for good."""
+    from modelwarden.governance import service
+
+    out = service.notification_status(state_store(), status, limit)
+    if format == Format.json:
+        print_json(out)
+    else:
+        c = out["counts"]
+        console.print(
+            f"{c['sent']} sent, {c['pending']} pending ({c['retrying']} being retried), "
+            f"{c['failed']} failed for good; {c['failed_attempts']} failed attempt(s) so far"
+        )
+        print_table(
+            [{"id": n["id"], "event": n["event"], **_note_row(n)} for n in out["notifications"]],
+            title="Notifications",
+        )
+    if not out["healthy"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 

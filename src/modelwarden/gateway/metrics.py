@@ -130,6 +130,13 @@ class Metrics:
             "Records moved from the spool into the log store.",
             registry=r,
         )
+        self.spool_write_failures = Counter(
+            "modelwarden_spool_write_failures",
+            "Records the spool could not write, so none of them was acknowledged, by reason "
+            "(no_room: the disk is full; error: any other write error).",
+            ["reason"],
+            registry=r,
+        )
         self.spool_records = Gauge(
             "modelwarden_spool_depth_records",
             "Records acknowledged but not yet moved into the log store.",

@@ -10,7 +10,11 @@ not) and ``POST /v1/embeddings``:
 3. the request is proxied, streaming or not, over one shared keep-alive HTTP client. When the
    canary fails (timeout, refused connection, 5xx, 429) before answering, the stable version
    serves the request and the failure is counted against the canary; when the stable version
-   fails the client gets a 502 in the error shape;
+   fails the client gets a 502 in the error shape. The failed attempt is a record of its own
+   (the canary's version, the error, the time until it failed) and the served request's record
+   times the stable attempt only, so that the canary's timeouts count against the canary in the
+   SOP rules and the rollout judge instead of against the stable version; the two latencies add
+   up to what the client waited, which the request-duration metric keeps;
 4. a request record (version, route, plant, user, latency, tokens, safety flag) goes to the spool
    without waiting for the disk, and from there into the log store like every other record.
 
@@ -107,6 +111,11 @@ class Call:
     stream: bool
     extra: dict[str, Any] = field(default_factory=dict)
     api: Api = CHAT
+    # When the attempt that answers (or failed) began: ``started`` unless a canary failed first.
+    attempt_started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.attempt_started = self.attempt_started or self.started
 
 
 @dataclass
@@ -117,6 +126,7 @@ class Outcome:
     error: str | None = None
     upstream_s: float = 0.0
     total_s: float | None = None
+    attempt_s: float | None = None
 
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -171,6 +181,7 @@ def _derived(call: Call, suffix: str) -> Call:
         stream=call.stream,
         extra={"parent_request_id": call.request_id},
         api=call.api,
+        attempt_started=call.attempt_started,
     )
 
 
@@ -263,7 +274,9 @@ class Gateway:
         attempts: list[tuple[str, Upstream]] = [(decision.route, decision.upstream)]
         if decision.route == "canary":
             attempts.append(("stable", table.stable))
-        for route, upstream in attempts:
+        for n, (route, upstream) in enumerate(attempts):
+            if n:
+                call.attempt_started = time.perf_counter()
             try:
                 if call.stream:
                     return await self._stream(call, route, upstream)
@@ -351,6 +364,7 @@ class Gateway:
             except (ValueError, AttributeError, IndexError, TypeError, KeyError, binascii.Error):
                 raise _Failed(f"answered something that is not a {call.api.name} answer") from None
         outcome.total_s = time.perf_counter() - call.started
+        outcome.attempt_s = time.perf_counter() - call.attempt_started
         return Response(
             content=content,
             status_code=status,
@@ -434,6 +448,7 @@ class Gateway:
             outcome.prompt_tokens = acc.prompt_tokens
             outcome.completion_tokens = acc.completion_tokens
             outcome.total_s = time.perf_counter() - call.started
+            outcome.attempt_s = time.perf_counter() - call.attempt_started
             # After the last chunk has gone out, not before it.
             asyncio.get_running_loop().call_soon(self._finish, call, route, upstream, outcome)
 
@@ -451,7 +466,7 @@ class Gateway:
     async def _shadow(self, call: Call, upstream: Upstream) -> None:
         payload, _ = self._payload(call, upstream, stream=False)
         shadow = _derived(call, "shadow")
-        shadow.started = time.perf_counter()
+        shadow.started = shadow.attempt_started = time.perf_counter()
         shadow.started_at = self.clock()
         outcome = Outcome()
         try:
@@ -522,14 +537,17 @@ class Gateway:
     def _finish(
         self, call: Call, route: str, upstream: Upstream, outcome: Outcome, count: bool = True
     ) -> None:
-        total_s = outcome.total_s or time.perf_counter() - call.started
+        now = time.perf_counter()
+        total_s = outcome.total_s or now - call.started
+        # The serving version's own time: without a canary attempt that failed before it.
+        attempt_s = outcome.attempt_s or now - call.attempt_started
         flagged = self.safety.flags(outcome.text) if outcome.text else False
         if count:
             labels = self.metrics.labels(upstream.version, call.plant, route)
             if route != "shadow":
                 self.metrics.gateway_latency.labels(**labels).observe(total_s)
                 self.metrics.gateway_overhead.labels(**labels).observe(
-                    max(total_s - outcome.upstream_s, 0.0)
+                    max(attempt_s - outcome.upstream_s, 0.0)
                 )
             self.metrics.gateway_requests.labels(**labels).inc()
             if flagged:
@@ -547,7 +565,7 @@ class Gateway:
             "generated_response": _clip(outcome.text, MAX_RESPONSE_CHARS)
             if outcome.error is None or outcome.text
             else None,
-            "latency_ms": round(total_s * 1000, 3),
+            "latency_ms": round(attempt_s * 1000, 3),
             "contains_safety_keyword": flagged,
             "user_id": _clip(call.user, MAX_ID_CHARS),
             "session_id": call.session,

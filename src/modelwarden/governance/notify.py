@@ -19,6 +19,11 @@ failure waits ``retry_backoff_s · 2^(attempts-1)`` (at most five minutes) befor
 up to ``retry_attempts`` tries. A delivery is claimed by pushing its due time forward before it
 is sent, so two processes never send the same row at the same moment; a process that dies
 mid-send leaves the row due again after the claim expires.
+
+A channel that is down shows while it is being retried, not only once it has failed for good:
+:func:`outbox` lists the rows with their attempts and last error (``modelwarden notify status``,
+``GET /v1/notifications``), and :func:`outbox_counts` gives the figures ``/metrics`` exports.
+Targets are shown without their path and query (a Slack webhook's path is its secret).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import re
 import smtplib
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -40,6 +46,8 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy import (
     Connection,
+    Integer,
+    func,
     insert,
     select,
     update,
@@ -480,6 +488,73 @@ def of_incident(state: StateStore, incident_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+STATUSES = ("pending", "sent", "failed")
+
+
+def redact_target(target: str) -> str:
+    """``https://hooks.example.com/…``: where a delivery goes, without the secret in its path."""
+    try:
+        u = urllib.parse.urlsplit(target)
+    except ValueError:
+        return "…"
+    if u.scheme == "smtp":
+        return target  # host, port and addresses: nothing secret
+    if not u.scheme or not u.hostname:
+        return "…"
+    host = u.hostname if u.port is None else f"{u.hostname}:{u.port}"
+    return f"{u.scheme}://{host}/…" if (u.path.strip("/") or u.query) else f"{u.scheme}://{host}"
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "event": r.incident_id,
+        "channel": r.channel,
+        "target": redact_target(r.target),
+        "status": r.status,
+        "attempts": r.attempts,
+        "max_attempts": r.max_attempts,
+        "last_error": r.last_error,
+        "next_attempt_at": r.next_attempt_at if r.status == "pending" else None,
+        "created_at": r.created_at,
+        "sent_at": r.sent_at,
+    }
+
+
+def outbox(state: StateStore, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Outbox rows, newest first; ``status`` one of pending, sent, failed (None: all)."""
+    q = select(notifications).order_by(notifications.c.id.desc()).limit(limit)
+    if status is not None:
+        q = q.where(notifications.c.status == status)
+    with state.engine.connect() as con:
+        return [_row(r) for r in con.execute(q).all()]
+
+
+def outbox_counts(state: StateStore) -> dict[str, int]:
+    """Rows by status, ``retrying`` (pending after a failed attempt) and ``failed_attempts`` (every
+    delivery attempt that failed so far, retried or not)."""
+    with state.engine.connect() as con:
+        rows = con.execute(
+            select(
+                notifications.c.status,
+                func.count(),
+                func.coalesce(func.sum(notifications.c.attempts), 0),
+                func.sum((notifications.c.attempts > 0).cast(Integer)),
+            ).group_by(notifications.c.status)
+        ).all()
+    out = {s: 0 for s in STATUSES} | {"retrying": 0, "failed_attempts": 0}
+    for status, n, attempts, tried in rows:
+        out[status] = int(n)
+        if status == "pending":
+            out["retrying"] = int(tried or 0)
+            out["failed_attempts"] += int(attempts)
+        elif status == "sent":
+            out["failed_attempts"] += int(attempts) - int(n)  # every try but the last
+        else:
+            out["failed_attempts"] += int(attempts)
+    return out
+
+
 class Notifier:
     """Delivers the outbox in a daemon thread: woken by :meth:`kick`, sleeping until the next due.
 
@@ -546,7 +621,10 @@ __all__ = [
     "next_due",
     "notifications",
     "of_incident",
+    "outbox",
+    "outbox_counts",
     "payloads",
+    "redact_target",
     "render_text",
     "send",
 ]

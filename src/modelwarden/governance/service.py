@@ -31,7 +31,29 @@ def incident_detail(state: StateStore, incident_id: str) -> dict[str, Any]:
     return {
         **inc.to_dict(),
         "timeline": incidents.timeline(state, inc),
-        "notifications": notify.of_incident(state, inc.id),
+        "notifications": [
+            {**n, "target": notify.redact_target(n["target"])}
+            for n in notify.of_incident(state, inc.id)
+        ],
+    }
+
+
+def notification_status(
+    state: StateStore, status: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """The notification outbox: counts and the newest rows (``notify status``).
+
+    ``healthy`` is false while any delivery is being retried or has failed for good.
+    """
+    if status is not None and status not in notify.STATUSES:
+        raise InputError(f"status must be one of {', '.join(notify.STATUSES)}", field="status")
+    if limit < 1:
+        raise InputError("limit must be at least 1", field="limit")
+    counts = notify.outbox_counts(state)
+    return {
+        "healthy": counts["retrying"] == 0 and counts["failed"] == 0,
+        "counts": counts,
+        "notifications": notify.outbox(state, status, limit),
     }
 
 

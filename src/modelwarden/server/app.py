@@ -205,6 +205,7 @@ def create_app(
         audit_api,
     ):
         app.include_router(module.router)
+    app.include_router(incidents_api.notifications_router)
     console.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -186,4 +186,5 @@ _DESCRIPTIONS = {
     422: "a parameter failed validation",
     502: "the upstream model server failed",
     503: "not ready (no routes set), or the state database is unavailable (Retry-After)",
+    507: "the disk under the data directory is full; nothing of the request was kept",
 }

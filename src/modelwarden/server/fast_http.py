@@ -8,6 +8,12 @@ protocol: the same key check, the same gateway, the same answers and error shape
 write. Everything else (other routes, streaming, a body that is not JSON or too large, a request
 pipelined behind another, ``Expect: 100-continue``) is handed to uvicorn's own handling
 unchanged, as if this class were not there.
+
+The class leans on uvicorn's protocol internals (pinned to uvicorn 0.54). Should they change, the
+server does not fail: :func:`protocol_for` checks what this module needs of uvicorn (the module's
+names, the methods it overrides) before the server starts, and the first request on each
+connection checks the attributes it reads; either way a mismatch logs one warning naming what is
+missing and every request takes uvicorn's standard path.
 """
 
 from __future__ import annotations
@@ -16,13 +22,72 @@ import json
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+import uvicorn
 
 from modelwarden.server import gateway_api
 
 log = logging.getLogger("modelwarden.server")
 
 CHAT_TARGET = gateway_api.CHAT_PATH.encode()
+
+# What this module uses of uvicorn's httptools protocol: methods it overrides or calls, and the
+# attributes it reads once a request's headers are parsed.
+REQUIRED_METHODS = (
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "shutdown",
+)
+REQUIRED_ATTRIBUTES = (
+    "config",
+    "parser",
+    "url",
+    "headers",
+    "cycle",
+    "pipeline",
+    "expect_100_continue",
+    "flow",
+    "loop",
+    "tasks",
+    "client",
+    "server_state",
+    "access_log",
+    "access_logger",
+    "transport",
+)
+
+try:
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+except ImportError as exc:  # a uvicorn whose httptools module is laid out differently
+    _IMPORT_PROBLEM: str | None = f"cannot import its httptools protocol ({exc})"
+    HttpToolsProtocol = object  # type: ignore[assignment,misc]
+    STATUS_LINE = {}
+else:
+    _IMPORT_PROBLEM = None
+
+
+def incompatibility() -> str | None:
+    """Why the fast path cannot run on the installed uvicorn, or None when it can."""
+    if _IMPORT_PROBLEM is not None:
+        return _IMPORT_PROBLEM
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(HttpToolsProtocol, m, None))]
+    if missing:
+        return f"its HttpToolsProtocol has no {', '.join(missing)}"
+    if not isinstance(STATUS_LINE, dict) or not all(
+        isinstance(STATUS_LINE.get(code), bytes) for code in (200, 400, 401, 429, 502, 503)
+    ):
+        return "its STATUS_LINE table is not the status-to-bytes map the fast path writes"
+    return None
+
+
+def _fallback_warning(reason: str) -> None:
+    log.warning(
+        "the gateway's fast path is off: the installed uvicorn %s lacks what it was built on "
+        "(uvicorn 0.54): %s; every request takes uvicorn's standard path",
+        uvicorn.__version__,
+        reason,
+    )
 
 
 class _InFlight:
@@ -35,9 +100,13 @@ _IN_FLIGHT = _InFlight()
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
+    # None until the first request has been checked; then whether uvicorn's instance has every
+    # attribute the fast path reads.
+    compatible: bool | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        state = getattr(self.config.app, "state", None)
+        state = getattr(getattr(getattr(self, "config", None), "app", None), "state", None)
         self._runtime = getattr(state, "runtime", None)
         self._limit = self._runtime.config.max_body_bytes if self._runtime is not None else 0
         self._fast: list[bytes] | None = None
@@ -47,7 +116,23 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._close_after = False
 
     # ---- parser callbacks ------------------------------------------------------------------
+    def _check_compatible(self) -> bool:
+        missing = [a for a in REQUIRED_ATTRIBUTES if not hasattr(self, a)]
+        cls = type(self)
+        if missing:
+            cls.compatible = False
+            _fallback_warning(f"its protocol has no attribute {', '.join(missing)}")
+        else:
+            cls.compatible = True
+        return cls.compatible
+
     def on_headers_complete(self) -> None:
+        compatible = self.compatible
+        if compatible is None:
+            compatible = self._check_compatible()
+        if not compatible:
+            super().on_headers_complete()
+            return
         if (
             self._runtime is not None
             and self.url == CHAT_TARGET
@@ -157,10 +242,17 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
 
 def protocol_for(app: Any) -> Any:
-    """The uvicorn ``http`` setting for ``app``: this protocol for a ModelWarden app."""
+    """The uvicorn ``http`` setting for ``app``: this protocol for a ModelWarden app, unless the
+    installed uvicorn is not one it can work with (then uvicorn's own, with a warning)."""
     from modelwarden.server.app import WardenApp
 
-    return GatewayHttpProtocol if isinstance(app, WardenApp) else "httptools"
+    if not isinstance(app, WardenApp):
+        return "httptools"
+    reason = incompatibility()
+    if reason is not None:
+        _fallback_warning(reason)
+        return "httptools"
+    return GatewayHttpProtocol
 
 
-__all__ = ["GatewayHttpProtocol", "protocol_for"]
+__all__ = ["GatewayHttpProtocol", "incompatibility", "protocol_for"]

@@ -1,5 +1,8 @@
 """Incidents over HTTP: list, detail (timeline, trigger, notifications), resolve, and the RCA log
-extract for download as Parquet or JSONL. Resolving needs an ``operator`` (or ``admin``) key."""
+extract for download as Parquet or JSONL. Resolving needs an ``operator`` (or ``admin``) key.
+
+``GET /v1/notifications`` is the notification outbox: what was delivered, what is being retried
+(a channel that is down) and what failed for good, with each delivery's last error."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from modelwarden.server.deps import actor_of, json_response, requires, runtime_o
 from modelwarden.server.errors import error_responses
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+notifications_router = APIRouter(prefix="/v1/notifications", tags=["incidents"])
 
 
 class Resolve(BaseModel):
@@ -88,3 +92,16 @@ def rca(
 
 
 __all__ = ["router"]
+
+
+@notifications_router.get(
+    "",
+    responses=error_responses(400, 422),
+    summary="The notification outbox: counts, retries and failures, newest first",
+)
+def list_notifications(
+    request: Request,
+    status: Literal["pending", "sent", "failed"] | None = Query(None),
+    limit: int = Query(100, ge=1, le=1000),
+) -> Response:
+    return json_response(governance.notification_status(runtime_of(request).state, status, limit))

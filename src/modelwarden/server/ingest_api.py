@@ -154,7 +154,7 @@ def _body_doc(record_schema: str) -> dict[str, Any]:
     }
 
 
-_ERRORS = error_responses(400, 401, 403, 413, 415)
+_ERRORS = error_responses(400, 401, 403, 413, 415, 507)
 
 
 @router.post(

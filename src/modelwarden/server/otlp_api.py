@@ -128,7 +128,7 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
 @router.post(
     "/v1/traces",
     responses={
-        **error_responses(400, 401, 403, 413, 415),
+        **error_responses(400, 401, 403, 413, 415, 507),
         200: {
             "description": "OTLP ExportTraceServiceResponse",
             "content": {"application/json": {}, "application/x-protobuf": {}},

@@ -18,7 +18,7 @@ from sqlalchemy import and_, case, func, select
 
 from modelwarden.drift.history import drift_results
 from modelwarden.governance.incidents import incidents
-from modelwarden.governance.notify import notifications
+from modelwarden.governance.notify import outbox_counts
 from modelwarden.governance.registry import quarantined_versions
 from modelwarden.review.queue import review_items, review_queues, reviews
 from modelwarden.rollout import store as rollout_store
@@ -160,26 +160,30 @@ class OutputsCollector(Collector):
         )
         n_q.add_metric([], float(len(quarantined_versions(self.state))))
         yield n_q
-        failed = con.execute(
-            select(func.count())
-            .select_from(notifications)
-            .where(notifications.c.status == "failed")
-        ).scalar_one()
-        pending = con.execute(
-            select(func.count())
-            .select_from(notifications)
-            .where(notifications.c.status == "pending")
-        ).scalar_one()
+        counts = outbox_counts(self.state)
         nf = CounterMetricFamily(
             "modelwarden_notification_failures",
             "Incident notifications that failed after every retry.",
         )
-        nf.add_metric([], float(failed))
+        nf.add_metric([], float(counts["failed"]))
         yield nf
+        nfa = CounterMetricFamily(
+            "modelwarden_notification_attempt_failures",
+            "Notification delivery attempts that failed (a channel that is down); each is "
+            "retried from the outbox until its retry_attempts are used up.",
+        )
+        nfa.add_metric([], float(counts["failed_attempts"]))
+        yield nfa
+        nretry = GaugeMetricFamily(
+            "modelwarden_notifications_retrying",
+            "Notifications waiting for another try after a failed attempt.",
+        )
+        nretry.add_metric([], float(counts["retrying"]))
+        yield nretry
         npend = GaugeMetricFamily(
             "modelwarden_notifications_pending", "Incident notifications not delivered yet."
         )
-        npend.add_metric([], float(pending))
+        npend.add_metric([], float(counts["pending"]))
         yield npend
 
     def _review(self, con: Any) -> Iterator[Metric]:

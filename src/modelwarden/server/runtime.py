@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
+from modelwarden.errors import StorageFull, StoreError
 from modelwarden.gateway.metrics import Metrics
 from modelwarden.gateway.proxy import Gateway
 from modelwarden.gateway.transport import PooledTransport, new_client
@@ -93,6 +94,7 @@ class Runtime:
         if leftovers:
             log.info("replaying %d spool segment(s) left by the previous run", len(leftovers))
         self.spool.on_commit = self._maybe_flush_early
+        self.spool.on_write_failure = self._count_write_failure
         self.flusher.start()
         transport = PooledTransport(max_connections_per_origin=self.config.upstream_max_connections)
         self._client = new_client(
@@ -166,6 +168,10 @@ class Runtime:
         return self._gateway
 
     # ---- the spool ---------------------------------------------------------------------------
+    def _count_write_failure(self, exc: StoreError, records: int) -> None:
+        reason = "no_room" if isinstance(exc, StorageFull) else "error"
+        self.metrics.spool_write_failures.labels(reason=reason).inc(records)
+
     def _maybe_flush_early(self, _n: int) -> None:
         if self.spool.pending_records() >= self.config.flush_early_records:
             self.flusher.nudge()

@@ -17,6 +17,7 @@ idempotent by key, so a segment that was stored but not yet deleted adds nothing
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from modelwarden.errors import StoreError
+from modelwarden.errors import StorageFull, StoreError
 
 log = logging.getLogger("modelwarden.spool")
 
@@ -43,6 +44,8 @@ DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 # latency bounded for the first batch in the group.
 MAX_GROUP = 2048
 MAX_ATTEMPTS = 5
+# Errors that mean the disk (or the user's quota on it) has no room left.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -86,6 +89,14 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _seq(path: Path) -> int:
@@ -139,6 +150,8 @@ class Spool:
         self._lock_fh: IO[str] | None = None
         self._thread: threading.Thread | None = None
         self.on_commit: Callable[[int], None] | None = None
+        # Told of every write that failed: the error and how many records it refused.
+        self.on_write_failure: Callable[[StoreError, int], None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> list[Path]:
@@ -266,10 +279,12 @@ class Spool:
     def _commit(self, lines: list[bytes], counts: list[int], waiters: list[Future[None]]) -> None:
         if not lines:
             return
+        start: int | None = None
         try:
             if self._active is None:
                 self._open_segment()
             assert self._active is not None and self._active_path is not None
+            start = self._active.tell()
             self._active.write(b"".join(lines))
             self._active.flush()
             if self.fsync:
@@ -280,26 +295,55 @@ class Spool:
             if self._active.tell() >= self.segment_bytes:
                 self._seal_active()
         except OSError as exc:
-            err = StoreError(f"cannot write the spool in {self.dir}: {exc.strerror or exc}")
+            err = self._write_error(exc)
             with self._lock:
                 self._queued -= sum(counts)
             for w in waiters:
                 w.set_exception(err)
-            # A half-written segment must not take more lines: start a fresh one next time.
-            self._drop_active()
+            if self.on_write_failure is not None:
+                self.on_write_failure(err, sum(counts))
+            # A half-written segment must not take more lines: cut it back to what was
+            # acknowledged before (so an unanswered batch is never stored later, and a full disk
+            # gets its room back) and start a fresh one next time.
+            self._drop_active(truncate_to=start)
             return
         for w in waiters:
             w.set_result(None)
         if self.on_commit is not None:
             self.on_commit(sum(counts))
 
-    def _drop_active(self) -> None:
+    def _write_error(self, exc: OSError) -> StoreError:
+        reason = exc.strerror or str(exc)
+        if exc.errno in _NO_ROOM:
+            log.error("no room left for the spool in %s: %s", self.dir, reason)
+            # The answer goes to a client: it says what happened, not where the data lives.
+            return StorageFull(
+                f"no room left on the disk for the spool ({reason}); nothing of this batch "
+                "was kept: send it again once there is room",
+                free_bytes=_free_bytes(self.dir),
+            )
+        return StoreError(f"cannot write the spool in {self.dir}: {reason}")
+
+    def _drop_active(self, truncate_to: int | None = None) -> None:
+        path = self._active_path
         with contextlib.suppress(OSError):
             if self._active is not None:
                 self._active.close()
+        if path is not None and truncate_to is not None:
+            try:
+                os.truncate(path, truncate_to)
+                if self.fsync:
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            except OSError as exc:
+                # The cut-short line is then the segment's last and is skipped on replay.
+                log.error("cannot cut %s back after a failed write: %s", path, exc)
         with self._lock:
-            if self._active_path is not None:
-                self._sealed.append(self._active_path)
+            if path is not None:
+                self._sealed.append(path)
             self._active_path = None
         self._active = None
 

@@ -1,0 +1,337 @@
+"""Soak run: the gateway (with two fake upstreams), the ingest API and the rollout controller
+working together for a given time, with memory, open files and latency recorded over time.
+
+Everything listens on 127.0.0.1. The request loops are paced (``--chat-rps``, ``--ingest-rps``)
+so that the run measures drift over time, not the machine's limit. Every ``--sample-s`` seconds a
+CSV row records, for the server and for its flusher process, the resident memory and the open
+file descriptors, and for the interval the chat and ingest latencies (p50, p99), the request and
+error counts and the spool backlog. At the end the server is stopped cleanly and every ingest
+record it acknowledged is looked up in the store.
+
+Run through ``scripts/soak.sh`` (``--minutes N``, default 30). Linux only (reads ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from modelwarden.governance import registry
+from modelwarden.governance.keys import create_key
+from modelwarden.rollout import controller
+from modelwarden.rollout.plan import Hold, Plan, Step
+from modelwarden.server.runner import free_port
+from modelwarden.settings import Settings
+from modelwarden.store.logstore import LogStore
+from modelwarden.store.state import StateStore
+
+V11, V12 = "sop-assistant-v1.1", "sop-assistant-v1.2"
+QUESTIONS = [
+    "What PPE do I need to handle sulfuric acid?",
+    "What is the lubrication schedule for the main conveyor?",
+    "How do I lock out the press before maintenance?",
+    "What coolant concentration should the CNC lathe run at?",
+]
+COLUMNS = [
+    "at",
+    "elapsed_s",
+    "server_rss_mb",
+    "server_fds",
+    "server_threads",
+    "flusher_rss_mb",
+    "flusher_fds",
+    "chat_n",
+    "chat_errors",
+    "chat_p50_ms",
+    "chat_p99_ms",
+    "ingest_batches",
+    "ingest_errors",
+    "ingest_p50_ms",
+    "ingest_p99_ms",
+    "ingest_acked_total",
+    "spool_pending",
+]
+
+
+def proc_stats(pid: int) -> tuple[float, int, int]:
+    """Resident memory (MB), open file descriptors and threads of ``pid``."""
+    rss_kb, threads = 0, 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0.0, 0, 0
+    return rss_kb / 1024, fds, threads
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+class Window:
+    """Latencies and errors of one loop since the last sample."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lat: list[float] = []
+        self.errors = 0
+        self.acked = 0
+
+    def add(self, seconds: float | None, acked: int = 0) -> None:
+        with self.lock:
+            if seconds is None:
+                self.errors += 1
+            else:
+                self.lat.append(seconds * 1000)
+                self.acked += acked
+
+    def take(self) -> tuple[int, int, float | None, float | None]:
+        with self.lock:
+            lat, self.lat = self.lat, []
+            errors, self.errors = self.errors, 0
+        if not lat:
+            return 0, errors, None, None
+        a = np.asarray(lat)
+        return len(lat), errors, float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up in {timeout} s")
+
+
+def paced(rate: float, stop: threading.Event, step: Any) -> None:
+    """Call ``step(i)`` ``rate`` times a second until ``stop``; never faster, never bursting."""
+    interval = 1.0 / rate
+    nxt = time.monotonic()
+    i = 0
+    while not stop.is_set():
+        step(i)
+        i += 1
+        nxt += interval
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+        else:
+            nxt = time.monotonic()  # behind: do not catch up in a burst
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--sample-s", type=float, default=10.0)
+    ap.add_argument("--chat-rps", type=float, default=20.0)
+    ap.add_argument("--ingest-rps", type=float, default=4.0, help="batches per second")
+    ap.add_argument("--batch", type=int, default=100, help="records per ingest batch")
+    ap.add_argument("--out", type=Path, default=None, help="CSV (default soak-DATE.csv)")
+    ap.add_argument("--data", type=Path, default=None, help="data directory (default: temporary)")
+    args = ap.parse_args()
+    out = args.out or Path(f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv")
+    data = args.data or Path(tempfile.mkdtemp(prefix="modelwarden-soak-")) / "warden-data"
+    cli = str(Path(sys.executable).parent / "modelwarden")
+    env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
+
+    # The installation: keys, a stable and a canary version, a rollout the controller watches.
+    state = StateStore.at(data)
+    ingest_key = create_key(state, "ingest", name="soak ingest")[0]
+    gateway_key = create_key(state, "operator", name="soak gateway")[0]
+    ports = {"stable": free_port(), "canary": free_port(), "server": free_port()}
+    registry.add(state, V11, f"http://127.0.0.1:{ports['stable']}", "soak", status="stable")
+    registry.add(state, V12, f"http://127.0.0.1:{ports['canary']}", "soak")
+    plan = Plan(name="soak", steps=[Step(weight=20, hold=Hold(duration="48h")), Step(weight=100)])
+    controller.start(Settings(data_dir=data), V12, plan, "soak", state=state)
+    state.close()
+
+    procs: list[subprocess.Popen[bytes]] = []
+    log = open(out.with_suffix(".log"), "ab")  # noqa: SIM115 - closed at the end
+    for name, version in (("stable", V11), ("canary", V12)):
+        procs.append(
+            subprocess.Popen(
+                [
+                    *(cli, "fake-upstream", "--version", version),
+                    *("--latency-ms", "5", "--port", str(ports[name])),
+                ],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+        )
+    server = subprocess.Popen(
+        [
+            *(cli, "--data", str(data), "serve", "--log-level", "warning", "--no-access-log"),
+            *("--port", str(ports["server"])),
+        ],
+        stdout=log,
+        stderr=log,
+        env=env,
+    )
+    procs.append(server)
+    url = f"http://127.0.0.1:{ports['server']}"
+    for name in ("stable", "canary"):
+        wait_healthy(f"http://127.0.0.1:{ports[name]}", procs[0 if name == "stable" else 1])
+    wait_healthy(url, server)
+
+    stop = threading.Event()
+    chat, ingest = Window(), Window()
+    acked_ids: list[str] = []
+    acked_lock = threading.Lock()
+
+    def chat_step(http: httpx.Client, n: int) -> None:
+        body = {
+            "model": "any",
+            "user": f"op-{n % 500}",
+            "messages": [{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}],
+        }
+        t0 = time.perf_counter()
+        try:
+            ok = http.post("/v1/chat/completions", json=body).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        chat.add(time.perf_counter() - t0 if ok else None)
+
+    def ingest_step(http: httpx.Client, n: int) -> None:
+        now = datetime.now(UTC).isoformat()
+        ids = [f"soak-{n}-{i}" for i in range(args.batch)]
+        batch = [
+            {
+                "request_id": rid,
+                "timestamp": now,
+                "plant_id": f"Plant_{'ABCD'[i % 4]}",
+                "model_version": V11,
+                "user_prompt": QUESTIONS[i % len(QUESTIONS)],
+                "generated_response": "Follow the SOP and wear the listed PPE.",
+                "latency_ms": 200 + i,
+            }
+            for i, rid in enumerate(ids)
+        ]
+        t0 = time.perf_counter()
+        try:
+            resp = http.post("/v1/logs", json=batch)
+            ok = resp.status_code == 200 and resp.json()["accepted"] == len(batch)
+        except httpx.HTTPError:
+            ok = False
+        ingest.add(time.perf_counter() - t0 if ok else None, len(batch) if ok else 0)
+        if ok:
+            with acked_lock:
+                acked_ids.extend(ids)
+
+    def loop(key: str, rate: float, step: Any) -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+            paced(rate, stop, lambda n: step(http, n))
+
+    workers = [
+        threading.Thread(target=loop, args=(gateway_key, args.chat_rps / 2, chat_step)),
+        threading.Thread(
+            target=loop,
+            args=(gateway_key, args.chat_rps / 2, lambda h, n: chat_step(h, n + 10**9)),
+        ),
+        threading.Thread(target=loop, args=(ingest_key, args.ingest_rps, ingest_step)),
+    ]
+    for w in workers:
+        w.start()
+
+    t_start = time.monotonic()
+    end = t_start + args.minutes * 60
+    acked_total = 0
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        while time.monotonic() < end and server.poll() is None:
+            stop.wait(min(args.sample_s, max(end - time.monotonic(), 0)))
+            s_rss, s_fds, s_thr = proc_stats(server.pid)
+            kids = children(server.pid)
+            f_rss, f_fds = 0.0, 0
+            for k in kids:
+                r, f, _ = proc_stats(k)
+                f_rss, f_fds = f_rss + r, f_fds + f
+            cn, ce, c50, c99 = chat.take()
+            inn, ie, i50, i99 = ingest.take()
+            with ingest.lock:
+                acked_total = ingest.acked
+            try:
+                pending = httpx.get(f"{url}/healthz", timeout=5).json()["spool"]["pending_records"]
+            except httpx.HTTPError:
+                pending = None
+            writer.writerow(
+                [
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    round(time.monotonic() - t_start, 1),
+                    round(s_rss, 1),
+                    s_fds,
+                    s_thr,
+                    round(f_rss, 1),
+                    f_fds,
+                    cn,
+                    ce,
+                    None if c50 is None else round(c50, 2),
+                    None if c99 is None else round(c99, 2),
+                    inn,
+                    ie,
+                    None if i50 is None else round(i50, 2),
+                    None if i99 is None else round(i99, 2),
+                    acked_total,
+                    pending,
+                ]
+            )
+            fh.flush()
+
+    stop.set()
+    for w in workers:
+        w.join()
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(120)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        print("the server did not stop within 120 s", file=sys.stderr)
+    for p in procs[:2]:
+        p.terminate()
+        p.wait(10)
+    log.close()
+
+    con = LogStore(data / "log").connect()
+    stored = set(
+        con.to_pyarrow(con.table("requests").select("request_id")).column("request_id").to_pylist()
+    )
+    lost = [i for i in acked_ids if i not in stored]
+    print(f"CSV: {out}")
+    print(f"ingest records acknowledged: {len(acked_ids)}, stored: {len(acked_ids) - len(lost)}")
+    if args.data is None:
+        shutil.rmtree(data.parent, ignore_errors=True)
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
