@@ -167,9 +167,7 @@ def _log_table(settings: Settings, spec: SampleSpec) -> tuple[Any, Any]:
 
     store = open_store(settings)
     if not store.files("requests"):
-        raise NotFoundError(
-            f"no requests stored in {settings.data_dir}; ingest some first", field="from"
-        )
+        raise NotFoundError("no requests stored yet; ingest some first", field="from")
     con = store.connect()
     t = con.table("requests")
     if spec.since is not None:

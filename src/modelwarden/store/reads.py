@@ -94,7 +94,7 @@ def require_data(settings: Settings) -> tuple[datetime, datetime]:
     bounds = time_bounds(settings)
     if bounds is None:
         raise NotFoundError(
-            f"no requests stored in {settings.data_dir}; ingest some first "
+            "no requests stored yet (in the --data directory); ingest some first "
             "(modelwarden ingest FILE, or modelwarden simulate --ingest)"
         )
     return bounds
