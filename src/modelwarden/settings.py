@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         default=None,
         description="The span or resource attribute that names the plant of an OTLP span "
         "(e.g. 'deployment.plant'); modelwarden.plant_id and plant.id are read in any case",
+    )
+    analytics_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Engine of the KPI, drift and report queries over the log: embedded DuckDB "
+        "or PySpark (the spark extra)",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        min_length=1,
+        description="Spark master URL for analytics_engine = spark: local[N] or a cluster",
     )
 
     @model_validator(mode="after")
