@@ -105,7 +105,7 @@ _SPARK: dict[str, Any] = {}
 def spark_session(master: str = DEFAULT_SPARK_MASTER) -> Any:
     """The process's Spark session (started once: the JVM takes about ten seconds)."""
     with _SPARK_LOCK:
-        if "session" in _SPARK and "master" in _SPARK:
+        if "session" in _SPARK:
             if _SPARK["master"] != master:
                 raise InputError(
                     f"a Spark session on {_SPARK['master']} is running in this process; "
@@ -145,6 +145,15 @@ def spark_session(master: str = DEFAULT_SPARK_MASTER) -> Any:
         session.sparkContext.setLogLevel("ERROR")
         _SPARK.update(session=session, master=master)
         return session
+
+
+def stop_spark() -> None:
+    """Stop the process's Spark session, if one was started."""
+    with _SPARK_LOCK:
+        session = _SPARK.pop("session", None)
+        _SPARK.pop("master", None)
+        if session is not None:
+            session.stop()
 
 
 def _spark_connect(master: str) -> Any:
