@@ -182,3 +182,14 @@ def state_url(
         return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
     monkeypatch.setenv("MODELWARDEN_SECRETS", str(tmp_path / "secrets"))
     return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture(scope="session")
+def spark_master() -> Iterator[str]:
+    """The one Spark session of a test run (local[2]; the JVM takes about ten seconds to start)."""
+    from modelwarden.store.engines import spark_session, stop_spark
+
+    master = "local[2]"
+    spark_session(master)
+    yield master
+    stop_spark()

@@ -138,6 +138,16 @@ class Settings(BaseSettings):
         description="The span or resource attribute that names the plant of an OTLP span "
         "(e.g. 'deployment.plant'); modelwarden.plant_id and plant.id are read in any case",
     )
+    analytics_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Engine of the KPI, drift and report queries over the log: embedded DuckDB "
+        "or PySpark (the spark extra)",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        min_length=1,
+        description="Spark master URL for analytics_engine = spark: local[N] or a cluster",
+    )
 
     @model_validator(mode="after")
     def _default_state_url(self) -> Settings:

@@ -59,6 +59,11 @@ FORMAT_OPTION = typer.Option(
 )
 
 
+class AnalyticsEngine(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 class State:
     """The global options; :class:`Settings` is built on first use (pydantic is not cheap)."""
 
@@ -66,6 +71,7 @@ class State:
         self.data: Path | None = None
         self.embedder: str | None = None
         self.state_url: str | None = None
+        self.engine: str | None = None
         self.settings: Settings | None = None
 
 
@@ -107,8 +113,17 @@ def _global(
         is_eager=True,
         help="Print the version and exit.",
     ),
+    engine: AnalyticsEngine = typer.Option(
+        None,
+        "--engine",
+        envvar="MODELWARDEN_ANALYTICS_ENGINE",
+        help="Engine of KPIs, drift and reports over the log: duckdb (default, embedded) or "
+        "spark (PySpark, the spark extra; master from MODELWARDEN_SPARK_MASTER, default local[2]).",
+        show_default=False,
+    ),
 ) -> None:
     state.data, state.embedder, state.state_url, state.settings = data, embedder, state_url, None
+    state.engine = engine.value if engine else None
 
 
 def settings() -> Settings:
@@ -117,7 +132,10 @@ def settings() -> Settings:
         from modelwarden.settings import Settings
 
         state.settings = Settings.from_env(
-            state.data, embedder=state.embedder, state_url=state.state_url
+            state.data,
+            embedder=state.embedder,
+            state_url=state.state_url,
+            analytics_engine=state.engine,
         )
     return state.settings
 

@@ -26,7 +26,7 @@ import ibis.expr.types as ir
 from pydantic import BaseModel, Field, field_validator
 
 from modelwarden.errors import InputError
-from modelwarden.store.duckdb_sql import epoch_micros
+from modelwarden.store.engines import epoch_micros
 
 Window = Literal["day", "week", "all"]
 GROUPABLE = ("plant_id", "model_version", "route")

@@ -76,7 +76,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelwarden.errors import DimensionError, InputError, StoreError
-from modelwarden.store import duckdb_sql
+from modelwarden.store import engines
 from modelwarden.store.keyindex import KeyIndex
 from modelwarden.store.schema import (
     EMBEDDING_KINDS,
@@ -349,12 +349,22 @@ class AppendResult:
 class LogStore:
     """Handle on a log root. Cheap to create; safe to use from several processes and servers."""
 
-    def __init__(self, root: Path, threads: int = 0, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        threads: int = 0,
+        instance: str | None = None,
+        engine: str = "duckdb",
+        spark_master: str = engines.DEFAULT_SPARK_MASTER,
+    ) -> None:
         self.root = Path(root)
         self.threads = threads
         self.instance = _SAFE_INSTANCE.sub("", instance or "")[:32] or default_instance()
         # Directories appended to by this handle and not yet looked at by maintain().
         self.dirty: set[Path] = set()
+        # The engine of connect(): see modelwarden.store.engines.
+        self.engine = engines.check_engine(engine)
+        self.spark_master = spark_master
 
     # ---- paths -------------------------------------------------------------------------------
     def kind_dir(self, kind: str) -> Path:
@@ -703,50 +713,43 @@ class LogStore:
                 os.close(fd)
         return out
 
-    def connect(self) -> Any:
-        """An Ibis DuckDB connection with a view per table (empty tables when nothing is stored).
+    def _query_files(self, con: Any, tops: list[Path], *, walk: bool) -> list[str]:
+        """The live files under ``tops`` for a query on ``con``: held open for DuckDB (see
+        :meth:`connect`), by path for Spark."""
+        dirs = [d for top in tops if top.exists() for d in (self._dirs(top) if walk else [top])]
+        if self.engine == "spark":
+            return sorted(str(p) for d in dirs for p in live_files(d))
+        fds: list[int] | None = getattr(con, "_modelwarden_fds", None)
+        if fds is None:
+            _raise_open_files_limit()
+            fds = []
+            weakref.finalize(con, _close_fds, fds)
+            con._modelwarden_fds = fds
+        return self._held_files(dirs, fds)
 
-        Each view reads the files listed when it was made, through directory handles the
-        connection holds until it is garbage collected; a compaction meanwhile changes nothing
-        it reads, for the grace period (:data:`DEFAULT_GRACE_S`).
+    def connect(self) -> Any:
+        """An Ibis connection of the store's analytics engine (:mod:`modelwarden.store.engines`)
+        with a table per kind (empty tables when nothing is stored).
+
+        On DuckDB each table reads the files listed when it was made, through directory handles
+        the connection holds until it is garbage collected; a compaction meanwhile changes
+        nothing it reads, for the grace period (:data:`DEFAULT_GRACE_S`). Spark reads the files by
+        path (its executors cannot use this process's handles): like any plain reader it sees
+        every row once, and a query that overlaps a compaction can fail with a missing file, to
+        be run again.
         """
-        _raise_open_files_limit()
-        con = duckdb_sql.ibis_connect(self.threads)
-        fds: list[int] = []
-        weakref.finalize(con, _close_fds, fds)
-        con._modelwarden_fds = fds
+        con = engines.connect(self.engine, self.threads, self.spark_master)
         for kind in SCHEMAS:
-            top = self.kind_dir(kind)
-            files = self._held_files(self._dirs(top), fds) if top.exists() else []
-            if files:
-                con.raw_sql(
-                    f'CREATE OR REPLACE VIEW "{kind}" AS SELECT '
-                    + ", ".join(f'"{n}"' for n in SCHEMAS[kind].names)
-                    + f" FROM {duckdb_sql.read_parquet_sql(files)}"
-                )
-            else:
-                con.con.register(kind, SCHEMAS[kind].empty_table())
+            files = self._query_files(con, [self.kind_dir(kind)], walk=True)
+            engines.register_parquet(con, kind, files, SCHEMAS[kind], SCHEMAS[kind].names)
         return con
 
     def embeddings_table(self, con: Any, kind: str, embedder: str) -> Any:
         """An Ibis table (request_id, vector) for one embedding kind and embedder, maybe empty."""
-        fds: list[int] = getattr(con, "_modelwarden_fds", None) or []
-        if not hasattr(con, "_modelwarden_fds"):
-            weakref.finalize(con, _close_fds, fds)
-            con._modelwarden_fds = fds
-        files = self._held_files([self.embedding_dir(kind, embedder)], fds)
+        files = self._query_files(con, [self.embedding_dir(kind, embedder)], walk=False)
         name = f"emb_{kind}_{_safe(embedder).replace('-', '_').replace('.', '_')}"
-        if files:
-            con.raw_sql(
-                f'CREATE OR REPLACE VIEW "{name}" AS SELECT request_id, vector '
-                f"FROM {duckdb_sql.read_parquet_sql(files)}"
-            )
-        else:
-            dim = self.embedders().get(embedder, 1)
-            con.con.register(
-                name, embedding_schema(dim).empty_table().select(["request_id", "vector"])
-            )
-        return con.table(name)
+        schema = embedding_schema(self.embedders().get(embedder, 1))
+        return engines.register_parquet(con, name, files, schema, ["request_id", "vector"])
 
     def count(self, kind: str) -> int:
         files = self.files(kind)

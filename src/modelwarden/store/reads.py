@@ -14,7 +14,12 @@ from modelwarden.store.logstore import LogStore
 
 
 def open_store(settings: Settings) -> LogStore:
-    return LogStore(settings.log_dir, threads=0)
+    return LogStore(
+        settings.log_dir,
+        threads=0,
+        engine=settings.analytics_engine,
+        spark_master=settings.spark_master,
+    )
 
 
 def time_bounds(settings: Settings) -> tuple[datetime, datetime] | None:
