@@ -52,7 +52,9 @@ PAGES = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop marked as running in this thread while
+# it is open, and later tests that call asyncio.run() would fail; this module is the only user.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian package chromium)")
