@@ -64,7 +64,7 @@ def serve(tmp_path: Path, mode: str) -> tuple[str, str]:
         proc = subprocess.Popen(
             [
                 *(sys.executable, str(launcher), mode, "--data", str(data), "serve"),
-                *("--port", str(port), "--log-level", "warning"),
+                *("--port", str(port), "--log-level", "warning", "--gateway-auth", "required"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=err,
