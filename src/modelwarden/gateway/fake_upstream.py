@@ -111,18 +111,9 @@ def create_app(
             return _error(400, "the body is not valid JSON", "invalid_json")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' must be a list", "invalid_messages")
-        if error_rate and rng.random() < error_rate:
+        if failing():
             await asyncio.sleep(delay)
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": "simulated upstream failure",
-                        "type": "server_error",
-                        "code": "fake_failure",
-                    }
-                },
-                status_code=500,
-            )
+            return failure()
         prompt = prompt_text(body["messages"])
         answer_quality = quality
         if unsafe_share or poor_share:
