@@ -168,6 +168,9 @@ AFTER
 mw incidents list
 
 step "One report, the same from either instance's data directory"
+# Both spools flushed first, so both reports read the same log lake.
+"$PY" -c 'from modelwarden.server.runner import wait_for_spool as w; import sys; [w(u) for u in sys.argv[1:]]' \
+  "http://127.0.0.1:$A" "http://127.0.0.1:$B"
 WEEK=$(date -u +%G-W%V)
 for i in a b; do
   "$MW" --data "$W/$i" report --week "$WEEK" --format json --out "$W/report-$i.json" >/dev/null
@@ -177,10 +180,15 @@ import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:])
 drop = lambda r: {k: v for k, v in r.items() if k not in ("generated_at", "drift_trend")}
 assert drop(a) == drop(b), "the two instances' reports differ"
+sop = a["sop"]
+assert any(r["status"] == "rolled_back" for r in sop["rollouts"]), sop
+assert sop["incidents"] and sop["quarantined"], sop
 o = a.get("overall") or {}
 print(f"  week {a['week']}: {o.get('requests')} requests, safety rate {o.get('safety_rate')}, "
       f"{o.get('safety_incidents')} unsafe answers, {len(a.get('findings', []))} finding(s); "
       "identical from both instances")
+print(f"  SOP: {len(sop['rollouts'])} rollout(s), {len(sop['incidents'])} incident(s), quarantined "
+      + ", ".join(str(q.get("version")) for q in sop["quarantined"]))
 SAME
 mw audit verify
 step "Done"

@@ -206,6 +206,11 @@ class Settings(BaseSettings):
     def state_db(self) -> Path:
         return self.data_dir / "state.db"
 
+    def has_state(self) -> bool:
+        """Whether there is a state store to read: a configured database, or the default SQLite
+        file once something has created it (readers need not create an empty one)."""
+        return self.state_url != f"sqlite:///{self.state_db}" or self.state_db.exists()
+
     def threads(self) -> int:
         # Half the cores by default: embedding is background work beside the server and the
         # queries, and torch's threads wait by spinning, so on busy cores two threads embed up to

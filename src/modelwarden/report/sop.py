@@ -44,7 +44,7 @@ def _overlaps(a: datetime | None, b: datetime | None, start: datetime, end: date
 def sop_section(settings: Settings, start: datetime, end: datetime) -> dict[str, Any]:
     """Rollouts, incidents and quarantined versions that touch ``[start, end)`` (and any still
     open or active at the end)."""
-    if not settings.state_db.exists():
+    if not settings.has_state():
         return {"rollouts": [], "incidents": [], "quarantined": [], "releases": []}
     state = StateStore.of(settings)
     try:
