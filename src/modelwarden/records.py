@@ -378,6 +378,29 @@ def validate(kind: str, raw: Any) -> tuple[_Base | None, list[FieldProblem]]:
         return None, problems_from(exc)
 
 
+def dimension_problems(rec: Any, dims: dict[str, int]) -> list[FieldProblem]:
+    """The embedding-width rule: every vector of one embedder has that embedder's width.
+
+    ``dims`` maps embedder name to width (those already stored); a first vector of a new embedder
+    sets its width in ``dims``, so later records of the same batch are held to it.
+    """
+    embedder = rec.embedding_model or INLINE_EMBEDDER
+    problems = []
+    for name in ("prompt_embedding", "response_embedding"):
+        vec = getattr(rec, name)
+        if vec is None:
+            continue
+        expected = dims.setdefault(embedder, len(vec))
+        if len(vec) != expected:
+            problems.append(
+                FieldProblem(
+                    field=name,
+                    reason=f"has {len(vec)} dimensions; embedder {embedder!r} has {expected}",
+                )
+            )
+    return problems
+
+
 def is_finite_vector(values: list[float]) -> bool:
     return all(math.isfinite(v) for v in values)
 

@@ -26,6 +26,7 @@ from modelwarden.records import (
     FieldProblem,
     RequestRecord,
     clean_text,
+    dimension_problems,
     validate,
 )
 from modelwarden.safety.checker import SafetyChecker
@@ -248,20 +249,7 @@ class Ingestor:
         keep_loc: list[str] = []
         rejected: list[Rejection] = []
         for rec, loc in zip(recs, locs, strict=True):
-            embedder = rec.embedding_model or INLINE_EMBEDDER
-            problems = []
-            for fname in ("prompt_embedding", "response_embedding"):
-                vec = getattr(rec, fname)
-                if vec is None:
-                    continue
-                expected = dims.setdefault(embedder, len(vec))
-                if len(vec) != expected:
-                    problems.append(
-                        FieldProblem(
-                            field=fname,
-                            reason=f"has {len(vec)} dimensions; embedder {embedder!r} has {expected}",
-                        )
-                    )
+            problems = dimension_problems(rec, dims)
             if problems:
                 rejected.append(
                     Rejection(

@@ -16,7 +16,13 @@ from typing import Any
 
 from modelwarden.ingest.readers import BadLine
 from modelwarden.ingest.rejections import MAX_RAW_CHARS
-from modelwarden.records import INLINE_EMBEDDER, KEY_FIELD, FieldProblem, clean_text, validate
+from modelwarden.records import (
+    KEY_FIELD,
+    FieldProblem,
+    clean_text,
+    dimension_problems,
+    validate,
+)
 
 BAD_RECORD_KEY = "__modelwarden_bad_record__"
 
@@ -94,7 +100,7 @@ def check_batch(
         rec, problems = validate(kind, raw)
         if rec is not None and kind == "requests":
             wrong_plant = plant_problem(plant, rec.plant_id)  # type: ignore[attr-defined]
-            problems = [wrong_plant] if wrong_plant else _dimension_problems(rec, dims)
+            problems = [wrong_plant] if wrong_plant else dimension_problems(rec, dims)
         hint = hints[i] if hints is not None and i < len(hints) else None
         hinted = False
         if problems and hint and problems[0].field in hint:
@@ -131,24 +137,6 @@ def check_batch(
                 }
             )
     return results, accepted, items
-
-
-def _dimension_problems(rec: Any, dims: dict[str, int]) -> list[FieldProblem]:
-    embedder = rec.embedding_model or INLINE_EMBEDDER
-    problems = []
-    for name in ("prompt_embedding", "response_embedding"):
-        vec = getattr(rec, name)
-        if vec is None:
-            continue
-        expected = dims.setdefault(embedder, len(vec))
-        if len(vec) != expected:
-            problems.append(
-                FieldProblem(
-                    field=name,
-                    reason=f"has {len(vec)} dimensions; embedder {embedder!r} has {expected}",
-                )
-            )
-    return problems
 
 
 def as_bad_line(raw: Any) -> Any:
