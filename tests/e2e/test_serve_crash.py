@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from serveproc import start_serve
 
 from modelwarden.governance.keys import create_key
 from modelwarden.server.runner import free_port
 from modelwarden.store.logstore import LogStore
 from modelwarden.store.state import StateStore
 
-CLI = str(Path(sys.executable).parent / "modelwarden")
 SENDERS = 4
 BATCH = 25
 
@@ -26,38 +24,12 @@ BATCH = 25
 def start_server(
     data: Path, port: int, flush_interval: float, flush_early: int = 20_000
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
-    proc = subprocess.Popen(
-        [
-            CLI,
-            "--data",
-            str(data),
-            "serve",
-            "--port",
-            str(port),
-            "--flush-interval",
-            str(flush_interval),
-            "--flush-early",
-            str(flush_early),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    return start_serve(
+        data,
+        port,
+        *("--flush-interval", str(flush_interval), "--flush-early", str(flush_early)),
+        *("--log-level", "warning"),
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("serve did not start")
 
 
 def stream_until_killed(

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from serveproc import start_serve
 
 from modelwarden.client import AsyncClient, Client, last_request_id
 from modelwarden.governance.keys import create_key
@@ -25,8 +25,6 @@ from modelwarden.server.runner import ServerThread, free_port, wait_for_spool
 from modelwarden.settings import Settings
 from modelwarden.store.logstore import LogStore
 from modelwarden.store.state import StateStore
-
-CLI = str(Path(sys.executable).parent / "modelwarden")
 
 
 def _keys(data: Path) -> tuple[str, str]:
@@ -193,38 +191,11 @@ def test_drop_newest_keeps_the_first_records() -> None:
 
 
 def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
-    proc = subprocess.Popen(
-        [
-            CLI,
-            "--data",
-            str(data),
-            "serve",
-            "--port",
-            str(port),
-            "--otlp-grpc-port",
-            "0",
-            "--flush-interval",
-            "0.2",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    return start_serve(
+        data,
+        port,
+        *("--otlp-grpc-port", "0", "--flush-interval", "0.2", "--log-level", "warning"),
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("serve did not start")
 
 
 def test_a_server_restart_in_the_middle_of_a_batch_loses_and_duplicates_nothing(
