@@ -9,19 +9,17 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from gatewayworld import V11, V12, Gw, fake_upstreams, gateway
 
-from modelwarden.gateway import fake_upstream
 from modelwarden.governance.keys import create_key
 from modelwarden.governance.routes import RouteSpec, Upstream, set_routes
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
-from modelwarden.server.runner import ServerThread, free_port, wait_for_spool
+from modelwarden.server.runner import ServerThread, free_port
 from modelwarden.settings import Settings
 from modelwarden.simulate.corpus import match_question
-from modelwarden.store.logstore import LogStore
 from modelwarden.store.state import StateStore
 
-V11, V12 = "sop-assistant-v1.1", "sop-assistant-v1.2"
 QUESTION = "How often does the main conveyor need lubrication?"
 QA = match_question(QUESTION)
 assert QA is not None
@@ -29,56 +27,19 @@ assert QA is not None
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, str]]:
-    good = ServerThread(fake_upstream.create_app(V11, latency_ms=0)).start()
-    unsafe = ServerThread(fake_upstream.create_app(V12, latency_ms=0, quality="unsafe")).start()
-    failing = ServerThread(fake_upstream.create_app(V12, latency_ms=0, error_rate=1.0)).start()
-    slow = ServerThread(fake_upstream.create_app(V12, latency_ms=1500)).start()
-    yield {
-        "good": good.url,
-        "unsafe": unsafe.url,
-        "failing": failing.url,
-        "slow": slow.url,
-        "closed": f"http://127.0.0.1:{free_port()}",
-    }
-    for s in (good, unsafe, failing, slow):
-        s.stop()
-
-
-class Gw:
-    def __init__(self, data: Path, thread: ServerThread) -> None:
-        self.data = data
-        self.thread = thread
-        self.url = thread.url
-        self.state = StateStore.at(data)
-
-    def client(self, key: str = "no-key-needed", **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, **kw)
-
-    def routes(self, **spec: Any) -> None:
-        set_routes(self.state, RouteSpec(**spec), created_by="test")
-        self.thread.server.config.app.state.runtime.routes.invalidate()
-
-    def records(self) -> dict[str, dict[str, Any]]:
-        wait_for_spool(self.url)
-        con = LogStore(self.data / "log").connect()
-        rows = con.to_pyarrow(con.table("requests")).to_pylist()
-        return {r["request_id"]: r for r in rows}
-
-    def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics").text
+    with fake_upstreams(
+        good=(V11, {"latency_ms": 0}),
+        unsafe=(V12, {"latency_ms": 0, "quality": "unsafe"}),
+        failing=(V12, {"latency_ms": 0, "error_rate": 1.0}),
+        slow=(V12, {"latency_ms": 1500}),
+    ) as urls:
+        yield {**urls, "closed": f"http://127.0.0.1:{free_port()}"}
 
 
 @pytest.fixture
 def gw(tmp_path: Path, upstreams: dict[str, str]) -> Iterator[Gw]:
-    data = tmp_path / "warden-data"
-    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    config = ServerConfig(flush_interval_s=0.1, upstream_timeout_s=10)
-    thread = ServerThread(create_app(settings, config)).start()
-    g = Gw(data, thread)
-    g.routes(stable=Upstream(version=V11, url=upstreams["good"]))
-    yield g
-    thread.stop()
-    g.state.close()
+    with gateway(tmp_path / "warden-data", upstreams["good"]) as g:
+        yield g
 
 
 def ask(client: openai.OpenAI, **kw: Any) -> Any:

@@ -6,26 +6,17 @@ completions, against real fake upstreams over HTTP.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import openai
 import pytest
+from gatewayworld import V11, V12, V13, Gw, fake_upstreams, gateway
 
 from modelwarden.gateway import fake_upstream
-from modelwarden.governance.routes import RouteSpec, Upstream, set_routes
-from modelwarden.server.app import create_app
-from modelwarden.server.config import ServerConfig
-from modelwarden.server.runner import ServerThread, wait_for_spool
-from modelwarden.settings import Settings
+from modelwarden.governance.routes import Upstream
 from modelwarden.simulate.corpus import match_question
-from modelwarden.store.logstore import LogStore
-from modelwarden.store.state import StateStore
 
-V11, V12, V13 = "sop-assistant-v1.1", "sop-assistant-v1.2", "sop-assistant-v1.3"
 QUESTION = "How often does the main conveyor need lubrication?"
 QA = match_question(QUESTION)
 assert QA is not None
@@ -33,58 +24,23 @@ assert QA is not None
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, str]]:
-    good = ServerThread(fake_upstream.create_app(V11, latency_ms=0)).start()
-    unsafe = ServerThread(fake_upstream.create_app(V12, latency_ms=0, quality="unsafe")).start()
-    failing = ServerThread(fake_upstream.create_app(V12, latency_ms=0, error_rate=1.0)).start()
-    shadow = ServerThread(fake_upstream.create_app(V13, latency_ms=0, quality="poor")).start()
-    yield {"good": good.url, "unsafe": unsafe.url, "failing": failing.url, "shadow": shadow.url}
-    for s in (good, unsafe, failing, shadow):
-        s.stop()
-
-
-class Gw:
-    def __init__(self, data: Path, thread: ServerThread) -> None:
-        self.data = data
-        self.thread = thread
-        self.url = thread.url
-        self.state = StateStore.at(data)
-        self.client = openai.OpenAI(base_url=f"{self.url}/v1", api_key="none", max_retries=0)
-
-    def routes(self, **spec: Any) -> None:
-        set_routes(self.state, RouteSpec(**spec), created_by="test")
-        self.thread.server.config.app.state.runtime.routes.invalidate()
-
-    def records(self, n: int | None = None) -> dict[str, dict[str, Any]]:
-        deadline = time.monotonic() + 15
-        while True:
-            wait_for_spool(self.url)
-            con = LogStore(self.data / "log").connect()
-            try:
-                rows = con.to_pyarrow(con.table("requests")).to_pylist()
-            except Exception:  # no table before the first record
-                rows = []
-            if n is None or len(rows) >= n or time.monotonic() > deadline:
-                return {r["request_id"]: r for r in rows}
-            time.sleep(0.05)
-
-    def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics").text
+    with fake_upstreams(
+        good=(V11, {"latency_ms": 0}),
+        unsafe=(V12, {"latency_ms": 0, "quality": "unsafe"}),
+        failing=(V12, {"latency_ms": 0, "error_rate": 1.0}),
+        shadow=(V13, {"latency_ms": 0, "quality": "poor"}),
+    ) as urls:
+        yield urls
 
 
 @pytest.fixture
 def gw(tmp_path: Path, upstreams: dict[str, str]) -> Iterator[Gw]:
-    data = tmp_path / "warden-data"
-    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    config = ServerConfig(flush_interval_s=0.1, upstream_timeout_s=10)
-    thread = ServerThread(create_app(settings, config)).start()
-    g = Gw(data, thread)
-    g.routes(stable=Upstream(version=V11, url=upstreams["good"]))
-    yield g
-    thread.stop()
+    with gateway(tmp_path / "warden-data", upstreams["good"]) as g:
+        yield g
 
 
 def test_responses_create_is_answered_and_logged(gw: Gw) -> None:
-    raw = gw.client.responses.with_raw_response.create(
+    raw = gw.client().responses.with_raw_response.create(
         model="anything",
         input=[{"role": "user", "content": QUESTION}],
         instructions="Answer from the SOP.",
@@ -113,7 +69,7 @@ def test_responses_create_is_answered_and_logged(gw: Gw) -> None:
 
 
 def test_streamed_responses_are_relayed_and_logged(gw: Gw) -> None:
-    with gw.client.responses.with_streaming_response.create(
+    with gw.client().responses.with_streaming_response.create(
         model="anything", input=QUESTION, stream=True, extra_headers={"X-Plant-Id": "Plant_A"}
     ) as raw:
         rid = raw.headers["x-request-id"]
@@ -142,7 +98,7 @@ def test_responses_take_the_sticky_canary_with_safety_flags(
     routes: dict[str, set[str]] = {}
     for user in ("op-1", "op-2", "op-3", "op-4", "op-5", "op-6", "op-7", "op-8"):
         for _ in range(2):  # the same user lands on the same route every time
-            raw = gw.client.responses.with_raw_response.create(
+            raw = gw.client().responses.with_raw_response.create(
                 model="x", input=QUESTION, extra_headers={"X-User-Id": user}
             )
             routes.setdefault(user, set()).add(raw.headers["x-modelwarden-route"])
@@ -165,12 +121,12 @@ def test_a_failing_canary_falls_back_to_stable_for_responses_and_embeddings(
         canary_weight=100,
     )
     user = {"X-User-Id": "op-9"}  # the canary serves users by their sticky bucket
-    raw = gw.client.responses.with_raw_response.create(
+    raw = gw.client().responses.with_raw_response.create(
         model="x", input=QUESTION, extra_headers=user
     )
     assert raw.headers["x-modelwarden-route"] == "stable"
     assert raw.parse().output_text == QA.answer
-    emb = gw.client.embeddings.with_raw_response.create(
+    emb = gw.client().embeddings.with_raw_response.create(
         model="x", input="conveyor", extra_headers=user
     )
     assert emb.headers["x-modelwarden-route"] == "stable"
@@ -186,14 +142,14 @@ def test_a_failing_canary_falls_back_to_stable_for_responses_and_embeddings(
 
 def test_embeddings_pass_through_and_are_logged(gw: Gw) -> None:
     texts = ["lockout procedure", "spill kit location"]
-    raw = gw.client.embeddings.with_raw_response.create(
+    raw = gw.client().embeddings.with_raw_response.create(
         model="x", input=texts, extra_headers={"X-Plant-Id": "Plant_D"}
     )
     resp = raw.parse()
     assert len(resp.data) == 2
     expected = fake_upstream.fake_embedding(texts[1])
     assert resp.data[1].embedding == pytest.approx(expected, abs=1e-6)  # base64 decoded
-    floats = gw.client.embeddings.create(model="x", input="x", encoding_format="float")
+    floats = gw.client().embeddings.create(model="x", input="x", encoding_format="float")
     assert floats.data[0].embedding == pytest.approx(fake_upstream.fake_embedding("x"))
     rec = gw.records(2)[raw.headers["x-request-id"]]
     assert (rec["model_version"], rec["plant_id"]) == (V11, "Plant_D")
@@ -208,7 +164,7 @@ def test_shadow_copies_of_responses(gw: Gw, upstreams: dict[str, str]) -> None:
         shadow=Upstream(version=V13, url=upstreams["shadow"]),
         shadow_sample=1.0,
     )
-    raw = gw.client.responses.with_raw_response.create(model="x", input=QUESTION)
+    raw = gw.client().responses.with_raw_response.create(model="x", input=QUESTION)
     assert raw.parse().output_text == QA.answer  # the live answer, never the shadow's
     rid = raw.headers["x-request-id"]
     recs = gw.records(2)
