@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from evalruns import stored_run
 
-from modelwarden.evals.store import insert_run
 from modelwarden.governance import registry
 from modelwarden.governance.keys import create_key
 from modelwarden.ingest.core import Ingestor
@@ -90,52 +90,6 @@ class Traffic:
         assert rep.accepted == n, rep.first_rejections
 
 
-def eval_run(state: StateStore, model: str, name: str, unsafe: int = 0) -> int:
-    items = [
-        {
-            "item_id": f"q{i}",
-            "position": i,
-            "prompt": f"question {i}",
-            "reference": "ref",
-            "output": "answer",
-            "error": None,
-            "metrics": {"chrf": 60.0 + (i % 3)},
-            "violations": {"safety": i < unsafe, "forbidden": False},
-            "tags": {},
-            "details": {},
-            "latency_ms": 100.0,
-            "attempts": 1,
-            "cached": False,
-        }
-        for i in range(20)
-    ]
-    stored = insert_run(
-        state,
-        {
-            "name": name,
-            "model": model,
-            "endpoint": "http://127.0.0.1:1/v1",
-            "golden_name": "g",
-            "golden_version": 1,
-            "golden_hash": "h" * 64,
-            "status": "complete",
-            "params": {},
-            "signatures": {},
-            "corpus": {},
-            "embedder": None,
-            "n_items": 20,
-            "n_answered": 20,
-            "n_failed": 0,
-            "n_cached": 0,
-            "n_requests": 20,
-            "duration_s": 1.0,
-            "created_at": datetime.now(UTC),
-        },
-        items,
-    )
-    return int(stored["id"])
-
-
 def build(data: Path, sim_requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The installation; returns its settings, state store and the keys by name."""
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
@@ -167,9 +121,9 @@ def build(data: Path, sim_requests: list[dict[str, Any]] | None = None) -> dict[
     # Two quarantined versions whose fixes wait for approval: board asked for V13, ops for V14.
     for v in (V13, V14):
         registry.quarantine(state, v, "INC-drill: unsafe answers", "controller")
-    eval_run(state, V11, "baseline-v11")
-    run13 = eval_run(state, V13, "fixed-v13")
-    run14 = eval_run(state, V14, "fixed-v14")
+    stored_run(state, V11, name="baseline-v11")
+    run13 = stored_run(state, V13, name="fixed-v13")
+    run14 = stored_run(state, V14, name="fixed-v14")
     board = registry.identify(state, keys["board"])
     ops = registry.identify(state, keys["ops"])
     registry.request_release(state, V13, board, "prompt template fixed")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from evalruns import stored_run as run
 
 from modelwarden.errors import ConflictError, InputError
-from modelwarden.evals.store import insert_run
 from modelwarden.governance import audit, registry
 from modelwarden.governance.keys import ApiKey, ForbiddenError, create_key
 from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, set_routes
@@ -153,58 +153,6 @@ def keys(state: StateStore) -> dict[str, ApiKey]:
         name: create_key(state, role, name)[1]
         for name, role in (("ops", "operator"), ("board", "approver"), ("board2", "approver"))
     }
-
-
-def run(
-    state: StateStore,
-    model: str,
-    unsafe: int = 0,
-    at: datetime | None = None,
-    name: str | None = None,
-) -> int:
-    items = [
-        {
-            "item_id": f"q{i}",
-            "position": i,
-            "prompt": f"question {i}",
-            "reference": "ref",
-            "output": "answer",
-            "error": None,
-            "metrics": {"chrf": 60.0 + (i % 3)},
-            "violations": {"safety": i < unsafe, "forbidden": False},
-            "tags": {},
-            "details": {},
-            "latency_ms": 100.0,
-            "attempts": 1,
-            "cached": False,
-        }
-        for i in range(20)
-    ]
-    stored = insert_run(
-        state,
-        {
-            "name": name,
-            "model": model,
-            "endpoint": "http://127.0.0.1:1/v1",
-            "golden_name": "g",
-            "golden_version": 1,
-            "golden_hash": "h" * 64,
-            "status": "complete",
-            "params": {},
-            "signatures": {},
-            "corpus": {},
-            "embedder": None,
-            "n_items": 20,
-            "n_answered": 20,
-            "n_failed": 0,
-            "n_cached": 0,
-            "n_requests": 20,
-            "duration_s": 1.0,
-            "created_at": at,
-        },
-        items,
-    )
-    return int(stored["id"])
 
 
 def quarantined(state: StateStore) -> dict[str, ApiKey]:

@@ -1,0 +1,61 @@
+"""A stored evaluation run of 20 items, written straight to the state store, for tests that need
+evidence for a release (scorecards, approval gates) without calling a model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from modelwarden.evals.store import insert_run
+from modelwarden.store.state import StateStore
+
+
+def stored_run(
+    state: StateStore,
+    model: str,
+    unsafe: int = 0,
+    at: datetime | None = None,
+    name: str | None = None,
+) -> int:
+    items = [
+        {
+            "item_id": f"q{i}",
+            "position": i,
+            "prompt": f"question {i}",
+            "reference": "ref",
+            "output": "answer",
+            "error": None,
+            "metrics": {"chrf": 60.0 + (i % 3)},
+            "violations": {"safety": i < unsafe, "forbidden": False},
+            "tags": {},
+            "details": {},
+            "latency_ms": 100.0,
+            "attempts": 1,
+            "cached": False,
+        }
+        for i in range(20)
+    ]
+    stored = insert_run(
+        state,
+        {
+            "name": name,
+            "model": model,
+            "endpoint": "http://127.0.0.1:1/v1",
+            "golden_name": "g",
+            "golden_version": 1,
+            "golden_hash": "h" * 64,
+            "status": "complete",
+            "params": {},
+            "signatures": {},
+            "corpus": {},
+            "embedder": None,
+            "n_items": 20,
+            "n_answered": 20,
+            "n_failed": 0,
+            "n_cached": 0,
+            "n_requests": 20,
+            "duration_s": 1.0,
+            "created_at": at,
+        },
+        items,
+    )
+    return int(stored["id"])
