@@ -3,6 +3,7 @@ the revisions build exactly the declared tables, and concurrent openers upgrade 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import sqlite3
@@ -13,10 +14,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 from modelwarden.errors import StoreError
 from modelwarden.governance import audit, incidents, keys, notify, registry
+from modelwarden.review import service as review_service
+from modelwarden.review.rubrics import DEFAULT_RUBRIC
 from modelwarden.rollout import store as rollouts
 from modelwarden.store import migrate
 from modelwarden.store.state import StateStore
@@ -131,6 +134,8 @@ def test_the_first_revision_is_the_previous_release_schema(tmp_path: Path) -> No
         "report_sends",
         "leases",
     }
+    # Columns added after release 0.1.0 (SQLite appends them to the table's statement).
+    later_columns = {"review_queues": ", owner_key_id INTEGER"}
 
     def schema(db: Path) -> dict[str, str]:
         con = sqlite3.connect(db)
@@ -140,11 +145,57 @@ def test_the_first_revision_is_the_previous_release_schema(tmp_path: Path) -> No
         ).fetchall()
         con.close()
         # Column and constraint order may differ; compare the set of lines of each statement.
-        return {n: sorted(x.strip().rstrip(",") for x in s.split("\n")) for n, s in rows}
+        return {
+            n: sorted(
+                x.strip().rstrip(",") for x in s.replace(later_columns.get(n, "\0"), "").split("\n")
+            )
+            for n, s in rows
+        }
 
     fresh = schema(new / "state.db")
     assert set(fresh) - set(schema(old / "state.db")) == later
     assert schema(old / "state.db") == {n: s for n, s in fresh.items() if n not in later}
+
+
+def test_a_revision_0006_database_upgrades_keeping_its_review_queues(tmp_path: Path) -> None:
+    """Queues made before queues had owners keep every row and get no owner: admin keys only."""
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = create_engine(f"sqlite:///{data / 'state.db'}")
+    migrate.upgrade(engine, "0006")
+    with engine.begin() as con:
+        assert "owner_key_id" not in {c["name"] for c in inspect(con).get_columns("review_queues")}
+        con.execute(
+            text(
+                "INSERT INTO review_queues (name, rubric, reviewers_per_item, lease_minutes, "
+                "params, created_at) VALUES ('old', :rubric, 2, 60.0, '{}', :at)"
+            ),
+            {"rubric": json.dumps(DEFAULT_RUBRIC.model_dump(mode="json")), "at": T0},
+        )
+        con.execute(
+            text(
+                "INSERT INTO review_items (id, queue, kind, position, source, source_ref, prompt, "
+                "response, meta, created_at) VALUES ('rv1', 'old', 'single', 0, 'logs', 'r1', "
+                "'What PPE?', 'Gloves.', '{}', :at)"
+            ),
+            {"at": T0},
+        )
+    engine.dispose()
+
+    state = StateStore.at(data)
+    assert state.upgraded is not None and state.upgraded.before == "0006"
+    assert migrate.current(state.engine) == migrate.head()
+    [queue] = review_service.queues(state)
+    assert (queue["name"], queue["reviewers_per_item"], queue["owner_key_id"]) == ("old", 2, None)
+    assert queue["created_at"] == T0
+    assert review_service.status(state, "old")["items"]["single"] == 1
+    # No owner: an admin key sees its progress, any other key is refused.
+    _, admin = keys.create_key(state, "admin", name="root")
+    assert review_service.may_see_progress(queue, admin)
+    operator = dataclasses.replace(admin, id=admin.id + 1, role="operator")
+    with pytest.raises(review_service.NotQueueOwner, match="has no owner"):
+        review_service.agreement(state, "old", caller=operator)
+    state.close()
 
 
 def test_a_database_from_a_newer_release_is_refused_clearly(tmp_path: Path) -> None:

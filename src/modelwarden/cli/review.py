@@ -26,9 +26,9 @@ from modelwarden.cli.app import (
 )
 from modelwarden.errors import EXIT_CHECK_FAILED, InputError
 from modelwarden.review import DEFAULT_QUEUE
-from modelwarden.windows import parse_time
 
 if TYPE_CHECKING:
+    from modelwarden.governance.keys import ApiKey
     from modelwarden.store.state import StateStore
 
 review_app = typer.Typer(
@@ -39,12 +39,18 @@ app.add_typer(review_app, name="review")
 
 QUEUE_OPTION = typer.Option(DEFAULT_QUEUE, "--queue", "-q", help="Review queue name.")
 QUIT_WORDS = frozenset({"q", "quit", "exit"})
+OWNER_KEY_HELP = (
+    "API key (also MODELWARDEN_KEY): its role must review, and only the queue's owner or an "
+    "admin key may see this. Without one the local command line sees every queue."
+)
 
 
-def _split(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [x.strip() for x in value.split(",") if x.strip()]
+def _caller(state: StateStore, key: str | None, subject: str) -> ApiKey | None:
+    """The key behind ``--key`` if its role may review (a refusal is audited); None without."""
+    # imported here: keeps --help fast
+    from modelwarden.governance.keys import require
+
+    return require(state, key, "review", subject) if key else None
 
 
 # ---- sample ------------------------------------------------------------------------------------
@@ -84,33 +90,40 @@ def review_sample(
     lease_minutes: float = typer.Option(
         60.0, "--lease-minutes", help="How long a claimed item waits for its reviewer."
     ),
+    key: str = typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help="API key (also MODELWARDEN_KEY) that owns a new queue: it and admin keys see its "
+        "progress and agreement. Without one, admin keys only.",
+        show_default=False,
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Build a review queue: sampled items, N reviewers each, gold items and blind pairs."""
-    from modelwarden.review.rubrics import DEFAULT_RUBRIC, Rubric
-    from modelwarden.review.sampling import SampleSpec, build_queue
+    from modelwarden.review import service
 
-    s = settings()
-    spec = SampleSpec.build(
+    spec = service.sample_spec(
         source=source,
         n=n,
         strategy=strategy.value,
-        by=_split(by),
+        by=by,
         reviewers=reviewers,
         gold=gold,
         gold_file=gold_file,
         pair_with=pair_with,
         seed=seed,
         queue=queue,
-        rubric=Rubric.load(rubric) if rubric is not None else DEFAULT_RUBRIC,
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
+        rubric=rubric,
+        since=since,
+        until=until,
         append=append,
         lease_minutes=lease_minutes,
     )
     state = state_store()
     try:
-        summary = build_queue(s, state, spec)
+        owner = _caller(state, key, f"review queue {queue}")
+        summary = service.sample(settings(), state, spec, owner)
     finally:
         state.close()
     if format == Format.json:
@@ -191,13 +204,13 @@ def _ask(dim: Any) -> Any:
 
 
 def _interactive(state: StateStore, queue: str, reviewer: str, limit: int | None) -> int:
-    from modelwarden.review.queue import next_item, submit_review
+    from modelwarden.review import service
     from modelwarden.review.rubrics import Rubric
 
     done = 0
     console.print(f"Reviewing queue [bold]{queue}[/] as [bold]{reviewer}[/]; type q to stop.")
     while limit is None or done < limit:
-        item = next_item(state, queue, reviewer)
+        item = service.next_for(state, queue, reviewer)
         if item is None:
             console.print(f"No more items for {reviewer} in queue {queue}.")
             break
@@ -209,7 +222,7 @@ def _interactive(state: StateStore, queue: str, reviewer: str, limit: int | None
         except _Quit as why:
             console.print(f"{why}; item {item['item_id']} stays yours for now.")
             break
-        submit_review(
+        service.submit(
             state,
             item["item_id"],
             reviewer,
@@ -243,15 +256,16 @@ def review_next(
     ),
 ) -> None:
     """Review items one after another in the terminal, or print the next one as JSON."""
-    from modelwarden.review.queue import check_reviewer, get_queue, next_item
+    from modelwarden.review import service
+    from modelwarden.review.queue import check_reviewer
 
     check_reviewer(reviewer)
     state = state_store()
     try:
-        get_queue(state, queue)
         if format == NextFormat.json:
-            print_json(next_item(state, queue, reviewer))
+            print_json(service.next_for(state, queue, reviewer))
             return
+        service.check_for_next(state, queue, reviewer)
         _interactive(state, queue, reviewer, limit)
     finally:
         state.close()
@@ -286,34 +300,40 @@ def review_submit(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Store one review. Sending it again is harmless; changing an earlier review is refused."""
-    from modelwarden.review.queue import submit_review
+    from modelwarden.review import service
 
     state = state_store()
     try:
-        review, created = submit_review(
-            state, item, reviewer, _answers(answers), comment, origin="cli"
-        )
+        review = service.submit(state, item, reviewer, _answers(answers), comment, origin="cli")
     finally:
         state.close()
     if format == Format.json:
-        print_json({**review, "created": created})
+        print_json(review)
     else:
         console.print(
-            f"{'saved' if created else 'already saved'}: review {review['id']} of item {item} "
-            f"by {reviewer}"
+            f"{'saved' if review['created'] else 'already saved'}: review {review['id']} of "
+            f"item {item} by {reviewer}"
         )
 
 
 # ---- status / queues ---------------------------------------------------------------------------
 @review_app.command("status")
 @handle_errors
-def review_status(queue: str = QUEUE_OPTION, format: Format = FORMAT_OPTION) -> None:
+def review_status(
+    queue: str = QUEUE_OPTION,
+    key: str = typer.Option(
+        None, "--key", envvar="MODELWARDEN_KEY", help=OWNER_KEY_HELP, show_default=False
+    ),
+    format: Format = FORMAT_OPTION,
+) -> None:
     """How far a queue is: items, reviews given and still needed, reviewers."""
-    from modelwarden.review.queue import queue_status
+    from modelwarden.governance import audit
+    from modelwarden.review import service
 
     state = state_store()
     try:
-        st = queue_status(state, queue)
+        caller = _caller(state, key, f"review queue {queue}")
+        st = service.status(state, queue, caller, audit.record)
     finally:
         state.close()
     if format == Format.json:
@@ -349,11 +369,11 @@ def review_status(queue: str = QUEUE_OPTION, format: Format = FORMAT_OPTION) -> 
 @handle_errors
 def review_queues(format: Format = FORMAT_OPTION) -> None:
     """Every review queue."""
-    from modelwarden.review.queue import list_queues
+    from modelwarden.review import service
 
     state = state_store()
     try:
-        queues = list_queues(state)
+        queues = service.queues(state)
     finally:
         state.close()
     if format == Format.json:
@@ -365,6 +385,7 @@ def review_queues(format: Format = FORMAT_OPTION) -> None:
                 "queue": q["name"],
                 "rubric": q["rubric"]["name"],
                 "reviewers/item": q["reviewers_per_item"],
+                "owner": service.owner_label(q),
                 "created": f"{q['created_at']:%Y-%m-%d %H:%M}",
             }
             for q in queues
@@ -382,15 +403,15 @@ def review_export(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Write queues, items (with gold answers and pair orders) and reviews as JSONL."""
-    from modelwarden.review.queue import export_file
+    from modelwarden.review import service
 
     state = state_store()
     try:
-        counts = export_file(state, out, queue)
+        counts = service.export(state, out, queue)
     finally:
         state.close()
     if format == Format.json:
-        print_json({"out": str(out), **counts})
+        print_json(counts)
     else:
         console.print(
             f"wrote {out}: {counts['queues']} queue(s), {counts['items']} item(s), "
@@ -402,14 +423,23 @@ def review_export(
 @handle_errors
 def review_import(
     path: Path = typer.Argument(..., help="A file written by review export."),
+    key: str = typer.Option(
+        None,
+        "--key",
+        envvar="MODELWARDEN_KEY",
+        help="API key (also MODELWARDEN_KEY) that owns the queues this import creates. "
+        "Without one, admin keys only.",
+        show_default=False,
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Import an export. Checked as a whole first; importing twice changes nothing."""
-    from modelwarden.review.queue import import_file
+    from modelwarden.review import service
 
     state = state_store()
     try:
-        counts = import_file(state, path)
+        owner = _caller(state, key, f"review import {path.name}")
+        counts = service.import_export(state, path, owner)
     finally:
         state.close()
     if format == Format.json:
@@ -427,14 +457,19 @@ def review_agreement(
         0.667, "--threshold", help="Alpha below this marks a dimension unreliable."
     ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a dimension is unreliable."),
+    key: str = typer.Option(
+        None, "--key", envvar="MODELWARDEN_KEY", help=OWNER_KEY_HELP, show_default=False
+    ),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Krippendorff's alpha per dimension, kappa per reviewer pair, reviewers vs consensus."""
-    from modelwarden.review.reliability import agreement_report
+    from modelwarden.governance import audit
+    from modelwarden.review import service
 
     state = state_store()
     try:
-        rep = agreement_report(state, queue, threshold)
+        caller = _caller(state, key, f"review queue {queue}")
+        rep = service.agreement(state, queue, threshold, caller, audit.record)
     finally:
         state.close()
     if format == Format.json:
@@ -509,10 +544,6 @@ def review_rubric_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write the default rubric as YAML, to adapt and pass to review sample --rubric."""
-    from modelwarden.review.rubrics import DEFAULT_RUBRIC
+    from modelwarden.review import service
 
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; add --force to overwrite it", field="out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(DEFAULT_RUBRIC.to_yaml(), encoding="utf-8")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {service.write_rubric(out, force)}")

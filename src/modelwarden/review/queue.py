@@ -475,7 +475,9 @@ def export_lines(state: StateStore, queue: str | None = None) -> Iterable[dict[s
     """Queues, their items and reviews as JSON objects (a ``type`` field tells them apart)."""
     queues = [get_queue(state, queue)] if queue else list_queues(state)
     for q in queues:
-        yield {"type": "queue", "format": EXPORT_VERSION, **_jsonable(q)}
+        # The owner is a key of this installation; an import elsewhere gives its own owner.
+        shown = {k: v for k, v in q.items() if k != "owner_key_id"}
+        yield {"type": "queue", "format": EXPORT_VERSION, **_jsonable(shown)}
         with state.engine.connect() as con:
             items = con.execute(
                 select(review_items)
@@ -603,14 +605,15 @@ def _same_item(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in _ITEM_CONTENT)
 
 
-def import_file(state: StateStore, path: Path) -> dict[str, int]:
+def import_file(state: StateStore, path: Path, owner_key_id: int | None = None) -> dict[str, int]:
     """Import an export: everything is checked first and stored in one transaction.
 
     Importing the same file twice changes nothing; a queue, item or review that exists with
-    other content is a conflict and nothing is imported.
+    other content is a conflict and nothing is imported. Queues it creates are owned by
+    ``owner_key_id`` (the importing key; None: admin keys only).
     """
     lines = _parse_lines(path)
-    run = _Import(state, path)
+    run = _Import(state, path, owner_key_id)
     for lineno, ln in lines:
         if isinstance(ln, QueueLine):
             run.add_queue(lineno, ln)
@@ -634,6 +637,7 @@ class _Import:
 
     state: StateStore
     path: Path
+    owner_key_id: int | None = None
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     new_queues: list[QueueLine] = field(default_factory=list)
@@ -791,7 +795,10 @@ class _Import:
         with self.state.engine.begin() as con:
             for new in self.new_queues:
                 con.execute(
-                    insert(review_queues).values(**new.model_dump(exclude={"type", "format"}))
+                    insert(review_queues).values(
+                        **new.model_dump(exclude={"type", "format"}),
+                        owner_key_id=self.owner_key_id,
+                    )
                 )
             if self.new_items:
                 con.execute(insert(review_items), self.new_items)

@@ -473,8 +473,13 @@ def _file_gold(
     return items if k <= 0 or k >= len(items) else rng.sample(items, k)
 
 
-def build_queue(settings: Settings, state: StateStore, spec: SampleSpec) -> dict[str, Any]:
+def build_queue(
+    settings: Settings, state: StateStore, spec: SampleSpec, owner_key_id: int | None = None
+) -> dict[str, Any]:
     """Sample items into a queue (a new one, or an existing one with ``append``).
+
+    A new queue is owned by ``owner_key_id``, the API key that asked for it (None: made without
+    a key, so only admin keys see its progress and agreement); appending keeps the owner.
 
     Returns a summary: the queue, items added per kind, how many were asked for and found.
     """
@@ -532,6 +537,7 @@ def build_queue(settings: Settings, state: StateStore, spec: SampleSpec) -> dict
                     lease_minutes=spec.lease_minutes,
                     params={"samples": [params]},
                     created_at=now,
+                    owner_key_id=owner_key_id,
                 )
             )
             start = 0

@@ -1,17 +1,22 @@
 """The human review API: a reviewer's next item, submitting a review, queue status, agreement.
 
-The same library functions as ``modelwarden review next | submit | status | agreement``, with the
-same JSON. Asking for the next item claims it (so two reviewers never get the same slot), and so
-does posting a review; both need a key with role ``reviewer``, ``approver``, ``operator`` or
-``admin`` (an ``ingest`` key cannot). A ``reviewer`` or ``approver`` key is one person, its name:
-it may only act as that reviewer. Operators and admins may act for anyone, for instance from a
-review front end that signs reviewers in itself; the audit names the key that did.
+The same service functions as ``modelwarden review next | submit | status | agreement``
+(:mod:`modelwarden.review.service`), with the same JSON. Asking for the next item claims it (so
+two reviewers never get the same slot), and so does posting a review; both need a key with role
+``reviewer``, ``approver``, ``operator`` or ``admin`` (an ``ingest`` key cannot). A ``reviewer``
+or ``approver`` key is one person, its name: it may only act as that reviewer. Operators and
+admins may act for anyone, for instance from a review front end that signs reviewers in itself;
+the audit names the key that did.
+
+A queue's status and agreement are shown to its owner (the key that created it) and to admin
+keys; any other key is refused with 403, and the refusal is audited.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,17 +24,17 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.errors import NotFoundError
 from modelwarden.governance.keys import PERSONAL_ROLES, ApiKey, ForbiddenError
-from modelwarden.review import queue as review_queue
-from modelwarden.review.reliability import RELIABILITY_THRESHOLD, agreement_report
-from modelwarden.server.deps import json_default, requires, runtime_of
+from modelwarden.review import service
+from modelwarden.review.reliability import RELIABILITY_THRESHOLD
+from modelwarden.server.deps import json_default, requires, requires_key, runtime_of
 from modelwarden.server.errors import error_responses
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 
 _READ_ERRORS = error_responses(400, 404, 422)
 _WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 422)
+_OWNER_ERRORS = error_responses(400, 401, 403, 404, 422)
 
 
 class ReviewIn(BaseModel):
@@ -76,18 +81,24 @@ def _acting_as(request: Request, key: ApiKey | None, reviewer: str) -> None:
     raise ForbiddenError(problem, field="reviewer", role=key.role)
 
 
-@router.get("/queues", responses=_READ_ERRORS, summary="Every review queue")
-def list_queues(request: Request) -> Response:
+@router.get(
+    "/queues",
+    responses=_READ_ERRORS,
+    summary="Every review queue",
+    operation_id="review_list_queues",
+)
+def review_list_queues(request: Request) -> Response:
     state = runtime_of(request).state
-    return _json(review_queue.list_queues(state))
+    return _json(service.queues(state))
 
 
 @router.get(
     "/queues/{queue}/next",
     responses={**_WRITE_ERRORS, 204: {"description": "nothing left for this reviewer"}},
     summary="Claim and return the reviewer's next item (as `review next --format json`)",
+    operation_id="review_next_item",
 )
-async def next_item(
+async def review_next_item(
     request: Request,
     queue: str,
     reviewer: str = Query(..., min_length=1, max_length=100),
@@ -95,7 +106,7 @@ async def next_item(
 ) -> Response:
     _acting_as(request, key, reviewer)
     state = runtime_of(request).state
-    item = await run_in_threadpool(review_queue.next_item, state, queue, reviewer)
+    item = await run_in_threadpool(service.next_for, state, queue, reviewer)
     if item is None:
         return Response(status_code=204)
     return _json(item)
@@ -106,8 +117,9 @@ async def next_item(
     status_code=201,
     responses={**_WRITE_ERRORS, 200: {"description": "the same review was stored before"}},
     summary="Store a review (as `review submit`)",
+    operation_id="review_post_review",
 )
-async def post_review(
+async def review_post_review(
     request: Request,
     queue: str,
     body: ReviewIn,
@@ -115,41 +127,48 @@ async def post_review(
 ) -> Response:
     _acting_as(request, key, body.reviewer)
     state = runtime_of(request).state
-
-    def submit() -> tuple[dict[str, Any], bool]:
-        item = review_queue.get_item(state, body.item_id)
-        if item["queue"] != queue:
-            raise NotFoundError(f"no item {body.item_id!r} in queue {queue!r}", field="item_id")
-        return review_queue.submit_review(
-            state, body.item_id, body.reviewer, body.answers, body.comment, origin="http"
+    review = await run_in_threadpool(
+        partial(
+            service.submit,
+            state,
+            body.item_id,
+            body.reviewer,
+            body.answers,
+            body.comment,
+            origin="http",
+            queue=queue,
         )
-
-    review, created = await run_in_threadpool(submit)
-    return _json({**review, "created": created}, status=201 if created else 200)
+    )
+    return _json(review, status=201 if review["created"] else 200)
 
 
 @router.get(
     "/queues/{queue}/status",
-    responses=_READ_ERRORS,
-    summary="Items, reviews given and needed (as `review status`)",
+    responses=_OWNER_ERRORS,
+    summary="Items, reviews given and needed (as `review status`); the queue's owner and admins",
+    operation_id="review_queue_status",
 )
-async def queue_status(request: Request, queue: str) -> Response:
+async def review_queue_status(
+    request: Request, queue: str, key: ApiKey = Depends(requires_key("review"))
+) -> Response:
     state = runtime_of(request).state
-    return _json(await run_in_threadpool(review_queue.queue_status, state, queue))
+    return _json(await run_in_threadpool(service.status, state, queue, key))
 
 
 @router.get(
     "/queues/{queue}/agreement",
-    responses=_READ_ERRORS,
-    summary="Agreement per rubric dimension (as `review agreement`)",
+    responses=_OWNER_ERRORS,
+    summary="Agreement per rubric dimension (as `review agreement`); the queue's owner and admins",
+    operation_id="review_queue_agreement",
 )
-async def agreement(
+async def review_queue_agreement(
     request: Request,
     queue: str,
     threshold: float = Query(RELIABILITY_THRESHOLD, ge=0.0, le=1.0),
+    key: ApiKey = Depends(requires_key("review")),
 ) -> Response:
     state = runtime_of(request).state
-    return _json(await run_in_threadpool(agreement_report, state, queue, threshold))
+    return _json(await run_in_threadpool(service.agreement, state, queue, threshold, key))
 
 
 __all__ = ["router"]

@@ -353,6 +353,9 @@ review_queues = Table(
     Column("lease_minutes", Float, nullable=False),
     Column("params", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # The API key that created the queue: it (and admin keys) may see progress and agreement.
+    # None for a queue made without a key, or before queues had owners: admin keys only.
+    Column("owner_key_id", Integer),
 )
 
 review_items = Table(

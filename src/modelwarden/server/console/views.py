@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
@@ -33,8 +34,7 @@ from modelwarden.governance.scorecard import scorecard
 from modelwarden.governance.sessions import close_session, open_session
 from modelwarden.kpi.service import last_day, overview_kpis
 from modelwarden.policy import service as policy_service
-from modelwarden.review import queue as review_queue
-from modelwarden.review.reliability import agreement_report
+from modelwarden.review import service as review_service
 from modelwarden.rollout import service as rollout_service
 from modelwarden.rollout import store as rollout_store
 from modelwarden.server.deps import (
@@ -67,9 +67,9 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/sop", "SOP", None),
     ("/audit", "Audit", None),
 ]
-# Who sees the review workbench, and who sees a queue's agreement (its owners).
+# Who sees the review workbench. A queue's progress and agreement are for the key that created it
+# and for admin keys (review_service.may_see_progress).
 REVIEW_ROLES = frozenset({"reviewer", "operator", "admin"})
-QUEUE_OWNER_ROLES = frozenset({"operator", "admin"})
 
 
 # ---- formatting --------------------------------------------------------------------------------
@@ -184,6 +184,19 @@ def _user(request: Request) -> ApiKey:
     if session is None:
         raise SignIn(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return session.key
+
+
+def _errors_as_page(request: Request) -> None:
+    """Errors of a console page come back as a page with the error's status and message."""
+
+    def page(exc: WardenError) -> Response:
+        if isinstance(exc, AuthError) and session_of(request) is None:
+            return _redirect(f"/signin?next={quote(request.url.path)}", exc.message, "err")
+        res = _render(request, "error.html", "", title="Refused", message=exc.message)
+        res.status_code = exc.http_status
+        return res
+
+    request.state.mw_error_page = page
 
 
 def _errors_as_flash(request: Request, back: str) -> None:
@@ -544,38 +557,43 @@ def _keymap(dim: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
 async def review_page(request: Request, queue: str | None = None) -> Response:
     user = _user(request)
     rt = runtime_of(request)
-    queues = review_queue.list_queues(rt.state)
     if user.role not in REVIEW_ROLES:
         return _redirect("/", f"a key with role {user.role!r} does not review", "err")
-    name = queue or (queues[0]["name"] if queues else None)
-    item = None
+    bench = await run_in_threadpool(
+        review_service.workbench, rt.state, queue, user.name or user.prefix, user
+    )
+    item = bench["item"]
     dims: list[dict[str, Any]] = []
-    if name is not None:
-        item = await run_in_threadpool(
-            review_queue.next_item, rt.state, name, user.name or user.prefix
-        )
     if item is not None:
         for d in item["rubric"]["dimensions"]:
             keymap, values = _keymap(d)
             dims.append(
                 {**d, "keymap": keymap, "options": values, "anchors": d.get("anchors") or {}}
             )
-    agreement = status = None
-    if name is not None and user.role in QUEUE_OWNER_ROLES:
-        agreement = await run_in_threadpool(agreement_report, rt.state, name)
-        status = review_queue.queue_status(rt.state, name)
+    progress = bench["progress"]
     return _render(
         request,
         "review.html",
         "/review",
         title="Review",
-        queues=queues,
-        queue=name,
+        queues=bench["queues"],
+        queue=bench["queue"],
         item=item,
         dims=dims,
-        agreement=agreement,
-        status=status,
+        agreement=progress["agreement"] if progress else None,
+        status=progress["status"] if progress else None,
     )
+
+
+@router.get("/review/progress")
+async def review_progress(request: Request, queue: str) -> Response:
+    """A queue's progress and agreement: its owner and admin keys only (403, audited, else)."""
+    user = _user(request)
+    _errors_as_page(request)
+    request.state.mw_key = user
+    rt = runtime_of(request)
+    view = await run_in_threadpool(review_service.progress, rt.state, queue, user)
+    return _render(request, "review_progress.html", "/review", title=f"Queue {queue}", **view)
 
 
 @router.post("/review")
@@ -587,21 +605,18 @@ async def review_submit(request: Request) -> Response:
     key = await caller(request, "events")
     assert key is not None
     rt = runtime_of(request)
-    item = review_queue.get_item(rt.state, form.get("item_id", ""))
-    if item["queue"] != queue:
-        raise NotFoundError(f"no item {form.get('item_id')!r} in queue {queue!r}", field="item_id")
-    answers: dict[str, Any] = {}
-    for k, v in form.items():
-        if k.startswith("dim_"):
-            answers[k[4:]] = _answer(v)
+    answers = {k[4:]: _answer(v) for k, v in form.items() if k.startswith("dim_")}
     await run_in_threadpool(
-        review_queue.submit_review,
-        rt.state,
-        item["id"],
-        key.name or key.prefix,
-        answers,
-        form.get("comment") or None,
-        origin="console",
+        partial(
+            review_service.submit,
+            rt.state,
+            form.get("item_id", ""),
+            key.name or key.prefix,
+            answers,
+            form.get("comment") or None,
+            origin="console",
+            queue=queue,
+        )
     )
     return _redirect(back, "review saved")
 
