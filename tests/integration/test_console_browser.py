@@ -17,8 +17,10 @@ import httpx
 import pytest
 from console_world import V11, V12, V13, V14, build, start_live_rollout
 
+from modelwarden.evals.store import insert_run
 from modelwarden.governance import audit, registry
-from modelwarden.review.queue import list_reviews
+from modelwarden.review import service as review_service
+from modelwarden.review.queue import get_item, list_reviews
 from modelwarden.rollout import store as rollout_store
 from modelwarden.server.app import create_app
 from modelwarden.server.config import ServerConfig
@@ -219,6 +221,129 @@ def test_a_reviewer_completes_three_items_with_the_keyboard(
     )
     assert not v.errors and not v.outside
     v.close()
+
+
+def _blind_runs(console: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """Two evaluation runs of the same questions, V11's and V12's, with answers told apart by
+    their words only (no version in them); the answers by version and question."""
+    texts = {
+        V11: {i: f"Wear gloves, goggles and an apron for task {i}." for i in range(8)},
+        V12: {i: f"Use the fume hood and a face shield during task {i}." for i in range(8)},
+    }
+    for model, name in ((V11, "blind-left"), (V12, "blind-right")):
+        run = {
+            "name": name,
+            "model": model,
+            "endpoint": "http://127.0.0.1:1/v1",
+            "golden_name": "g",
+            "golden_version": 1,
+            "golden_hash": "h" * 64,
+            "status": "complete",
+            "params": {},
+            "signatures": {},
+            "corpus": {},
+            "embedder": None,
+            "n_items": 8,
+            "n_answered": 8,
+            "n_failed": 0,
+            "n_cached": 0,
+            "n_requests": 8,
+            "duration_s": 1.0,
+        }
+        items = [
+            {
+                "item_id": f"t{i}",
+                "position": i,
+                "prompt": f"What protection does task {i} need?",
+                "reference": "PPE per the SOP.",
+                "output": texts[model][i],
+                "error": None,
+                "metrics": {},
+                "violations": {},
+                "tags": {},
+                "details": {},
+                "latency_ms": 100.0,
+                "attempts": 1,
+                "cached": False,
+            }
+            for i in range(8)
+        ]
+        insert_run(console["state"], run, items)
+    return texts
+
+
+def test_a_reviewer_prefers_one_of_two_blind_answers_shown_in_the_recorded_order(
+    browser: Any, console: dict[str, Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    texts = _blind_runs(console)
+    spec = review_service.sample_spec(
+        source="blind-left",
+        pair_with="blind-right",
+        n=6,
+        strategy="random",
+        reviewers=1,
+        queue="blind",
+        seed=3,
+    )
+    review_service.sample(console["settings"], console["state"], spec)
+    v = visit(browser, console, "ann")
+    page = v.page
+    page.goto("/review?queue=blind")
+    shown: dict[str, tuple[str, str, str]] = {}
+    for n in range(6):
+        item_id = page.locator("input[name=item_id]").get_attribute("value")
+        assert item_id is not None
+        stored = get_item(console["state"], item_id)
+        order = stored["pair"]["order"]
+        by_id = {"A": stored["response"], "B": stored["response_b"]}
+        first, second = page.locator("#first").inner_text(), page.locator("#second").inner_text()
+        # Both answers, in the order recorded for this item.
+        assert (first, second) == (by_id[order[0]], by_id[order[1]])
+        # No version and no run name anywhere on the page, not even in its markup.
+        html = page.content()
+        assert not any(name in html for name in (V11, V12, "blind-left", "blind-right"))
+        assert "model_version" not in html
+        # The reviewer prefers the first answer shown, then the second, by keyboard.
+        key = "1" if n % 2 == 0 else "2"
+        shown[item_id] = (order, first if key == "1" else second, key)
+        page.keyboard.press(key)
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        expect(page.locator("#flash")).to_contain_text("review saved")
+    expect(page.locator("#done")).to_be_visible()
+    # Seeded, the six pairs came in both orders.
+    assert {order for order, _, _ in shown.values()} == {"AB", "BA"}
+    mine = {r["item_id"]: r for r in list_reviews(console["state"], "blind")}
+    assert set(mine) == set(shown) and {r["reviewer"] for r in mine.values()} == {"ann"}
+    for item_id, (order, preferred_text, key) in shown.items():
+        review = mine[item_id]
+        assert review["answers"] == {"preference": "first" if key == "1" else "second"}
+        decoded = review["decoded"]["preference"]
+        assert decoded == order[0 if key == "1" else 1]
+        # The preference is stored against the version whose answer the reviewer chose.
+        stored = get_item(console["state"], item_id)
+        version = stored["pair"][decoded.lower()]["model_version"]
+        assert texts[version][int(stored["meta"]["item_id"][1:])] == preferred_text
+    # The queue was made without a key: a reviewer sees neither its progress nor agreement.
+    assert page.locator("#agreement").count() == 0
+    res = page.goto("/review/progress?queue=blind")
+    assert res is not None and res.status == 403
+    expect(page.locator("#refused")).to_contain_text("admin keys only")
+    refused = audit.entries(console["state"], action="http.refused")[-1]
+    assert refused.subject == "/review/progress" and refused.actor.endswith("(ann)")
+    assert not v.outside
+    assert all("403" in e for e in v.errors), v.errors  # the refused page's own status only
+    v.close()
+    admin = visit(browser, console, "admin")
+    res = admin.page.goto("/review/progress?queue=blind")
+    assert res is not None and res.status == 200
+    expect(admin.page.locator("#progress td:nth-child(4)")).to_have_text("6")  # six pairs
+    expect(admin.page.locator("#reviewers")).to_contain_text("ann")
+    expect(admin.page.locator("#agreement")).to_contain_text("preference")
+    assert not admin.errors and not admin.outside
+    admin.close()
 
 
 def test_an_approver_cannot_release_its_own_request_but_can_anothers(
