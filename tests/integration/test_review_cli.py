@@ -14,6 +14,8 @@ import pytest
 from modelwarden.evals.golden import starter_set
 from modelwarden.evals.runner import RunOptions, run_eval
 from modelwarden.gateway import fake_upstream
+from modelwarden.governance import audit
+from modelwarden.governance.keys import create_key
 from modelwarden.review.queue import list_reviews
 from modelwarden.review.reliability import agreement_report
 from modelwarden.server.runner import ServerThread
@@ -215,3 +217,35 @@ def test_export_and_import_round_trip(flow: dict[str, Any]) -> None:
 def test_unknown_queue_is_bad_input(flow: dict[str, Any]) -> None:
     res = flow["missing"]
     assert res.code == 2 and "no review queue 'nope'" in res.err
+
+
+def test_a_key_owns_the_queue_it_samples_and_alone_sees_its_agreement(
+    flow: dict[str, Any], run_cli: Any
+) -> None:
+    state = StateStore.at(flow["data"])
+    try:
+        ops_secret, ops = create_key(state, "operator", name="ops-owner")
+        dee_secret, dee = create_key(state, "reviewer", name="dee")
+    finally:
+        state.close()
+
+    def cli(*args: str) -> Any:
+        return run_cli(*args, data=flow["data"], cwd=flow["root"])
+
+    made = cli("review", "sample", "--from", "GOOD", "--n", "2", "-q", "owned", "--key", ops_secret)
+    assert made.code == 0, made.err
+    queues = {q["name"]: q for q in json.loads(cli("review", "queues", "--format", "json").out)}
+    assert queues["owned"]["owner_key_id"] == ops.id and queues["q"]["owner_key_id"] is None
+    assert cli("review", "agreement", "-q", "owned", "--key", ops_secret).code == 0
+    # The local command line without a key sees every queue, as it always has.
+    assert cli("review", "status", "-q", "owned").code == 0
+    for command in ("agreement", "status"):
+        refused = cli("review", command, "-q", "owned", "--key", dee_secret)
+        assert refused.code == 2 and "shown to its owner" in refused.err, refused.err
+    state = StateStore.at(flow["data"])
+    try:
+        entries = audit.entries(state, action="auth.refused", subject="review queue owned")
+    finally:
+        state.close()
+    assert [e.actor for e in entries] == [dee.actor, dee.actor]
+    assert [e.evidence["what"] for e in entries] == ["agreement", "progress"]
