@@ -3,6 +3,7 @@ evidence for a release (scorecards, approval gates) without calling a model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from modelwarden.evals.store import insert_run
@@ -15,14 +16,16 @@ def stored_run(
     unsafe: int = 0,
     at: datetime | None = None,
     name: str | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> int:
+    """The run's id; its 20 answers are ``outputs`` (default: the same text for every item)."""
     items = [
         {
             "item_id": f"q{i}",
             "position": i,
             "prompt": f"question {i}",
             "reference": "ref",
-            "output": "answer",
+            "output": outputs[i] if outputs is not None else "answer",
             "error": None,
             "metrics": {"chrf": 60.0 + (i % 3)},
             "violations": {"safety": i < unsafe, "forbidden": False},

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from console_world import V11, V12, V13, V14, build, start_live_rollout
+from evalruns import stored_run
 
-from modelwarden.evals.store import insert_run
 from modelwarden.governance import audit, registry
 from modelwarden.review import service as review_service
 from modelwarden.review.queue import get_item, list_reviews
@@ -227,48 +227,11 @@ def _blind_runs(console: dict[str, Any]) -> dict[str, dict[int, str]]:
     """Two evaluation runs of the same questions, V11's and V12's, with answers told apart by
     their words only (no version in them); the answers by version and question."""
     texts = {
-        V11: {i: f"Wear gloves, goggles and an apron for task {i}." for i in range(8)},
-        V12: {i: f"Use the fume hood and a face shield during task {i}." for i in range(8)},
+        V11: {i: f"Wear gloves, goggles and an apron for task {i}." for i in range(20)},
+        V12: {i: f"Use the fume hood and a face shield during task {i}." for i in range(20)},
     }
     for model, name in ((V11, "blind-left"), (V12, "blind-right")):
-        run = {
-            "name": name,
-            "model": model,
-            "endpoint": "http://127.0.0.1:1/v1",
-            "golden_name": "g",
-            "golden_version": 1,
-            "golden_hash": "h" * 64,
-            "status": "complete",
-            "params": {},
-            "signatures": {},
-            "corpus": {},
-            "embedder": None,
-            "n_items": 8,
-            "n_answered": 8,
-            "n_failed": 0,
-            "n_cached": 0,
-            "n_requests": 8,
-            "duration_s": 1.0,
-        }
-        items = [
-            {
-                "item_id": f"t{i}",
-                "position": i,
-                "prompt": f"What protection does task {i} need?",
-                "reference": "PPE per the SOP.",
-                "output": texts[model][i],
-                "error": None,
-                "metrics": {},
-                "violations": {},
-                "tags": {},
-                "details": {},
-                "latency_ms": 100.0,
-                "attempts": 1,
-                "cached": False,
-            }
-            for i in range(8)
-        ]
-        insert_run(console["state"], run, items)
+        stored_run(console["state"], model, name=name, outputs=[texts[model][i] for i in range(20)])
     return texts
 
 
