@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from modelwarden.server.runner import free_port
 
 CLI = str(Path(sys.executable).parent / "modelwarden")
 
@@ -44,3 +47,48 @@ def start_serve(
         time.sleep(0.1)
     proc.kill()
     raise AssertionError("serve did not start")
+
+
+class Proc:
+    """A ``modelwarden`` command that listens (``serve``, ``fake-upstream``) on a free port."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [CLI, *args, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        )
+
+    def wait(self, timeout: float = 60) -> Proc:
+        """Wait until ``/healthz`` answers; raise with the end of stderr if it never does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(f"{self.url}/healthz", timeout=1).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    if self.proc.poll() is None:
+                        self.proc.kill()  # else reading its stderr would wait for ever
+                    _, err = self.proc.communicate()
+                    raise RuntimeError(
+                        f"{' '.join(self.proc.args[1:3])} did not start: "
+                        f"{(err or b'').decode()[-2000:]}"
+                    ) from None
+                time.sleep(0.05)
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/healthz", timeout=5).json())
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful drain), then SIGKILL after 15 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -28,52 +28,17 @@ import yaml
 from pgserver import USER as PG_USER
 from pgserver import PgServer, pg_bin
 from pytest_postgresql.janitor import DatabaseJanitor
+from serveproc import Proc
 
 from modelwarden.governance.routes import bucket
 from modelwarden.policy.spec import default_policy
-from modelwarden.server.runner import free_port, wait_for_spool
+from modelwarden.server.runner import wait_for_spool
 
 pytestmark = pytest.mark.postgres
 
 CLI = str(Path(sys.executable).parent / "modelwarden")
 V11, V12, V13 = "sop-assistant-v1.1", "sop-assistant-v1.2", "sop-assistant-v1.3"
 QUESTION = "What PPE do I need to handle sulfuric acid?"
-
-
-class Proc:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [CLI, *args, "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})},
-        )
-
-    def wait(self, timeout: float = 60) -> Proc:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                httpx.get(f"{self.url}/healthz", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    raise RuntimeError(f"server did not start: {err[-2000:]}") from None
-                time.sleep(0.05)
-
-    def health(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/healthz", timeout=5).json())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Cluster:

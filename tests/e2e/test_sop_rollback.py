@@ -8,8 +8,6 @@ only after an evaluation run passes its gate and a different key with the approv
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,47 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+from serveproc import Proc
 
 from modelwarden.governance.routes import bucket
-from modelwarden.server.runner import free_port, wait_for_spool
+from modelwarden.server.runner import wait_for_spool
 
 CLI = str(Path(sys.executable).parent / "modelwarden")
 V11, V12 = "sop-assistant-v1.1", "sop-assistant-v1.2"
 QUESTION = "What PPE do I need to handle sulfuric acid?"
-
-
-class Proc:
-    """A `modelwarden` server process on a free port, stopped at the end."""
-
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [CLI, *args, "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
-
-    def wait(self, timeout: float = 30) -> Proc:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                httpx.get(f"{self.url}/healthz", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    raise RuntimeError(f"server did not start: {err[-2000:]}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def parallel(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
