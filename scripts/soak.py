@@ -8,7 +8,11 @@ file descriptors, and for the interval the chat and ingest latencies (p50, p99),
 error counts and the spool backlog. At the end the server is stopped cleanly and every ingest
 record it acknowledged is looked up in the store.
 
-Run through ``scripts/soak.sh`` (``--minutes N``, default 30). Linux only (reads ``/proc``).
+Run through ``scripts/soak.sh MINUTES`` (or ``--minutes N``; default 30). The CSV goes to
+``docs/soak-<N>min.csv`` and a summary of it (first and last minute, memory growth per minute
+over the second half, errors, acknowledged versus stored) replaces the last one in
+``docs/reliability.md``; ``--out`` and ``--no-write`` for trial runs. Linux only (reads
+``/proc``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ COLUMNS = [
     "server_threads",
     "flusher_rss_mb",
     "flusher_fds",
+    "workers_rss_mb",
     "chat_n",
     "chat_errors",
     "chat_p50_ms",
@@ -83,11 +88,25 @@ def proc_stats(pid: int) -> tuple[float, int, int]:
 
 
 def children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (every thread's)."""
+    out: list[int] = []
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
-    return [int(x) for x in text.split()]
+        return out
+    for tid in tasks:
+        try:
+            out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            continue
+    return sorted(set(out))
+
+
+def is_flusher(pid: int) -> bool:
+    try:
+        return b"modelwarden.ingest.flusher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 class Window:
@@ -121,7 +140,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
@@ -147,17 +166,116 @@ def paced(rate: float, stop: threading.Event, step: Any) -> None:
             nxt = time.monotonic()  # behind: do not catch up in a burst
 
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+RELIABILITY = DOCS / "reliability.md"
+BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+
+
+def _num(v: str) -> float | None:
+    return float(v) if v not in ("", "None") else None
+
+
+def summarize(csv_path: Path, args: argparse.Namespace, acked: int, stored: int) -> str:
+    """The run's summary for docs/reliability.md, from its CSV."""
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return "The run recorded no sample."
+    t = np.asarray([float(r["elapsed_s"]) for r in rows])
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(
+            [np.nan if _num(r.get(name) or "") is None else _num(r[name]) for r in rows]
+        )
+
+    first = t <= min(60.0, t[-1])
+    last = t >= t[-1] - 60.0
+    half = t >= t[-1] / 2
+
+    def span(name: str, sel: np.ndarray) -> str:
+        v = col(name)[sel]
+        return f"{np.nanmin(v):.0f}–{np.nanmax(v):.0f}" if np.isfinite(v).any() else "–"
+
+    def slope(name: str) -> str:
+        v = col(name)
+        ok = half & np.isfinite(v)
+        if ok.sum() < 3:
+            return "–"
+        return f"{np.polyfit(t[ok] / 60.0, v[ok], 1)[0]:+.2f}"
+
+    def p99(name: str, sel: np.ndarray) -> str:
+        v = col(name)[sel]
+        return (
+            f"median {np.nanmedian(v):.0f}, max {np.nanmax(v):.0f}" if np.isfinite(v).any() else "–"
+        )
+
+    every = np.ones_like(t, dtype=bool)
+    lines = [
+        f"Last run: {rows[0]['at'][:10]}, {args.minutes:g} minutes (chat {args.chat_rps:g}/s, "
+        f"ingest {args.ingest_rps:g} batches/s of {args.batch}), load average "
+        f"{os.getloadavg()[0]:.1f} at the end; CSV in [{csv_path.name}]({csv_path.name}).",
+        "",
+        "| | first minute | last minute | whole run | MB/min over the second half |",
+        "|---|---|---|---|---|",
+    ]
+    for label, name in (
+        ("server RSS (MB)", "server_rss_mb"),
+        ("flusher RSS (MB)", "flusher_rss_mb"),
+        ("ingest workers RSS (MB)", "workers_rss_mb"),
+    ):
+        lines.append(
+            f"| {label} | {span(name, first)} | {span(name, last)} | {span(name, every)} | "
+            f"{slope(name)} |"
+        )
+    for label, name in (
+        ("server open files", "server_fds"),
+        ("flusher open files", "flusher_fds"),
+        ("server threads", "server_threads"),
+        ("spool backlog (records)", "spool_pending"),
+    ):
+        lines.append(
+            f"| {label} | {span(name, first)} | {span(name, last)} | {span(name, every)} | |"
+        )
+    lines += [
+        f"| chat p99 per {args.sample_s:g} s (ms) | {p99('chat_p99_ms', first)} | "
+        f"{p99('chat_p99_ms', last)} | {p99('chat_p99_ms', every)} | |",
+        f"| ingest p99 per {args.sample_s:g} s (ms) | {p99('ingest_p99_ms', first)} | "
+        f"{p99('ingest_p99_ms', last)} | {p99('ingest_p99_ms', every)} | |",
+        "",
+        f"{int(col('chat_n').sum()):,} chat completions ({int(col('chat_errors').sum())} errors), "
+        f"{int(col('ingest_batches').sum()):,} ingest batches "
+        f"({int(col('ingest_errors').sum())} errors); {acked:,} ingest records acknowledged, "
+        f"{stored:,} stored after the stop.",
+    ]
+    return "\n".join(lines)
+
+
+def write_summary(summary: str) -> None:
+    text = RELIABILITY.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = f"{head}{BEGIN}\n{summary}\n{END}{tail}"
+    else:
+        text = f"{text.rstrip()}\n\n{BEGIN}\n{summary}\n{END}\n"
+    RELIABILITY.write_text(text)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("duration", nargs="?", type=float, help="minutes (same as --minutes)")
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--chat-rps", type=float, default=20.0)
     ap.add_argument("--ingest-rps", type=float, default=4.0, help="batches per second")
     ap.add_argument("--batch", type=int, default=100, help="records per ingest batch")
-    ap.add_argument("--out", type=Path, default=None, help="CSV (default soak-DATE.csv)")
+    ap.add_argument("--out", type=Path, default=None, help="CSV (default docs/soak-<N>min.csv)")
     ap.add_argument("--data", type=Path, default=None, help="data directory (default: temporary)")
+    ap.add_argument("--no-write", action="store_true", help="leave docs/reliability.md as it is")
     args = ap.parse_args()
-    out = args.out or Path(f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv")
+    if args.duration is not None:
+        args.minutes = args.duration
+    out = args.out or DOCS / f"soak-{args.minutes:g}min.csv"
     data = args.data or Path(tempfile.mkdtemp(prefix="modelwarden-soak-")) / "warden-data"
     cli = str(Path(sys.executable).parent / "modelwarden")
     env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
@@ -174,7 +292,14 @@ def main() -> int:
     state.close()
 
     procs: list[subprocess.Popen[bytes]] = []
-    log = open(out.with_suffix(".log"), "ab")  # noqa: SIM115 - closed at the end
+    # The servers' output: beside a CSV named with --out, else in the temporary directory.
+    log_path = (
+        out.with_suffix(".log")
+        if args.out
+        else Path(tempfile.gettempdir()) / f"soak-{args.minutes:g}min.log"
+    )
+    print(f"server output: {log_path}")
+    log = open(log_path, "ab")  # noqa: SIM115 - closed at the end
     for name, version in (("stable", V11), ("canary", V12)):
         procs.append(
             subprocess.Popen(
@@ -271,11 +396,14 @@ def main() -> int:
         while time.monotonic() < end and server.poll() is None:
             stop.wait(min(args.sample_s, max(end - time.monotonic(), 0)))
             s_rss, s_fds, s_thr = proc_stats(server.pid)
-            kids = children(server.pid)
-            f_rss, f_fds = 0.0, 0
-            for k in kids:
+            # The flusher, and the ingest workers (and multiprocessing's helper) apart.
+            f_rss, f_fds, w_rss = 0.0, 0, 0.0
+            for k in children(server.pid):
                 r, f, _ = proc_stats(k)
-                f_rss, f_fds = f_rss + r, f_fds + f
+                if is_flusher(k):
+                    f_rss, f_fds = f_rss + r, f_fds + f
+                else:
+                    w_rss += r
             cn, ce, c50, c99 = chat.take()
             inn, ie, i50, i99 = ingest.take()
             with ingest.lock:
@@ -293,6 +421,7 @@ def main() -> int:
                     s_thr,
                     round(f_rss, 1),
                     f_fds,
+                    round(w_rss, 1),
                     cn,
                     ce,
                     None if c50 is None else round(c50, 2),
@@ -328,6 +457,11 @@ def main() -> int:
     lost = [i for i in acked_ids if i not in stored]
     print(f"CSV: {out}")
     print(f"ingest records acknowledged: {len(acked_ids)}, stored: {len(acked_ids) - len(lost)}")
+    summary = summarize(out, args, len(acked_ids), len(acked_ids) - len(lost))
+    print(summary)
+    if not args.no_write:
+        write_summary(summary)
+        print(f"summary written to {RELIABILITY}")
     if args.data is None:
         shutil.rmtree(data.parent, ignore_errors=True)
     return 1 if lost else 0

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Soak run: gateway (+ two fake upstreams), ingest and the rollout controller together on
-# 127.0.0.1 for --minutes N (default 30), recording memory, open files and latency over time
-# to a CSV. Options: --minutes N --sample-s S --chat-rps R --ingest-rps R --batch N --out FILE
-# --data DIR (see scripts/soak.py). Exit 1 if an acknowledged ingest record is missing at the end.
+# 127.0.0.1 for MINUTES (default 30), recording memory, open files and latency over time to
+# docs/soak-<MINUTES>min.csv and its summary to docs/reliability.md.
+#   scripts/soak.sh [MINUTES] [--sample-s S] [--chat-rps R] [--ingest-rps R] [--batch N]
+#                   [--out FILE] [--data DIR] [--no-write]
+# (see scripts/soak.py). Exit 1 if an acknowledged ingest record is missing at the end.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"

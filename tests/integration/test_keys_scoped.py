@@ -182,6 +182,15 @@ def test_a_key_prefix_is_throttled_across_addresses() -> None:
     t2 = AuthThrottle(max_failures=3, window_s=10, block_s=30)
     for i in range(6):
         assert t2.fail("addr:a", now=i * 6.0) == []
+    # Clients spraying failures from ever new addresses do not grow what is tracked.
+    t3 = AuthThrottle(max_failures=1, window_s=10, block_s=30)
+    t3.MAX_TRACKED = 100
+    for i in range(5000):
+        t3.fail(f"addr:{i}", now=i * 0.1)
+    failures, blocked = t3.tracked()
+    assert failures <= 101 and blocked <= 301  # at most a block time's worth
+    with pytest.raises(RateLimited):
+        t3.check("addr:4999", now=500.0)  # the newest block still holds
 
 
 def test_a_key_budget_is_spent_then_refused_with_retry_after(server: dict[str, Any]) -> None:

@@ -6,7 +6,13 @@ made the pool, not the network, the gateway's bottleneck (about 200 requests/s o
 This transport keeps idle connections per origin in a LIFO list, notices a closed one from the
 event loop's own callbacks instead of polling, and parses responses with ``httptools`` (the parser
 uvicorn uses). It speaks what upstream model servers speak: HTTP/1.1, plain or TLS, with
-Content-Length, chunked or read-to-close bodies, and no proxies.
+Content-Length, chunked or read-to-close bodies.
+
+Proxies come from the environment, as for most HTTP clients: ``HTTP_PROXY``, ``HTTPS_PROXY`` and
+``ALL_PROXY`` (any case) name one for an upstream's scheme, and ``NO_PROXY`` lists the hosts that
+are reached directly (see :func:`env_proxy`). An upstream a proxy applies to is reached through
+httpx's own transport with that proxy (a warning says so once per upstream): slower, but it speaks
+to forward proxies and tunnels through them. Every other upstream takes the fast path.
 
 Everything above the transport (timeouts, content decoding, streaming) is still httpx's; errors
 are raised as httpx's own exceptions, so callers cannot tell the difference.
@@ -16,17 +22,44 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httptools
 import httpx
 
+log = logging.getLogger("modelwarden.gateway")
+
 # Reading stops while this much response body waits unread, so a slow client cannot make the
 # gateway buffer a whole stream.
 HIGH_WATER = 1 << 20
+
+
+def env_proxy(url: str | httpx.URL) -> str | None:
+    """The proxy the environment names for ``url``, or None when it is reached directly.
+
+    ``HTTP_PROXY`` / ``HTTPS_PROXY`` (by the URL's scheme), else ``ALL_PROXY``, in either case
+    (lower case wins), unless ``NO_PROXY`` names the host: ``*``, a host or IP address (with an
+    optional port), or a domain that covers its subdomains (``example.com`` and ``.example.com``
+    both cover ``api.example.com``). The rule is the standard library's
+    (:func:`urllib.request.getproxies_environment`, :func:`urllib.request.proxy_bypass_environment`);
+    ``localhost`` is not excluded unless ``NO_PROXY`` says so.
+    """
+    u = httpx.URL(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(u.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    host = u.host if u.port is None else f"{u.host}:{u.port}"
+    # The environment-only check (``proxy_bypass`` would also ask macOS's system settings); the
+    # type stubs omit it.
+    if urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 class _Expired(Exception):
@@ -215,6 +248,45 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self._open: dict[tuple[str, str, int], int] = {}
         self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._targets: dict[str, tuple[tuple[str, str, int], bytes]] = {}
+        # Per origin, httpx's transport through the environment's proxy, or None (direct).
+        self._proxied: dict[tuple[str, str, int], httpx.AsyncHTTPTransport | None] = {}
+        self._proxy_transports: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    # ---- proxies -------------------------------------------------------------------------------
+    def _via_proxy(
+        self, origin: tuple[str, str, int], url: httpx.URL
+    ) -> httpx.AsyncHTTPTransport | None:
+        """httpx's transport through the proxy the environment names for ``origin``, or None.
+
+        Decided once per origin, from the environment as it is then.
+        """
+        if origin in self._proxied:
+            return self._proxied[origin]
+        proxy = env_proxy(url)
+        inner = None
+        if proxy is not None:
+            inner = self._proxy_transports.get(proxy)
+            if inner is None:
+                try:
+                    inner = httpx.AsyncHTTPTransport(proxy=proxy, verify=self.ssl_context or True)
+                except (ImportError, ValueError, httpx.InvalidURL) as exc:
+                    raise httpx.ProxyError(
+                        f"the proxy {_shown(proxy)} named by the environment cannot be used: {exc}"
+                    ) from exc
+                self._proxy_transports[proxy] = inner
+            scheme, host, port = origin
+            log.warning(
+                "upstream %s://%s:%d is reached through the proxy %s (HTTP(S)_PROXY/ALL_PROXY; "
+                "NO_PROXY does not exclude it), over httpx's slower transport",
+                scheme,
+                host,
+                port,
+                _shown(proxy),
+            )
+        if len(self._proxied) >= 1024:  # route tables name a handful of upstreams
+            self._proxied.clear()
+        self._proxied[origin] = inner
+        return inner
 
     # ---- pool ----------------------------------------------------------------------------------
     def _slot(self, origin: tuple[str, str, int]) -> asyncio.Semaphore:
@@ -274,6 +346,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         port = url.port or (443 if scheme == "https" else 80)
         origin = (scheme, url.host, port)
+        inner = self._via_proxy(origin, url)
+        if inner is not None:
+            return await inner.handle_async_request(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body = await request.aread()
         head = _head(request, url, body)
@@ -318,6 +393,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if target is None:
             target = self._target(url)
         origin, head = target
+        inner = self._via_proxy(origin, httpx.URL(url))
+        if inner is not None:
+            return await _post_via(inner, url, body, timeout)
         timeouts = {"connect": timeout.connect, "read": timeout.read, "pool": timeout.pool}
         data = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
         conn = await self._start(origin, data, timeouts)
@@ -382,6 +460,34 @@ class PooledTransport(httpx.AsyncBaseTransport):
             for conn in conns:
                 conn.close()
         self._idle.clear()
+        for inner in self._proxy_transports.values():
+            await inner.aclose()
+        self._proxy_transports.clear()
+        self._proxied.clear()
+
+
+async def _post_via(
+    inner: httpx.AsyncHTTPTransport, url: str, body: bytes, timeout: httpx.Timeout
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    request = httpx.Request(
+        "POST",
+        url,
+        content=body,
+        headers={"Content-Type": "application/json", "Accept-Encoding": "identity"},
+        extensions={"timeout": timeout.as_dict()},
+    )
+    resp = await inner.handle_async_request(request)
+    try:
+        content = await resp.aread()
+    finally:
+        await resp.aclose()
+    return resp.status_code, list(resp.headers.raw), content
+
+
+def _shown(proxy: str) -> str:
+    """A proxy URL without its password, for logs and errors."""
+    u = httpx.URL(proxy)
+    return str(u.copy_with(password="***")) if u.password else proxy
 
 
 def _head(request: httpx.Request, url: httpx.URL, body: bytes) -> bytes:
@@ -418,4 +524,4 @@ def new_client(
     )
 
 
-__all__ = ["PooledTransport", "new_client"]
+__all__ = ["PooledTransport", "env_proxy", "new_client"]

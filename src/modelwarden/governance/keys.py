@@ -366,13 +366,30 @@ class AuthThrottle:
                 with self._lock:
                     self._blocked.pop(subject, None)
 
+    def _bound(self, now: float) -> None:
+        """Forget what no longer counts once more than MAX_TRACKED clients are tracked, so that
+        clients spraying from ever new addresses cannot grow the counts without bound."""
+        if len(self._failures) > self.MAX_TRACKED:
+            self._failures = {
+                k: q for k, q in self._failures.items() if q and q[-1] > now - self.window_s
+            }
+            if len(self._failures) > self.MAX_TRACKED:
+                self._failures.clear()
+        if len(self._blocked) > self.MAX_TRACKED:
+            # Blocks run out by themselves; only a still-running block is kept.
+            self._blocked = {k: until for k, until in self._blocked.items() if until > now}
+
+    def tracked(self) -> tuple[int, int]:
+        """Clients with failures counted, and clients blocked (expired blocks included)."""
+        with self._lock:
+            return len(self._failures), len(self._blocked)
+
     def fail(self, *subjects: str | None, now: float | None = None) -> list[str]:
         """Count one failure; returns the subjects that are blocked from now on."""
         now = time.monotonic() if now is None else now
         newly: list[str] = []
         with self._lock:
-            if len(self._failures) > self.MAX_TRACKED:
-                self._failures.clear()
+            self._bound(now)
             for subject in subjects:
                 if subject is None:
                     continue

@@ -72,6 +72,12 @@ class ServerConfig(BaseModel):
         default=True,
         description="Build the daily KPI rollups at start when the data directory has none.",
     )
+    ingest_workers: int = Field(
+        default=1,
+        ge=0,
+        description="Processes that check large ingest batches beside the gateway (0: a thread "
+        "of the server).",
+    )
     upstream_timeout_s: float = Field(default=UPSTREAM_TIMEOUT_S, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)

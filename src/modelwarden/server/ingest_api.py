@@ -16,23 +16,16 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
-from modelwarden.errors import MalformedBody
 from modelwarden.governance.keys import ApiKey
-from modelwarden.ingest.validation import check_batch
 from modelwarden.records import FieldProblem
-from modelwarden.server.body import read_json
+from modelwarden.server.body import JSON_TYPES, NDJSON_TYPES, read_body, require_media_type
 from modelwarden.server.deps import requires, runtime_of
-from modelwarden.server.errors import PayloadTooLarge, error_responses
-from modelwarden.store.spool import SpoolBatch
+from modelwarden.server.errors import error_responses
 
 router = APIRouter(tags=["ingest"])
-
-# Validating more records than this on the event loop would stall other requests.
-INLINE_VALIDATION_MAX = 64
 
 
 class RecordResult(BaseModel):
@@ -53,61 +46,33 @@ class IngestResponse(BaseModel):
     results: list[RecordResult]
 
 
-def batch_records(body: Any) -> list[Any]:
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict):
-        if "records" in body:
-            records = body["records"]
-            if not isinstance(records, list):
-                raise MalformedBody("'records' must be a list of records", field="records")
-            return records
-        return [body]
-    raise MalformedBody(
-        'the body must be a list of records, {"records": [...]} or one record object',
-        field="(body)",
-    )
-
-
 async def ingest_batch(
     request: Request, kind: str, source: str, key: ApiKey | None = None
-) -> JSONResponse:
+) -> Response:
     rt = runtime_of(request)
     t0 = time.perf_counter()
-    body = await read_json(request, rt.config.max_body_bytes, ndjson=True)
-    records = batch_records(body)
-    if len(records) > rt.config.max_batch_records:
-        raise PayloadTooLarge(
-            f"a batch holds at most {rt.config.max_batch_records} records; "
-            f"this one has {len(records)}",
-            limit_records=rt.config.max_batch_records,
-        )
+    media = require_media_type(request, JSON_TYPES + NDJSON_TYPES)
+    body = await read_body(request, rt.config.max_body_bytes)
     embedders = rt.store.embedders() if kind == "requests" else {}
-    batch_id = uuid.uuid4().hex
-    plant = key.plant_id if key is not None else None
-    if len(records) > INLINE_VALIDATION_MAX:
-        results, accepted, items = await run_in_threadpool(
-            check_batch, kind, records, embedders, batch_id, plant
-        )
-    else:
-        results, accepted, items = check_batch(kind, records, embedders, batch_id, plant)
-    refuse_other_plants(rt, key, results, source)
-    if items:
-        await rt.spool_batch(SpoolBatch(kind, source, items, batch_id=batch_id))
-    invalid = len(records) - accepted
-    rt.metrics.ingest_records.inc(accepted)
-    rt.metrics.ingest_invalid.inc(invalid)
-    rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
-    return JSONResponse(
-        {
-            "batch_id": batch_id,
-            "kind": kind,
-            "received": len(records),
-            "accepted": accepted,
-            "invalid": invalid,
-            "results": results,
-        }
+    # Parsed, validated, encoded for the spool and answered away from the event loop when large
+    # (see ingest_checks), so that a busy ingest does not hold up the gateway.
+    checked = await rt.ingest_checks.check(
+        body,
+        media in NDJSON_TYPES,
+        kind,
+        source,
+        embedders,
+        key.plant_id if key is not None else None,
+        rt.config.max_batch_records,
+        uuid.uuid4().hex,
     )
+    refuse_other_plants(rt, key, checked.refused, source)
+    if checked.spool_line is not None:
+        await rt.spool_line(checked.spool_line, checked.received)
+    rt.metrics.ingest_records.inc(checked.accepted)
+    rt.metrics.ingest_invalid.inc(checked.invalid)
+    rt.metrics.ingest_latency.observe(time.perf_counter() - t0)
+    return Response(checked.answer, media_type="application/json")
 
 
 def refuse_other_plants(
@@ -164,9 +129,7 @@ _ERRORS = error_responses(400, 401, 403, 413, 415, 507)
     openapi_extra=_body_doc("RequestRecord"),
     summary="Store request logs (the seed's schema)",
 )
-async def post_logs(
-    request: Request, key: ApiKey | None = Depends(requires("ingest"))
-) -> JSONResponse:
+async def post_logs(request: Request, key: ApiKey | None = Depends(requires("ingest"))) -> Response:
     return await ingest_batch(request, "requests", "http:/v1/logs", key)
 
 
@@ -177,7 +140,7 @@ async def post_logs(
     openapi_extra=_body_doc("FeedbackEvent"),
     summary="Store feedback events (1-5 scores that arrive after the request)",
 )
-async def post_feedback(request: Request, _key: Any = Depends(requires("events"))) -> JSONResponse:
+async def post_feedback(request: Request, _key: Any = Depends(requires("events"))) -> Response:
     return await ingest_batch(request, "feedback", "http:/v1/feedback")
 
 
@@ -188,7 +151,5 @@ async def post_feedback(request: Request, _key: Any = Depends(requires("events")
     openapi_extra=_body_doc("EscalationEvent"),
     summary="Store escalations (user-reported problems with an answer)",
 )
-async def post_escalations(
-    request: Request, _key: Any = Depends(requires("events"))
-) -> JSONResponse:
+async def post_escalations(request: Request, _key: Any = Depends(requires("events"))) -> Response:
     return await ingest_batch(request, "escalations", "http:/v1/escalations")

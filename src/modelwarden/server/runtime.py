@@ -34,6 +34,7 @@ from modelwarden.report.delivery import ReportScheduler
 from modelwarden.rollout.controller import ControllerLoop
 from modelwarden.safety.service import safety_checker
 from modelwarden.server.config import ServerConfig
+from modelwarden.server.ingest_checks import IngestChecks
 from modelwarden.settings import Settings
 from modelwarden.store.reads import open_store
 from modelwarden.store.spool import Spool, SpoolBatch
@@ -71,6 +72,7 @@ class Runtime:
         self.store = open_store(settings)
         self.ingestor = Ingestor(self.store, self.safety)
         self.spool = Spool(settings.data_dir / "spool")
+        self.ingest_checks = IngestChecks(config.ingest_workers)
         self.flusher = FlushProcess(
             settings,
             self.spool,
@@ -157,6 +159,7 @@ class Runtime:
         self._spool_records()
         if self._client is not None:
             await self._client.aclose()
+        await run_in_threadpool(self.ingest_checks.close)
         # Everything acknowledged goes into the store before the process ends.
         await run_in_threadpool(self.flusher.stop)
         self.spool.close()
@@ -179,6 +182,10 @@ class Runtime:
     async def spool_batch(self, batch: SpoolBatch) -> None:
         """Return once ``batch`` is durably on disk."""
         await asyncio.wrap_future(self.spool.append(batch))
+
+    async def spool_line(self, line: bytes, records: int) -> None:
+        """Return once a batch encoded by :meth:`SpoolBatch.to_line` is durably on disk."""
+        await asyncio.wrap_future(self.spool.append_line(line, records))
 
     def log_record(self, record: dict[str, Any]) -> None:
         """Queue a gateway record without waiting for the disk.

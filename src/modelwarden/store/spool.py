@@ -188,14 +188,17 @@ class Spool:
     # ---- writing -----------------------------------------------------------------------------
     def append(self, batch: SpoolBatch) -> Future[None]:
         """Queue ``batch``; the future completes once it is on disk (fsync'd)."""
+        return self.append_line(batch.to_line(), len(batch.items))
+
+    def append_line(self, line: bytes, records: int) -> Future[None]:
+        """Queue a batch already encoded by :meth:`SpoolBatch.to_line` that holds ``records``."""
         if self._thread is None:
             raise StoreError("the spool is not started")
         done: Future[None] = Future()
-        line = batch.to_line()
         # Counted from now, so that "nothing pending" never hides a batch still in the queue.
         with self._lock:
-            self._queued += len(batch.items)
-        self._queue.put((line, len(batch.items), done))
+            self._queued += records
+        self._queue.put((line, records, done))
         return done
 
     def seal(self, timeout: float | None = 30) -> list[Path]:
