@@ -18,6 +18,7 @@ from modelwarden.kpi.compute import (
     parse_window,
 )
 from modelwarden.settings import Settings
+from modelwarden.store.engines import to_arrow
 from modelwarden.store.reads import open_store
 from modelwarden.windows import parse_time
 
@@ -44,14 +45,14 @@ def kpi_query(
         raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
 
 
-def compute_kpis(settings: Settings, q: KpiQuery) -> list[dict[str, Any]]:
-    """KPI rows for the query, each with its change against the previous window."""
-    store = open_store(settings)
-    con = store.connect()
+def compute_kpis(settings: Settings, q: KpiQuery, con: Any = None) -> list[dict[str, Any]]:
+    """KPI rows for the query, each with its change against the previous window; ``con`` is a
+    connection of the store to reuse (default: a new one)."""
+    con = con if con is not None else open_store(settings).connect()
     step = q.window_length()
     wide = q.model_copy(update={"since": q.since - step}) if (q.since and step) else q
     expr = kpi_expr(con.table("requests"), con.table("feedback"), con.table("escalations"), wide)
-    rows = con.to_pyarrow(expr).to_pylist()
+    rows = to_arrow(con, expr).to_pylist()
     for r in rows:
         ws = r["window_start"]
         if ws is not None and ws.tzinfo is None:

@@ -1,14 +1,15 @@
-"""Drift results the weekly report already computed, kept until the data under them changes.
+"""Results the weekly report already computed, kept until the data under them changes.
 
 The report's drift section is the calibrated suite (permutation-calibrated centroid, MMD,
 classifier and cluster tests, thousands of permutations per row) for prompts and responses, per
 plant, plus the embedding of any answer without a vector: most of the report's time and all of
-its memory (the embedding model). Re-running it on unchanged data gives the same rows, so they are
-kept in ``DATA/cache/drift/`` under a key made of everything they depend on: the question (kind,
-windows, grouping, method, threshold, embedder) and a fingerprint of the log store's files (name,
-size and modification time of every Parquet part of requests, feedback, escalations and
-embeddings). Any ingest, embedding or compaction changes the fingerprint, and the rows are
-computed again.
+its memory (the embedding model). Its KPI tables and the store's time span are Ibis queries,
+each compiled and run over every request. Re-running any of them on unchanged data gives the
+same rows, so they are kept in ``DATA/cache/drift/`` under a key made of everything they depend
+on: the question (kind, windows, grouping, method, threshold, embedder) and a fingerprint of the
+log store's files (name, size and modification time of every Parquet part of requests, feedback,
+escalations and embeddings; parts are written once under new names and never changed in place).
+Any ingest, embedding or compaction changes the fingerprint, and the rows are computed again.
 """
 
 from __future__ import annotations
@@ -78,9 +79,16 @@ def _path(settings: Settings, key: str) -> Path:
     return settings.data_dir / CACHE_DIR / f"{key}.json"
 
 
-def remember(settings: Settings, question: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """Keep ``rows`` under the store as it is now (after a report's embedding wrote to it)."""
-    _write(settings, _key(settings, question, store_fingerprint(settings)), rows)
+def remember(
+    settings: Settings,
+    question: dict[str, Any],
+    rows: list[dict[str, Any]],
+    fingerprint: str | None = None,
+) -> None:
+    """Keep ``rows`` under the store as it is now (after a report's embedding wrote to it), or
+    under ``fingerprint`` when the caller has just taken it."""
+    fp = fingerprint if fingerprint is not None else store_fingerprint(settings)
+    _write(settings, _key(settings, question, fp), rows)
 
 
 def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
@@ -95,23 +103,34 @@ def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
     tmp.replace(target)
 
 
+def lookup(settings: Settings, question: dict[str, Any], fingerprint: str) -> list[Any] | None:
+    """The rows kept for ``question`` under the store ``fingerprint``, or None."""
+    path = _path(settings, _key(settings, question, fingerprint))
+    try:
+        return list(_revive(json.loads(path.read_text(encoding="utf-8"))))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # an unreadable entry is recomputed
+
+
 def cached_rows(
     settings: Settings,
     question: dict[str, Any],
     compute: Callable[[], list[dict[str, Any]]],
+    fingerprint: str | None = None,
 ) -> list[dict[str, Any]]:
     """The rows for ``question`` from the cache, else ``compute()``d and kept.
 
-    They are kept under the store's fingerprint from before and after the computation: computing
-    may embed answers (which writes to the store), and the next run sees the store as it is after.
+    ``fingerprint`` is the store's, when the caller has just taken it (one walk of the store for
+    all of a report's questions). Computed rows are kept under the store's fingerprint from
+    before and after the computation: computing may embed answers (which writes to the store),
+    and the next run sees the store as it is after.
     """
-    before = store_fingerprint(settings)
-    path = _path(settings, _key(settings, question, before))
-    if path.exists():
-        try:
-            return list(_revive(json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
-            pass  # an unreadable entry is recomputed
+    before = fingerprint if fingerprint is not None else store_fingerprint(settings)
+    hit = lookup(settings, question, before)
+    if hit is not None:
+        return hit
     rows = compute()
     for fp in {before, store_fingerprint(settings)}:
         _write(settings, _key(settings, question, fp), rows)

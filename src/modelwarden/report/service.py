@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from modelwarden.errors import InputError
-from modelwarden.kpi.compute import KpiQuery
-from modelwarden.kpi.service import compute_kpis
 from modelwarden.report.html import render_html
 from modelwarden.report.weekly import (
     TREND_WEEKS,
@@ -19,13 +17,18 @@ from modelwarden.report.weekly import (
     render_markdown,
 )
 from modelwarden.settings import Settings
-from modelwarden.store.reads import require_data
 
 __all__ = ["build_weekly_report", "render_markdown", "trend_rows", "write_report"]
 
 
 def trend_rows(settings: Settings, rep: WeeklyReport) -> list[dict[str, Any]]:
     """Weekly KPIs per plant for the report's week and the weeks before it, for the charts."""
+    # Imported here: the KPI queries need Ibis, DuckDB and Arrow, which a Markdown report on an
+    # unchanged store never loads (most of its start-up).
+    from modelwarden.kpi.compute import KpiQuery
+    from modelwarden.kpi.service import compute_kpis
+    from modelwarden.store.reads import require_data
+
     lo, _ = require_data(settings)
     since = max(rep.start - timedelta(weeks=TREND_WEEKS - 1), lo - timedelta(weeks=1))
     return compute_kpis(

@@ -12,15 +12,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelwarden.drift.monitor import drift_over_windows
 from modelwarden.errors import NotFoundError
-from modelwarden.kpi.compute import KpiQuery
-from modelwarden.kpi.service import compute_kpis
-from modelwarden.report.cache import cached_rows, remember
+from modelwarden.report.cache import cached_rows, remember, store_fingerprint
 from modelwarden.report.sop import markdown_lines as sop_markdown
 from modelwarden.report.sop import sop_section
 from modelwarden.settings import Settings
-from modelwarden.store.reads import require_data
 from modelwarden.windows import Window, iso_week, latest_complete_week, week_label
 
 BASELINE_WEEKS = 3
@@ -262,6 +258,62 @@ def drift_trend(settings: Settings, end: datetime, weeks: int = 8) -> list[dict[
     )
 
 
+class _StoreQueries:
+    """The report's queries over the log store (its time span and KPI tables): from the cache
+    when the store is unchanged, else run on one connection shared by all of them."""
+
+    def __init__(self, settings: Settings, fingerprint: str) -> None:
+        self.settings = settings
+        self.fingerprint = fingerprint
+        self.asked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        self._con: Any = None
+
+    def _connection(self) -> Any:
+        # Imported here, as the queries below are: the log store's readers load DuckDB and
+        # Arrow, which a report on an unchanged store never needs.
+        from modelwarden.store.reads import open_store
+
+        if self._con is None:
+            self._con = open_store(self.settings).connect()
+        return self._con
+
+    def _rows(
+        self, question: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        out = cached_rows(self.settings, question, compute, self.fingerprint)
+        self.asked.append((question, out))
+        return out
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        def compute() -> list[dict[str, Any]]:
+            from modelwarden.store.reads import require_data
+
+            lo, hi = require_data(self.settings, self._connection())
+            return [{"lo": lo, "hi": hi}]
+
+        row = self._rows({"query": "time_bounds"}, compute)[0]
+        return row["lo"], row["hi"]
+
+    def kpis(self, since: datetime, until: datetime, by: tuple[str, ...]) -> list[dict[str, Any]]:
+        def compute() -> list[dict[str, Any]]:
+            # Imported here: the KPI queries need Ibis, which a report on an unchanged store
+            # never loads (a third of its start-up).
+            from modelwarden.kpi.compute import KpiQuery
+            from modelwarden.kpi.service import compute_kpis
+
+            q = KpiQuery(since=since, until=until, window="week", by=by)
+            return compute_kpis(self.settings, q, self._connection())
+
+        question = {
+            "query": "kpis",
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "window": "week",
+            "by": list(by),
+        }
+        return self._rows(question, compute)
+
+
 def build_weekly_report(
     settings: Settings,
     week: str | None = None,
@@ -278,20 +330,19 @@ def build_weekly_report(
     quality drift per plant and version against the three weeks before, stores them in the drift
     history, and shows the history of the weeks before as the trend.
     """
-    lo, hi = require_data(settings)
+    # One walk of the store for every question below; unchanged data answers from the cache.
+    fingerprint = store_fingerprint(settings)
+    queries = _StoreQueries(settings, fingerprint)
+    lo, hi = queries.bounds()
     week = week or latest_complete_week(hi)
     start, end = iso_week(week)
     if end <= lo or start > hi:
         raise NotFoundError(
             f"no requests in {week}; the store holds {lo:%Y-%m-%d} to {hi:%Y-%m-%d}", field="week"
         )
-    plants = compute_kpis(
-        settings, KpiQuery(since=start, until=end, window="week", by=("plant_id",))
-    )
-    versions = compute_kpis(
-        settings, KpiQuery(since=start, until=end, window="week", by=("plant_id", "model_version"))
-    )
-    overall_rows = compute_kpis(settings, KpiQuery(since=start, until=end, window="week", by=()))
+    plants = queries.kpis(start, end, ("plant_id",))
+    versions = queries.kpis(start, end, ("plant_id", "model_version"))
+    overall_rows = queries.kpis(start, end, ())
     overall = overall_rows[0] if overall_rows else {}
     baseline = Window(max(lo, start - timedelta(weeks=BASELINE_WEEKS)), start)
     drift: list[dict[str, Any]] = []
@@ -322,15 +373,21 @@ def build_weekly_report(
                 kw.update(
                     embedder=embedder, threshold=threshold, progress=progress, on_total=on_total
                 )
-            out = cached_rows(
-                settings,
-                question,
-                lambda: drift_over_windows(settings, baseline, current, **kw),
-            )
+
+            def compute() -> list[dict[str, Any]]:
+                # Imported here: the drift suite loads the embedders, DuckDB and Arrow, which a
+                # report on an unchanged store never needs.
+                from modelwarden.drift.monitor import drift_over_windows
+
+                computed.append(kind)
+                return drift_over_windows(settings, baseline, current, **kw)
+
+            out = cached_rows(settings, question, compute, fingerprint)
             asked.append((question, out))
             return out
 
         asked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        computed: list[str] = []
 
         drift = rows("prompt")
         # The seed notebook's centroid-cosine score beside the suite's, for continuity.
@@ -342,8 +399,10 @@ def build_weekly_report(
         quality_drift = rows("quality", ("plant_id", "model_version"))
         # Embedding answers for response drift wrote to the store after the prompt rows were
         # kept; keep every answer under the store as it is now, so the next report finds them.
-        for question, out in asked:
-            remember(settings, question, out)
+        after = store_fingerprint(settings) if computed else fingerprint
+        if after != fingerprint:
+            for question, out in [*asked, *queries.asked]:
+                remember(settings, question, out, after)
     drift_status = (
         "ALERT"
         if any(d["status"] == "ALERT" for d in drift)

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from modelwarden.errors import NotFoundError
 from modelwarden.settings import Settings
+from modelwarden.store.engines import to_arrow
 from modelwarden.store.logstore import LogStore
 
 
@@ -22,14 +23,15 @@ def open_store(settings: Settings) -> LogStore:
     )
 
 
-def time_bounds(settings: Settings) -> tuple[datetime, datetime] | None:
-    """First and last request timestamp in the store, or None when it is empty."""
+def time_bounds(settings: Settings, con: Any = None) -> tuple[datetime, datetime] | None:
+    """First and last request timestamp in the store, or None when it is empty; ``con`` is a
+    connection of the store to reuse (default: a new one)."""
     store = open_store(settings)
     if not store.files("requests"):
         return None
-    con = store.connect()
+    con = con if con is not None else store.connect()
     t = con.table("requests")
-    row = con.to_pyarrow(t.aggregate(lo=t.timestamp.min(), hi=t.timestamp.max())).to_pylist()[0]
+    row = to_arrow(con, t.aggregate(lo=t.timestamp.min(), hi=t.timestamp.max())).to_pylist()[0]
     return row["lo"], row["hi"]
 
 
@@ -95,8 +97,8 @@ def rejected(
     return con.to_pyarrow(t.drop("raw")).to_pylist()
 
 
-def require_data(settings: Settings) -> tuple[datetime, datetime]:
-    bounds = time_bounds(settings)
+def require_data(settings: Settings, con: Any = None) -> tuple[datetime, datetime]:
+    bounds = time_bounds(settings, con)
     if bounds is None:
         raise NotFoundError(
             "no requests stored yet (in the --data directory); ingest some first "
