@@ -52,7 +52,7 @@ def _prepare(data: Path, embedder: str) -> int:
 
 def _report(data: Path, embedder: str) -> dict[str, float]:
     cli = str(Path(sys.executable).parent / "modelwarden")
-    cmd = ["/usr/bin/time", "-f", "%e %M", cli, "--data", str(data), "--embedder", embedder]
+    cmd = ["/usr/bin/time", "-f", "%e %M %U %S", cli, "--data", str(data), "--embedder", embedder]
     t0 = time.perf_counter()
     out = subprocess.run(
         [*cmd, "report"],
@@ -64,8 +64,13 @@ def _report(data: Path, embedder: str) -> dict[str, float]:
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
-    _, rss_kb = out.stderr.strip().splitlines()[-1].split()
-    return {"seconds": round(wall, 2), "peak_rss_mb": round(int(rss_kb) / 1024)}
+    _, rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
+    return {
+        "seconds": round(wall, 2),
+        "cpu_seconds": round(float(user) + float(system), 2),
+        "peak_rss_mb": round(int(rss_kb) / 1024),
+        "load_1min": round(os.getloadavg()[0], 1),
+    }
 
 
 def main() -> None:
@@ -98,8 +103,10 @@ def main() -> None:
         f"`modelwarden report` on the demo's data ({n} requests, embedder {args.embedder}), "
         "each run a fresh process. The cold run computes the drift suite and embeds the answers; "
         "warm runs reuse the drift rows kept for the unchanged store.\n\n"
-        + table(rows, ["run", "seconds", "peak_rss_mb"])
-        + f"\nGoal: {verdict}.\n"
+        + table(rows, ["run", "seconds", "cpu_seconds", "peak_rss_mb", "load_1min"])
+        + f"\nGoal: {verdict}. *cpu_seconds* is the process's user + system CPU time, which the "
+        "other work on the machine does not inflate; *load_1min* is the load average when the "
+        "run ended.\n"
     )
     print(md)
     if not args.no_write:
