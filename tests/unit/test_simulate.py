@@ -12,7 +12,7 @@ import pytest
 
 from modelwarden.errors import InputError
 from modelwarden.records import validate
-from modelwarden.simulate import corpus
+from modelwarden.simulate import corpus, live
 from modelwarden.simulate.traffic import (
     CANDIDATE_VERSION,
     PLANTS,
@@ -229,3 +229,44 @@ def test_scenarios_change_only_the_requests_they_name() -> None:
             ],
         )
     )
+
+
+# ---- live traffic --------------------------------------------------------------------------------
+def _relative(reqs: list[live.LiveRequest], origin: datetime) -> list[tuple[object, ...]]:
+    return [(r.at - origin, r.plant, r.user, r.prompt, r.qa_key, r.rates, r.seq) for r in reqs]
+
+
+def test_live_traffic_counted_from_an_epoch_is_the_same_on_any_date() -> None:
+    plays = []
+    for origin in (datetime(2026, 3, 1, 12, tzinfo=UTC), datetime(2026, 12, 6, 12, tzinfo=UTC)):
+        reqs = live.plan_requests(
+            origin + timedelta(minutes=15), origin + timedelta(hours=2), seed=7, epoch=origin
+        )
+        assert reqs and all(
+            origin + timedelta(minutes=15) <= r.at < origin + timedelta(hours=2) for r in reqs
+        )
+        plays.append(_relative(reqs, origin))
+    assert plays[0] == plays[1]
+    # Consecutive windows continue each other: no gap, no double.
+    origin = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    whole = live.plan_requests(origin, origin + timedelta(hours=1), seed=7, epoch=origin)
+    halves = [
+        r
+        for a, b in ((0, 30), (30, 60))
+        for r in live.plan_requests(
+            origin + timedelta(minutes=a), origin + timedelta(minutes=b), seed=7, epoch=origin
+        )
+    ]
+    assert sorted(r.seq for r in whole) == sorted(r.seq for r in halves)
+    assert len(whole) == sum(live.DEMO_RATES.values())
+
+
+def test_live_traffic_without_an_epoch_follows_the_calendar() -> None:
+    a = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    b = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    one = live.plan_requests(a, a + timedelta(hours=1), seed=7)
+    two = live.plan_requests(b, b + timedelta(hours=1), seed=7)
+    assert _relative(one, a) != _relative(two, b)
+    with pytest.raises(InputError) as err:
+        live.plan_requests(a, a + timedelta(hours=1), epoch=b)
+    assert err.value.field == "start"

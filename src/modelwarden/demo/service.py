@@ -158,6 +158,10 @@ class _Loop:
         self.settings, self.opts, self.state = settings, opts, state
         self.clock, self.gateway_url, self.key, self.emit = clock, gateway_url, traffic_key, emit
         self.step = timedelta(minutes=opts.tick_minutes)
+        # Traffic is drawn relative to the start of the live phase, so every run of the demo
+        # plays the same requests whatever today's date (the canary's sample, and so the SOP's
+        # verdict, does not depend on the calendar).
+        self.epoch = clock.now()
         self.sent = live.SendResult()
         # Real seconds spent sending, waiting for the store and ticking: where the time goes.
         self.seconds = {"send": 0.0, "store": 0.0, "tick": 0.0}
@@ -166,7 +170,12 @@ class _Loop:
         """Send the plant traffic of ``[now, until)`` through the gateway; wait until stored."""
         start = self.clock.now()
         reqs = live.plan_requests(
-            start, until, self.opts.rates, users=self.opts.users, seed=self.opts.seed
+            start,
+            until,
+            self.opts.rates,
+            users=self.opts.users,
+            seed=self.opts.seed,
+            epoch=self.epoch,
         )
         t0 = time.perf_counter()
         res = live.send(

@@ -38,7 +38,7 @@ from modelwarden.simulate.traffic import FEEDBACK_BY_QUALITY, P_RATED, PLANTS, P
 
 # Requests an hour per plant in the demo's live phase: Plant_B is busy enough that a 5 % canary
 # of its users serves the SOP's 30 requests in a few hours.
-DEMO_RATES: dict[str, float] = {"Plant_A": 40.0, "Plant_B": 160.0, "Plant_C": 30.0, "Plant_D": 20.0}
+DEMO_RATES: dict[str, float] = {"Plant_A": 40.0, "Plant_B": 240.0, "Plant_C": 30.0, "Plant_D": 20.0}
 # Operators per plant: enough that 5 % of them is a few dozen people.
 DEFAULT_USERS = 600
 USER_AGENT_PLANT_HEADER = "X-Plant-Id"
@@ -153,9 +153,15 @@ def plan_requests(
     *,
     users: int = DEFAULT_USERS,
     seed: int = 0,
+    epoch: datetime | None = None,
 ) -> list[LiveRequest]:
     """The requests of simulated time ``[start, end)``: ``rates`` requests an hour per plant,
-    evenly spread with a seeded jitter, from ``users`` operators per plant, sorted by time."""
+    evenly spread with a seeded jitter, from ``users`` operators per plant, sorted by time.
+
+    Slots and draws are counted from ``epoch`` (the Unix epoch by default): with an ``epoch``,
+    the same seed gives the same requests at the same offsets whatever the calendar date, so a
+    run that starts its clock at ``epoch`` plays the same traffic every time.
+    """
     rates = dict(rates or DEMO_RATES)
     if end <= start:
         raise InputError("the window ends before it starts", field="end")
@@ -164,18 +170,21 @@ def plan_requests(
             raise InputError(f"the rate of {plant} is negative", field="rate")
     if users < 1:
         raise InputError("users must be at least 1", field="users")
-    hours = (end - start).total_seconds() / 3600
+    origin = epoch.timestamp() if epoch is not None else 0.0
+    if start.timestamp() < origin:
+        raise InputError("the window starts before the epoch it is counted from", field="start")
+    since, until = start.timestamp() - origin, end.timestamp() - origin
     topics = corpus.TOPICS
     out: list[LiveRequest] = []
     for plant, rate in rates.items():
-        rng = np.random.default_rng([seed, zlib.crc32(plant.encode()), int(start.timestamp())])
+        rng = np.random.default_rng([seed, zlib.crc32(plant.encode()), int(since)])
         # Requests whose slot falls in this window: slots are fixed in time, so consecutive
         # windows continue each other without a gap or a double.
-        first = int(np.ceil(start.timestamp() * rate / 3600))
-        last = int(np.ceil(end.timestamp() * rate / 3600))
+        first = int(np.ceil(since * rate / 3600))
+        last = int(np.ceil(until * rate / 3600))
         n = max(last - first, 0) if rate else 0
         for i in range(n):
-            slot = (first + i) * 3600 / rate
+            slot = origin + (first + i) * 3600 / rate
             at = datetime.fromtimestamp(slot, UTC)
             qa = _pick(rng, _pick(rng, topics).items)
             out.append(
@@ -189,7 +198,6 @@ def plan_requests(
                     seq=first + i,
                 )
             )
-    _ = hours
     out.sort(key=lambda r: (r.at, r.plant))
     return out
 
