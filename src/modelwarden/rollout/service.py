@@ -5,12 +5,15 @@ The registry knows versions; this layer knows rollouts too, so the rules that ne
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
-from modelwarden.errors import ConflictError, InputError
-from modelwarden.governance import notify, registry
+from modelwarden.errors import ConflictError, InputError, LeaseHeld
+from modelwarden.governance import lease, notify, registry
 from modelwarden.governance.registry import VersionInfo
 from modelwarden.governance.routes import current_routes
+from modelwarden.policy import service as policy_service
 from modelwarden.policy.spec import Policy
 from modelwarden.rollout import controller
 from modelwarden.rollout import store as rollout_store
@@ -84,7 +87,7 @@ def rollout_view(
 ) -> dict[str, Any]:
     """The rollout under way (else the latest), its traffic split, the judge's last verdict and
     every SOP rule's state: what ``GET /v1/rollouts/current`` answers and the console shows."""
-    pol = policy or Policy.for_data(settings.data_dir)
+    pol = policy or policy_service.load_policy(settings, state=state)
     current = controller.status(settings, state)
     routes = (current or {}).get("routes")
     if current is None:
@@ -98,6 +101,49 @@ def rollout_view(
         "rules": rule_states(pol, current),
         "sop_id": pol.sop_id,
     }
+
+
+def tick(
+    settings: Settings,
+    state: StateStore,
+    now: datetime | None = None,
+    *,
+    policy: Policy | None = None,
+    notifier: notify.Notifier | None = None,
+    wait_s: float = lease.TTL_S,
+    holder: str | None = None,
+) -> controller.TickReport:
+    """One controller tick on demand (``modelwarden rollout tick``), under the controller lease.
+
+    The lease is the one every ``serve`` instance's controller takes, so a manual tick never acts
+    at the same moment as a serving instance's controller: it takes the lease for the duration of
+    the tick (its writes fenced by the lease's generation) and releases it after. A lease held by
+    another instance is waited for up to ``wait_s`` (long enough for a killed holder's lease to
+    expire); a holder still renewing it after that is reported by :class:`LeaseHeld`.
+    """
+    hold = lease.Lease(state, lease.CONTROLLER, holder or f"tick@{lease.instance_name()}")
+    deadline = time.monotonic() + wait_s
+    while not hold.acquire():
+        info = lease.holder_of(state)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            until = f"{info.expires_at:%Y-%m-%d %H:%M:%S} UTC" if info else "now"
+            raise LeaseHeld(
+                "another instance holds the controller lease "
+                f"({info.holder if info else 'just released'}, until {until}) and runs the "
+                "rollout controller; it ticks by itself, or stop it to tick by hand",
+                field="lease",
+                holder=info.holder if info else None,
+                expires_at=info.expires_at.isoformat() if info else None,
+            )
+        expires_in = (info.expires_at - datetime.now(UTC)).total_seconds() if info else 0.0
+        time.sleep(min(max(expires_in, 0.05), left, 0.5))
+    try:
+        return controller.tick(
+            settings, now, state=state, policy=policy, notifier=notifier, fence=hold
+        )
+    finally:
+        hold.release()
 
 
 def start_rollout(
