@@ -13,7 +13,7 @@ import pytest
 
 from modelwarden.errors import LeaseHeld
 from modelwarden.governance import audit, incidents
-from modelwarden.governance.lease import Lease, LeaseLost, holder_of
+from modelwarden.governance.lease import TICK, Lease, LeaseLost, holder_of
 from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, set_routes
 from modelwarden.policy.spec import default_policy
 from modelwarden.rollout import rollback, service
@@ -152,51 +152,59 @@ def test_a_stale_holder_cannot_roll_back(state_url: str, tmp_path: Path) -> None
         state.close()
 
 
-def test_a_manual_tick_takes_the_lease_and_gives_it_back(state_url: str, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", state_url=state_url)
-    state = StateStore(state_url)
-    try:
-        rep = service.tick(settings, state, holder="tick@test")
-        assert rep.action == "none"
-        assert holder_of(state) is None  # released at once
-        takes = [e.actor for e in audit.entries(state) if e.action == "lease.take"]
-        assert takes == ["tick@test"]
-    finally:
-        state.close()
-
-
-def test_a_manual_tick_is_refused_while_a_serving_instance_holds_the_lease(
+def test_a_manual_tick_takes_the_tick_lock_and_gives_it_back(
     state_url: str, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", state_url=state_url)
     state = StateStore(state_url)
-    serving = Lease(state, holder="host-a:4242:serve", ttl_s=60)
+    leader = Lease(state, holder="host-a:1:serve", ttl_s=60)
     try:
-        assert serving.acquire()
+        assert leader.acquire()  # a serving instance leads: a tick by hand still runs
+        rep = service.tick(settings, state, holder="tick@test")
+        assert rep.action == "none"
+        assert holder_of(state, TICK) is None  # released at once
+        info = holder_of(state)
+        assert info is not None and info.holder == "host-a:1:serve"
+        # The lock changes hands at every tick, so taking it is not audited.
+        takes = [e.actor for e in audit.entries(state) if e.action == "lease.take"]
+        assert takes == ["host-a:1:serve"]
+    finally:
+        state.close()
+
+
+def test_a_manual_tick_is_refused_while_another_tick_runs(state_url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", state_url=state_url)
+    state = StateStore(state_url)
+    ticking = Lease(state, TICK, holder="host-a:4242:serve", ttl_s=60, audit_takes=False)
+    try:
+        assert ticking.acquire()
         t = time.monotonic()
         with pytest.raises(
             LeaseHeld,
-            match=r"another instance holds the controller lease "
+            match=r"another instance holds the controller's tick lock "
             r"\(host-a:4242:serve, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
         ):
             service.tick(settings, state, wait_s=0.3)
         assert time.monotonic() - t < 5
-        info = holder_of(state)
+        info = holder_of(state, TICK)
         assert info is not None and info.holder == "host-a:4242:serve"
     finally:
         state.close()
 
 
-def test_a_manual_tick_waits_out_a_dead_holders_lease(state_url: str, tmp_path: Path) -> None:
+def test_a_manual_tick_waits_for_the_tick_under_way(state_url: str, tmp_path: Path) -> None:
+    """A tick by hand waits for the other instance's tick to end (here, its lock expiring as a
+    killed holder's would), then runs."""
     settings = Settings(data_dir=tmp_path / "data", state_url=state_url)
     state = StateStore(state_url)
-    dead = Lease(state, holder="killed", ttl_s=0.8)  # never renewed
+    other = Lease(state, TICK, holder="killed", ttl_s=0.8, audit_takes=False)
     try:
-        assert dead.acquire()
-        rep = service.tick(settings, state, wait_s=5, holder="tick@test")
-        assert rep.action == "none"
-        takes = [e.actor for e in audit.entries(state) if e.action == "lease.take"]
-        assert takes == ["killed", "tick@test"]
+        assert other.acquire()
+        t = time.monotonic()
+        rep = service.tick(settings, state, wait_s=10, holder="tick@test")
+        assert rep.action == "none" and time.monotonic() - t >= 0.5
+        info = holder_of(state, TICK)
+        assert info is None
     finally:
         state.close()
 
@@ -206,17 +214,19 @@ def test_rollout_tick_command_exits_1_naming_the_holder(
 ) -> None:
     data = tmp_path / "data"
     state = StateStore(state_url)
-    serving = Lease(state, holder="host-b:99:serve", ttl_s=120)
+    ticking = Lease(state, TICK, holder="host-b:99:serve", ttl_s=120, audit_takes=False)
     try:
-        assert serving.acquire()
-        res = run_cli("rollout", "tick", data=data, state_url=state_url)
-        assert res.code == 1, res.err
-        assert "another instance holds the controller lease (host-b:99:serve, until" in res.err
+        assert ticking.acquire()
+        # It waits for the tick under way (30 s), then says who holds the lock.
         res = run_cli("rollout", "tick", "--format", "json", data=data, state_url=state_url)
-        assert res.code == 1
+        assert res.code == 1, res.err
         err = json.loads(res.err)["error"]
         assert err["code"] == "lease_held" and err["details"]["holder"] == "host-b:99:serve"
-        serving.release()
+        assert (
+            "another instance holds the controller's tick lock (host-b:99:serve, until"
+            in (err["message"])
+        )
+        ticking.release()
         res = run_cli("rollout", "tick", "--format", "json", data=data, state_url=state_url)
         assert res.code == 0, res.err
         assert json.loads(res.out)["action"] == "none"

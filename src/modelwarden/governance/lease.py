@@ -20,6 +20,13 @@ rollback transaction, a rollout's step — call :meth:`Lease.check_in` inside th
 transaction: it reads the lease row (locked on PostgreSQL, under the write lock on SQLite) and
 refuses with :class:`LeaseLost` unless this holder and generation are still the lease's. Another
 instance's takeover then waits for that transaction, or that transaction does nothing.
+
+Leadership (``controller``) says which instance runs the loop; a second, short lease, ``tick``,
+is the lock of one tick. The leader takes it around each of its ticks and a manual
+``modelwarden rollout tick`` takes it around its own, so a tick by hand waits for the loop's tick
+under way (or the loop skips its turn while the hand tick runs) and two ticks never overlap.
+Ticks fence their writes with the ``tick`` lease's generation. Taking it is not audited (it
+changes hands at every tick); the ``controller`` lease's changes of holder are.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ from modelwarden.store.tables import UtcDateTime, leases
 CONTROLLER = "controller"
 # A killed holder's lease is taken over within TTL_S plus one renewal period.
 TTL_S = 6.0
+# The lock of one controller tick: the leader's loop takes it for each of its ticks and a manual
+# ``rollout tick`` for its own, so ticks never overlap across instances. A tick running longer
+# than TICK_TTL_S can be overtaken, and its later writes are then refused by the fence.
+TICK = "tick"
+TICK_TTL_S = 120.0
 # What a released lease expires at: long past, so that the next instance to try takes it.
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -94,8 +106,10 @@ class Lease:
         holder: str | None = None,
         ttl_s: float = TTL_S,
         clock: Callable[[], datetime] | None = None,
+        audit_takes: bool = True,
     ) -> None:
         self.state = state
+        self.audit_takes = audit_takes
         self.name = name
         self.holder = holder or instance_name()
         self.ttl = timedelta(seconds=ttl_s)
@@ -148,7 +162,7 @@ class Lease:
                 acquired_at, generation = renewed.acquired_at, renewed.generation
         self.held = True
         self.generation = int(generation)
-        if acquired_at == now:
+        if acquired_at == now and self.audit_takes:
             audit.record(
                 self.state,
                 self.holder,
@@ -198,6 +212,8 @@ class Lease:
 
 __all__ = [
     "CONTROLLER",
+    "TICK",
+    "TICK_TTL_S",
     "TTL_S",
     "Lease",
     "LeaseInfo",

@@ -819,7 +819,8 @@ class ControllerLoop:
     Several instances on one state store each run a loop, but only the holder of the
     ``controller`` lease (:mod:`modelwarden.governance.lease`) ticks: the loop tries to take or
     renew the lease every third of its time to live, so that when the holder dies another
-    instance takes over within ``lease_ttl_s`` plus that period. Notifications are claimed one
+    instance takes over within ``lease_ttl_s`` plus that period. Each tick runs under the
+    ``tick`` lock, which a manual ``rollout tick`` takes too, so ticks never overlap. Notifications are claimed one
     by one (:func:`notify.deliver_due`), so every instance may deliver them.
     """
 
@@ -895,11 +896,15 @@ class ControllerLoop:
             self._stop.wait(wait)
 
     def _tick(self) -> None:
-        assert self._state is not None
+        assert self._state is not None and self.lease is not None
+        lock = lease.Lease(
+            self._state, lease.TICK, self.lease.holder, lease.TICK_TTL_S, audit_takes=False
+        )
         try:
-            self.last = tick(
-                self.settings, state=self._state, notifier=self._notifier, fence=self.lease
-            )
+            if not lock.acquire():
+                log.info("a tick is running elsewhere (a manual rollout tick): this one waits")
+                return
+            self.last = tick(self.settings, state=self._state, notifier=self._notifier, fence=lock)
             self.last_error = None
             if self.last.action not in ("none", "hold"):
                 log.info(
@@ -911,6 +916,11 @@ class ControllerLoop:
         except Exception as exc:  # the loop outlives one bad tick
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("controller tick failed")
+        finally:
+            try:
+                lock.release()
+            except Exception:  # it then expires by itself
+                log.warning("could not release the tick lock", exc_info=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -6,7 +6,7 @@ The registry knows versions; this layer knows rollouts too, so the rules that ne
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from modelwarden.errors import ConflictError, InputError, LeaseHeld
@@ -20,6 +20,9 @@ from modelwarden.rollout import store as rollout_store
 from modelwarden.rollout.plan import Plan
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
+
+# How long a manual tick waits for a tick under way on another instance.
+TICK_WAIT_S = 30.0
 
 
 def promote_version(
@@ -110,40 +113,43 @@ def tick(
     *,
     policy: Policy | None = None,
     notifier: notify.Notifier | None = None,
-    wait_s: float = lease.TTL_S,
+    wait_s: float = TICK_WAIT_S,
     holder: str | None = None,
 ) -> controller.TickReport:
-    """One controller tick on demand (``modelwarden rollout tick``), under the controller lease.
+    """One controller tick on demand (``modelwarden rollout tick``), never beside another tick.
 
-    The lease is the one every ``serve`` instance's controller takes, so a manual tick never acts
-    at the same moment as a serving instance's controller: it takes the lease for the duration of
-    the tick (its writes fenced by the lease's generation) and releases it after. A lease held by
-    another instance is waited for up to ``wait_s`` (long enough for a killed holder's lease to
-    expire); a holder still renewing it after that is reported by :class:`LeaseHeld`.
+    It takes the ``tick`` lock that the leading ``serve`` instance's controller takes around each
+    of its ticks (:mod:`modelwarden.governance.lease`), its writes fenced by the lock's
+    generation, and releases it after. A tick under way elsewhere is waited for, up to
+    ``wait_s``; one still running after that is reported by :class:`LeaseHeld` (exit 1).
     """
-    hold = lease.Lease(state, lease.CONTROLLER, holder or f"tick@{lease.instance_name()}")
+    lock = lease.Lease(
+        state,
+        lease.TICK,
+        holder or f"tick@{lease.instance_name()}",
+        lease.TICK_TTL_S,
+        audit_takes=False,
+    )
     deadline = time.monotonic() + wait_s
-    while not hold.acquire():
-        info = lease.holder_of(state)
-        left = deadline - time.monotonic()
-        if left <= 0:
+    while not lock.acquire():
+        info = lease.holder_of(state, lease.TICK)
+        if time.monotonic() >= deadline:
             until = f"{info.expires_at:%Y-%m-%d %H:%M:%S} UTC" if info else "now"
             raise LeaseHeld(
-                "another instance holds the controller lease "
-                f"({info.holder if info else 'just released'}, until {until}) and runs the "
-                "rollout controller; it ticks by itself, or stop it to tick by hand",
+                "another instance holds the controller's tick lock "
+                f"({info.holder if info else 'just released'}, until {until}): a tick is under "
+                "way there; try again when it has finished",
                 field="lease",
                 holder=info.holder if info else None,
                 expires_at=info.expires_at.isoformat() if info else None,
             )
-        expires_in = (info.expires_at - datetime.now(UTC)).total_seconds() if info else 0.0
-        time.sleep(min(max(expires_in, 0.05), left, 0.5))
+        time.sleep(0.1)
     try:
         return controller.tick(
-            settings, now, state=state, policy=policy, notifier=notifier, fence=hold
+            settings, now, state=state, policy=policy, notifier=notifier, fence=lock
         )
     finally:
-        hold.release()
+        lock.release()
 
 
 def start_rollout(
