@@ -51,9 +51,10 @@ CONTROLLER = "controller"
 TTL_S = 6.0
 # The lock of one controller tick: the leader's loop takes it for each of its ticks and a manual
 # ``rollout tick`` for its own, so ticks never overlap across instances. A tick running longer
-# than TICK_TTL_S can be overtaken, and its later writes are then refused by the fence.
+# than TICK_TTL_S can be overtaken, and its later writes are then refused by the fence; a holder
+# killed mid-tick delays the next tick by at most TICK_TTL_S.
 TICK = "tick"
-TICK_TTL_S = 120.0
+TICK_TTL_S = 30.0
 # What a released lease expires at: long past, so that the next instance to try takes it.
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
 
