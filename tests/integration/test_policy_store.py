@@ -140,15 +140,15 @@ def test_policy_set_and_show_commands(state_url: str, tmp_path: Path, run_cli: A
 def test_migrations_add_the_lease_generation_and_the_policies_table(
     state_url: str, tmp_path: Path
 ) -> None:
-    """A database at revision 0006 (leases without a generation, no policies) upgrades with its
+    """A database at revision 0007 (leases without a generation, no policies) upgrades with its
     lease row kept at generation 0, and downgrades back."""
     if state_url.startswith("sqlite:///"):
         Path(state_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(state_url)
     try:
-        migrate.upgrade(engine, "0006")
+        migrate.upgrade(engine, "0007")
         with engine.begin() as con:  # the PostgreSQL test database starts at the newest revision
-            command.downgrade(migrate.alembic_config(con), "0006")
+            command.downgrade(migrate.alembic_config(con), "0007")
         with engine.begin() as con:
             con.execute(
                 text(
@@ -158,13 +158,13 @@ def test_migrations_add_the_lease_generation_and_the_policies_table(
             )
         assert "policies" not in inspect(engine).get_table_names()
         done = migrate.upgrade(engine)
-        assert (done.before, done.after) == ("0006", migrate.head())
+        assert (done.before, done.after) == ("0007", migrate.head())
         with engine.connect() as con:
             row = con.execute(text("SELECT holder, generation FROM leases")).one()
         assert (row.holder, row.generation) == ("old", 0)
         assert "policies" in inspect(engine).get_table_names()
         with engine.begin() as con:
-            command.downgrade(migrate.alembic_config(con), "0006")
+            command.downgrade(migrate.alembic_config(con), "0007")
         assert "policies" not in inspect(engine).get_table_names()
         assert "generation" not in {c["name"] for c in inspect(engine).get_columns("leases")}
     finally:

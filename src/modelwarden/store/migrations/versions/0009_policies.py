@@ -4,8 +4,8 @@ Before this revision each data directory's ``policy.yaml`` was the policy its in
 so several ``serve`` instances on one database could enforce different rules. The newest row of
 ``policies`` is now the policy in force; the file is the fallback while the table is empty.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
