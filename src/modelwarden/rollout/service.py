@@ -14,6 +14,7 @@ from modelwarden.governance import lease, notify, registry
 from modelwarden.governance.registry import VersionInfo
 from modelwarden.governance.routes import current_routes
 from modelwarden.policy import service as policy_service
+from modelwarden.policy.engine import FIRE
 from modelwarden.policy.spec import Policy
 from modelwarden.rollout import controller
 from modelwarden.rollout import store as rollout_store
@@ -130,6 +131,7 @@ def tick(
         lease.TICK_TTL_S,
         audit_takes=False,
     )
+    before = rollout_store.active(state)
     deadline = time.monotonic() + wait_s
     while not lock.acquire():
         info = lease.holder_of(state, lease.TICK)
@@ -145,11 +147,37 @@ def tick(
             )
         time.sleep(0.1)
     try:
-        return controller.tick(
+        rep = controller.tick(
             settings, now, state=state, policy=policy, notifier=notifier, fence=lock
         )
     finally:
         lock.release()
+    if rep.action == "none" and before is not None:
+        return _ended_meanwhile(state, before.id, rep)
+    return rep
+
+
+def _ended_meanwhile(
+    state: StateStore, rollout_id: int, rep: controller.TickReport
+) -> controller.TickReport:
+    """The report of a tick that found no rollout because another instance's tick, which this
+    one waited for, rolled it back: that rollback, with the rules it saw (the same exit code)."""
+    r = rollout_store.get(state, rollout_id)
+    if r.status != "rolled_back" or r.incident_id is None:
+        return rep
+    rules = list((r.engine_state or {}).get("rules", []))
+    rep.action, rep.status, rep.rollout_id, rep.version, rep.step = (
+        "rollback",
+        r.status,
+        r.id,
+        r.version,
+        r.step,
+    )
+    rep.incident_id, rep.route_version = r.incident_id, r.route_version
+    rep.rules, rep.fired = rules, [x for x in rules if x.get("status") == FIRE]
+    rep.verdict = r.last_verdict or None
+    rep.message = f"{r.end_reason} (by the tick this one waited for); incident {r.incident_id}"
+    return rep
 
 
 def start_rollout(
