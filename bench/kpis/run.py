@@ -97,10 +97,11 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
 
 
 def side_warden(data: str, engine: str = "duckdb") -> dict:
-    from modelwarden.kpi.compute import KpiQuery
+    from modelwarden.kpi.compute import KpiQuery, kpi_expr
     from modelwarden.kpi.service import compute_kpis
     from modelwarden.settings import Settings
     from modelwarden.store.engines import spark_session
+    from modelwarden.store.reads import open_store
 
     s = Settings(data_dir=Path(data), analytics_engine=engine, spark_master="local[2]")
     q = KpiQuery(window="week", by=("plant_id", "model_version"))
@@ -109,15 +110,41 @@ def side_warden(data: str, engine: str = "duckdb") -> dict:
         with Timer() as t:
             spark_session("local[2]")
         out["start_s"] = t.seconds
-        with Timer() as t:
-            compute_kpis(s, q)
-        out["first_s"] = t.seconds
+    # The first call in a fresh process: Ibis's first compile and DuckDB's first scan included.
     with Timer() as t:
         rows = compute_kpis(s, q)
+    out["first_s"] = t.seconds
+    with Timer() as t:
+        rows = compute_kpis(s, q)
+    out["seconds"] = t.seconds
+    if engine == "duckdb":
+        # The counterpart of pandas's "group only": the same Ibis expression over tables
+        # already loaded in DuckDB's memory (the columns the KPIs use, as pandas loads them),
+        # so neither Parquet decoding nor Ibis's compile is in the figure; the feedback and
+        # escalation joins, which pandas does not do, still are.
+        con = open_store(s).connect()
+        with Timer() as t:
+            con.con.execute(
+                "CREATE TEMP TABLE req AS SELECT request_id, timestamp, plant_id, model_version,"
+                " latency_ms, human_feedback_score, contains_safety_keyword, error, route"
+                " FROM requests"
+            )
+        out["read_s"] = t.seconds
+        req = con.table("req")
+        expr = kpi_expr(req, con.table("feedback"), con.table("escalations"), q)
+        with Timer() as t:
+            sql = con.compile(expr)
+        out["compile_s"] = t.seconds
+        best = float("inf")
+        for _ in range(3):
+            with Timer() as t:
+                mem = con.con.execute(str(sql)).to_arrow_table()
+            best = min(best, t.seconds)
+        out["group_s"] = best
+        assert mem.num_rows == len(rows)
     # The JVM's memory is not this process's: Spark's peak is the driver JVM's heap limit.
     return out | {
         "groups": len(rows),
-        "seconds": t.seconds,
         "peak_mb": peak_rss_mb(),
         "p95_first": rows[0]["latency_p95_ms"],
     }
@@ -148,11 +175,13 @@ def main() -> None:
             row = {
                 "requests": f"{n:,}",
                 "groups": w["groups"],
+                "DuckDB first s": f"{w['first_s']:.2f}",
                 "DuckDB s": f"{w['seconds']:.2f}",
+                "DuckDB group only s": f"{w['group_s']:.2f}",
                 "pandas read+group s": f"{p['seconds']:.2f}",
                 "pandas group only s": f"{p['group_s']:.2f}",
-                "DuckDB vs pandas (read+group)": f"{p['seconds'] / w['seconds']:.1f}×",
-                "DuckDB vs pandas (group only)": f"{p['group_s'] / w['seconds']:.1f}×",
+                "total ratio": f"{p['seconds'] / w['seconds']:.1f}×",
+                "group-only ratio": f"{p['group_s'] / w['group_s']:.1f}×",
                 "DuckDB peak MiB": f"{w['peak_mb']:,.0f}",
                 "pandas peak MiB": f"{p['peak_mb']:,.0f}",
             }
@@ -173,13 +202,19 @@ def main() -> None:
         f"## Weekly KPIs (`bench/kpis/run.py`)\n\n{machine()}.\n\n"
         "Per ISO week × plant × model version: requests, mean/p50/p95/p99 latency, mean feedback "
         "and rated count, safety incidents; both sides read the same Parquet store and agree on "
-        "the p95 of the first group. ModelWarden's time (the same Ibis expression on DuckDB and "
-        "on Spark local[2]) includes reading the store, the feedback-event join and the "
-        "escalation join; pandas reads the store with one `pyarrow.dataset` call and its "
-        "grouping alone is timed on the loaded frame. Spark's start-up (the JVM and the session) "
-        "and its first query are shown apart from a warm query. Goal: DuckDB at least 5× faster "
-        "than pandas's grouping alone at 10M. The machine's two cores were shared with other "
-        "work during the run (load average above).\n\n" + table(rows, cols)
+        "the p95 of the first group. ModelWarden's total (`compute_kpis`: the same Ibis "
+        "expression on DuckDB and on Spark local[2]) includes reading the store, the "
+        "feedback-event join and the escalation join; *first* is the first call in a fresh "
+        "process (Ibis's first compile included), the other a second call. pandas reads the "
+        "store with one `pyarrow.dataset` call and its grouping alone is timed on the loaded "
+        "frame; DuckDB's *group only* is its counterpart: the same expression over the KPI "
+        "columns already loaded into DuckDB's memory (best of three; no Parquet decoding, no "
+        "compile, the two joins still in). *total ratio* = pandas read+group / DuckDB (second "
+        "call); *group-only ratio* = pandas group only / DuckDB group only. Spark's start-up "
+        "(the JVM and the session) is shown apart from its first and a warm query. Goal: "
+        "DuckDB at least 5× faster than pandas on grouping alone at 10M. The machine's two "
+        "cores were shared with other engineers' work during the run (load average above), so "
+        "the figures are slower and noisier than on an idle machine.\n\n" + table(rows, cols)
     )
     write_section("kpis", md)
     print(md)

@@ -8,6 +8,7 @@ Hierarchy::
     │   └── DimensionError      embeddings whose dimensions do not match
     ├── NotFoundError           a thing that was asked for does not exist (exit 2, HTTP 404)
     ├── ConflictError           a valid request that the current state forbids (exit 2, HTTP 409)
+    │   └── LeaseHeld           another instance holds the controller lease (exit 1, HTTP 409)
     ├── DependencyError         an optional dependency is missing; names the install command
     └── StoreError              the data directory or a store cannot be read or written (exit 2, HTTP 500)
         ├── StateUnavailable    the state database cannot be reached (exit 2, HTTP 503)
@@ -82,6 +83,14 @@ class NotFoundError(WardenError):
 class ConflictError(WardenError):
     code = "conflict"
     http_status = 409
+
+
+class LeaseHeld(ConflictError):
+    """Singleton work (the rollout controller) is running on another instance right now. Not bad
+    input: the command could not act this time, so it exits 1 like a failed check."""
+
+    code = "lease_held"
+    exit_code = EXIT_CHECK_FAILED
 
 
 class DependencyError(WardenError):

@@ -133,6 +133,7 @@ def test_the_first_revision_is_the_previous_release_schema(tmp_path: Path) -> No
         "audit_mac_no_update",
         "report_sends",
         "leases",
+        "policies",
     }
     # Columns added after release 0.1.0 (SQLite appends them to the table's statement).
     later_columns = {"review_queues": ", owner_key_id INTEGER"}

@@ -617,7 +617,10 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(sop_app, name="sop")
 
 POLICY_OPTION = typer.Option(
-    None, "--policy", help="Policy YAML; default DATA/policy.yaml, else the built-in SOP-MLOPS-003."
+    None,
+    "--policy",
+    help="Policy YAML; default: the policy in force (policy set, else "
+    "DATA/policy.yaml, else the built-in SOP-MLOPS-003).",
 )
 
 
@@ -809,6 +812,26 @@ def policy_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTIO
         ],
         title=f"{pol.sop_id}: {pol.title}",
     )
+
+
+@policy_app.command("set")
+@handle_errors
+def policy_set(
+    file: Path = typer.Argument(None, help="Policy YAML; default DATA/policy.yaml, else built-in."),
+    reason: str = typer.Option("", "--reason", help="Why (goes into the audit log)."),
+    key: str = key_option(),
+    format: Format = FORMAT_OPTION,
+) -> None:
+    """Store a policy in the state store: every instance on it enforces that one from now on."""
+    from modelwarden.governance.policies import set_policy
+
+    state = state_store()
+    cur, new = set_policy(settings(), state, _actor(state, key), path=file, reason=reason)
+    if format == Format.json:
+        print_json({**cur.to_dict(), "changed": new})
+        return
+    said = "now in force" if new else "already in force: nothing stored"
+    console.print(f"{cur.policy.sop_id} version {cur.version} {said}", highlight=False)
 
 
 notify_app = typer.Typer(
@@ -1088,11 +1111,10 @@ def rollout_rollback(
     """Roll back the rollout under way by hand: the SOP's rollback transaction (100 % to the
     stable version, the canary quarantined, an incident with the RCA logs, notifications)."""
     from modelwarden.governance import notify
-    from modelwarden.policy.spec import Policy
     from modelwarden.rollout import controller
 
     state = state_store()
-    pol = Policy.for_data(settings().data_dir, policy_file)
+    pol = _policy(policy_file)
     notifier = notify.Notifier(state)
     r = controller.operator_rollback(
         settings(), _actor(state, key), reason, state=state, policy=pol, notifier=notifier
@@ -1137,13 +1159,12 @@ def rollout_tick(
     Exit 1 when the tick rolled back.
     """
     from modelwarden.governance import notify
-    from modelwarden.policy.spec import Policy
-    from modelwarden.rollout import controller
+    from modelwarden.rollout import service
 
     state = state_store()
-    pol = Policy.for_data(settings().data_dir, policy_file)
+    pol = _policy(policy_file)
     notifier = notify.Notifier(state)
-    rep = controller.tick(settings(), _now(now), state=state, policy=pol, notifier=notifier)
+    rep = service.tick(settings(), state, _now(now), policy=pol, notifier=notifier)
     if rep.incident_id and notify.next_due(state) is not None:
         notifier.start()
         notifier.drain(notify_wait)

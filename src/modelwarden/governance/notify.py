@@ -55,6 +55,7 @@ from sqlalchemy import (
 
 from modelwarden.errors import InputError
 from modelwarden.governance import audit
+from modelwarden.policy import service as policy_service
 from modelwarden.policy.spec import Notify, Policy, default_policy, policy_path
 from modelwarden.settings import NOTIFY_FIELDS, Settings
 from modelwarden.store.state import StateStore
@@ -144,14 +145,21 @@ def configure(
     clear: list[str] | None = None,
     path: Path | None = None,
 ) -> Policy:
-    """Set notification targets in the policy file (``DATA/policy.yaml`` unless ``path``; the
-    built-in policy is written out first when there is none) and audit the change.
+    """Set notification targets in the policy in force and audit the change: a new version in
+    the state store when the policy is kept there (``policy set``), else the policy file
+    (``DATA/policy.yaml`` unless ``path``; the built-in policy is written out first when there is
+    none).
 
     ``changes`` holds :class:`Notify` fields; ``clear`` names channels to switch off
     (``webhook``, ``slack``, ``email``). Everything else in the file is kept.
     """
     target = Path(path) if path is not None else policy_path(settings.data_dir)
-    policy = Policy.load(target) if target.exists() else default_policy()
+    # The policy in force lives in the state store once one was set there: change that one.
+    in_state = policy_service.stored(state) if path is None else None
+    if in_state is not None:
+        policy = in_state.policy
+    else:
+        policy = Policy.load(target) if target.exists() else default_policy()
     data = policy.notify.model_dump()
     for channel in clear or []:
         if channel not in CLEARABLE:
@@ -173,24 +181,26 @@ def configure(
     if cfg.email_to and not cfg.smtp_host:
         raise InputError("e-mail needs an SMTP server: give --smtp-host", field="smtp_host")
     new = policy.model_copy(update={"notify": cfg})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(new.to_yaml(), encoding="utf-8")
-    tmp.replace(target)
     before, after = policy.notify.model_dump(mode="json"), cfg.model_dump(mode="json")
-    audit.record(
-        state,
-        actor,
-        "policy.notify",
-        str(target),
-        "notification targets changed",
-        {
-            "changed": {
-                k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]
-            },
-            "channels": cfg.channels(),
-        },
-    )
+    evidence: dict[str, Any] = {
+        "changed": {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]},
+        "channels": cfg.channels(),
+    }
+    why = "notification targets changed"
+    if in_state is None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(new.to_yaml(), encoding="utf-8")
+        tmp.replace(target)
+        audit.record(state, actor, "policy.notify", str(target), why, evidence)
+        return new
+    with audit.transaction(state) as con:
+        stored = policy_service.insert_in(
+            con, new, f"state store (version {in_state.version})", actor, why, datetime.now(UTC)
+        )
+        audit.append(
+            con, actor, "policy.notify", "state store", why, {**evidence, "version": stored.version}
+        )
     return new
 
 

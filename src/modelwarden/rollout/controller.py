@@ -19,6 +19,11 @@ Every decision is written to the rollout row and the audit log in one transactio
 re-reads the row: two controllers ticking at once (a server and a CLI) cannot both advance a
 step. The route table a step needs is written after the step is recorded; a crash in between
 leaves ``route_version`` empty and the next tick writes it.
+
+A tick run under the ``controller`` lease (``fence=``, :mod:`modelwarden.governance.lease`)
+checks the lease's generation inside those transactions and inside the rollback's: a holder whose
+lease another instance has taken over meanwhile writes nothing (:class:`~modelwarden.governance.
+lease.LeaseLost`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 from modelwarden.errors import ConflictError, InputError
 from modelwarden.governance import audit, lease, notify, registry
 from modelwarden.governance.routes import RouteSpec, RouteTable, Upstream, current_routes
+from modelwarden.policy import service as policy_service
 from modelwarden.policy.engine import FIRE, Engine, Observations, RuleResult, _us
 from modelwarden.policy.observe import load_observations
 from modelwarden.policy.replay import lookback
@@ -214,12 +220,16 @@ def tick(
     state: StateStore | None = None,
     policy: Policy | None = None,
     notifier: notify.Notifier | None = None,
+    fence: lease.Lease | None = None,
 ) -> TickReport:
-    """One controller tick at ``now`` (default: the wall clock). See the module's docstring."""
+    """One controller tick at ``now`` (default: the wall clock). See the module's docstring.
+
+    ``fence``: the lease this tick runs under, checked by every write that decides (see the
+    module's docstring); without it the caller answers for running one tick at a time."""
     own = state is None
     st = state or StateStore.of(settings)
     try:
-        return _tick(settings, st, _at_or_now(now), policy, notifier)
+        return _tick(settings, st, _at_or_now(now), policy, notifier, fence)
     finally:
         if own:
             st.close()
@@ -231,12 +241,13 @@ def _tick(
     now: datetime,
     policy: Policy | None,
     notifier: notify.Notifier | None,
+    fence: lease.Lease | None = None,
 ) -> TickReport:
     r = store.active(st)
     if r is None:
         return TickReport(now, "none", message="no rollout under way")
     plan = Plan.model_validate(r.plan)
-    pol = policy or Policy.for_data(settings.data_dir)
+    pol = policy or policy_service.load_policy(settings, state=st)
     report = TickReport(now, "hold", r.id, r.version, r.status, r.step)
 
     live = current_routes(st)
@@ -272,7 +283,7 @@ def _tick(
             **trigger_of(pol, first),
             "also": [f"{x.rule_id}@{x.scope}" for x in roll if x is not first],
         }
-        return _rollback(settings, st, r, trigger, pol, notifier, now, report, eng)
+        return _rollback(settings, st, r, trigger, pol, notifier, now, report, eng, fence=fence)
     for a in fires:
         if a.severity == "alert" and a.first_fire:
             inc = raise_alert(
@@ -293,8 +304,8 @@ def _tick(
         decision = decide(r, plan, obs, now)
         if decision["action"] == "rollback":
             trigger = decision["trigger"]
-            return _rollback(settings, st, r, trigger, pol, notifier, now, report, eng)
-    return _commit(st, r, plan, eng, now, decision, report)
+            return _rollback(settings, st, r, trigger, pol, notifier, now, report, eng, fence=fence)
+    return _commit(st, r, plan, eng, now, decision, report, fence)
 
 
 def decide(r: store.Rollout, plan: Plan, obs: Observations, now: datetime) -> dict[str, Any]:
@@ -364,6 +375,7 @@ def _rollback(
     report: TickReport,
     eng: Engine | None = None,
     actor: str = CONTROLLER,
+    fence: lease.Lease | None = None,
 ) -> TickReport:
     res = rollback(
         settings,
@@ -377,6 +389,7 @@ def _rollback(
         state=st,
         notifier=notifier,
         now=now,
+        fence=fence,
     )
     report.action, report.status = "rollback", "rolled_back"
     report.incident_id, report.route_version = res.incident.id, res.route_version
@@ -407,9 +420,12 @@ def _commit(
     now: datetime,
     decision: dict[str, Any],
     report: TickReport,
+    fence: lease.Lease | None = None,
 ) -> TickReport:
     action = decision.get("action")
     with audit.transaction(st) as con:
+        if fence is not None:
+            fence.check_in(con)
         fresh = store.active_in(con)
         if fresh is None or fresh.id != r.id or fresh.step != r.step:
             report.action, report.message = "none", "another controller moved the rollout first"
@@ -724,7 +740,7 @@ def operator_rollback(
     now = _at_or_now(now)
     st = state or StateStore.of(settings)
     r = _require_active(st)
-    pol = policy or Policy.for_data(settings.data_dir)
+    pol = policy or policy_service.load_policy(settings, state=st)
     plan = Plan.model_validate(r.plan)
     plants = list(plan.steps[r.step].plants)
     trigger = {
@@ -803,7 +819,8 @@ class ControllerLoop:
     Several instances on one state store each run a loop, but only the holder of the
     ``controller`` lease (:mod:`modelwarden.governance.lease`) ticks: the loop tries to take or
     renew the lease every third of its time to live, so that when the holder dies another
-    instance takes over within ``lease_ttl_s`` plus that period. Notifications are claimed one
+    instance takes over within ``lease_ttl_s`` plus that period. Each tick runs under the
+    ``tick`` lock, which a manual ``rollout tick`` takes too, so ticks never overlap. Notifications are claimed one
     by one (:func:`notify.deliver_due`), so every instance may deliver them.
     """
 
@@ -879,9 +896,15 @@ class ControllerLoop:
             self._stop.wait(wait)
 
     def _tick(self) -> None:
-        assert self._state is not None
+        assert self._state is not None and self.lease is not None
+        lock = lease.Lease(
+            self._state, lease.TICK, self.lease.holder, lease.TICK_TTL_S, audit_takes=False
+        )
         try:
-            self.last = tick(self.settings, state=self._state, notifier=self._notifier)
+            if not lock.acquire():
+                log.info("a tick is running elsewhere (a manual rollout tick): this one waits")
+                return
+            self.last = tick(self.settings, state=self._state, notifier=self._notifier, fence=lock)
             self.last_error = None
             if self.last.action not in ("none", "hold"):
                 log.info(
@@ -893,6 +916,11 @@ class ControllerLoop:
         except Exception as exc:  # the loop outlives one bad tick
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("controller tick failed")
+        finally:
+            try:
+                lock.release()
+            except Exception:  # it then expires by itself
+                log.warning("could not release the tick lock", exc_info=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

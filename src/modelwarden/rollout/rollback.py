@@ -16,15 +16,25 @@ when no rollout ran), so running the transaction again — after a crash, or fro
 that saw the same trigger — completes the missing steps and repeats none: a step is recorded in
 the same database transaction as its effect where it can be, and otherwise (the route change, the
 files) its effect is checked before it is made again.
+
+Run under a lease (``fence=``, as the rollout controller does), each of those transactions first
+checks that the lease is still this holder's at its generation, so a holder that another instance
+has replaced (a paused process, a clock that jumped) stops at its next step instead of acting.
+The route change is checked in its own transaction just before it is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from modelwarden.governance import audit, incidents, notify, registry
+from modelwarden.governance.lease import Lease
 from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
 from modelwarden.policy.spec import Policy, parse_duration
 from modelwarden.rollout import store as rollout_store
@@ -81,6 +91,15 @@ def _in_place(live: Any, target: RouteSpec) -> bool:
     )
 
 
+@contextmanager
+def _fenced(state: StateStore, fence: Lease | None) -> Iterator[Connection]:
+    """:func:`audit.transaction`, checking ``fence`` first when there is one."""
+    with audit.transaction(state) as con:
+        if fence is not None:
+            fence.check_in(con)
+        yield con
+
+
 def rollback(
     settings: Settings,
     version: str,
@@ -94,6 +113,7 @@ def rollback(
     state: StateStore | None = None,
     notifier: notify.Notifier | None = None,
     now: datetime | None = None,
+    fence: Lease | None = None,
 ) -> RollbackResult:
     """Run (or finish) the rollback of ``version`` to ``stable``; see the module's docstring."""
     own = state is None
@@ -111,6 +131,7 @@ def rollback(
             bad_url,
             notifier,
             now or datetime.now(UTC),
+            fence,
         )
     finally:
         if own:
@@ -129,13 +150,14 @@ def _run(
     bad_url: str | None,
     notifier: notify.Notifier | None,
     now: datetime,
+    fence: Lease | None = None,
 ) -> RollbackResult:
     key = incident_key(version, stable.version, rollout_id)
     detected = trigger.get("evaluated_at") or now
     if isinstance(detected, str):
         detected = datetime.fromisoformat(detected.replace("Z", "+00:00"))
     clean_trigger = dict(audit.canonical_obj(trigger))
-    with audit.transaction(state) as con:
+    with _fenced(state, fence) as con:
         inc, created = incidents.open_in(
             con,
             key,
@@ -171,6 +193,9 @@ def _run(
     if "routes" not in inc.steps:
         live = current_routes(state)
         target = _target(live, version, stable)
+        if fence is not None:
+            with _fenced(state, fence):
+                pass  # the route change below is its own transaction: check just before it
         if _in_place(live, target):
             result.route_version = live.version if live else None
             routes_detail: dict[str, Any] = {
@@ -188,7 +213,7 @@ def _run(
                 "stable": stable.version,
                 "summary": f"100% of traffic to {stable.version} (route table v{table.version})",
             }
-        with audit.transaction(state) as con:
+        with _fenced(state, fence) as con:
             incidents.mark_step(con, inc.id, "routes", routes_detail, actor)
         result.done_now.append("routes")
 
@@ -196,7 +221,7 @@ def _run(
         reason = f"{inc.id}: {trigger.get('rule_id')} ({trigger.get('scope', '—')})"
         if trigger.get("reason"):
             reason += f": {trigger['reason']}"
-        with audit.transaction(state) as con:
+        with _fenced(state, fence) as con:
             changed = registry.quarantine_in(
                 con, version, bad_url, reason, actor, {"incident_id": inc.id}
             )
@@ -210,7 +235,7 @@ def _run(
         result.done_now.append("quarantine")
 
     if "rollout" not in inc.steps:
-        with audit.transaction(state) as con:
+        with _fenced(state, fence) as con:
             r = rollout_store.active_in(con)
             detail: dict[str, Any] = {"rollout_id": rollout_id, "summary": "no rollout to end"}
             if r is not None and rollout_id is not None and r.id == rollout_id:
@@ -231,7 +256,7 @@ def _run(
         )
         path = str(incidents.rca_dir(settings, inc.id))
         rows = {k: v["rows"] for k, v in manifest["files"].items()}
-        with audit.transaction(state) as con:
+        with _fenced(state, fence) as con:
             incidents.set_fields(con, inc.id, rca_dir=path)
             incidents.mark_step(
                 con,
@@ -250,7 +275,7 @@ def _run(
         result.done_now.append("rca")
 
     if "notify" not in inc.steps:
-        with audit.transaction(state) as con:
+        with _fenced(state, fence) as con:
             fresh = incidents.load_in(con, inc.id)
             cfg = notify.targets(settings, policy)
             queued = notify.enqueue(con, inc.id, cfg, fresh.summary(policy.sop_id))
@@ -272,7 +297,7 @@ def _run(
         notifier.kick()
 
     if "mitigated" not in inc.steps:
-        with audit.transaction(state) as con:
+        with _fenced(state, fence) as con:
             incidents.set_fields(con, inc.id, status="mitigated")
             incidents.mark_step(
                 con,

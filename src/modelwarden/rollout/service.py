@@ -5,18 +5,25 @@ The registry knows versions; this layer knows rollouts too, so the rules that ne
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
-from modelwarden.errors import ConflictError, InputError
-from modelwarden.governance import notify, registry
+from modelwarden.errors import ConflictError, InputError, LeaseHeld
+from modelwarden.governance import lease, notify, registry
 from modelwarden.governance.registry import VersionInfo
 from modelwarden.governance.routes import current_routes
+from modelwarden.policy import service as policy_service
+from modelwarden.policy.engine import FIRE
 from modelwarden.policy.spec import Policy
 from modelwarden.rollout import controller
 from modelwarden.rollout import store as rollout_store
 from modelwarden.rollout.plan import Plan
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
+
+# How long a manual tick waits for a tick under way on another instance.
+TICK_WAIT_S = 30.0
 
 
 def promote_version(
@@ -84,7 +91,7 @@ def rollout_view(
 ) -> dict[str, Any]:
     """The rollout under way (else the latest), its traffic split, the judge's last verdict and
     every SOP rule's state: what ``GET /v1/rollouts/current`` answers and the console shows."""
-    pol = policy or Policy.for_data(settings.data_dir)
+    pol = policy or policy_service.load_policy(settings, state=state)
     current = controller.status(settings, state)
     routes = (current or {}).get("routes")
     if current is None:
@@ -98,6 +105,79 @@ def rollout_view(
         "rules": rule_states(pol, current),
         "sop_id": pol.sop_id,
     }
+
+
+def tick(
+    settings: Settings,
+    state: StateStore,
+    now: datetime | None = None,
+    *,
+    policy: Policy | None = None,
+    notifier: notify.Notifier | None = None,
+    wait_s: float = TICK_WAIT_S,
+    holder: str | None = None,
+) -> controller.TickReport:
+    """One controller tick on demand (``modelwarden rollout tick``), never beside another tick.
+
+    It takes the ``tick`` lock that the leading ``serve`` instance's controller takes around each
+    of its ticks (:mod:`modelwarden.governance.lease`), its writes fenced by the lock's
+    generation, and releases it after. A tick under way elsewhere is waited for, up to
+    ``wait_s``; one still running after that is reported by :class:`LeaseHeld` (exit 1).
+    """
+    lock = lease.Lease(
+        state,
+        lease.TICK,
+        holder or f"tick@{lease.instance_name()}",
+        lease.TICK_TTL_S,
+        audit_takes=False,
+    )
+    before = rollout_store.active(state)
+    deadline = time.monotonic() + wait_s
+    while not lock.acquire():
+        info = lease.holder_of(state, lease.TICK)
+        if time.monotonic() >= deadline:
+            until = f"{info.expires_at:%Y-%m-%d %H:%M:%S} UTC" if info else "now"
+            raise LeaseHeld(
+                "another instance holds the controller's tick lock "
+                f"({info.holder if info else 'just released'}, until {until}): a tick is under "
+                "way there; try again when it has finished",
+                field="lease",
+                holder=info.holder if info else None,
+                expires_at=info.expires_at.isoformat() if info else None,
+            )
+        time.sleep(0.1)
+    try:
+        rep = controller.tick(
+            settings, now, state=state, policy=policy, notifier=notifier, fence=lock
+        )
+    finally:
+        lock.release()
+    if rep.action == "none" and before is not None:
+        return _ended_meanwhile(state, before.id, rep)
+    return rep
+
+
+def _ended_meanwhile(
+    state: StateStore, rollout_id: int, rep: controller.TickReport
+) -> controller.TickReport:
+    """The report of a tick that found no rollout because another instance's tick, which this
+    one waited for, rolled it back: that rollback, with the rules it saw (the same exit code)."""
+    r = rollout_store.get(state, rollout_id)
+    if r.status != "rolled_back" or r.incident_id is None:
+        return rep
+    rules = list((r.engine_state or {}).get("rules", []))
+    rep.action, rep.status, rep.rollout_id, rep.version, rep.step = (
+        "rollback",
+        r.status,
+        r.id,
+        r.version,
+        r.step,
+    )
+    rep.incident_id, rep.route_version = r.incident_id, r.route_version
+    rep.rules, rep.fired = rules, [x for x in rules if x.get("status") == FIRE]
+    rep.verdict = r.last_verdict or None
+    rep.message = f"{r.end_reason} (by the tick this one waited for); incident {r.incident_id}"
+    return rep
 
 
 def start_rollout(

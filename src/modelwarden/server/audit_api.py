@@ -44,7 +44,8 @@ async def verify(request: Request) -> Response:
 
 @router.get("/v1/policy", tags=["policy"], summary="The SOP policy the engine enforces")
 def current_policy(request: Request) -> Response:
-    return json_response(policy.current(runtime_of(request).settings))
+    rt = runtime_of(request)
+    return json_response(policy.current(rt.settings, rt.state))
 
 
 @router.get(
@@ -55,7 +56,8 @@ def current_policy(request: Request) -> Response:
     summary="The SOP document (Markdown) rendered from the policy in force",
 )
 def sop(request: Request) -> Response:
-    text = policy.sop_markdown(runtime_of(request).settings)
+    rt = runtime_of(request)
+    text = policy.sop_markdown(rt.settings, rt.state)
     return Response(text, media_type="text/markdown; charset=utf-8")
 
 

@@ -488,4 +488,20 @@ leases = Table(
     Column("holder", String(200), nullable=False),
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # The fencing token: raised by one at each change of holder (governance/lease.py).
+    Column("generation", Integer, nullable=False, server_default="0"),
+)
+
+# ---- the SOP policy in force: one for every instance on this state store, versioned ----------
+policies = Table(
+    "policies",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("sop_id", String(100), nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("set_by", String(300), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
 )

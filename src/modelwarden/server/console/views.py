@@ -811,9 +811,9 @@ _md = MarkdownIt("commonmark").enable("table")
 @router.get("/sop")
 def sop_page(request: Request) -> Response:
     _user(request)
-    settings = runtime_of(request).settings
-    cur = policy_service.current(settings)
-    html = _md.render(policy_service.sop_markdown(settings))
+    rt = runtime_of(request)
+    cur = policy_service.current(rt.settings, rt.state)
+    html = _md.render(policy_service.sop_markdown(rt.settings, rt.state))
     return _render(request, "sop.html", "/sop", title="SOP", html=html, source=cur["source"])
 
 
