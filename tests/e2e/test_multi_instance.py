@@ -221,6 +221,11 @@ def test_a_rollback_under_traffic_on_both_happens_once(cluster: Cluster) -> None
         rolled = bool(c.sql("SELECT count(*) FROM incidents")[0][0])
         time.sleep(0.2)
     assert rolled, "no rollback within 60 s"
+    # The incident row can land just before an instance's route cache (0.5 s) next reloads.
+    settle = time.monotonic() + 5
+    while {c.ask(s, u) for s in (a, b) for u in canary[:4]} != {V11}:
+        assert time.monotonic() < settle, "an instance still serves the rolled-back version"
+        time.sleep(0.1)
     # Keep serving for a few more controller ticks on both: nothing happens a second time.
     t_end = time.monotonic() + 3
     while time.monotonic() < t_end:
