@@ -160,7 +160,7 @@ def test_a_manual_tick_takes_the_tick_lock_and_gives_it_back(
     leader = Lease(state, holder="host-a:1:serve", ttl_s=60)
     try:
         assert leader.acquire()  # a serving instance leads: a tick by hand still runs
-        rep = service.tick(settings, state, holder="tick@test")
+        rep = service.locked_tick(settings, state, holder="tick@test")
         assert rep.action == "none"
         assert holder_of(state, TICK) is None  # released at once
         info = holder_of(state)
@@ -184,7 +184,7 @@ def test_a_manual_tick_is_refused_while_another_tick_runs(state_url: str, tmp_pa
             match=r"another instance holds the controller's tick lock "
             r"\(host-a:4242:serve, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
         ):
-            service.tick(settings, state, wait_s=0.3)
+            service.locked_tick(settings, state, wait_s=0.3)
         assert time.monotonic() - t < 5
         info = holder_of(state, TICK)
         assert info is not None and info.holder == "host-a:4242:serve"
@@ -201,7 +201,7 @@ def test_a_manual_tick_waits_for_the_tick_under_way(state_url: str, tmp_path: Pa
     try:
         assert other.acquire()
         t = time.monotonic()
-        rep = service.tick(settings, state, wait_s=10, holder="tick@test")
+        rep = service.locked_tick(settings, state, wait_s=10, holder="tick@test")
         assert rep.action == "none" and time.monotonic() - t >= 0.5
         info = holder_of(state, TICK)
         assert info is None

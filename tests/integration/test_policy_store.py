@@ -56,7 +56,7 @@ def test_two_instances_on_one_state_enforce_the_stored_policy(
             view = policy_service.current(s, state)
             assert view["source"] == "state store (version 1)"
             assert view["version"]["set_by"] == "alice"
-        assert "SOP-A" in policy_service.sop_markdown(b, state)
+        assert "SOP-A" in policy_service.sop_markdown(b, state=state)
         # A file named explicitly is still used as it is (checks and replays of a draft).
         explicit = policy_path(b.data_dir)
         assert policy_service.load_policy(b, explicit, state).sop_id == "SOP-B"

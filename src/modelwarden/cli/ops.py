@@ -1,10 +1,13 @@
-"""Operations commands: registry, audit, incidents, policy, sop, rollout, shadow."""
+"""Operations commands: registry, audit, incidents, notify, policy, sop, rollout, shadow, export.
+
+Each command parses its options, calls one service function (governance, rollout, policy or
+report) and prints the answer; the services are imported inside the commands to keep --help fast.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
@@ -23,10 +26,21 @@ from modelwarden.cli.app import (
     settings,
     state_store,
 )
-from modelwarden.errors import EXIT_CHECK_FAILED, InputError
-
-if TYPE_CHECKING:
-    from modelwarden.store.state import StateStore
+from modelwarden.cli.options import (
+    NOW_OPTION,
+    POLICY_OPTION,
+    SINCE_OPTION,
+    UNTIL_OPTION,
+    actor,
+    notify_wait_option,
+    output,
+    parse_time_option,
+    reason_option,
+    short,
+    when,
+    write_text,
+)
+from modelwarden.errors import EXIT_CHECK_FAILED
 
 registry_app = typer.Typer(
     help="Model versions: lifecycle, quarantine and release approvals.", no_args_is_help=True
@@ -45,28 +59,14 @@ notify_app = typer.Typer(
 app.add_typer(notify_app, name="notify")
 
 
-def _actor(state: StateStore, key: str | None) -> str:
-    from modelwarden.governance import registry
-
-    return registry.key_actor(registry.identify(state, key)) if key else registry.cli_actor()
-
-
-def _when(v: Any) -> str:
-    if isinstance(v, datetime):
-        return f"{v:%Y-%m-%d %H:%M:%S}"
-    if isinstance(v, str) and len(v) >= 19:
-        return v[:19].replace("T", " ")
-    return "—" if v is None else str(v)
-
-
 # ---- registry -----------------------------------------------------------------------------------
-def _version_row(v: Any) -> dict[str, Any]:
+def _version_row(v: dict[str, Any]) -> dict[str, Any]:
     return {
-        "version": v.version,
-        "status": v.status,
-        "endpoint": v.endpoint,
-        "updated": _when(v.updated_at),
-        "quarantine reason": v.quarantine_reason,
+        "version": v["version"],
+        "status": v["status"],
+        "endpoint": v["endpoint"],
+        "updated": when(v["updated_at"]),
+        "quarantine reason": v["quarantine_reason"],
     }
 
 
@@ -88,17 +88,18 @@ def registry_add(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Register a model version (in staging); needs an operator or admin key."""
-    from modelwarden.governance import keys, registry
+    from modelwarden.governance import service
 
     state = state_store()
-    actor = keys.require(state, key, "registry", version).actor
-    info = registry.add(
-        state, version, endpoint, actor, notes=notes, status="stable" if stable else "staging"
+    who = service.authorized_actor(state, key, "registry", version)
+    info = service.add_version(state, version, endpoint, who, notes, stable)
+    output(
+        info,
+        format,
+        lambda: console.print(
+            f"registered {info['version']} ({info['status']}) at {info['endpoint']}"
+        ),
     )
-    if format == Format.json:
-        print_json(info.to_dict())
-    else:
-        console.print(f"registered {info.version} ({info.status}) at {info.endpoint}")
 
 
 @registry_app.command("list")
@@ -108,86 +109,70 @@ def registry_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Every registered version and its status."""
-    from modelwarden.governance import registry
+    from modelwarden.governance import service
 
-    versions = registry.list_versions(state_store(), status)
-    if format == Format.json:
-        print_json([v.to_dict() for v in versions])
-    else:
-        print_table([_version_row(v) for v in versions], title="Model versions")
+    versions = service.list_versions(state_store(), status)
+    output(
+        versions,
+        format,
+        lambda: print_table([_version_row(v) for v in versions], title="Model versions"),
+    )
 
 
 @registry_app.command("show")
 @handle_errors
 def registry_show(version: str = typer.Argument(...), format: Format = FORMAT_OPTION) -> None:
     """A version: status, release requests, evidence and its audit trail."""
-    from modelwarden.governance import audit, registry
+    from modelwarden.governance import service
 
-    state = state_store()
-    info = registry.get(state, version)
-    requests = registry.release_requests_of(state, version)
-    evidence = registry.evidence(state, version)
-    trail = audit.entries(state, subject=version)
-    if format == Format.json:
-        print_json(
-            {
-                "version": info.to_dict(),
-                "release_requests": [r.to_dict() for r in requests],
-                "evidence": evidence,
-                "audit": [e.to_dict() for e in trail],
-            }
-        )
-        return
-    print_table([_version_row(info)], title=f"{version}")
-    if requests:
+    detail = service.version_detail(state_store(), version)
+    output(detail, format, lambda: _print_version_detail(version, detail))
+
+
+def _print_version_detail(version: str, d: dict[str, Any]) -> None:
+    print_table([_version_row(d["version"])], title=f"{version}")
+    if d["release_requests"]:
         print_table(
             [
                 {
-                    "id": r.id,
-                    "status": r.status,
-                    "requested": _when(r.requested_at),
-                    "by": r.requested_by,
-                    "decided by": r.decided_by,
-                    "decided": _when(r.decided_at),
+                    "id": r["id"],
+                    "status": r["status"],
+                    "requested": when(r["requested_at"]),
+                    "by": r["requested_by"],
+                    "decided by": r["decided_by"],
+                    "decided": when(r["decided_at"]),
                 }
-                for r in requests
+                for r in d["release_requests"]
             ],
             title="Release requests",
         )
-    if evidence:
+    if d["evidence"]:
         print_table(
             [
                 {
                     "id": e["id"],
                     "kind": e["kind"],
-                    "at": _when(e["created_at"]),
+                    "at": when(e["created_at"]),
                     "by": e["actor"],
-                    "summary": _short((e["data"] or {}).get("summary", "")),
+                    "summary": short((e["data"] or {}).get("summary", "")),
                 }
-                for e in evidence
+                for e in d["evidence"]
             ],
             title="Evidence",
         )
     print_table(
         [
             {
-                "seq": e.seq,
-                "at": _when(e.at),
-                "actor": e.actor,
-                "action": e.action,
-                "reason": e.reason,
+                "seq": e["seq"],
+                "at": when(e["at"]),
+                "actor": e["actor"],
+                "action": e["action"],
+                "reason": e["reason"],
             }
-            for e in trail
+            for e in d["audit"]
         ],
         title="Audit trail",
     )
-
-
-def _short(v: Any, limit: int = 120) -> str:
-    import json
-
-    text = v if isinstance(v, str) else json.dumps(v, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @registry_app.command("promote")
@@ -195,7 +180,7 @@ def _short(v: Any, limit: int = 120) -> str:
 def registry_promote(
     version: str = typer.Argument(...),
     to: str = typer.Option(..., "--to", help="shadow, canary or stable"),
-    reason: str = typer.Option("", "--reason"),
+    reason: str = reason_option(),
     key: str = key_option(),
     format: Format = FORMAT_OPTION,
 ) -> None:
@@ -203,33 +188,32 @@ def registry_promote(
     from modelwarden.rollout import service as rollout_service
 
     state = state_store()
-    info = rollout_service.promote_version(state, version, to, _actor(state, key), reason)
-    if format == Format.json:
-        print_json(info.to_dict())
-    else:
-        console.print(f"{info.version} is now {info.status}")
+    info = rollout_service.promote_version(state, version, to, actor(state, key), reason)
+    output(info.to_dict(), format, lambda: console.print(f"{info.version} is now {info.status}"))
 
 
 @registry_app.command("quarantine")
 @handle_errors
 def registry_quarantine(
     version: str = typer.Argument(...),
-    reason: str = typer.Option(..., "--reason"),
+    reason: str = reason_option(required=True),
     key: str = key_option(required=True),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Quarantine a version and take it out of the routes (canary and shadow); needs an
     operator or admin key."""
-    from modelwarden.governance import keys, registry
+    from modelwarden.governance import service
 
     state = state_store()
-    actor = keys.require(state, key, "registry", version).actor
-    changed = registry.quarantine(state, version, reason, actor)
-    info = registry.get(state, version)
-    if format == Format.json:
-        print_json({**info.to_dict(), "changed": changed})
-    else:
-        console.print(f"{version} is quarantined" + ("" if changed else " (it was already)"))
+    who = service.authorized_actor(state, key, "registry", version)
+    info = service.quarantine_version(state, version, reason, who)
+    output(
+        info,
+        format,
+        lambda: console.print(
+            f"{version} is quarantined" + ("" if info["changed"] else " (it was already)")
+        ),
+    )
 
 
 @registry_app.command("request-release")
@@ -237,22 +221,23 @@ def registry_quarantine(
 def registry_request_release(
     version: str = typer.Argument(...),
     key: str = key_option(required=True),
-    reason: str = typer.Option("", "--reason", help="What was fixed."),
+    reason: str = reason_option(help="What was fixed."),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Ask for a quarantined version's release; a different key with the approver role approves."""
-    from modelwarden.governance import registry
+    from modelwarden.governance import registry, service
 
     state = state_store()
-    req = registry.request_release(state, version, registry.identify(state, key), reason)
-    if format == Format.json:
-        print_json(req.to_dict())
-    else:
-        console.print(
-            f"release request {req.id} for {version} opened by {req.requested_by}; "
+    req = service.request_release(state, version, registry.identify(state, key), reason)
+    output(
+        req,
+        format,
+        lambda: console.print(
+            f"release request {req['id']} for {version} opened by {req['requested_by']}; "
             f"an approver approves with: modelwarden registry approve {version} "
             "--eval-run RUN --key KEY"
-        )
+        ),
+    )
 
 
 @registry_app.command("approve")
@@ -280,10 +265,10 @@ def registry_approve(
 
     Exit 0 approved, 1 the gate failed (nothing changes), 2 bad input or not allowed.
     """
-    from modelwarden.governance import registry
+    from modelwarden.governance import registry, service
 
     state = state_store()
-    res = registry.approve_release(
+    res = service.approve_release(
         state, version, registry.identify(state, key), eval_run, baseline_run, gate, note
     )
     if format == Format.json:
@@ -307,19 +292,16 @@ def registry_approve(
 @handle_errors
 def registry_retire(
     version: str = typer.Argument(...),
-    reason: str = typer.Option("", "--reason"),
+    reason: str = reason_option(),
     key: str = key_option(),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Retire a version that no route uses."""
-    from modelwarden.governance import registry
+    from modelwarden.governance import service
 
     state = state_store()
-    info = registry.retire(state, version, _actor(state, key), reason)
-    if format == Format.json:
-        print_json(info.to_dict())
-    else:
-        console.print(f"{version} retired")
+    info = service.retire_version(state, version, actor(state, key), reason)
+    output(info, format, lambda: console.print(f"{version} retired"))
 
 
 @registry_app.command("set-endpoint")
@@ -327,19 +309,16 @@ def registry_retire(
 def registry_set_endpoint(
     version: str = typer.Argument(...),
     endpoint: str = typer.Argument(..., help="New base URL."),
-    reason: str = typer.Option("", "--reason"),
+    reason: str = reason_option(),
     key: str = key_option(),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Point a version that serves no traffic at another server."""
-    from modelwarden.governance import registry
+    from modelwarden.governance import service
 
     state = state_store()
-    info = registry.set_endpoint(state, version, endpoint, _actor(state, key), reason)
-    if format == Format.json:
-        print_json(info.to_dict())
-    else:
-        console.print(f"{version} now at {info.endpoint}")
+    info = service.set_version_endpoint(state, version, endpoint, actor(state, key), reason)
+    output(info, format, lambda: console.print(f"{version} now at {info['endpoint']}"))
 
 
 # ---- audit --------------------------------------------------------------------------------------
@@ -356,9 +335,9 @@ def audit_verify(
 ) -> None:
     """Recompute the hash chain and its keyed MACs, and compare the log with the last signed
     checkpoint. Exit 1 naming the first entry that does not fit."""
-    from modelwarden.governance import audit
+    from modelwarden.governance import service
 
-    res = audit.verify(state_store(), checkpoints=checkpoints)
+    res = service.verify_audit(state_store(), checkpoints)
     if format == Format.json:
         print_json(res.to_dict())
     elif res.ok:
@@ -392,29 +371,16 @@ def audit_checkpoint(
 
     Run it on a schedule (cron): `audit verify` finds a truncated tail against the last one.
     """
-    from modelwarden.governance import audit, notify
+    from modelwarden.governance import service
 
-    state = state_store()
-    cp = audit.checkpoint(state, file)
-    queued = 0
-    cfg = _policy(policy_file).notify
-    with state.engine.begin() as con:
-        queued = notify.enqueue_event(
-            con,
-            f"audit-checkpoint-{cp['seq']}-{cp['at']}",
-            cfg,
-            "modelwarden.audit_checkpoint",
-            cp,
-            f"ModelWarden audit checkpoint: seq {cp['seq']} hash {cp['hash']} "
-            f"mac {cp['mac']} at {cp['at']} signature {cp['signature']}",
-        )
-    if queued:
-        notify.deliver_due(state)
-    out = {**cp, "file": str(audit.checkpoint_path(state, file)), "notifications": queued}
-    if format == Format.json:
-        print_json(out)
-    else:
-        console.print(f"checkpoint seq {cp['seq']} written to {out['file']}", highlight=False)
+    out = service.audit_checkpoint(settings(), state_store(), file, policy_file)
+    output(
+        out,
+        format,
+        lambda: console.print(
+            f"checkpoint seq {out['seq']} written to {out['file']}", highlight=False
+        ),
+    )
 
 
 @audit_app.command("list")
@@ -426,29 +392,28 @@ def audit_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Audit entries, newest first."""
-    from modelwarden.governance import audit
+    from modelwarden.governance import service
 
-    rows = audit.entries(
-        state_store(), subject=subject, action=action, limit=limit, newest_first=True
-    )
-    if format == Format.json:
-        print_json([e.to_dict() for e in rows])
-    else:
-        print_table(
+    rows = service.audit_entries(state_store(), subject, action, limit)
+    output(
+        rows,
+        format,
+        lambda: print_table(
             [
                 {
-                    "seq": e.seq,
-                    "at": _when(e.at),
-                    "actor": e.actor,
-                    "action": e.action,
-                    "subject": e.subject,
-                    "reason": _short(e.reason, 80),
-                    "hash": e.hash[:12],
+                    "seq": e["seq"],
+                    "at": when(e["at"]),
+                    "actor": e["actor"],
+                    "action": e["action"],
+                    "subject": e["subject"],
+                    "reason": short(e["reason"], 80),
+                    "hash": e["hash"][:12],
                 }
                 for e in rows
             ],
             title="Audit log",
-        )
+        ),
+    )
 
 
 # ---- incidents ----------------------------------------------------------------------------------
@@ -459,30 +424,31 @@ def incidents_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Incidents, newest first."""
-    from modelwarden.governance import incidents
+    from modelwarden.governance import service
 
-    items = incidents.list_incidents(state_store(), status)
-    if format == Format.json:
-        print_json([i.to_dict() for i in items])
-        return
-    print_table(
-        [
-            {
-                "id": i.id,
-                "status": i.status,
-                "detected": _when(i.detected_at),
-                "version": i.version,
-                "rolled back to": i.stable_version,
-                "rule": i.rule_id,
-                "scope": i.trigger.get("scope"),
-                "value": i.trigger.get("value"),
-                "baseline": i.trigger.get("baseline_value"),
-                "n": i.trigger.get("n"),
-                "threshold": i.trigger.get("threshold"),
-            }
-            for i in items
-        ],
-        title="Incidents",
+    items = service.list_incidents(state_store(), status)
+    output(
+        items,
+        format,
+        lambda: print_table(
+            [
+                {
+                    "id": i["id"],
+                    "status": i["status"],
+                    "detected": when(i["detected_at"]),
+                    "version": i["version"],
+                    "rolled back to": i["stable_version"],
+                    "rule": i["rule_id"],
+                    "scope": i["trigger"].get("scope"),
+                    "value": i["trigger"].get("value"),
+                    "baseline": i["trigger"].get("baseline_value"),
+                    "n": i["trigger"].get("n"),
+                    "threshold": i["trigger"].get("threshold"),
+                }
+                for i in items
+            ],
+            title="Incidents",
+        ),
     )
 
 
@@ -490,56 +456,58 @@ def incidents_list(
 @handle_errors
 def incidents_show(incident_id: str = typer.Argument(...), format: Format = FORMAT_OPTION) -> None:
     """One incident: its trigger, timeline, notifications and RCA files."""
-    from modelwarden.governance import incidents, notify
+    from modelwarden.governance import service
 
-    state = state_store()
-    inc = incidents.get(state, incident_id)
-    events = incidents.timeline(state, inc)
-    notes = notify.of_incident(state, inc.id)
-    if format == Format.json:
-        print_json({**inc.to_dict(), "timeline": events, "notifications": notes})
-        return
-    t = inc.trigger
+    inc = service.incident_detail(state_store(), incident_id)
+    output(inc, format, lambda: _print_incident(inc))
+
+
+def _print_incident(inc: dict[str, Any]) -> None:
+    t = inc["trigger"]
     print_table(
         [
             {"field": k, "value": v}
             for k, v in (
-                ("incident", inc.id),
-                ("status", inc.status),
-                ("version", inc.version),
-                ("rolled back to", inc.stable_version),
-                ("rollout", inc.rollout_id),
-                ("rule", f"{inc.rule_id}: {t.get('title', '')}"),
+                ("incident", inc["id"]),
+                ("status", inc["status"]),
+                ("version", inc["version"]),
+                ("rolled back to", inc["stable_version"]),
+                ("rollout", inc["rollout_id"]),
+                ("rule", f"{inc['rule_id']}: {t.get('title', '')}"),
                 ("scope", t.get("scope")),
                 ("value", t.get("value")),
                 ("baseline", f"{t.get('baseline_value')} ({t.get('baseline', '—')})"),
                 ("n", f"{t.get('n')} / {t.get('n_baseline')} baseline"),
                 ("threshold", f"{t.get('threshold')} ({t.get('comparator', '—')})"),
                 ("p-value", t.get("p_value")),
-                ("detected", _when(inc.detected_at)),
-                ("RCA logs", inc.rca_dir),
-                ("note", inc.note),
+                ("detected", when(inc["detected_at"])),
+                ("RCA logs", inc["rca_dir"]),
+                ("note", inc["note"]),
             )
         ],
-        title=f"Incident {inc.id}",
+        title=f"Incident {inc['id']}",
     )
     print_table(
-        [{"at": _when(e["at"]), "event": e["event"], "detail": e["detail"]} for e in events],
+        [
+            {"at": when(e["at"]), "event": e["event"], "detail": e["detail"]}
+            for e in inc["timeline"]
+        ],
         title="Timeline",
     )
-    if notes:
-        print_table([_note_row(n) for n in notes], title="Notifications")
+    if inc["notifications"]:
+        print_table([_note_row(n) for n in inc["notifications"]], title="Notifications")
 
 
 def _note_row(n: dict[str, Any]) -> dict[str, Any]:
-    from modelwarden.governance import notify  # lazily, for --help speed like the commands
+    # imported here: keeps --help fast, like the commands
+    from modelwarden.governance import notify
 
     return {
         "channel": n["channel"],
         "target": notify.redact_target(n["target"]),
         "status": n["status"],
         "attempts": f"{n['attempts']}/{n['max_attempts']}",
-        "next try": _when(n["next_attempt_at"]) if n["status"] == "pending" else "",
+        "next try": when(n["next_attempt_at"]) if n["status"] == "pending" else "",
         "last error": n["last_error"] or "",
     }
 
@@ -553,29 +521,23 @@ def incidents_close(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Close an incident once its root cause is understood."""
-    from modelwarden.governance import incidents
+    from modelwarden.governance import service
 
     state = state_store()
-    inc = incidents.close(state, incident_id, _actor(state, key), note)
-    if format == Format.json:
-        print_json(inc.to_dict())
-    else:
-        console.print(f"{inc.id} closed")
+    inc = service.close_incident(state, incident_id, actor(state, key), note)
+    output(inc, format, lambda: console.print(f"{inc['id']} closed"))
 
 
 @incidents_app.command("notify")
 @handle_errors
 def incidents_notify(format: Format = FORMAT_OPTION) -> None:
     """Deliver every notification that is due now (the server does this on its own)."""
-    from modelwarden.governance import notify
+    from modelwarden.governance import service
 
-    done = notify.deliver_due(state_store())
-    rows = [d.__dict__ for d in done]
-    if format == Format.json:
-        print_json(rows)
-    else:
-        print_table(rows, title="Deliveries")
-    if any(d.status != "sent" for d in done):
+    done = service.deliver_notifications(state_store())
+    rows = done["deliveries"]
+    output(rows, format, lambda: print_table(rows, title="Deliveries"))
+    if not done["all_sent"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
@@ -590,20 +552,21 @@ def notify_status(
     from modelwarden.governance import service
 
     out = service.notification_status(state_store(), status, limit)
-    if format == Format.json:
-        print_json(out)
-    else:
-        c = out["counts"]
-        console.print(
-            f"{c['sent']} sent, {c['pending']} pending ({c['retrying']} being retried), "
-            f"{c['failed']} failed for good; {c['failed_attempts']} failed attempt(s) so far"
-        )
-        print_table(
-            [{"id": n["id"], "event": n["event"], **_note_row(n)} for n in out["notifications"]],
-            title="Notifications",
-        )
+    output(out, format, lambda: _print_outbox(out))
     if not out["healthy"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _print_outbox(out: dict[str, Any]) -> None:
+    c = out["counts"]
+    console.print(
+        f"{c['sent']} sent, {c['pending']} pending ({c['retrying']} being retried), "
+        f"{c['failed']} failed for good; {c['failed_attempts']} failed attempt(s) so far"
+    )
+    print_table(
+        [{"id": n["id"], "event": n["event"], **_note_row(n)} for n in out["notifications"]],
+        title="Notifications",
+    )
 
 
 # ---- policy and sop -----------------------------------------------------------------------------
@@ -616,40 +579,12 @@ sop_app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 app.add_typer(sop_app, name="sop")
 
-POLICY_OPTION = typer.Option(
-    None,
-    "--policy",
-    help="Policy YAML; default: the policy in force (policy set, else "
-    "DATA/policy.yaml, else the built-in SOP-MLOPS-003).",
-)
-
-
-def _policy(path: Path | None) -> Any:
-    from modelwarden.policy.service import load_policy  # imported here: keeps --help fast
-
-    return load_policy(settings(), path)
-
-
-def _history(
-    since: str | None, until: str | None, policy_file: Path | None, step: str
-) -> tuple[Any, Any, datetime, datetime, Any]:
-    from modelwarden.policy.service import load_history  # imported here: keeps --help fast
-
-    h = load_history(settings(), since, until, policy_file, step)
-    return h.policy, h.observations, h.start, h.end, h.step
-
-
-def _n_ticks(start: datetime, end: datetime, step: Any, watches: int) -> int:
-    return int((end - start) / step) * max(watches, 1)
-
 
 @policy_app.command("check")
 @handle_errors
 def policy_check(
-    since: str = typer.Option(
-        None, "--from", help="ISO date or time; default 14 days before --to."
-    ),
-    until: str = typer.Option(None, "--to", help="ISO date or time; default the last request."),
+    since: str = SINCE_OPTION,
+    until: str = UNTIL_OPTION,
     policy_file: Path = POLICY_OPTION,
     step: str = typer.Option("15m", "--step", help="Evaluate every this long (15m, 1h)."),
     stable: str = typer.Option(
@@ -662,56 +597,59 @@ def policy_check(
 
     Exit 1 if any rule would have fired.
     """
-    from modelwarden.policy.replay import check, watches
+    from modelwarden.policy import service
 
-    pol, obs, start, end, dt = _history(since, until, policy_file, step)
-    w = watches(obs, start, end, stable, candidate or None)
-    with progress_bar(
-        "checking", _n_ticks(start, end, dt, len(w)), enabled=format == Format.table
-    ) as bar:
-        episodes = check(obs, pol, start, end, dt, stable, candidate or None, bar.advance)
-    rows = [e.to_dict() for e in episodes]
-    if format == Format.json:
-        print_json(
-            {"from": start, "to": end, "step": step, "watched": [x.label for x in w], "fired": rows}
+    with progress_bar("checking", enabled=format == Format.table) as bar:
+        run = service.check_history(
+            settings(),
+            since,
+            until,
+            policy_file,
+            step,
+            stable,
+            candidate or None,
+            progress=bar.advance,
+            on_total=bar.total,
         )
-    else:
-        console.print(
-            f"{pol.sop_id}: {len(pol.rules)} rules, {start:%Y-%m-%d %H:%M} → "
-            f"{end:%Y-%m-%d %H:%M} every {step}; watched: " + "; ".join(x.label for x in w)
-        )
-        print_table(
-            [
-                {
-                    "first": _when(r["first_at"]),
-                    "last": _when(r["last_at"]),
-                    "ticks": r["ticks"],
-                    "candidate": r["candidate"],
-                    "rule": r["rule_id"],
-                    "scope": r["scope"],
-                    "severity": r["severity"],
-                    "value": r["value"],
-                    "baseline": r["baseline_value"],
-                    "n": r["n"],
-                    "n base": r["n_baseline"],
-                    "threshold": r["threshold"],
-                    "p": r["p_value"],
-                }
-                for r in rows
-            ],
-            title="Rules that would have fired",
-        )
-    if rows:
+    output(run.to_dict("fired"), format, lambda: _print_check(run))
+    if run.found:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _print_check(run: Any) -> None:
+    pol, start, end = run.policy, run.start, run.end
+    console.print(
+        f"{pol.sop_id}: {len(pol.rules)} rules, {start:%Y-%m-%d %H:%M} → "
+        f"{end:%Y-%m-%d %H:%M} every {run.step}; watched: " + "; ".join(run.watched)
+    )
+    print_table(
+        [
+            {
+                "first": when(r["first_at"]),
+                "last": when(r["last_at"]),
+                "ticks": r["ticks"],
+                "candidate": r["candidate"],
+                "rule": r["rule_id"],
+                "scope": r["scope"],
+                "severity": r["severity"],
+                "value": r["value"],
+                "baseline": r["baseline_value"],
+                "n": r["n"],
+                "n base": r["n_baseline"],
+                "threshold": r["threshold"],
+                "p": r["p_value"],
+            }
+            for r in run.found
+        ],
+        title="Rules that would have fired",
+    )
 
 
 @policy_app.command("replay")
 @handle_errors
 def policy_replay(
-    since: str = typer.Option(
-        None, "--from", help="ISO date or time; default 14 days before --to."
-    ),
-    until: str = typer.Option(None, "--to", help="ISO date or time; default the last request."),
+    since: str = SINCE_OPTION,
+    until: str = UNTIL_OPTION,
     policy_file: Path = POLICY_OPTION,
     step: str = typer.Option("15m", "--step", help="The controller's tick interval to play."),
     stable: str = typer.Option(None, "--stable"),
@@ -722,48 +660,46 @@ def policy_replay(
 
     Exit 1 if any rollback would have happened.
     """
-    from modelwarden.policy.replay import replay, watches
+    from modelwarden.policy import service
 
-    pol, obs, start, end, dt = _history(since, until, policy_file, step)
-    w = watches(obs, start, end, stable, candidate or None)
-    with progress_bar(
-        "replaying", _n_ticks(start, end, dt, len(w)), enabled=format == Format.table
-    ) as bar:
-        found = replay(obs, pol, start, end, dt, stable, candidate or None, bar.advance)
-    rows = [i.to_dict() for i in found]
-    if format == Format.json:
-        print_json(
-            {
-                "from": start,
-                "to": end,
-                "step": step,
-                "watched": [x.label for x in w],
-                "incidents": rows,
-            }
+    with progress_bar("replaying", enabled=format == Format.table) as bar:
+        run = service.replay_history(
+            settings(),
+            since,
+            until,
+            policy_file,
+            step,
+            stable,
+            candidate or None,
+            progress=bar.advance,
+            on_total=bar.total,
         )
-    else:
-        print_table(
-            [
-                {
-                    "detected": _when(r["detected_at"]),
-                    "candidate": r["candidate"],
-                    "against": r["stable"] or "its previous window",
-                    "rule": r["rule_id"],
-                    "scope": r["scope"],
-                    "exposed since": _when(r["exposed_since"]),
-                    "time to detect h": r["time_to_detect_h"],
-                    "value": r["value"],
-                    "baseline": r["baseline_value"],
-                    "n": r["n"],
-                    "threshold": r["threshold"],
-                }
-                for r in rows
-            ],
-            title=f"Rollbacks {pol.sop_id} would have made ({start:%Y-%m-%d} → "
-            f"{end:%Y-%m-%d}, every {step})",
-        )
-    if rows:
+    output(run.to_dict("incidents"), format, lambda: _print_replay(run))
+    if run.found:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _print_replay(run: Any) -> None:
+    print_table(
+        [
+            {
+                "detected": when(r["detected_at"]),
+                "candidate": r["candidate"],
+                "against": r["stable"] or "its previous window",
+                "rule": r["rule_id"],
+                "scope": r["scope"],
+                "exposed since": when(r["exposed_since"]),
+                "time to detect h": r["time_to_detect_h"],
+                "value": r["value"],
+                "baseline": r["baseline_value"],
+                "n": r["n"],
+                "threshold": r["threshold"],
+            }
+            for r in run.found
+        ],
+        title=f"Rollbacks {run.policy.sop_id} would have made ({run.start:%Y-%m-%d} → "
+        f"{run.end:%Y-%m-%d}, every {run.step})",
+    )
 
 
 @policy_app.command("init")
@@ -775,13 +711,9 @@ def policy_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write the default policy (SOP-MLOPS-003 with its five trigger conditions) as YAML."""
-    from modelwarden.policy.spec import default_policy, policy_path
+    from modelwarden.policy import service
 
-    path = out or policy_path(settings().data_dir)
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; add --force to overwrite it", field="out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(default_policy().to_yaml(), encoding="utf-8")
+    path = service.write_default_policy(settings(), out, force)
     console.print(f"wrote {path}")
 
 
@@ -789,28 +721,31 @@ def policy_init(
 @handle_errors
 def policy_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTION) -> None:
     """The policy in force: its rules as a table (or the whole policy as JSON)."""
-    pol = _policy(policy_file)
-    if format == Format.json:
-        print_json(pol.model_dump(mode="json"))
-        return
-    print_table(
-        [
-            {
-                "rule": r.id,
-                "metric": r.metric,
-                "comparator": r.comparator,
-                "threshold": r.threshold,
-                "window": r.window,
-                "baseline": r.baseline,
-                "scope": ",".join(r.scope),
-                "min n": r.min_samples,
-                "alpha": r.alpha,
-                "sustain": r.sustain,
-                "severity": r.severity,
-            }
-            for r in pol.rules
-        ],
-        title=f"{pol.sop_id}: {pol.title}",
+    from modelwarden.policy import service
+
+    pol = service.load_policy(settings(), policy_file)
+    output(
+        pol.model_dump(mode="json"),
+        format,
+        lambda: print_table(
+            [
+                {
+                    "rule": r.id,
+                    "metric": r.metric,
+                    "comparator": r.comparator,
+                    "threshold": r.threshold,
+                    "window": r.window,
+                    "baseline": r.baseline,
+                    "scope": ",".join(r.scope),
+                    "min n": r.min_samples,
+                    "alpha": r.alpha,
+                    "sustain": r.sustain,
+                    "severity": r.severity,
+                }
+                for r in pol.rules
+            ],
+            title=f"{pol.sop_id}: {pol.title}",
+        ),
     )
 
 
@@ -826,50 +761,48 @@ def policy_set(
     from modelwarden.governance.policies import set_policy
 
     state = state_store()
-    cur, new = set_policy(settings(), state, _actor(state, key), path=file, reason=reason)
-    if format == Format.json:
-        print_json({**cur.to_dict(), "changed": new})
-        return
+    cur, new = set_policy(settings(), state, actor(state, key), path=file, reason=reason)
     said = "now in force" if new else "already in force: nothing stored"
-    console.print(f"{cur.policy.sop_id} version {cur.version} {said}", highlight=False)
+    output(
+        {**cur.to_dict(), "changed": new},
+        format,
+        lambda: console.print(f"{cur.policy.sop_id} version {cur.version} {said}", highlight=False),
+    )
 
 
-notify_app = typer.Typer(
+policy_notify_app = typer.Typer(
     help="Where incident notifications go (webhook, Slack, e-mail).", no_args_is_help=True
 )
-policy_app.add_typer(notify_app, name="notify")
+policy_app.add_typer(policy_notify_app, name="notify")
 
 
-def _notify_rows(settings_: Any, pol: Any) -> list[dict[str, Any]]:
-    from modelwarden.governance import notify
+def _print_targets(view: dict[str, Any]) -> None:
+    """The targets in force, each with where its value comes from."""
+    cfg = {k: v for k, v in view["targets"].items() if k != "channels"}
+    print_table(
+        [
+            {
+                "setting": k,
+                "value": ", ".join(v) if isinstance(v, list) else v,
+                "from": f"MODELWARDEN_NOTIFY_{k.upper()}" if k in view["overridden"] else "policy",
+            }
+            for k, v in cfg.items()
+        ],
+        title="Notification targets",
+    )
 
-    over = notify.env_overrides(settings_)
-    cfg = notify.targets(settings_, pol).model_dump(mode="json")
-    return [
-        {
-            "setting": k,
-            "value": ", ".join(v) if isinstance(v, list) else v,
-            "from": f"MODELWARDEN_NOTIFY_{k.upper()}" if k in over else "policy",
-        }
-        for k, v in cfg.items()
-    ]
 
-
-@notify_app.command("show")
+@policy_notify_app.command("show")
 @handle_errors
 def notify_show(policy_file: Path = POLICY_OPTION, format: Format = FORMAT_OPTION) -> None:
     """The notification targets in force: the policy's, with MODELWARDEN_NOTIFY_* over them."""
-    from modelwarden.governance import notify
+    from modelwarden.governance import service
 
-    pol = _policy(policy_file)
-    if format == Format.json:
-        cfg = notify.targets(settings(), pol)
-        print_json({**cfg.model_dump(mode="json"), "channels": cfg.channels()})
-        return
-    print_table(_notify_rows(settings(), pol), title="Notification targets")
+    view = service.notification_targets(settings(), policy_file)
+    output(view["targets"], format, lambda: _print_targets(view))
 
 
-@notify_app.command("set")
+@policy_notify_app.command("set")
 @handle_errors
 def notify_set(
     webhook: str = typer.Option(None, "--webhook", help="URL that gets a JSON POST per incident."),
@@ -894,7 +827,7 @@ def notify_set(
 
     The change is audited. MODELWARDEN_NOTIFY_* variables still override the file at run time.
     """
-    from modelwarden.governance import notify
+    from modelwarden.governance import service
 
     changes = {
         "webhook_url": webhook,
@@ -905,17 +838,15 @@ def notify_set(
         "smtp_host": smtp_host,
         "smtp_port": smtp_port,
     }
-    if not any(v is not None for v in changes.values()) and not clear:
-        raise InputError("nothing to set: give --webhook, --slack, --email, --smtp-host or --clear")
     state = state_store()
-    pol = notify.configure(
-        settings(), state, changes, _actor(state, key), clear or None, policy_file
+    view = service.set_notification_targets(
+        settings(), state, changes, actor(state, key), clear or None, policy_file
     )
     if format == Format.json:
-        print_json({**pol.notify.model_dump(mode="json"), "channels": pol.notify.channels()})
+        print_json(view["saved"])
         return
-    print_table(_notify_rows(settings(), pol), title="Notification targets")
-    console.print("channels: " + (", ".join(pol.notify.channels()) or "none"))
+    _print_targets(view)
+    console.print("channels: " + (", ".join(view["saved"]["channels"]) or "none"))
 
 
 @sop_app.command("render")
@@ -925,14 +856,13 @@ def sop_render(
     out: Path = typer.Option(None, "--out", "-o", help="Write Markdown here instead of stdout."),
 ) -> None:
     """The SOP document in Markdown, generated from the policy file the engine enforces."""
-    from modelwarden.policy.sop import render_sop
+    from modelwarden.policy import service
 
-    text = render_sop(_policy(policy_file))
+    text = service.sop_markdown(settings(), policy_file)
     if out is None:
         print(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    write_text(out, text)
     console.print(f"wrote {out}")
 
 
@@ -942,19 +872,6 @@ rollout_app = typer.Typer(
 )
 app.add_typer(rollout_app, name="rollout")
 
-NOW_OPTION = typer.Option(
-    None,
-    "--now",
-    help="Act as if it were this time (ISO; replays and drills). Default: now.",
-    show_default=False,
-)
-
-
-def _now(value: str | None) -> datetime | None:
-    from modelwarden.windows import parse_time
-
-    return parse_time(value, "now") if value else None
-
 
 def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
@@ -963,11 +880,11 @@ def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
         ("status", d["status"]),
         ("stable", d["stable_version"]),
         ("step", f"{d['step'] + 1} of {d['steps']}: {d['step_label']}"),
-        ("step started", _when(d["step_started_at"])),
-        ("hold until", _when(d["hold_until"])),
+        ("step started", when(d["step_started_at"])),
+        ("hold until", when(d["hold_until"])),
         ("looks at this step", d["looks"]),
         ("route table", d["route_version"]),
-        ("last tick", _when(d["last_tick_at"])),
+        ("last tick", when(d["last_tick_at"])),
         ("plan", d["plan_description"]),
     ]
     if d.get("last_verdict"):
@@ -975,7 +892,7 @@ def _rollout_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     if d.get("incident_id"):
         rows.append(("incident", d["incident_id"]))
     if d.get("end_reason"):
-        rows.append(("ended", f"{_when(d['ended_at'])}: {d['end_reason']}"))
+        rows.append(("ended", f"{when(d['ended_at'])}: {d['end_reason']}"))
     fired = [
         f"{x.get('rule_id')}@{x.get('scope')}"
         for x in (d.get("engine_state") or {}).get("rules", [])
@@ -1035,109 +952,100 @@ def rollout_start(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Start a canary rollout of VERSION against the live stable version."""
-    from modelwarden.rollout import controller
-    from modelwarden.rollout.plan import Plan
+    from modelwarden.rollout import service
 
     state = state_store()
-    p = Plan.load(plan)
-    r = controller.start(settings(), version, p, _actor(state, key), now=_now(now), state=state)
-    _print_rollout(controller.status(settings(), state), format)
+    view = service.start_rollout(
+        settings(),
+        state,
+        version,
+        actor(state, key),
+        plan_path=plan,
+        now=parse_time_option(now, "now"),
+    )
+    r = view["rollout"]
+    _print_rollout(r, format)
     if format == Format.table:
-        console.print(f"rollout {r.id} started: {p.describe()}")
+        console.print(f"rollout {r['id']} started: {r['plan_description']}")
 
 
 @rollout_app.command("status")
 @handle_errors
 def rollout_status(format: Format = FORMAT_OPTION) -> None:
     """The rollout under way (or the last one): step, holds, last verdict."""
-    from modelwarden.rollout import controller
+    from modelwarden.rollout import service
 
-    _print_rollout(controller.status(settings()), format)
+    _print_rollout(service.rollout_view(settings(), state_store())["rollout"], format)
 
 
-def _operator(action: str, reason: str, key: str | None, format: Format, **kw: Any) -> None:
-    from modelwarden.rollout import controller
+def _operate(
+    operation: str, reason: str, key: str | None, format: Format, **kw: Any
+) -> dict[str, Any]:
+    from modelwarden.rollout import service
 
     state = state_store()
-    fn = getattr(controller, action)
-    fn(settings(), _actor(state, key), reason, state=state, **kw)
-    _print_rollout(controller.status(settings(), state), format)
+    view = service.operate(
+        settings(), state, operation, actor(state, key), reason, reason_required=False, **kw
+    )
+    _print_rollout(view["rollout"], format)
+    return dict(view["rollout"] or {})
 
 
 @rollout_app.command("pause")
 @handle_errors
 def rollout_pause(
-    reason: str = typer.Option("", "--reason"),
-    key: str = key_option(),
-    format: Format = FORMAT_OPTION,
+    reason: str = reason_option(), key: str = key_option(), format: Format = FORMAT_OPTION
 ) -> None:
     """Hold the current step (the SOP policy keeps protecting the canary)."""
-    _operator("pause", reason, key, format)
+    _operate("pause", reason, key, format)
 
 
 @rollout_app.command("resume")
 @handle_errors
 def rollout_resume(
-    reason: str = typer.Option("", "--reason"),
-    key: str = key_option(),
-    format: Format = FORMAT_OPTION,
+    reason: str = reason_option(), key: str = key_option(), format: Format = FORMAT_OPTION
 ) -> None:
     """Continue a paused rollout (its routes are re-applied if they were changed)."""
-    _operator("resume", reason, key, format)
+    _operate("resume", reason, key, format)
 
 
 @rollout_app.command("abort")
 @handle_errors
 def rollout_abort(
-    reason: str = typer.Option("", "--reason"),
-    key: str = key_option(),
-    format: Format = FORMAT_OPTION,
+    reason: str = reason_option(), key: str = key_option(), format: Format = FORMAT_OPTION
 ) -> None:
     """End the rollout: all traffic back to the stable version, the canary back to staging."""
-    _operator("abort", reason, key, format)
+    _operate("abort", reason, key, format)
 
 
 @rollout_app.command("rollback")
 @handle_errors
 def rollout_rollback(
-    reason: str = typer.Option(..., "--reason", help="Why (kept in the incident and the log)."),
+    reason: str = reason_option(required=True, help="Why (kept in the incident and the log)."),
     key: str = key_option(),
     policy_file: Path = POLICY_OPTION,
-    notify_wait: float = typer.Option(
-        10.0, "--notify-wait", help="Seconds to wait for the notifications to be delivered."
+    notify_wait: float = notify_wait_option(
+        "Seconds to wait for the notifications to be delivered."
     ),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Roll back the rollout under way by hand: the SOP's rollback transaction (100 % to the
     stable version, the canary quarantined, an incident with the RCA logs, notifications)."""
-    from modelwarden.governance import notify
-    from modelwarden.rollout import controller
-
-    state = state_store()
-    pol = _policy(policy_file)
-    notifier = notify.Notifier(state)
-    r = controller.operator_rollback(
-        settings(), _actor(state, key), reason, state=state, policy=pol, notifier=notifier
-    )
-    if r.incident_id and notify.next_due(state) is not None:
-        notifier.start()
-        notifier.drain(notify_wait)
-        notifier.stop()
-    _print_rollout(controller.status(settings(), state), format)
+    r = _operate("rollback", reason, key, format, policy_path=policy_file, notify_wait=notify_wait)
     if format == Format.table:
-        console.print(f"rolled back to {r.stable_version}; incident {r.incident_id}")
+        console.print(f"rolled back to {r.get('stable_version')}; incident {r.get('incident_id')}")
 
 
 @rollout_app.command("promote")
 @handle_errors
 def rollout_promote(
-    reason: str = typer.Option("", "--reason"),
+    reason: str = reason_option(),
     key: str = key_option(),
     now: str = NOW_OPTION,
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Advance to the next step now, without the hold or the judge (an audited override)."""
-    _operator("promote", reason, key, format, now=_now(now))
+    _operate("promote", reason, key, format, now=parse_time_option(now, "now"))
 
 
 @rollout_app.command("tick")
@@ -1145,12 +1053,10 @@ def rollout_promote(
 def rollout_tick(
     now: str = NOW_OPTION,
     policy_file: Path = POLICY_OPTION,
-    notify_wait: float = typer.Option(
-        10.0,
-        "--notify-wait",
-        help="Seconds to wait for "
+    notify_wait: float = notify_wait_option(
+        "Seconds to wait for "
         "notifications after a rollback (they are retried later "
-        "by the server or incidents notify).",
+        "by the server or incidents notify)."
     ),
     format: Format = FORMAT_OPTION,
 ) -> None:
@@ -1158,66 +1064,59 @@ def rollout_tick(
 
     Exit 1 when the tick rolled back.
     """
-    from modelwarden.governance import notify
     from modelwarden.rollout import service
 
-    state = state_store()
-    pol = _policy(policy_file)
-    notifier = notify.Notifier(state)
-    rep = service.tick(settings(), state, _now(now), policy=pol, notifier=notifier)
-    if rep.incident_id and notify.next_due(state) is not None:
-        notifier.start()
-        notifier.drain(notify_wait)
-        notifier.stop()
-        pending = [
-            n for n in notify.of_incident(state, rep.incident_id) if n["status"] == "pending"
-        ]
-        if pending:
-            err_console.print(
-                f"{len(pending)} notification(s) not delivered yet "
-                f"({', '.join(n['channel'] for n in pending)}); the server, or "
-                "modelwarden incidents notify, retries them",
-                highlight=False,
-            )
-    if format == Format.json:
-        print_json(rep.to_dict())
-    else:
-        where = f"rollout {rep.rollout_id} " if rep.rollout_id else ""
-        console.print(
-            f"{_when(rep.at)} {where}{rep.action}: {rep.message}".rstrip(": "), highlight=False
+    done = service.tick(
+        settings(), state_store(), parse_time_option(now, "now"), policy_file, notify_wait
+    )
+    rep = done.report
+    if done.undelivered:
+        err_console.print(
+            f"{len(done.undelivered)} notification(s) not delivered yet "
+            f"({', '.join(n['channel'] for n in done.undelivered)}); the server, or "
+            "modelwarden incidents notify, retries them",
+            highlight=False,
         )
-        if rep.fired:
-            print_table(
-                [
-                    {
-                        "rule": f["rule_id"],
-                        "scope": f["scope"],
-                        "status": f["status"],
-                        "value": f["value"],
-                        "baseline": f["baseline_value"],
-                        "n": f["n"],
-                        "threshold": f["threshold"],
-                        "severity": f["severity"],
-                    }
-                    for f in rep.fired
-                ],
-                title="Rules that fired",
-            )
+    output(rep.to_dict(), format, lambda: _print_tick(rep))
     if rep.action == "rollback":
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _print_tick(rep: Any) -> None:
+    where = f"rollout {rep.rollout_id} " if rep.rollout_id else ""
+    console.print(
+        f"{when(rep.at)} {where}{rep.action}: {rep.message}".rstrip(": "), highlight=False
+    )
+    if rep.fired:
+        print_table(
+            [
+                {
+                    "rule": f["rule_id"],
+                    "scope": f["scope"],
+                    "status": f["status"],
+                    "value": f["value"],
+                    "baseline": f["baseline_value"],
+                    "n": f["n"],
+                    "threshold": f["threshold"],
+                    "severity": f["severity"],
+                }
+                for f in rep.fired
+            ],
+            title="Rules that fired",
+        )
 
 
 @rollout_app.command("list")
 @handle_errors
 def rollout_list(format: Format = FORMAT_OPTION) -> None:
     """Every rollout, newest first."""
-    from modelwarden.rollout import store
+    from modelwarden.rollout import service
 
-    rows = [r.to_dict() for r in store.list_rollouts(state_store())]
-    if format == Format.json:
-        print_json(rows)
-    else:
-        print_table(
+    rows = service.list_rollouts(state_store())
+    output(
+        rows,
+        format,
+        lambda: print_table(
             [
                 {
                     "id": r["id"],
@@ -1225,15 +1124,16 @@ def rollout_list(format: Format = FORMAT_OPTION) -> None:
                     "stable": r["stable_version"],
                     "status": r["status"],
                     "step": r["step"] + 1,
-                    "started": _when(r["created_at"]),
-                    "ended": _when(r["ended_at"]),
+                    "started": when(r["created_at"]),
+                    "ended": when(r["ended_at"]),
                     "incident": r["incident_id"],
                     "why": r["end_reason"],
                 }
                 for r in rows
             ],
             title="Rollouts",
-        )
+        ),
+    )
 
 
 @rollout_app.command("plan")
@@ -1243,17 +1143,13 @@ def rollout_plan(
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Print (or write) the default rollout plan as YAML, to copy and edit."""
-    from modelwarden.rollout.plan import default_plan
+    from modelwarden.rollout import service
 
-    text = default_plan().to_yaml()
+    text = service.write_default_plan(out, force)
     if out is None:
         print(text, end="")
-        return
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; add --force to overwrite it", field="out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    console.print(f"wrote {out}")
+    else:
+        console.print(f"wrote {out}")
 
 
 # ---- shadow -------------------------------------------------------------------------------------
@@ -1272,30 +1168,32 @@ def shadow_start(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Copy a share of live requests to VERSION; its answers are logged, never returned."""
-    from modelwarden.rollout import shadow
+    from modelwarden.rollout import service
 
     state = state_store()
-    table = shadow.start(settings(), version, sample, _actor(state, key), state=state)
-    if format == Format.json:
-        print_json(table.to_dict())
-    else:
-        console.print(
+    table = service.start_shadow(settings(), state, version, sample, actor(state, key))
+    output(
+        table.to_dict(),
+        format,
+        lambda: console.print(
             f"shadowing {version} on {sample:.0%} of live requests (route table v{table.version})"
-        )
+        ),
+    )
 
 
 @shadow_app.command("stop")
 @handle_errors
 def shadow_stop(key: str = key_option(), format: Format = FORMAT_OPTION) -> None:
     """Stop sending shadow copies."""
-    from modelwarden.rollout import shadow
+    from modelwarden.rollout import service
 
     state = state_store()
-    table = shadow.stop(settings(), _actor(state, key), state=state)
-    if format == Format.json:
-        print_json(table.to_dict())
-    else:
-        console.print(f"shadow stopped (route table v{table.version})")
+    table = service.stop_shadow(settings(), state, actor(state, key))
+    output(
+        table.to_dict(),
+        format,
+        lambda: console.print(f"shadow stopped (route table v{table.version})"),
+    )
 
 
 @shadow_app.command("report")
@@ -1309,30 +1207,29 @@ def shadow_report(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Pair shadow answers with live answers and rank the differences; kept as evidence."""
-    from modelwarden.rollout import shadow
-    from modelwarden.windows import parse_time
+    from modelwarden.rollout import service
 
     state = state_store()
-    rep = shadow.report(
+    rep = service.shadow_report(
         settings(),
+        state,
         version,
-        parse_time(since, "since") if since else None,
-        parse_time(until, "until") if until else None,
+        parse_time_option(since, "since"),
+        parse_time_option(until, "until"),
         top,
-        state=state,
-        actor=_actor(state, key),
+        actor(state, key),
     )
-    if format == Format.json:
-        print_json(rep.to_dict())
-        return
-    s = rep.summary
+    output(rep.to_dict(), format, lambda: _print_shadow(rep))
+
+
+def _print_shadow(rep: Any) -> None:
     print_table(
-        [{"measure": k, "value": v} for k, v in s.items()],
+        [{"measure": k, "value": v} for k, v in rep.summary.items()],
         title=f"Shadow {rep.version or '(all)'} against live answers ({rep.embedder})",
     )
     for i, p in enumerate(rep.top, 1):
         console.rule(
-            f"#{i} score {p.score:.2f} · {p.plant} · {_when(p.timestamp)} · {p.shadow_request_id}"
+            f"#{i} score {p.score:.2f} · {p.plant} · {when(p.timestamp)} · {p.shadow_request_id}"
         )
         console.print(f"[bold]prompt[/]: {p.prompt}", highlight=False)
         console.print(
@@ -1367,29 +1264,29 @@ def export(
     export_format: str = typer.Option(
         "parquet", "--format", help="parquet or jsonl (the files' format)."
     ),
-    output: Format = typer.Option(
+    output_: Format = typer.Option(
         Format.table, "--output", help="table or json: how this command reports."
     ),
 ) -> None:
     """Requests (with their latest feedback and escalation), KPIs and drift history, as files."""
     from modelwarden.report.export import export_data
-    from modelwarden.windows import parse_time
 
     manifest = export_data(
         settings(),
         out,
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
+        since=parse_time_option(since, "since"),
+        until=parse_time_option(until, "until"),
         fmt=export_format,
     )
-    if output == Format.json:
-        print_json(manifest)
-        return
-    print_table(
-        [
-            {"table": name, "file": str(out / f["file"]), "rows": f["rows"]}
-            for name, f in manifest["files"].items()
-        ],
-        ["table", "file", "rows"],
-        title=f"Exported {manifest['since'] or 'the start'} to {manifest['until'] or 'now'}",
+    output(
+        manifest,
+        output_,
+        lambda: print_table(
+            [
+                {"table": name, "file": str(out / f["file"]), "rows": f["rows"]}
+                for name, f in manifest["files"].items()
+            ],
+            ["table", "file", "rows"],
+            title=f"Exported {manifest['since'] or 'the start'} to {manifest['until'] or 'now'}",
+        ),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +20,7 @@ from modelwarden.cli.app import (
     settings,
     state_store,
 )
+from modelwarden.cli.options import output
 from modelwarden.errors import InputError
 from modelwarden.server import defaults
 from modelwarden.server.defaults import (
@@ -96,45 +97,30 @@ def serve(
     """Run the HTTP API: ingest, KPIs, drift, reports, the gateway, routes and /metrics."""
     # imported here: keeps --help fast
     from modelwarden.server.app import create_app
-    from modelwarden.server.config import ServerConfig
+    from modelwarden.server.config import serving
     from modelwarden.server.runner import serve_forever
 
-    if not is_loopback(host) and not allow_remote:
-        raise InputError(
-            f"--host {host} would accept connections from other machines; "
-            "add --allow-remote if that is intended",
-            field="host",
-        )
-    if flush_interval <= 0 or upstream_timeout <= 0 or tick_interval <= 0:
-        raise InputError(
-            "--flush-interval, --upstream-timeout and --tick-interval must be positive"
-        )
-    config = ServerConfig(
+    run = serving(
+        settings(),
+        host,
+        allow_remote=allow_remote,
+        gateway_auth=gateway_auth,
         max_body_bytes=max_body_bytes,
         flush_interval_s=flush_interval,
         flush_early_records=flush_early,
         upstream_timeout_s=upstream_timeout,
-        otlp_grpc_port=otlp_grpc_port or None,
-        otlp_grpc_host=host,
-        otlp_grpc_required=otlp_grpc_port != DEFAULT_GRPC_PORT,
+        otlp_grpc_port=otlp_grpc_port,
         tick_interval_s=tick_interval,
     )
-    from modelwarden.governance.keys import gateway_auth_warning
-
-    s = settings()
-    if gateway_auth is not None:
-        if gateway_auth not in ("off", "required"):
-            raise InputError("--gateway-auth must be off or required", field="gateway_auth")
-        s = s.model_copy(update={"gateway_auth": gateway_auth})
+    s = run.settings
     err_console.print(
         f"ModelWarden serving {s.data_dir} on http://{host}:{port} (OpenAPI at /openapi.json)"
         + (f"; OTLP/gRPC on {host}:{otlp_grpc_port}" if otlp_grpc_port else "")
         + f"; gateway auth {s.gateway_auth}"
     )
-    warning = gateway_auth_warning(_state(), s.gateway_auth)
-    if warning:
-        err_console.print(f"[bold yellow]warning[/]: {warning}", highlight=False)
-    serve_forever(create_app(s, config), host, port, log_level=log_level, access_log=access_log)
+    if run.warning:
+        err_console.print(f"[bold yellow]warning[/]: {run.warning}", highlight=False)
+    serve_forever(create_app(s, run.config), host, port, log_level=log_level, access_log=access_log)
 
 
 @app.command()
@@ -223,47 +209,42 @@ def routes_show(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """The live route table (or its history)."""
-    from modelwarden.governance.routes import current_routes, route_history
+    from modelwarden.governance import service
 
-    state = _state()
     if history:
-        tables = [t.to_dict() for t in route_history(state, 1000)]
-        if format == Format.json:
-            print_json(tables)
-            return
-        print_table(
-            [
-                {
-                    "version": t["version"],
-                    "set at": t["created_at"],
-                    "by": t["created_by"],
-                    "stable": t["stable"]["version"],
-                    "canary": f"{t['canary']['version']} {t['canary_weight']:g}%"
-                    if t["canary"]
-                    else None,
-                    "shadow": t["shadow"]["version"] if t["shadow"] else None,
-                }
-                for t in tables
-            ],
-            title="Route history",
-        )
+        tables = service.routes_history(_state(), 1000)
+        output(tables, format, lambda: _print_route_history(tables))
         return
-    table = current_routes(state)
-    if table is None:
-        if format == Format.json:
-            print_json(None)
-        else:
-            console.print("no routes are set; set them with: modelwarden routes set --stable V=URL")
-        return
-    data = table.to_dict()
+    data = service.routes_now(_state())
     if format == Format.json:
         print_json(data)
+    elif data is None:
+        console.print("no routes are set; set them with: modelwarden routes set --stable V=URL")
     else:
         print_table(
             route_rows(data),
             title=f"Routes (version {data['version']}, set "
             f"{data['created_at']} by {data['created_by'] or '—'})",
         )
+
+
+def _print_route_history(tables: list[dict[str, Any]]) -> None:
+    print_table(
+        [
+            {
+                "version": t["version"],
+                "set at": t["created_at"],
+                "by": t["created_by"],
+                "stable": t["stable"]["version"],
+                "canary": f"{t['canary']['version']} {t['canary_weight']:g}%"
+                if t["canary"]
+                else None,
+                "shadow": t["shadow"]["version"] if t["shadow"] else None,
+            }
+            for t in tables
+        ],
+        title="Route history",
+    )
 
 
 @routes_app.command("set")
@@ -288,60 +269,15 @@ def routes_set(
     A table that names a quarantined version is refused; every change goes to the audit log,
     under the key's name when --key is given (else the local user's).
     """
-    from pydantic import ValidationError
+    from modelwarden.governance import service
 
-    from modelwarden.governance.keys import ForbiddenError, may
-    from modelwarden.governance.registry import (
-        cli_actor,
-        identify,
-        key_actor,
-        refusals_audited,
-        set_live_routes,
+    opts = service.RouteOptions(stable, canary, weight, plants, shadow, shadow_sample, note)
+    table = service.set_routes_with_key(_state(), key, opts)
+    output(
+        table,
+        format,
+        lambda: print_table(route_rows(table), title=f"Routes set (version {table['version']})"),
     )
-    from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
-
-    state = _state()
-    actor = cli_actor()
-    if key:
-        who = identify(state, key)
-        actor = key_actor(who)
-        with refusals_audited(state, actor, "routes.refused", "routes"):
-            if not may(who.role, "routes"):
-                raise ForbiddenError(
-                    f"a key with role {who.role!r} may not change routes; it needs operator "
-                    "or admin",
-                    field="key",
-                )
-    if stable is None:
-        live = current_routes(state)
-        if live is None:
-            raise InputError("no routes are set yet; give --stable VERSION=URL", field="stable")
-        stable_up = live.stable
-    else:
-        stable_up = Upstream.parse(stable, "stable")
-    if canary is not None and weight is None:
-        raise InputError("a canary needs --weight (percent of users, 0-100)", field="weight")
-    try:
-        spec = RouteSpec(
-            stable=stable_up,
-            canary=Upstream.parse(canary, "canary") if canary else None,
-            canary_weight=weight or 0.0,
-            canary_plants=[p.strip() for p in plants.split(",") if p.strip()] if plants else [],
-            shadow=Upstream.parse(shadow, "shadow") if shadow else None,
-            shadow_sample=(shadow_sample if shadow_sample is not None else 1.0)
-            if shadow
-            else (shadow_sample or 0.0),
-            note=note,
-        )
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(x) for x in err.get("loc", ())) or None
-        raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
-    table = set_live_routes(state, spec, actor, note or "").to_dict()
-    if format == Format.json:
-        print_json(table)
-    else:
-        print_table(route_rows(table), title=f"Routes set (version {table['version']})")
 
 
 # ---- keys --------------------------------------------------------------------------------------
@@ -367,11 +303,9 @@ def keys_create(
     The first admin key is made here, on the machine, without a key; after that, roles above
     ingest need an admin key (--key).
     """
-    from modelwarden.governance.keys import create_key
+    from modelwarden.governance import service
 
-    secret, key = create_key(
-        _state(), role, name, plant, by=admin_key, per_minute=per_minute, per_hour=per_hour
-    )
+    secret, key = service.create_key(_state(), role, name, plant, admin_key, per_minute, per_hour)
     if format == Format.json:
         print_json({"key": secret, **key.to_dict()})
         return
@@ -384,17 +318,18 @@ def keys_create(
 @handle_errors
 def keys_list(format: Format = FORMAT_OPTION) -> None:
     """Every key (never the secret): id, name, role, plant, created, revoked."""
-    from modelwarden.governance.keys import list_keys
+    from modelwarden.governance import service
 
-    keys = [k.to_dict() for k in list_keys(_state())]
-    if format == Format.json:
-        print_json(keys)
-    else:
-        print_table(
+    keys = service.list_keys(_state())
+    output(
+        keys,
+        format,
+        lambda: print_table(
             keys,
             ["id", "name", "role", "plant_id", "prefix", "created_at", "revoked_at"],
             title="API keys",
-        )
+        ),
+    )
 
 
 @keys_app.command("revoke")
@@ -411,10 +346,7 @@ def keys_revoke(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Revoke a key; a running server stops accepting it within a second."""
-    from modelwarden.governance.keys import revoke_key
+    from modelwarden.governance import service
 
-    key = revoke_key(_state(), key_id, by=admin_key).to_dict()
-    if format == Format.json:
-        print_json(key)
-    else:
-        console.print(f"revoked key {key['id']} ({key['role']})")
+    key = service.revoke_key(_state(), key_id, admin_key)
+    output(key, format, lambda: console.print(f"revoked key {key['id']} ({key['role']})"))

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from modelwarden.errors import NotFoundError
-from modelwarden.governance import audit
+from modelwarden.governance import audit, notify
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 from modelwarden.store.tables import incident_steps, incidents
@@ -205,8 +205,6 @@ def close(state: StateStore, incident_id: str, actor: str, note: str) -> Inciden
 
 def timeline(state: StateStore, inc: Incident) -> list[dict[str, Any]]:
     """The incident's events in time order: the trigger, each step, each notification."""
-    from modelwarden.governance import notify
-
     t = inc.trigger
     events: list[dict[str, Any]] = [
         {
@@ -275,6 +273,8 @@ def write_rca(
     settings: Settings, incident_id: str, until: datetime, lookback: timedelta
 ) -> dict[str, Any]:
     """Write the logs of ``(until - lookback, until]``; returns the manifest. Idempotent."""
+    # lazy: pyarrow and the log store are needed only when a rollback writes its RCA extract;
+    # keeps the start-up of the commands that read incidents fast
     import pyarrow.parquet as pq
 
     from modelwarden.store.logstore import write_parquet_atomic

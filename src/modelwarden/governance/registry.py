@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -46,19 +46,22 @@ from sqlalchemy import (
 )
 
 from modelwarden.errors import ConflictError, InputError, NotFoundError
+from modelwarden.evals.store import compare_stored, get_run, latest_run
 from modelwarden.governance import audit
 from modelwarden.governance.keys import ApiKey, AuthError, ForbiddenError, KeyRing
 from modelwarden.governance.routes import (
     RouteCache,
+    RouteSpec,
+    RouteTable,
+    Upstream,
+    current_routes,
     quarantined_versions,
     refuse_quarantined,
+    set_routes,
     versions_of,
 )
 from modelwarden.store.state import UNREACHABLE, StateStore
 from modelwarden.store.tables import as_utc, model_versions, release_requests, version_evidence
-
-if TYPE_CHECKING:
-    from modelwarden.governance.routes import RouteSpec, RouteTable
 
 STATUSES: tuple[str, ...] = ("staging", "shadow", "canary", "stable", "quarantined", "retired")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -211,8 +214,6 @@ def refusals_audited(
 
 
 def _endpoint(url: str) -> str:
-    from modelwarden.governance.routes import Upstream
-
     try:
         return Upstream(version="x", url=url).url
     except ValueError:
@@ -400,8 +401,6 @@ def promote(state: StateStore, version: str, to: str, actor: str, reason: str = 
 
 
 def route_stable(state: StateStore, info: VersionInfo, actor: str, reason: str) -> None:
-    from modelwarden.governance.routes import RouteSpec, Upstream, current_routes
-
     live = current_routes(state)
     up = Upstream(version=info.version, url=info.endpoint)
     keep_shadow = (
@@ -424,8 +423,6 @@ def quarantine(
     The live stable version cannot be quarantined this way: traffic must go elsewhere first (a
     rollback does both).
     """
-    from modelwarden.governance.routes import current_routes
-
     live = current_routes(state)
     if live is not None and live.stable.version == version:
         raise ConflictError(
@@ -486,8 +483,6 @@ def quarantine_in(
 
 def remove_from_routes(state: StateStore, version: str, actor: str, reason: str) -> bool:
     """Take ``version`` out of the canary and shadow slots of the live routes, if it is there."""
-    from modelwarden.governance.routes import RouteSpec, current_routes
-
     live = current_routes(state)
     if live is None:
         return False
@@ -509,8 +504,6 @@ def remove_from_routes(state: StateStore, version: str, actor: str, reason: str)
 
 
 def retire(state: StateStore, version: str, actor: str, reason: str = "") -> VersionInfo:
-    from modelwarden.governance.routes import current_routes
-
     live = current_routes(state)
     if live is not None and version in versions_of(live):
         raise ConflictError(f"{version} is in the live routes; take it out first", field="version")
@@ -727,8 +720,8 @@ def _approve_release(
     gate_path: Path | None,
     note: str,
 ) -> ApprovalResult:
+    # lazy: gate specs pull in scipy and the text metrics; keeps the registry commands fast
     from modelwarden.evals.compare import GateSpec
-    from modelwarden.evals.store import compare_stored, get_run, latest_run
 
     info = get(state, version)
     if info.status != "quarantined":
@@ -857,8 +850,6 @@ def set_live_routes(
     state: StateStore, spec: RouteSpec, actor: str, reason: str = "", if_version: int | None = None
 ) -> RouteTable:
     """Check, write and audit a route table: how everything in this package changes routes."""
-    from modelwarden.governance.routes import set_routes
-
     with refusals_audited(
         state,
         actor,

@@ -19,7 +19,16 @@ import numpy as np
 
 from modelwarden.errors import NotFoundError
 from modelwarden.evals.compare import GateSpec
+from modelwarden.evals.store import clean_json, get_run, latest_comparison, latest_run, run_scores
+from modelwarden.review.queue import list_queues
+from modelwarden.review.reliability import (
+    PAIRWISE_KEY,
+    RELIABILITY_THRESHOLD,
+    pairwise_report,
+    rating_tables,
+)
 from modelwarden.settings import Settings
+from modelwarden.stats.agreement import krippendorff_alpha
 from modelwarden.stats.bootstrap import bootstrap_mean
 from modelwarden.stats.proportions import wilson
 from modelwarden.store.state import StateStore
@@ -126,8 +135,6 @@ def _outcome_rows(scores: dict[str, Any], confidence: float) -> list[dict[str, A
 
 
 def _gate(state: StateStore, run: dict[str, Any]) -> dict[str, Any] | None:
-    from modelwarden.evals.store import get_run, latest_comparison
-
     cmp = latest_comparison(state, run["id"])
     if cmp is None:
         return None
@@ -150,10 +157,6 @@ def _gate(state: StateStore, run: dict[str, Any]) -> dict[str, Any] | None:
 def _human(
     state: StateStore, version: str, threshold: float, n_boot: int, confidence: float, seed: int
 ) -> dict[str, Any]:
-    from modelwarden.review.queue import list_queues
-    from modelwarden.review.reliability import PAIRWISE_KEY, pairwise_report, rating_tables
-    from modelwarden.stats.agreement import krippendorff_alpha
-
     dims: list[dict[str, Any]] = []
     excluded: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
@@ -230,9 +233,6 @@ def scorecard(
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """One model version on one page, as JSON-able data (NaN as None)."""
-    from modelwarden.evals.store import clean_json, latest_run, run_scores
-    from modelwarden.review.reliability import RELIABILITY_THRESHOLD
-
     own = state is None
     st = state or StateStore.of(settings)
     try:

@@ -15,6 +15,7 @@ draft. Storing a version is audited, so it lives in :mod:`modelwarden.governance
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,11 +24,12 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from modelwarden.errors import InputError
+from modelwarden.policy import replay as replay_mod
 from modelwarden.policy.engine import Observations
 from modelwarden.policy.observe import load_observations
-from modelwarden.policy.replay import lookback
+from modelwarden.policy.replay import lookback, watches
 from modelwarden.policy.sop import render_sop
-from modelwarden.policy.spec import Policy, parse_duration, policy_path
+from modelwarden.policy.spec import Policy, default_policy, parse_duration, policy_path
 from modelwarden.settings import Settings
 from modelwarden.store.reads import require_data
 from modelwarden.store.state import StateStore
@@ -148,9 +150,23 @@ def current(settings: Settings, state: StateStore | None = None) -> dict[str, An
     }
 
 
-def sop_markdown(settings: Settings, state: StateStore | None = None) -> str:
-    """The SOP document (Markdown) rendered from the policy in force."""
-    return render_sop(load_policy(settings, state=state))
+def sop_markdown(
+    settings: Settings, path: Path | None = None, state: StateStore | None = None
+) -> str:
+    """The SOP document (Markdown) rendered from the policy in force (or the one at ``path``)."""
+    return render_sop(load_policy(settings, path, state=state))
+
+
+def write_default_policy(settings: Settings, out: Path | None = None, force: bool = False) -> Path:
+    """Write the built-in policy (SOP-MLOPS-003) as YAML to ``out`` (default ``DATA/policy.yaml``,
+    the file an instance enforces while the state store holds no policy); ``force`` overwrites a
+    file that exists."""
+    path = out or policy_path(settings.data_dir)
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; add --force to overwrite it", field="out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(default_policy().to_yaml(), encoding="utf-8")
+    return path
 
 
 def load_policy(
@@ -206,9 +222,96 @@ def load_history(
     return History(pol, obs, start, end, parse_step(step))
 
 
+@dataclass(frozen=True)
+class HistoryRun:
+    """What ``policy check`` or ``policy replay`` found over ``[start, end)``."""
+
+    policy: Policy
+    start: datetime
+    end: datetime
+    step: str
+    watched: list[str]
+    found: list[dict[str, Any]]
+
+    def to_dict(self, key: str) -> dict[str, Any]:
+        """The JSON answer, with the findings under ``key`` (``fired`` or ``incidents``)."""
+        return {
+            "from": self.start,
+            "to": self.end,
+            "step": self.step,
+            "watched": self.watched,
+            key: self.found,
+        }
+
+
+def _run_history(
+    settings: Settings,
+    mode: str,
+    since: str | None,
+    until: str | None,
+    policy_path: Path | None,
+    step: str,
+    stable: str | None,
+    candidates: list[str] | None,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> HistoryRun:
+    h = load_history(settings, since, until, policy_path, step)
+    w = watches(h.observations, h.start, h.end, stable, candidates or None)
+    if on_total is not None:
+        on_total(int((h.end - h.start) / h.step) * max(len(w), 1))
+    run = replay_mod.check if mode == "check" else replay_mod.replay
+    found = run(
+        h.observations, h.policy, h.start, h.end, h.step, stable, candidates or None, progress
+    )
+    return HistoryRun(
+        h.policy, h.start, h.end, step, [x.label for x in w], [f.to_dict() for f in found]
+    )
+
+
+def check_history(
+    settings: Settings,
+    since: str | None = None,
+    until: str | None = None,
+    policy_path: Path | None = None,
+    step: str = "15m",
+    stable: str | None = None,
+    candidates: list[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> HistoryRun:
+    """Which rules would have fired over stored history, when, and for which candidate.
+
+    ``on_total`` hears the number of evaluations first, ``progress`` each one as it is done.
+    """
+    return _run_history(
+        settings, "check", since, until, policy_path, step, stable, candidates, progress, on_total
+    )
+
+
+def replay_history(
+    settings: Settings,
+    since: str | None = None,
+    until: str | None = None,
+    policy_path: Path | None = None,
+    step: str = "15m",
+    stable: str | None = None,
+    candidates: list[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> HistoryRun:
+    """History replayed as if live: each rollback the policy would have made, and its time to
+    detect. ``on_total`` and ``progress`` as in :func:`check_history`."""
+    return _run_history(
+        settings, "replay", since, until, policy_path, step, stable, candidates, progress, on_total
+    )
+
+
 __all__ = [
     "History",
+    "HistoryRun",
     "StoredPolicy",
+    "check_history",
     "current",
     "digest",
     "history_range",
@@ -216,9 +319,11 @@ __all__ = [
     "load_history",
     "load_policy",
     "parse_step",
+    "replay_history",
     "resolve",
     "sop_markdown",
     "stored",
     "stored_in",
     "versions",
+    "write_default_policy",
 ]

@@ -6,19 +6,21 @@ The registry knows versions; this layer knows rollouts too, so the rules that ne
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from modelwarden.errors import ConflictError, InputError, LeaseHeld
 from modelwarden.governance import lease, notify, registry
 from modelwarden.governance.registry import VersionInfo
-from modelwarden.governance.routes import current_routes
+from modelwarden.governance.routes import RouteTable, current_routes
 from modelwarden.policy import service as policy_service
 from modelwarden.policy.engine import FIRE
 from modelwarden.policy.spec import Policy
-from modelwarden.rollout import controller
+from modelwarden.rollout import controller, shadow
 from modelwarden.rollout import store as rollout_store
-from modelwarden.rollout.plan import Plan
+from modelwarden.rollout.plan import Plan, default_plan
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
@@ -42,7 +44,7 @@ def promote_version(
 
 
 # ---- rollouts as the HTTP API and the console see them ------------------------------------------
-OPERATIONS = ("pause", "resume", "promote", "rollback")
+OPERATIONS = ("pause", "resume", "promote", "rollback", "abort")
 
 
 def list_rollouts(state: StateStore, limit: int = 50) -> list[dict[str, Any]]:
@@ -107,7 +109,7 @@ def rollout_view(
     }
 
 
-def tick(
+def locked_tick(
     settings: Settings,
     state: StateStore,
     now: datetime | None = None,
@@ -117,7 +119,7 @@ def tick(
     wait_s: float = TICK_WAIT_S,
     holder: str | None = None,
 ) -> controller.TickReport:
-    """One controller tick on demand (``modelwarden rollout tick``), never beside another tick.
+    """One controller tick on demand, never beside another tick (what :func:`tick` runs).
 
     It takes the ``tick`` lock that the leading ``serve`` instance's controller takes around each
     of its ticks (:mod:`modelwarden.governance.lease`), its writes fenced by the lock's
@@ -181,12 +183,28 @@ def _ended_meanwhile(
 
 
 def start_rollout(
-    settings: Settings, state: StateStore, version: str, plan_yaml: str | None, actor: str
+    settings: Settings,
+    state: StateStore,
+    version: str,
+    actor: str,
+    plan_yaml: str | None = None,
+    plan_path: Path | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Start a canary rollout of ``version`` (plan YAML, or the default plan)."""
-    plan = Plan.from_yaml(plan_yaml, "plan") if plan_yaml else Plan.load(None)
-    controller.start(settings, version, plan, actor, state=state)
+    """Start a canary rollout of ``version`` with a plan given as YAML text or a file (default:
+    the built-in plan), at ``now`` (default: the wall clock)."""
+    plan = Plan.from_yaml(plan_yaml, "plan") if plan_yaml else Plan.load(plan_path)
+    controller.start(settings, version, plan, actor, now=now, state=state)
     return rollout_view(settings, state)
+
+
+def _deliver_now(state: StateStore, notifier: notify.Notifier, wait_s: float) -> None:
+    """Deliver what is due with ``notifier`` for up to ``wait_s`` seconds, then stop it."""
+    if notify.next_due(state) is None:
+        return
+    notifier.start()
+    notifier.drain(wait_s)
+    notifier.stop()
 
 
 def operate(
@@ -196,19 +214,119 @@ def operate(
     actor: str,
     reason: str,
     notifier: notify.Notifier | None = None,
+    *,
+    now: datetime | None = None,
+    policy_path: Path | None = None,
+    notify_wait: float = 0.0,
+    reason_required: bool = True,
 ) -> dict[str, Any]:
-    """An operator's pause, resume, promote or rollback of the rollout under way.
+    """An operator's pause, resume, promote, abort or rollback of the rollout under way.
 
     ``rollback`` runs the SOP's rollback transaction, as a rule that fires does (100 % of traffic
     to the stable version, the canary quarantined, an incident with the RCA log extract, the
-    notifications), with the operator's identity and reason as its trigger.
+    notifications), with the operator's identity and reason as its trigger. Without a running
+    ``notifier`` (a server's), one is made here and given ``notify_wait`` seconds to deliver.
+    ``now`` applies to ``promote``; ``policy_path`` to ``rollback``.
     """
     if operation not in OPERATIONS:
         raise InputError(f"operation must be one of {', '.join(OPERATIONS)}", field="operation")
-    if not reason.strip():
+    if reason_required and not reason.strip():
         raise InputError("say why (a reason goes into the audit log)", field="reason")
+    pol = policy_service.load_policy(settings, policy_path, state=state)
     if operation == "rollback":
-        controller.operator_rollback(settings, actor, reason, state=state, notifier=notifier)
+        own = notify.Notifier(state) if notifier is None and notify_wait > 0 else None
+        r = controller.operator_rollback(
+            settings, actor, reason, state=state, policy=pol, notifier=notifier or own
+        )
+        if own is not None and r.incident_id:
+            _deliver_now(state, own, notify_wait)
+    elif operation == "promote":
+        controller.promote(settings, actor, reason, now=now, state=state)
     else:
         getattr(controller, operation)(settings, actor, reason, state=state)
-    return rollout_view(settings, state)
+    return rollout_view(settings, state, pol)
+
+
+@dataclass
+class Tick:
+    """A controller tick's report, and the notifications of its incident not delivered yet."""
+
+    report: controller.TickReport
+    undelivered: list[dict[str, Any]] = field(default_factory=list)
+
+
+def tick(
+    settings: Settings,
+    state: StateStore,
+    now: datetime | None = None,
+    policy_path: Path | None = None,
+    notify_wait: float = 10.0,
+) -> Tick:
+    """One controller tick (the SOP policy, the judge at the end of a hold, the next step); after
+    a rollback its notifications get up to ``notify_wait`` seconds to be delivered."""
+    pol = policy_service.load_policy(settings, policy_path, state=state)
+    notifier = notify.Notifier(state)
+    rep = locked_tick(settings, state, now, policy=pol, notifier=notifier)
+    undelivered: list[dict[str, Any]] = []
+    if rep.incident_id and notify.next_due(state) is not None:
+        _deliver_now(state, notifier, notify_wait)
+        undelivered = [
+            n for n in notify.of_incident(state, rep.incident_id) if n["status"] == "pending"
+        ]
+    return Tick(rep, undelivered)
+
+
+def write_default_plan(out: Path | None = None, force: bool = False) -> str:
+    """The default rollout plan as YAML; written to ``out`` too when given (``force`` to
+    overwrite a file that exists)."""
+    text = default_plan().to_yaml()
+    if out is None:
+        return text
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; add --force to overwrite it", field="out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return text
+
+
+# ---- shadow testing ----------------------------------------------------------------------------
+def start_shadow(
+    settings: Settings, state: StateStore, version: str, sample: float, actor: str
+) -> RouteTable:
+    """Copy a share of live requests to ``version``; its answers are logged, never returned."""
+    return shadow.start(settings, version, sample, actor, state=state)
+
+
+def stop_shadow(settings: Settings, state: StateStore, actor: str) -> RouteTable:
+    """Stop sending shadow copies."""
+    return shadow.stop(settings, actor, state=state)
+
+
+def shadow_report(
+    settings: Settings,
+    state: StateStore,
+    version: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    top: int,
+    actor: str,
+) -> shadow.ShadowReport:
+    """Shadow answers paired with live answers and ranked; the summary kept as evidence."""
+    return shadow.report(settings, version, since, until, top, state=state, actor=actor)
+
+
+__all__ = [
+    "OPERATIONS",
+    "Tick",
+    "list_rollouts",
+    "operate",
+    "promote_version",
+    "rollout_view",
+    "rule_states",
+    "shadow_report",
+    "start_rollout",
+    "start_shadow",
+    "stop_shadow",
+    "tick",
+    "write_default_plan",
+]

@@ -32,6 +32,7 @@ from modelwarden.errors import ConflictError, InputError
 from modelwarden.governance import registry
 from modelwarden.governance.routes import RouteSpec, RouteTable, Upstream, current_routes
 from modelwarden.settings import Settings
+from modelwarden.store.reads import open_store
 from modelwarden.store.state import StateStore
 
 WEIGHTS = {
@@ -251,8 +252,6 @@ def load_pairs(
     settings: Settings, version: str | None, since: datetime | None, until: datetime | None
 ) -> tuple[list[Pair], int]:
     """Shadow answers joined to their live answers; also how many shadows had no live record."""
-    from modelwarden.store.reads import open_store
-
     con = open_store(settings).connect()
     req = con.table("requests")
     sh = req.filter(req.route == "shadow")
@@ -372,6 +371,8 @@ def report(
     actor: str = "cli",
 ) -> ShadowReport:
     """Pair, measure and rank the shadow answers; keep the summary as registry evidence."""
+    # lazy: the embedder and safety checker load their models' stack (DuckDB cache, sentence
+    # encoders) only when a report is made; keeps the rollout commands' start-up fast
     from modelwarden.embed.service import resolve_embedder
     from modelwarden.safety.service import safety_checker
 

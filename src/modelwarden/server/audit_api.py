@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.governance import audit
 from modelwarden.governance import service as governance
 from modelwarden.policy import service as policy
 from modelwarden.server.deps import json_response, runtime_of
@@ -38,7 +37,7 @@ def entries(
     summary="Recompute the hash chain; `ok` false names the first entry that does not fit",
 )
 async def verify(request: Request) -> Response:
-    res = await run_in_threadpool(audit.verify, runtime_of(request).state)
+    res = await run_in_threadpool(governance.verify_audit, runtime_of(request).state)
     return json_response(res.to_dict())
 
 
@@ -57,7 +56,7 @@ def current_policy(request: Request) -> Response:
 )
 def sop(request: Request) -> Response:
     rt = runtime_of(request)
-    text = policy.sop_markdown(rt.settings, rt.state)
+    text = policy.sop_markdown(rt.settings, state=rt.state)
     return Response(text, media_type="text/markdown; charset=utf-8")
 
 

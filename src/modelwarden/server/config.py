@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
 
+from modelwarden.errors import InputError
+from modelwarden.governance.keys import gateway_auth_warning
 from modelwarden.server.defaults import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HOST,
@@ -15,6 +19,8 @@ from modelwarden.server.defaults import (
     UPSTREAM_TIMEOUT_S,
     is_loopback,
 )
+from modelwarden.settings import Settings
+from modelwarden.store.state import StateStore
 
 __all__ = [
     "DEFAULT_GRPC_PORT",
@@ -22,7 +28,9 @@ __all__ = [
     "DEFAULT_PORT",
     "LOOPBACK_HOSTS",
     "ServerConfig",
+    "Serving",
     "is_loopback",
+    "serving",
 ]
 
 
@@ -95,3 +103,59 @@ class ServerConfig(BaseModel):
     shadow_max_in_flight: int = Field(
         default=64, ge=0, description="Shadow copies beyond this many in flight are dropped."
     )
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What ``modelwarden serve`` runs: the settings (with the gateway auth asked for), the
+    server's knobs, and a warning to show when the chat gateway is open to anyone."""
+
+    settings: Settings
+    config: ServerConfig
+    warning: str | None
+
+
+def serving(
+    settings: Settings,
+    host: str,
+    *,
+    allow_remote: bool = False,
+    gateway_auth: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    flush_interval_s: float = FLUSH_INTERVAL_S,
+    flush_early_records: int = FLUSH_EARLY_RECORDS,
+    upstream_timeout_s: float = UPSTREAM_TIMEOUT_S,
+    otlp_grpc_port: int = DEFAULT_GRPC_PORT,
+    tick_interval_s: float = 15.0,
+) -> Serving:
+    """Check the serve options and build what the server runs with.
+
+    A non-loopback ``host`` needs ``allow_remote``; an OTLP/gRPC port other than the default must
+    be free at start (0 turns the receiver off).
+    """
+    if not is_loopback(host) and not allow_remote:
+        raise InputError(
+            f"--host {host} would accept connections from other machines; "
+            "add --allow-remote if that is intended",
+            field="host",
+        )
+    if flush_interval_s <= 0 or upstream_timeout_s <= 0 or tick_interval_s <= 0:
+        raise InputError(
+            "--flush-interval, --upstream-timeout and --tick-interval must be positive"
+        )
+    config = ServerConfig(
+        max_body_bytes=max_body_bytes,
+        flush_interval_s=flush_interval_s,
+        flush_early_records=flush_early_records,
+        upstream_timeout_s=upstream_timeout_s,
+        otlp_grpc_port=otlp_grpc_port or None,
+        otlp_grpc_host=host,
+        otlp_grpc_required=otlp_grpc_port != DEFAULT_GRPC_PORT,
+        tick_interval_s=tick_interval_s,
+    )
+    if gateway_auth is not None:
+        if gateway_auth not in ("off", "required"):
+            raise InputError("--gateway-auth must be off or required", field="gateway_auth")
+        settings = settings.model_copy(update={"gateway_auth": gateway_auth})
+    warning = gateway_auth_warning(StateStore.of(settings), settings.gateway_auth)
+    return Serving(settings, config, warning)

@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from modelwarden.server import gateway_api
+from modelwarden.server.app import WardenApp
 
 log = logging.getLogger("modelwarden.server")
 
@@ -244,8 +245,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 def protocol_for(app: Any) -> Any:
     """The uvicorn ``http`` setting for ``app``: this protocol for a ModelWarden app, unless the
     installed uvicorn is not one it can work with (then uvicorn's own, with a warning)."""
-    from modelwarden.server.app import WardenApp
-
     if not isinstance(app, WardenApp):
         return "httptools"
     reason = incompatibility()

@@ -13,7 +13,6 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.governance import incidents
 from modelwarden.governance import service as governance
 from modelwarden.governance.keys import ApiKey
 from modelwarden.server.deps import actor_of, json_response, requires, runtime_of
@@ -34,8 +33,7 @@ def list_incidents(
     request: Request,
     status: Literal["open", "mitigated", "closed"] | None = Query(None),
 ) -> Response:
-    items = incidents.list_incidents(runtime_of(request).state, status)
-    return json_response([i.to_dict() for i in items])
+    return json_response(governance.list_incidents(runtime_of(request).state, status))
 
 
 @router.get(
@@ -59,8 +57,10 @@ async def resolve(
     key: ApiKey | None = Depends(requires("incidents")),
 ) -> Response:
     rt = runtime_of(request)
-    inc = await run_in_threadpool(incidents.close, rt.state, incident_id, actor_of(key), body.note)
-    return json_response(inc.to_dict())
+    inc = await run_in_threadpool(
+        governance.close_incident, rt.state, incident_id, actor_of(key), body.note
+    )
+    return json_response(inc)
 
 
 @router.get(
@@ -82,8 +82,7 @@ def rca(
     format: Literal["parquet", "jsonl"] = Query("jsonl"),
 ) -> Response:
     rt = runtime_of(request)
-    incidents.get(rt.state, incident_id)
-    path = governance.rca_file(rt.settings, incident_id, table, format)
+    path = governance.rca_file(rt.settings, incident_id, table, format, rt.state)
     return FileResponse(
         path,
         media_type=governance.RCA_FORMATS[format],

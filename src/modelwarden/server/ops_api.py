@@ -10,9 +10,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from modelwarden.gateway.metrics import CONTENT_TYPE
+from modelwarden.governance import service as governance
 from modelwarden.governance.keys import ApiKey
-from modelwarden.governance.registry import key_actor, set_live_routes
-from modelwarden.governance.routes import PutRoutes, RouteSpec, RouteTable, route_history
+from modelwarden.governance.registry import key_actor
+from modelwarden.governance.routes import PutRoutes, RouteSpec, RouteTable
 from modelwarden.server.body import read_json
 from modelwarden.server.deps import requires, runtime_of
 from modelwarden.server.errors import InvalidBody, error_responses
@@ -49,7 +50,7 @@ def get_routes(
 ) -> Any:
     rt = runtime_of(request)
     if history:
-        return [t.to_dict() for t in route_history(rt.state, limit)]
+        return governance.routes_history(rt.state, limit)
     table = rt.routes.get()
     if table is None:
         return JSONResponse(
@@ -87,7 +88,7 @@ async def put_routes(request: Request, key: ApiKey | None = Depends(requires("ro
         raise InvalidBody.from_validation(exc) from None
     actor = key_actor(key) if key is not None else "api"
     table = await run_in_threadpool(
-        set_live_routes,
+        governance.set_routes,
         rt.state,
         RouteSpec.model_validate(spec.model_dump(exclude={"if_version"})),
         actor,
@@ -95,4 +96,4 @@ async def put_routes(request: Request, key: ApiKey | None = Depends(requires("ro
         spec.if_version,
     )
     rt.routes.invalidate()
-    return table.to_dict()
+    return table

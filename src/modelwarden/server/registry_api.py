@@ -15,10 +15,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from modelwarden.governance import registry
 from modelwarden.governance import service as governance
 from modelwarden.governance.keys import ApiKey
-from modelwarden.governance.scorecard import scorecard
 from modelwarden.rollout import service as rollout_service
 from modelwarden.server.deps import actor_of, json_response, requires, requires_key, runtime_of
 from modelwarden.server.errors import error_responses
@@ -69,8 +67,7 @@ class Approve(_Body):
 def list_versions(
     request: Request, status: str | None = Query(None, description="Only versions in this status")
 ) -> Response:
-    state = runtime_of(request).state
-    return json_response([v.to_dict() for v in registry.list_versions(state, status)])
+    return json_response(governance.list_versions(runtime_of(request).state, status))
 
 
 @router.post("/versions", status_code=201, responses=_WRITE, summary="Register a version")
@@ -79,16 +76,16 @@ async def add_version(
 ) -> Response:
     rt = runtime_of(request)
     info = await run_in_threadpool(
-        registry.add,
+        governance.add_version,
         rt.state,
         body.version,
         body.endpoint,
         actor_of(key),
-        notes=body.notes,
-        status="stable" if body.stable else "staging",
+        body.notes,
+        body.stable,
     )
     rt.routes.invalidate()
-    return json_response(info.to_dict(), 201)
+    return json_response(info, 201)
 
 
 @router.get(
@@ -104,9 +101,7 @@ def get_version(request: Request, version: str) -> Response:
 def get_evidence(
     request: Request, version: str, kind: str | None = Query(None, max_length=100)
 ) -> Response:
-    state = runtime_of(request).state
-    registry.get(state, version)
-    return json_response(registry.evidence(state, version, kind))
+    return json_response(governance.version_evidence(runtime_of(request).state, version, kind))
 
 
 @router.get(
@@ -116,8 +111,7 @@ def get_evidence(
 )
 async def get_scorecard(request: Request, version: str) -> Response:
     rt = runtime_of(request)
-    registry.get(rt.state, version)
-    card = await run_in_threadpool(scorecard, rt.settings, version, state=rt.state, n_boot=500)
+    card = await run_in_threadpool(governance.version_scorecard, rt.settings, rt.state, version)
     return json_response(card)
 
 
@@ -148,11 +142,11 @@ async def quarantine(
     key: ApiKey | None = Depends(requires("registry")),
 ) -> Response:
     rt = runtime_of(request)
-    changed = await run_in_threadpool(
-        registry.quarantine, rt.state, version, body.reason, actor_of(key)
+    info = await run_in_threadpool(
+        governance.quarantine_version, rt.state, version, body.reason, actor_of(key)
     )
     rt.routes.invalidate()
-    return json_response({**registry.get(rt.state, version).to_dict(), "changed": changed})
+    return json_response(info)
 
 
 @router.post(
@@ -168,8 +162,8 @@ async def request_release(
     key: ApiKey = Depends(requires_key("release")),
 ) -> Response:
     rt = runtime_of(request)
-    req = await run_in_threadpool(registry.request_release, rt.state, version, key, body.reason)
-    return json_response(req.to_dict(), 201)
+    req = await run_in_threadpool(governance.request_release, rt.state, version, key, body.reason)
+    return json_response(req, 201)
 
 
 @router.post(
@@ -188,7 +182,7 @@ async def approve(
 ) -> Response:
     rt = runtime_of(request)
     res = await run_in_threadpool(
-        registry.approve_release,
+        governance.approve_release,
         rt.state,
         version,
         key,

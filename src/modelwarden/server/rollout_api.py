@@ -65,8 +65,8 @@ async def start(
         rt.settings,
         rt.state,
         body.version,
-        body.plan_yaml,
         actor_of(key),
+        body.plan_yaml,
     )
     rt.routes.invalidate()
     return json_response(view, 201)

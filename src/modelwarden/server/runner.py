@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -25,6 +26,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def uvicorn_config(
     app: Any, host: str, port: int, *, log_level: str = "warning", access_log: bool = False
 ) -> uvicorn.Config:
+    # lazy: the fast protocol imports the whole gateway; fake-upstream runs without it
     from modelwarden.server.fast_http import protocol_for
 
     return uvicorn.Config(
@@ -103,8 +105,6 @@ def wait_for_spool(
     For read-your-writes: the ingest API answers once a batch is durable, and the log store (which
     the read API queries) takes it in a moment later.
     """
-    import httpx
-
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base_url, timeout=5, headers=headers) as http:
         while True:

@@ -30,7 +30,6 @@ from modelwarden.evals import service as evals_service
 from modelwarden.governance import audit, incidents, registry
 from modelwarden.governance import service as governance
 from modelwarden.governance.keys import ApiKey, AuthError, may
-from modelwarden.governance.scorecard import scorecard
 from modelwarden.governance.sessions import close_session, open_session
 from modelwarden.kpi.service import last_day, overview_kpis
 from modelwarden.policy import service as policy_service
@@ -464,7 +463,7 @@ async def rollout_operate(request: Request, operation: str) -> Response:
 @router.get("/registry")
 def registry_page(request: Request) -> Response:
     _user(request)
-    versions = [v.to_dict() for v in registry.list_versions(runtime_of(request).state)]
+    versions = governance.list_versions(runtime_of(request).state)
     return _render(request, "registry.html", "/registry", title="Registry", versions=versions)
 
 
@@ -481,7 +480,9 @@ async def version_page(request: Request, version: str) -> Response:
         for r in evals_service.runs(rt.state, version)
     ]
     try:
-        card = await run_in_threadpool(scorecard, rt.settings, version, state=rt.state, n_boot=300)
+        card = await run_in_threadpool(
+            governance.version_scorecard, rt.settings, rt.state, version, 300
+        )
     except NotFoundError:
         card = None
     return _render(
@@ -513,7 +514,7 @@ async def approve(request: Request, version: str) -> Response:
     rt = runtime_of(request)
     form = await _form(request)
     res = await run_in_threadpool(
-        registry.approve_release,
+        governance.approve_release,
         rt.state,
         version,
         key,
@@ -536,7 +537,7 @@ async def request_release(request: Request, version: str) -> Response:
     assert key is not None
     form = await _form(request)
     await run_in_threadpool(
-        registry.request_release, runtime_of(request).state, version, key, form.get("reason", "")
+        governance.request_release, runtime_of(request).state, version, key, form.get("reason", "")
     )
     return _redirect(back, "release requested; a different approver approves it")
 
@@ -634,7 +635,7 @@ def _answer(v: str) -> Any:
 @router.get("/incidents")
 def incidents_page(request: Request) -> Response:
     _user(request)
-    items = [i.to_dict() for i in incidents.list_incidents(runtime_of(request).state)]
+    items = governance.list_incidents(runtime_of(request).state)
     return _render(request, "incidents.html", "/incidents", title="Incidents", items=items)
 
 
@@ -682,7 +683,11 @@ async def incident_resolve(request: Request, incident_id: str) -> Response:
     key = await caller(request, "incidents")
     form = await _form(request)
     await run_in_threadpool(
-        incidents.close, runtime_of(request).state, incident_id, actor_of(key), form.get("note", "")
+        governance.close_incident,
+        runtime_of(request).state,
+        incident_id,
+        actor_of(key),
+        form.get("note", ""),
     )
     return _redirect(back, "incident closed")
 
@@ -813,7 +818,7 @@ def sop_page(request: Request) -> Response:
     _user(request)
     rt = runtime_of(request)
     cur = policy_service.current(rt.settings, rt.state)
-    html = _md.render(policy_service.sop_markdown(rt.settings, rt.state))
+    html = _md.render(policy_service.sop_markdown(rt.settings, state=rt.state))
     return _render(request, "sop.html", "/sop", title="SOP", html=html, source=cur["source"])
 
 
