@@ -3,11 +3,12 @@ incidents and the audit log, each answer as JSON-able data."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from modelwarden.errors import InputError, NotFoundError
-from modelwarden.governance import audit, incidents, notify, registry
+from modelwarden.governance import audit, incidents, notify, registry, scorecard
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
@@ -82,4 +83,21 @@ def audit_entries(
     return [e.to_dict() for e in rows]
 
 
-__all__ = ["RCA_FORMATS", "audit_entries", "incident_detail", "rca_file", "version_detail"]
+def scorecard_text(settings: Settings, version: str, fmt: str = "md") -> str:
+    """A version's scorecard as a Markdown page (``md``) or indented JSON (``json``)."""
+    if fmt not in ("md", "json"):
+        raise InputError("format must be md or json", field="format")
+    card = scorecard.scorecard(settings, version)
+    if fmt == "md":
+        return scorecard.render_markdown(card)
+    return json.dumps(card, indent=2, default=str, ensure_ascii=False)
+
+
+__all__ = [
+    "RCA_FORMATS",
+    "audit_entries",
+    "incident_detail",
+    "rca_file",
+    "scorecard_text",
+    "version_detail",
+]
