@@ -154,13 +154,13 @@ def test_rebuilt_rollups_count_every_request(stored: tuple[Settings, dict, Path]
 # ---- drift -------------------------------------------------------------------------------------
 def test_run_drift_checks_its_input_before_reading(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path / "empty", embedder="hashing")
-    for kwargs, field in (
-        ({"kind": "answers"}, "kind"),
-        ({"method": "guess"}, "method"),
-        ({"by": "route"}, "by"),
+    for kind, method, by, field in (
+        ("answers", "suite", "plant_id", "kind"),
+        ("prompt", "guess", "plant_id", "method"),
+        ("prompt", "suite", "route", "by"),
     ):
         with pytest.raises(InputError) as err:
-            drift.run_drift(s, "2026-W46", "2026-W47", **kwargs)
+            drift.run_drift(s, "2026-W46", "2026-W47", kind=kind, method=method, by=by)
         assert err.value.field == field
 
 

@@ -9,18 +9,9 @@ from typing import Any
 import numpy as np
 
 from modelwarden.drift.centroid import SEED_THRESHOLD, check_drift
-from modelwarden.drift.explain import explain_drift
 from modelwarden.drift.history import ALL_PLANTS, load_reservoir, record_results
-from modelwarden.drift.quality import (
-    BernoulliCusumDetector,
-    CusumDetector,
-    RateDriftDetector,
-    ScoreDriftDetector,
-)
-from modelwarden.drift.registry import EMBEDDING_DETECTORS, get_detector
 from modelwarden.embed.service import WindowVectors, embed_missing, embedder_key, window_vectors
 from modelwarden.errors import InputError, NotFoundError
-from modelwarden.kpi.compute import effective_feedback
 from modelwarden.settings import Settings
 from modelwarden.store.reads import filtered_requests, open_store, plants
 from modelwarden.windows import Window
@@ -174,6 +165,10 @@ def _embedding_drift(
     progress: Callable[[int], None] | None,
     on_total: Callable[[int], None] | None,
 ) -> list[dict[str, Any]]:
+    # lazy: the detectors load SciPy (about a second); what only reads stored drift (the history,
+    # the baselines' list) imports this module without them
+    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+
     if kind not in ("prompt", "response"):
         raise InputError("kind must be prompt, response or quality", field="kind")
     if method not in EMBEDDING_DETECTORS:
@@ -314,6 +309,8 @@ def test_vectors(
     baseline: np.ndarray, current: np.ndarray, method: str, alpha: float
 ) -> dict[str, Any]:
     """A calibrated detector's verdict on two sets of vectors, as a flat row."""
+    from modelwarden.drift.registry import get_detector  # lazy: SciPy, as in _embedding_drift
+
     try:
         det = get_detector(method, alpha=alpha)
     except InputError as exc:
@@ -339,6 +336,8 @@ def test_vectors(
 
 def explanation(b: Any, c: Any, alpha: float, top: int = 3) -> dict[str, Any]:
     """The clusters that are new or grew most, and the single most novel prompts."""
+    from modelwarden.drift.explain import explain_drift  # lazy: SciPy, as in _embedding_drift
+
     exp = explain_drift(
         b.vectors, c.vectors, texts_current=c.texts, texts_baseline=b.texts, alpha=alpha
     )
@@ -367,6 +366,9 @@ def quality_frame(
     settings: Settings, since: datetime, until: datetime, plant: str | None = None
 ) -> dict[str, np.ndarray]:
     """Per request of ``[since, until)``: time, plant, version, effective score, safety flag."""
+    # lazy: kpi.compute loads Ibis's expression API at import; only quality drift needs it here
+    from modelwarden.kpi.compute import effective_feedback
+
     con = open_store(settings).connect()
     t = filtered_requests(con, since, until, plant, include_shadow=False)
     t = effective_feedback(t, con.table("feedback"))
@@ -413,6 +415,14 @@ def quality_over_windows(
     a simulated threshold). The row's ``signal`` says which series it is about; ``n_baseline``
     and ``n_current`` count ratings, requests or days.
     """
+    # lazy: SciPy, as in _embedding_drift
+    from modelwarden.drift.quality import (
+        BernoulliCusumDetector,
+        CusumDetector,
+        RateDriftDetector,
+        ScoreDriftDetector,
+    )
+
     scopes = drift_scopes(settings, current, plant=plant, version=version, by=by)
     base = quality_frame(settings, baseline.since, baseline.until, plant)
     cur = quality_frame(settings, current.since, current.until, plant)

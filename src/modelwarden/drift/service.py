@@ -32,7 +32,6 @@ from modelwarden.drift.monitor import (
     quality_over_windows,
     test_vectors,
 )
-from modelwarden.drift.registry import EMBEDDING_DETECTORS
 from modelwarden.embed.service import embedder_key
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
@@ -105,6 +104,9 @@ def run_drift(
     ``reservoir``) or, when ``files`` is allowed, paths of ``.npy``/Parquet/JSONL embeddings.
     The CLI allows files; the HTTP API does not read the server's disk.
     """
+    # lazy: the detectors load SciPy, which drift_history and the baseline commands do not need
+    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+
     _check_drift_kind(kind)
     if method not in EMBEDDING_DETECTORS:
         raise InputError(

@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from modelwarden.errors import InputError
 from modelwarden.evals import store
-from modelwarden.evals.compare import DEFAULT_GATE_YAML, Comparison, GateSpec, default_gate
 from modelwarden.evals.golden import GoldenSet, dump_golden, load_golden, starter_set
-from modelwarden.evals.runner import RunOptions, RunResult, run_eval
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
+
+if TYPE_CHECKING:
+    from modelwarden.evals.compare import Comparison
+    from modelwarden.evals.runner import RunResult
+
+# The gate (SciPy) and the runner (the metric libraries) are imported by the functions that use
+# them: listing or showing runs, here and in the HTTP API, starts without them.
 
 
 def runs(state: StateStore, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -57,6 +62,8 @@ def write_starter_set(out: Path, force: bool = False) -> GoldenSet:
 
 def write_default_gate(out: Path, force: bool = False) -> Path:
     """Write the default release gate (floors, non-inferiority margins, hard gates) to ``out``."""
+    from modelwarden.evals.compare import DEFAULT_GATE_YAML, default_gate  # lazy: see the top
+
     default_gate()  # the text must stay a valid gate
     _write_new(out, DEFAULT_GATE_YAML, force)
     return out
@@ -75,6 +82,8 @@ def run_golden(
     ``options`` are :class:`RunOptions` fields (``model``, ``endpoint``, ``concurrency``…);
     ``None`` means the default. ``on_start`` hears the loaded set before the first request.
     """
+    from modelwarden.evals.runner import RunOptions, run_eval  # lazy: see the top
+
     gs = load_golden(golden)
     opts = RunOptions.build(**options)
     state = StateStore.of(settings)
@@ -119,6 +128,8 @@ def compare(
     Without ``gate`` the default gate (what ``write_default_gate`` writes) judges the metrics.
     ``slices`` are tag names, each entry possibly a comma list. The comparison is stored.
     """
+    from modelwarden.evals.compare import GateSpec, default_gate  # lazy: see the top
+
     spec = GateSpec.load(gate) if gate is not None else default_gate()
     source = (
         f"from {gate}"

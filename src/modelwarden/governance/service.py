@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelwarden.errors import InputError, NotFoundError
-from modelwarden.governance import audit, incidents, notify, registry, scorecard
+from modelwarden.governance import audit, incidents, notify, registry
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
@@ -87,6 +87,9 @@ def scorecard_text(settings: Settings, version: str, fmt: str = "md") -> str:
     """A version's scorecard as a Markdown page (``md``) or indented JSON (``json``)."""
     if fmt not in ("md", "json"):
         raise InputError("format must be md or json", field="format")
+    # lazy: the scorecard's statistics load SciPy, which the other reads here do not need
+    from modelwarden.governance import scorecard
+
     card = scorecard.scorecard(settings, version)
     if fmt == "md":
         return scorecard.render_markdown(card)

@@ -12,7 +12,6 @@ from modelwarden.ingest.core import Ingestor, IngestReport
 from modelwarden.records import KINDS
 from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
-from modelwarden.simulate import service as sim
 from modelwarden.store import reads
 from modelwarden.store.reads import open_store, time_bounds
 from modelwarden.windows import parse_time
@@ -84,6 +83,10 @@ def simulate_traffic(
         raise InputError(
             "say where the traffic goes: --out FILE, --ingest or --to-gateway URL", field="out"
         )
+    # lazy: the simulator (its corpus and HTTP client) is 0.1 s that `ingest` and `rejected`
+    # would pay for nothing
+    from modelwarden.simulate import service as sim
+
     end_dt = parse_time(end, "end") if end else None
     data = sim.simulate(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
     summary = sim.summary(data)
