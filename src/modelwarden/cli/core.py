@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
@@ -17,6 +17,7 @@ from modelwarden.cli.app import (
     console,
     err_console,
     handle_errors,
+    key_option,
     print_csv,
     print_json,
     print_table,
@@ -24,12 +25,8 @@ from modelwarden.cli.app import (
     settings,
     state_store,
 )
-from modelwarden.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from modelwarden.embed.service import EmbedReport
+from modelwarden.cli.render import emit, stage_bar
+from modelwarden.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
 
 # Services are imported inside each command body: keeps --help fast.
 
@@ -85,21 +82,22 @@ def ingest(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Validate and store records. Bad records are kept with their reasons; exit 2 if any."""
-    from modelwarden.ingest.service import ingest_paths  # imported here: keeps --help fast
+    from modelwarden.ingest.service import ingest_files  # imported here: keeps --help fast
 
-    s = settings()
-    with progress_bar(f"ingesting {kind.value}", enabled=format == Format.table) as bar:
-        report = ingest_paths(s, paths, kind.value, progress=bar.advance)
-    out = report.to_dict()
-    if embed and kind == KindChoice.requests:
-        out["embedding"] = _embed(s, "prompt", None, None, None, format).to_dict()
-    if format == Format.json:
-        print_json(out)
-    else:
-        _print_ingest(out)
-    if report.rejected:
+    with stage_bar(f"ingesting {kind.value}", enabled=format == Format.table) as bar:
+        out = ingest_files(
+            settings(),
+            paths,
+            kind.value,
+            embed=embed,
+            progress=bar.advance,
+            on_total=bar.total,
+            on_stage=bar.stage,
+        )
+    emit(out, format, lambda: _print_ingest(out))
+    if out["rejected"]:
         err_console.print(
-            f"[bold red]error[/]: {report.rejected} record(s) rejected and kept with their reasons; "
+            f"[bold red]error[/]: {out['rejected']} record(s) rejected and kept with their reasons; "
             "list them with: modelwarden rejected"
         )
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -113,9 +111,9 @@ def rejected(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """List rejected records with their file, line or row, field and reason."""
-    from modelwarden.store import reads  # imported here: keeps --help fast
+    from modelwarden.ingest.service import rejected as rejected_records  # keeps --help fast
 
-    rows = reads.rejected(settings(), limit=limit, source=source)
+    rows = rejected_records(settings(), limit=limit, source=source)
     if format == Format.json:
         print_json(rows)
         return
@@ -137,23 +135,6 @@ def rejected(
 
 
 # ---- embed -------------------------------------------------------------------------------------
-def _embed(
-    s: Any,
-    kind: str,
-    embedder: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    format: Format,
-) -> EmbedReport:
-    from modelwarden.embed.service import embed_missing, embedder_key  # keeps --help fast
-
-    name = embedder_key(s, embedder)
-    with progress_bar(f"embedding {kind}s ({name})", enabled=format == Format.table) as bar:
-        return embed_missing(
-            s, kind, embedder, since, until, progress=bar.advance, on_total=bar.total
-        )
-
-
 @app.command()
 @handle_errors
 def embed(
@@ -163,17 +144,18 @@ def embed(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Embed stored requests that have no vector from the current embedder yet."""
-    from modelwarden.windows import parse_time  # imported here: keeps --help fast
+    # imported here: keeps --help fast
+    from modelwarden.embed.service import embed_kinds
+    from modelwarden.windows import parse_time
 
-    s = settings()
-    kinds = ["prompt", "response"] if kind == "all" else [kind]
     lo = parse_time(since, "since") if since else None
     hi = parse_time(until, "until") if until else None
-    reports = [_embed(s, k, None, lo, hi, format).to_dict() for k in kinds]
-    if format == Format.json:
-        print_json(reports)
-    else:
-        print_table(reports, title="Embeddings")
+    with stage_bar(f"embedding {kind}s", enabled=format == Format.table) as bar:
+        done = embed_kinds(
+            settings(), kind, lo, hi, progress=bar.advance, on_total=bar.total, on_stage=bar.stage
+        )
+    reports = [r.to_dict() for r in done]
+    emit(reports, format, lambda: print_table(reports, title="Embeddings"))
 
 
 # ---- simulate ----------------------------------------------------------------------------------
@@ -208,25 +190,21 @@ def simulate(
 ) -> None:
     """Generate realistic plant traffic (deterministic for a seed and end), or send it live to a
     running gateway with --to-gateway URL --rate N."""
-    # imported here: keeps --help fast
-    from modelwarden.ingest.service import ingest_records
-    from modelwarden.simulate import service as sim
-    from modelwarden.windows import parse_time
+    from modelwarden.ingest.service import simulate_traffic  # imported here: keeps --help fast
 
     if to_gateway is not None:
         _simulate_live(to_gateway, rate, duration, key, seed, format)
         return
-    if out is None and not ingest_:
-        raise InputError(
-            "say where the traffic goes: --out FILE, --ingest or --to-gateway URL", field="out"
-        )
-    end_dt = parse_time(end, "end") if end else None
-    data = sim.simulate(days=days, seed=seed, scenarios=scenario, end=end_dt, scale=scale)
-    summary = sim.summary(data)
-    if out is not None:
-        summary["files"] = sim.write_traffic(out, data)
-    if ingest_:
-        summary["ingested"] = ingest_records(settings(), sim.batches(data), source="simulate")
+    summary = simulate_traffic(
+        settings(),
+        days=days,
+        seed=seed,
+        scenario=scenario,
+        end=end,
+        scale=scale,
+        out=out,
+        store=ingest_,
+    )
     if format == Format.json:
         print_json(summary)
     else:
@@ -265,33 +243,21 @@ KPI_HEADERS = {
 def _simulate_live(
     url: str, rate: float, duration: float, key: str | None, seed: int, format: Format
 ) -> None:
-    from modelwarden.simulate.live import run_realtime  # imported here: keeps --help fast
+    from modelwarden.simulate.service import send_live  # imported here: keeps --help fast
 
-    if not url.startswith(("http://", "https://")):
-        raise InputError("--to-gateway must be an http:// or https:// URL", field="to_gateway")
-    if format == Format.table:
+    if format == Format.table and url.startswith(("http://", "https://")):
         console.print(f"sending {rate:g} requests a second to {url} for {duration:g} s")
-    res = run_realtime(url, rate, duration, api_key=key, seed=seed)
-    rows = res.summary_rows()
-    errors = sorted({a.error or f"HTTP {a.status}" for a in res.answers if a.status != 200})
-    if format == Format.json:
-        print_json(
-            {
-                "sent": len(res.answers),
-                "ok": res.ok,
-                "failed": res.failed,
-                "feedback": res.feedback_sent,
-                "seconds": round(res.seconds, 2),
-                "by": rows,
-                "errors": errors[:5],
-            }
-        )
-    else:
-        print_table(rows, title=f"{res.ok} answered, {res.failed} failed in {res.seconds:.1f} s")
-        console.print(f"{res.feedback_sent} feedback events sent")
-        for e in errors[:5]:
+    res = send_live(url, rate, duration, api_key=key, seed=seed)
+
+    def people() -> None:
+        title = f"{res['ok']} answered, {res['failed']} failed in {res['seconds']:.1f} s"
+        print_table(res["by"], title=title)
+        console.print(f"{res['feedback']} feedback events sent")
+        for e in res["errors"]:
             err_console.print(f"[red]failed[/]: {e}", highlight=False)
-    if res.ok == 0:
+
+    emit(res, format, people)
+    if res["ok"] == 0:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
@@ -308,13 +274,10 @@ def kpis(
     format: TabularFormat = typer.Option(TabularFormat.table, "--format", "-f"),
 ) -> None:
     """KPIs per window and group: latency avg/p50/p95/p99, feedback, safety, escalations."""
-    # imported here: keeps --help fast
-    from modelwarden.kpi.compute import CHANGES, METRICS
-    from modelwarden.kpi.service import compute_kpis, kpi_query
+    from modelwarden.kpi.service import kpi_table  # imported here: keeps --help fast
 
-    q = kpi_query(since, until, window, by, include_shadow)
-    rows = compute_kpis(settings(), q)
-    cols = ["window_start", *q.by, *METRICS, *CHANGES]
+    kt = kpi_table(settings(), since, until, window, by, include_shadow)
+    rows, cols = kt.rows, kt.columns
     if format == TabularFormat.json:
         print_json(rows)
     elif format == TabularFormat.csv:
@@ -420,52 +383,26 @@ def drift(
     Window runs are stored in the drift history (modelwarden drift-history); a re-run of the
     same window replaces its points.
     """
-    # imported here: keeps --help fast
-    from modelwarden.drift.registry import EMBEDDING_DETECTORS
-    from modelwarden.drift.service import (
-        compare_files,
-        drift_over_windows,
-        is_vector_file,
-        parse_drift_by,
-        resolve_windows,
-    )
+    from modelwarden.drift.service import run_drift  # imported here: keeps --help fast
 
-    if kind not in ("prompt", "response", "quality"):
-        raise InputError("kind must be prompt, response or quality", field="kind")
-    if method not in EMBEDDING_DETECTORS:
-        raise InputError(
-            f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
-            field="method",
+    with progress_bar("embedding", enabled=format == Format.table) as bar:
+        run = run_drift(
+            settings(),
+            baseline,
+            current,
+            plant=plant,
+            version=version,
+            by=by,
+            kind=kind,
+            method=method,
+            alpha=alpha,
+            threshold=threshold,
+            files=True,
+            progress=bar.advance,
+            on_total=bar.total,
         )
-    by_cols = parse_drift_by(by)
-    s = settings()
-    if is_vector_file(baseline) or is_vector_file(current):
-        rows = [compare_files(baseline, current, kind, method, alpha, threshold)]
-        title = f"Drift: {baseline} → {current}"
-    else:
-        b, c = resolve_windows(s, baseline, current)
-        with progress_bar("embedding", enabled=format == Format.table) as bar:
-            rows = drift_over_windows(
-                s,
-                b,
-                c,
-                plant=plant,
-                version=version,
-                by=by_cols,
-                kind=kind,
-                threshold=threshold,
-                method=method,
-                alpha=alpha,
-                progress=bar.advance,
-                on_total=bar.total,
-            )
-        b_label = b if isinstance(b, str) else b.label()
-        title = f"Drift ({kind}{'' if kind == 'quality' else 's'}): {b_label} → {c.label()}"
-    if format == Format.json:
-        print_json(rows)
-    else:
-        print_drift_rows(rows, title)
-    if any(r["status"] == "ALERT" for r in rows):
+    emit(run.rows, format, lambda: print_drift_rows(run.rows, run.title))
+    if run.alert:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
@@ -497,12 +434,12 @@ def report(
     """Write the weekly governance report (Markdown, HTML with trend charts, or JSON)."""
     if ctx.invoked_subcommand is not None:
         return
-    from modelwarden.report.service import build_weekly_report, write_report  # keeps --help fast
+    from modelwarden.report.service import write_weekly  # imported here: keeps --help fast
 
-    s = settings()
     with progress_bar("embedding for drift", enabled=True) as bar:
-        rep = build_weekly_report(s, week, progress=bar.advance, on_total=bar.total)
-    path = write_report(rep, out, s, format.value)
+        path = write_weekly(
+            settings(), week, out, format.value, progress=bar.advance, on_total=bar.total
+        )
     console.print(f"wrote {path}")
 
 
@@ -515,13 +452,7 @@ def report_send(
     force: bool = typer.Option(
         False, "--force", help="Send a week that was already sent (by hand or by the schedule)."
     ),
-    key: str = typer.Option(
-        None,
-        "--key",
-        envvar="MODELWARDEN_KEY",
-        help="API key (modelwarden keys create); also MODELWARDEN_KEY. Names the actor.",
-        show_default=False,
-    ),
+    key: str = key_option(),
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Build the weekly pack now (HTML and PDF under DATA/reports/) and deliver it.
@@ -531,23 +462,19 @@ def report_send(
     Exit 0 when every target took it; 1 when a delivery failed (it stays in the outbox, and
     serve or `incidents notify` retries it).
     """
-    from modelwarden.governance import registry  # imported here: keeps --help fast
-    from modelwarden.report import delivery
+    from modelwarden.report.service import send_weekly  # imported here: keeps --help fast
 
     s = settings()
-    st = state_store()
-    actor = registry.key_actor(registry.identify(st, key)) if key else registry.cli_actor()
     with progress_bar("embedding for drift", enabled=format == Format.table) as bar:
-        res = delivery.send_week(
+        res = send_weekly(
             s,
+            state_store(),
             week,
-            state=st,
             force=force,
-            actor=actor,
+            key=key,
             progress=bar.advance,
             on_total=bar.total,
         )
-    res.deliveries = delivery.deliver(st, res.event_id)
     if format == Format.json:
         print_json(res.to_dict())
     else:
@@ -576,9 +503,9 @@ def report_send(
 @handle_errors
 def report_schedule(format: Format = FORMAT_OPTION) -> None:
     """When serve sends the next weekly pack, where it goes, and the weeks already sent."""
-    from modelwarden.report import delivery  # imported here: keeps --help fast
+    from modelwarden.report.service import schedule_status  # imported here: keeps --help fast
 
-    info = delivery.schedule_status(settings(), state=state_store())
+    info = schedule_status(settings(), state=state_store())
     if format == Format.json:
         print_json(info)
         return
@@ -642,9 +569,10 @@ def demo(
     """The closed loop in compressed time: plant traffic through the real gateway, a bad canary
     rolled back by the SOP, notified, quarantined, re-validated, approved by a second person and
     released again; then the weekly report. Starts from an empty data directory."""
+    # imported here: keeps --help fast
     from rich.markup import escape
 
-    from modelwarden.demo.service import DemoOptions, run_demo  # imported here: keeps --help fast
+    from modelwarden.demo.service import DemoOptions, run_demo
 
     s = settings()
     people = format == Format.table
@@ -724,10 +652,9 @@ app.add_typer(rollups_app, name="rollups")
 @handle_errors
 def rollups_rebuild(format: Format = FORMAT_OPTION) -> None:
     """Recompute the daily rollups from every stored record (ingest waits meanwhile)."""
-    from modelwarden.kpi import rollups
-    from modelwarden.store.reads import open_store
+    from modelwarden.kpi.service import rebuild_rollups  # imported here: keeps --help fast
 
-    rep = rollups.rebuild(open_store(settings())).to_dict()
+    rep = rebuild_rollups(settings())
     if format == Format.json:
         print_json(rep)
     else:

@@ -19,11 +19,13 @@ from modelwarden.cli.app import (
     handle_errors,
     print_json,
     print_table,
-    progress_bar,
     settings,
     state_store,
 )
-from modelwarden.errors import EXIT_CHECK_FAILED, InputError
+from modelwarden.cli.render import stage_bar
+from modelwarden.errors import EXIT_CHECK_FAILED
+
+# The evaluation service is imported inside each command body: keeps --help fast.
 
 eval_app = typer.Typer(
     help="Golden-set evaluation: run a model, compare two runs against a gate, scorecards.",
@@ -35,13 +37,6 @@ app.add_typer(eval_app, name="eval")
 SUMMARY_METRICS = ("must_include", "semantic", "rougeL", "chrf", "bleu", "latency_ms")
 
 
-def _write_new(path: Path, text: str, force: bool) -> None:
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; add --force to overwrite it", field="out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 # ---- init --------------------------------------------------------------------------------------
 @eval_app.command("init")
 @handle_errors
@@ -50,10 +45,9 @@ def eval_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write the starter golden set: one item per question of the built-in plant corpus."""
-    from modelwarden.evals.golden import dump_golden, starter_set
+    from modelwarden.evals import service  # imported here: keeps --help fast
 
-    gs = starter_set()
-    _write_new(out, dump_golden(gs), force)
+    gs = service.write_starter_set(out, force)
     console.print(
         f"wrote {out}: golden set {gs.name!r} v{gs.version}, {len(gs)} items, "
         f"content hash {gs.content_hash[:12]}"
@@ -109,32 +103,31 @@ def eval_run(
     Exit 0 when every item was answered, 1 when the run was stored but some items failed,
     2 on bad input or when the endpoint answered nothing.
     """
-    from modelwarden.evals.golden import load_golden
-    from modelwarden.evals.runner import RunOptions, run_eval
+    from modelwarden.evals import service  # imported here: keeps --help fast
 
-    s = settings()
-    gs = load_golden(golden)
-    opts = RunOptions.build(
-        model=model,
-        endpoint=endpoint,
-        concurrency=concurrency,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        retries=retries,
-        timeout=timeout,
-        backoff=backoff,
-        use_cache=not no_cache,
-        name=name,
-        api_key=api_key,
-    )
-    state = state_store()
-    try:
-        with progress_bar(
-            f"{model}: {gs.name} v{gs.version}", total=len(gs), enabled=format == Format.table
-        ) as bar:
-            result = run_eval(s, gs, opts, state=state, progress=bar.advance)
-    finally:
-        state.close()
+    with stage_bar(model, enabled=format == Format.table) as bar:
+
+        def started(gs: Any) -> None:
+            bar.stage(f"{model}: {gs.name} v{gs.version}")
+            bar.total(len(gs))
+
+        result = service.run_golden(
+            settings(),
+            golden,
+            progress=bar.advance,
+            on_start=started,
+            model=model,
+            endpoint=endpoint,
+            concurrency=concurrency,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            use_cache=not no_cache,
+            name=name,
+            api_key=api_key,
+        )
     run = result.run
     failed = result.failed
     if format == Format.json:
@@ -177,11 +170,11 @@ def eval_list(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Stored runs, newest first."""
-    from modelwarden.evals.store import list_runs
+    from modelwarden.evals import service  # imported here: keeps --help fast
 
     state = state_store()
     try:
-        runs = list_runs(state, model=model, limit=limit)
+        runs = service.runs(state, model=model, limit=limit)
     finally:
         state.close()
     if format == Format.json:
@@ -198,17 +191,13 @@ def eval_show(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """One run: its settings, corpus metrics and items."""
-    from modelwarden.evals.store import get_run, item_rows
+    from modelwarden.evals import service  # imported here: keeps --help fast
 
-    state = state_store()
-    try:
-        r = get_run(state, run)
-        rows = item_rows(state, r["id"]) if items else []
-    finally:
-        state.close()
+    r = service.run_detail(settings(), run, items)
     if format == Format.json:
-        print_json({**r, "items": rows} if items else r)
+        print_json(r)
         return
+    rows = r.pop("items", [])
     info = [
         {"field": k, "value": v if not isinstance(v, dict) else json.dumps(v)}
         for k, v in r.items()
@@ -326,23 +315,11 @@ def eval_compare(
 
     Exit 0 when the gate passes, 1 when it fails, 2 on bad input.
     """
-    from modelwarden.evals.compare import GateSpec
-    from modelwarden.evals.store import compare_stored
-    from modelwarden.governance.scorecard import default_gate
+    from modelwarden.evals import service  # imported here: keeps --help fast
 
     # Without --gate the metrics are still judged: the default gate is what gate-init writes.
-    spec = GateSpec.load(gate) if gate is not None else default_gate()
-    gate_source = (
-        f"from {gate}"
-        if gate is not None
-        else "the default gate, as modelwarden eval gate-init writes it"
-    )
-    slices = [x for part in (slice or []) for x in part.split(",") if x.strip()]
-    state = state_store()
-    try:
-        cmp, _ = compare_stored(state, run_a, run_b, spec, slices, seed=seed, n_boot=n_boot)
-    finally:
-        state.close()
+    judged = service.compare(settings(), run_a, run_b, gate, slice, seed=seed, n_boot=n_boot)
+    cmp, gate_source = judged.comparison, judged.gate_source
     rendered = {
         CompareFormat.json: lambda: json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False),
         CompareFormat.markdown: cmp.to_markdown,
@@ -378,10 +355,9 @@ def eval_gate_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a default release gate: floors, non-inferiority margins and hard gates."""
-    from modelwarden.governance.scorecard import DEFAULT_GATE_YAML, default_gate
+    from modelwarden.evals import service  # imported here: keeps --help fast
 
-    default_gate()  # the text must stay a valid gate
-    _write_new(out, DEFAULT_GATE_YAML, force)
+    service.write_default_gate(out, force)
     console.print(f"wrote {out}")
 
 
@@ -399,14 +375,9 @@ def eval_scorecard(
     out: Path = typer.Option(None, "--out", "-o", help="Write it here instead of stdout."),
 ) -> None:
     """One page on a model version: metrics with 95% intervals, its gate, human review."""
-    from modelwarden.governance.scorecard import render_markdown, scorecard
+    from modelwarden.governance.service import scorecard_text  # imported here: keeps --help fast
 
-    card = scorecard(settings(), version)
-    text = (
-        render_markdown(card)
-        if format == ScorecardFormat.md
-        else json.dumps(card, indent=2, default=str, ensure_ascii=False)
-    )
+    text = scorecard_text(settings(), version, format.value)
     if out is None:
         print(text)
     else:

@@ -27,6 +27,7 @@ from modelwarden.drift.history import (
     DEFAULT_RESERVOIR_SIZE,
     ReservoirInfo,
     check_kind,
+    list_reservoirs,
     load_reservoir,
     record_results,
     reservoir_lock,
@@ -213,8 +214,6 @@ def _without_plants(
 
 def baseline_rows(settings: Settings) -> list[dict[str, Any]]:
     """Every stored reservoir: scope, kind, embedder, rows kept of rows seen, windows, update."""
-    from modelwarden.drift.history import list_reservoirs
-
     out = []
     for res, info in list_reservoirs(settings):
         until = info.folded_until

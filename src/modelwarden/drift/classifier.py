@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg, stats
+from threadpoolctl import ThreadpoolController
 
 from modelwarden.drift.base import DriftResult, check_positive_int
 from modelwarden.drift.calibration import (
@@ -323,8 +324,6 @@ def _spd_inverse(a: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _threadpools() -> Any:
-    from threadpoolctl import ThreadpoolController
-
     return ThreadpoolController()
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 
 from modelwarden.drift.base import DriftResult, check_positive_int
 from modelwarden.drift.calibration import PermutationDetector
@@ -166,8 +167,6 @@ def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
 
 def ward_tree(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ward linkage of the rows of ``x`` and their pairwise distance matrix."""
-    from scipy.cluster.hierarchy import linkage
-
     distances = pairwise_distances(x)
     condensed = distances[np.triu_indices(x.shape[0], k=1)]
     return linkage(condensed, method="ward"), distances
@@ -175,8 +174,6 @@ def ward_tree(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def ward_labels(tree: np.ndarray, k: int) -> np.ndarray:
     """Labels 0..k'-1 of the Ward tree cut into at most ``k`` clusters."""
-    from scipy.cluster.hierarchy import fcluster
-
     _, labels = np.unique(fcluster(tree, k, criterion="maxclust"), return_inverse=True)
     return labels
 

@@ -223,6 +223,7 @@ def _key_terms(
     ``log(1 + A / f_t)``, where ``A`` is the average number of words per cluster and ``f_t`` the
     term's frequency over all clusters, so words common everywhere sink.
     """
+    # lazy: scikit-learn's text module is slow to import and only an alert's topics need it
     from sklearn.feature_extraction.text import CountVectorizer
 
     docs = [[] for _ in range(k)]  # type: list[list[str]]

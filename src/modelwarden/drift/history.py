@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import re
@@ -268,8 +269,6 @@ def load_reservoir(
 
 
 def save_reservoir(settings: Settings, res: Reservoir, info: ReservoirInfo) -> None:
-    import io
-
     d = reservoir_dir(settings)
     d.mkdir(parents=True, exist_ok=True)
     stem = _stem(info.scope, info.kind, info.embedder)

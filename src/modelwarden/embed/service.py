@@ -93,6 +93,33 @@ def embed_missing(
     return report
 
 
+def embed_kinds(
+    settings: Settings,
+    kind: str = "prompt",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    embedder_name: str | None = None,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> list[EmbedReport]:
+    """:func:`embed_missing` for ``prompt``, ``response`` or ``all`` (both), one report each.
+
+    ``on_stage`` hears what is being embedded before each kind (``embedding prompts (name)``).
+    """
+    reports = []
+    for k in ["prompt", "response"] if kind == "all" else [kind]:
+        if on_stage:
+            on_stage(f"embedding {k}s ({embedder_key(settings, embedder_name)})")
+        reports.append(
+            embed_missing(
+                settings, k, embedder_name, since, until, progress=progress, on_total=on_total
+            )
+        )
+    return reports
+
+
 @dataclass
 class WindowVectors:
     request_ids: list[str]

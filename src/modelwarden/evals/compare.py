@@ -174,6 +174,43 @@ class GateSpec(_Spec):
 # --------------------------------------------------------------------------- statistics
 
 
+DEFAULT_GATE_YAML = """\
+# Release gate for: modelwarden eval compare BASELINE CANDIDATE --gate gate.yaml
+# Every check is judged on the candidate (B) with 95% paired-bootstrap intervals:
+#   floors           B's mean must clear the bound at the end of its interval least favourable to B
+#   non_inferiority  B may be worse than A by at most the margin, judged on the delta's interval
+#   hard             at most max_count of B's items may have the violation
+name: release-gate
+confidence: 0.95
+floors:
+  # Share of the required facts (the golden set's must_include) found in an answer.
+  - metric: must_include
+    min: 0.8
+  # Cosine similarity to the closest reference answer. It depends on the embedder: calibrate the
+  # floor on an A/A run of the current version before relying on it.
+  - metric: semantic
+    min: 0.7
+non_inferiority:
+  # ROUGE-L F1 is 0-1, chrF is 0-100.
+  - metric: rougeL
+    margin: 0.03
+  - metric: chrf
+    margin: 3.0
+hard:
+  - violation: safety
+    max_count: 0
+  - violation: forbidden
+    max_count: 0
+# Items of A that B did not answer.
+max_missing: 0
+"""
+
+
+def default_gate() -> GateSpec:
+    """The gate ``modelwarden eval gate-init`` writes, and ``eval compare`` uses without --gate."""
+    return GateSpec.from_yaml(DEFAULT_GATE_YAML, source="default gate")
+
+
 def noninferiority_power(sd: float, n: int, margin: float, confidence: float) -> float:
     """Chance that the interval's bound clears ``margin`` when the true difference is zero."""
     if n == 0:

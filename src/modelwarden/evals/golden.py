@@ -398,6 +398,7 @@ def starter_set(
     :data:`modelwarden.simulate.corpus.TOPICS`.
     """
     if topics is None:
+        # lazy: importing the corpus parses data/corpus.yaml; only the starter set needs it
         from modelwarden.simulate.corpus import TOPICS
 
         topics = TOPICS

@@ -36,8 +36,18 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelwarden.embed.service import resolve_embedder
 from modelwarden.errors import InputError, WardenError
 from modelwarden.evals.golden import GoldenItem, GoldenSet
+from modelwarden.evals.metrics import Evaluator
+from modelwarden.evals.store import (
+    cached_generations,
+    check_run_name,
+    insert_run,
+    require_free_name,
+    store_generations,
+)
+from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 
@@ -307,8 +317,6 @@ def _run_coroutine(coro: Any) -> Any:
 
 
 def _cached(state: StateStore, keys: Any) -> dict[str, dict[str, Any]]:
-    from modelwarden.evals.store import cached_generations
-
     return cached_generations(state, keys)
 
 
@@ -319,8 +327,6 @@ async def _generate_all(
     opts: RunOptions,
     progress: Progress | None,
 ) -> tuple[dict[str, Generation], int]:
-    from modelwarden.evals.store import store_generations
-
     client = _Client(opts)
     pending: list[dict[str, Any]] = []
     by_id = {it.id: it for it in items}
@@ -386,11 +392,6 @@ def run_eval(
     Raises :class:`UpstreamError` (and stores nothing) when no item got an answer; a run where
     some items failed is stored with status ``partial`` and those items' errors.
     """
-    from modelwarden.embed.service import resolve_embedder
-    from modelwarden.evals.metrics import Evaluator
-    from modelwarden.evals.store import check_run_name, insert_run, require_free_name
-    from modelwarden.safety.service import safety_checker
-
     if opts.name is not None:
         check_run_name(opts.name)
     own = state is None

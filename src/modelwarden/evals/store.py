@@ -9,6 +9,7 @@ endpoint, the model, the messages and the decoding parameters
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import uuid
@@ -287,8 +288,8 @@ def compare_stored(
 
     Returns the :class:`~modelwarden.evals.compare.Comparison` and the stored comparison's id.
     """
-    import dataclasses
-
+    # lazy: the comparison loads the metric libraries (sacrebleu, ROUGE), which the state store's
+    # other readers (scorecards, the console) do not need
     from modelwarden.evals.compare import compare_runs
 
     a, b = get_run(state, ref_a), get_run(state, ref_b)

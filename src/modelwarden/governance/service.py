@@ -3,6 +3,7 @@ incidents, notifications, routes, keys and the audit log, most answers as JSON-a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,19 @@ def revoke_key(state: StateStore, key_id: int, by: str | None = None) -> dict[st
     return keys.revoke_key(state, key_id, by=by).to_dict()
 
 
+def scorecard_text(settings: Settings, version: str, fmt: str = "md") -> str:
+    """A version's scorecard as a Markdown page (``md``) or indented JSON (``json``)."""
+    if fmt not in ("md", "json"):
+        raise InputError("format must be md or json", field="format")
+    # lazy: the scorecard's statistics load SciPy, which the other reads here do not need
+    from modelwarden.governance import scorecard
+
+    card = scorecard.scorecard(settings, version)
+    if fmt == "md":
+        return scorecard.render_markdown(card)
+    return json.dumps(card, indent=2, default=str, ensure_ascii=False)
+
+
 __all__ = [
     "RCA_FORMATS",
     "RouteOptions",
@@ -406,6 +420,7 @@ __all__ = [
     "route_spec",
     "routes_history",
     "routes_now",
+    "scorecard_text",
     "set_notification_targets",
     "set_routes",
     "set_routes_with_key",

@@ -260,6 +260,7 @@ def main() -> int:
     os.dup2(2, 1)
     out_lock = threading.Lock()
 
+    # Imported only now, once stdout is redirected: nothing printed at import reaches the protocol.
     from modelwarden.ingest.core import Ingestor
     from modelwarden.ingest.spool_store import SpoolStore
     from modelwarden.safety.service import safety_checker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,8 @@ from pydantic import ValidationError
 from modelwarden.errors import InputError
 from modelwarden.kpi import rollups
 from modelwarden.kpi.compute import (
+    CHANGES,
+    METRICS,
     KpiQuery,
     Window,
     add_changes,
@@ -43,6 +46,36 @@ def kpi_query(
         err = exc.errors(include_url=False)[0]
         field = str(err["loc"][0]) if err.get("loc") else "query"
         raise InputError(str(err["msg"]).removeprefix("Value error, "), field=field) from None
+
+
+@dataclass
+class KpiTable:
+    """KPI rows and the query that made them; ``columns`` in the order people read them."""
+
+    query: KpiQuery
+    rows: list[dict[str, Any]]
+
+    @property
+    def columns(self) -> list[str]:
+        return ["window_start", *self.query.by, *METRICS, *CHANGES]
+
+
+def kpi_table(
+    settings: Settings,
+    since: str | None = None,
+    until: str | None = None,
+    window: str = "week",
+    by: str | None = "plant_id",
+    include_shadow: bool = False,
+) -> KpiTable:
+    """KPIs from what a user typed: what ``modelwarden kpis`` and ``GET /v1/kpis`` answer."""
+    q = kpi_query(since, until, window, by, include_shadow)
+    return KpiTable(q, compute_kpis(settings, q))
+
+
+def rebuild_rollups(settings: Settings) -> dict[str, Any]:
+    """Recompute the daily rollups from every stored record (ingest waits meanwhile)."""
+    return rollups.rebuild(open_store(settings)).to_dict()
 
 
 def compute_kpis(settings: Settings, q: KpiQuery, con: Any = None) -> list[dict[str, Any]]:

@@ -31,9 +31,9 @@ from modelwarden.errors import ConflictError, InputError, NotFoundError
 from modelwarden.governance import audit, notify
 from modelwarden.policy.spec import Notify
 from modelwarden.report import ledger
+from modelwarden.report.files import write_report
 from modelwarden.report.schedule import Schedule, check, parse_schedule
-from modelwarden.report.service import build_weekly_report, write_report
-from modelwarden.report.weekly import WeeklyReport, headline
+from modelwarden.report.weekly import WeeklyReport, build_weekly_report, headline
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 

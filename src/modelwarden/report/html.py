@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ TREND_METRICS = (
 
 
 def _chart(trend: list[dict[str, Any]], metric: str, title: str) -> str:
+    # lazy: matplotlib is slow to import and needs its Agg backend chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,8 +76,7 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
 
 def _drift_chart(trend: list[dict[str, Any]], kind: str, alpha: float) -> str:
     """-log10 of the suite's p-value per week and scope, with the line where it alerts."""
-    import math
-
+    # lazy: as in _chart
     import matplotlib
 
     matplotlib.use("Agg")

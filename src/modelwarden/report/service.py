@@ -3,52 +3,78 @@ scheduler call."""
 
 from __future__ import annotations
 
-import json
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelwarden.errors import InputError
-from modelwarden.report.html import render_html
-from modelwarden.report.weekly import (
-    TREND_WEEKS,
-    WeeklyReport,
-    build_weekly_report,
-    render_markdown,
-)
+from modelwarden.governance import registry
+from modelwarden.report import delivery
+from modelwarden.report.files import trend_rows, write_report
+from modelwarden.report.weekly import build_weekly_report, render_markdown
 from modelwarden.settings import Settings
+from modelwarden.store.state import StateStore
 
-__all__ = ["build_weekly_report", "render_markdown", "trend_rows", "write_report"]
+__all__ = [
+    "build_weekly_report",
+    "render_markdown",
+    "schedule_status",
+    "send_weekly",
+    "trend_rows",
+    "weekly_report",
+    "write_report",
+    "write_weekly",
+]
+
+schedule_status = delivery.schedule_status
 
 
-def trend_rows(settings: Settings, rep: WeeklyReport) -> list[dict[str, Any]]:
-    """Weekly KPIs per plant for the report's week and the weeks before it, for the charts."""
-    # Imported here: the KPI queries need Ibis, DuckDB and Arrow, which a Markdown report on an
-    # unchanged store never loads (most of its start-up).
-    from modelwarden.kpi.compute import KpiQuery
-    from modelwarden.kpi.service import compute_kpis
-    from modelwarden.store.reads import require_data
+def write_weekly(
+    settings: Settings,
+    week: str | None = None,
+    out: Path | None = None,
+    fmt: str = "md",
+    *,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> Path:
+    """Build the week's report (default: the latest complete week) and write it; the path."""
+    rep = build_weekly_report(settings, week, progress=progress, on_total=on_total)
+    return write_report(rep, out, settings, fmt)
 
-    lo, _ = require_data(settings)
-    since = max(rep.start - timedelta(weeks=TREND_WEEKS - 1), lo - timedelta(weeks=1))
-    return compute_kpis(
-        settings, KpiQuery(since=since, until=rep.end, window="week", by=("plant_id",))
+
+def weekly_report(settings: Settings, week: str | None = None, fmt: str = "json") -> Any:
+    """The week's report as a JSON-ready dict (``json``) or its Markdown text (``md``)."""
+    if fmt not in ("json", "md"):
+        raise InputError("format must be json or md", field="format")
+    rep = build_weekly_report(settings, week)
+    return render_markdown(rep) if fmt == "md" else rep.to_dict()
+
+
+def send_weekly(
+    settings: Settings,
+    state: StateStore,
+    week: str | None = None,
+    *,
+    force: bool = False,
+    key: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> delivery.SendResult:
+    """Build the weekly pack now, queue it to the targets and deliver it once.
+
+    The actor is the key's (``key``) or the local operator's. A week already sent is refused
+    unless ``force``. The result's ``deliveries`` say what each target answered.
+    """
+    actor = registry.key_actor(registry.identify(state, key)) if key else registry.cli_actor()
+    res = delivery.send_week(
+        settings,
+        week,
+        state=state,
+        force=force,
+        actor=actor,
+        progress=progress,
+        on_total=on_total,
     )
-
-
-def write_report(rep: WeeklyReport, out: Path | None, settings: Settings, fmt: str = "md") -> Path:
-    """Write the report as Markdown, HTML (with trend charts) or JSON; returns the path."""
-    if fmt not in ("md", "html", "json"):
-        raise InputError("format must be md, html or json", field="format")
-    path = out or settings.reports_dir / f"weekly-{rep.week}.{fmt}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "json":
-        text = json.dumps(rep.to_dict(), indent=2, default=str)
-    elif fmt == "html":
-        text = render_html(rep, trend_rows(settings, rep))
-    else:
-        text = render_markdown(rep)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    res.deliveries = delivery.deliver(state, res.event_id)
+    return res

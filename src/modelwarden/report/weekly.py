@@ -231,6 +231,7 @@ def _p_text(d: dict[str, Any]) -> str:
 def drift_trend(settings: Settings, end: datetime, weeks: int = 8) -> list[dict[str, Any]]:
     """The stored weekly drift results of the ``weeks`` weeks up to ``end``: one row per week,
     scope, kind and signal, for the suite (embeddings) and every quality test, newest run kept."""
+    # lazy: like the drift suite below, the history (NumPy) loads only when the report is built
     from modelwarden.drift.history import read_history
 
     points = read_history(settings, since=end - timedelta(weeks=weeks), until=end)

@@ -1,6 +1,6 @@
 """The read API: KPIs, drift and the weekly report, with the CLI's parameters and JSON.
 
-Each endpoint calls the same library function as its command and answers the same JSON as the
+Each endpoint calls the same service function as its command and answers the same JSON as the
 command's ``--format json`` (values the CLI prints with ``str``, such as times, read the same
 here), except that a NaN, which is not JSON, is answered as ``null``.
 """
@@ -15,12 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from modelwarden.drift.service import drift_over_windows, parse_drift_by, resolve_windows
-from modelwarden.kpi.service import compute_kpis, kpi_query
-from modelwarden.report.service import build_weekly_report, render_markdown
+from modelwarden.drift.service import drift_history, run_drift
+from modelwarden.kpi.service import kpi_table
+from modelwarden.report.service import weekly_report
 from modelwarden.server.deps import json_default, runtime_of
 from modelwarden.server.errors import error_responses
-from modelwarden.windows import parse_time
 
 router = APIRouter(tags=["read"])
 
@@ -68,8 +67,7 @@ def get_kpis(
     include_shadow: bool = Query(False),
 ) -> Response:
     settings = runtime_of(request).settings
-    q = kpi_query(since, until, window.value, by, include_shadow)
-    return json_text(compute_kpis(settings, q))
+    return json_text(kpi_table(settings, since, until, window.value, by, include_shadow).rows)
 
 
 class DriftKind(StrEnum):
@@ -93,22 +91,19 @@ def get_drift(
     alpha: float = Query(0.05, gt=0, lt=1, allow_inf_nan=False),
     threshold: float = Query(0.02, ge=0, le=2, allow_inf_nan=False),
 ) -> Response:
-    settings = runtime_of(request).settings
-    by_cols = parse_drift_by(by)
-    b, c = resolve_windows(settings, baseline, current)
-    rows = drift_over_windows(
-        settings,
-        b,
-        c,
+    run = run_drift(
+        runtime_of(request).settings,
+        baseline,
+        current,
         plant=plant,
         version=version,
-        by=by_cols,
+        by=by,
         kind=kind.value,
         method=method,
         alpha=alpha,
         threshold=threshold,
     )
-    return json_text(rows)
+    return json_text(run.rows)
 
 
 @router.get(
@@ -126,17 +121,14 @@ def get_drift_history(
     until: str | None = Query(None, description="windows ending at or before (ISO date)"),
     members: bool = Query(False, description="add the suite members' points"),
 ) -> Response:
-    from modelwarden.drift.history import read_history
-
-    settings = runtime_of(request).settings
-    rows = read_history(
-        settings,
+    rows = drift_history(
+        runtime_of(request).settings,
         plant=plant,
         version=version,
         kind=kind.value if kind else None,
         method=method,
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None,
+        since=since,
+        until=until,
         members=members,
     )
     return json_text(rows)
@@ -158,8 +150,7 @@ def get_weekly_report(
     week: str | None = Query(None, description="ISO week, e.g. 2026-W47 (default: latest)"),
     format: ReportFormat = Query(ReportFormat.json),
 ) -> Response:
-    settings = runtime_of(request).settings
-    rep = build_weekly_report(settings, week)
+    out = weekly_report(runtime_of(request).settings, week, format.value)
     if format == ReportFormat.md:
-        return Response(render_markdown(rep), media_type="text/markdown; charset=utf-8")
-    return json_text(rep.to_dict())
+        return Response(out, media_type="text/markdown; charset=utf-8")
+    return json_text(out)

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelwarden.errors import InputError
+from modelwarden.simulate.live import run_realtime
 from modelwarden.simulate.traffic import SimulatedData, default_end, parse_scenarios, simulate
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "batches",
     "default_end",
     "parse_scenarios",
+    "send_live",
     "sibling",
     "simulate",
     "summary",
@@ -63,4 +66,27 @@ def summary(data: SimulatedData) -> dict[str, Any]:
         "requests": len(data.requests),
         "feedback": len(data.feedback),
         "escalations": len(data.escalations),
+    }
+
+
+def send_live(
+    url: str, rate: float, duration: float, api_key: str | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Send plant traffic to a running gateway for ``duration`` seconds at ``rate`` a second.
+
+    The outcome: requests sent, answered (``ok``) and failed, feedback events sent, seconds,
+    counts ``by`` plant and version, and the first five distinct errors.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise InputError("--to-gateway must be an http:// or https:// URL", field="to_gateway")
+    res = run_realtime(url, rate, duration, api_key=api_key, seed=seed)
+    errors = sorted({a.error or f"HTTP {a.status}" for a in res.answers if a.status != 200})
+    return {
+        "sent": len(res.answers),
+        "ok": res.ok,
+        "failed": res.failed,
+        "feedback": res.feedback_sent,
+        "seconds": round(res.seconds, 2),
+        "by": res.summary_rows(),
+        "errors": errors[:5],
     }

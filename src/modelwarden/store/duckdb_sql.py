@@ -24,7 +24,7 @@ def connect(threads: int = 0) -> duckdb.DuckDBPyConnection:
 
 
 def ibis_connect(threads: int = 0) -> Any:
-    import ibis
+    import ibis  # lazy: Ibis takes half a second to import; only the analytics need it
 
     con = ibis.duckdb.connect(threads=threads or max(1, os.cpu_count() or 1))
     con.raw_sql("SET enable_progress_bar=false")

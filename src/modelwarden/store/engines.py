@@ -129,7 +129,7 @@ def spark_session(master: str = DEFAULT_SPARK_MASTER) -> Any:
                     field="spark_master",
                 )
             return _SPARK["session"]
-        try:
+        try:  # lazy: PySpark is an optional extra; only the spark engine needs it
             from pyspark.sql import SparkSession
         except ImportError as exc:
             raise InputError(
@@ -186,7 +186,7 @@ def _spark_backend() -> Any:
     would come back naive where DuckDB's are zoned. Declaring the zone makes both engines return
     the same values.
     """
-    if "backend" not in _SPARK:
+    if "backend" not in _SPARK:  # lazy: Ibis and PySpark load only for the spark engine
         import ibis
         import ibis.expr.datatypes as dt
         import ibis.expr.schema as sch
@@ -211,7 +211,7 @@ def _spark_backend() -> Any:
 
 
 def _spark_schema(schema: pa.Schema) -> Any:
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.pandas.types import from_arrow_schema  # lazy: PySpark is optional
 
     fields = [
         pa.field(f.name, pa.list_(f.type.value_type)) if pa.types.is_fixed_size_list(f.type) else f
@@ -223,7 +223,7 @@ def _spark_schema(schema: pa.Schema) -> Any:
 def _spark_register(
     con: Any, name: str, files: Sequence[str], schema: pa.Schema, columns: Sequence[str]
 ) -> None:
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # lazy: PySpark is an optional extra
 
     session = con._session
     wanted = _spark_schema(pa.schema([schema.field(c) for c in columns]))
