@@ -55,7 +55,7 @@ from sqlalchemy import (
 
 from modelwarden.errors import InputError
 from modelwarden.governance import audit
-from modelwarden.policy import service as policy_service
+from modelwarden.policy import store as policy_service
 from modelwarden.policy.spec import Notify, Policy, default_policy, policy_path
 from modelwarden.settings import NOTIFY_FIELDS, Settings
 from modelwarden.store.state import StateStore

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from modelwarden.errors import InputError
 from modelwarden.governance import audit
-from modelwarden.policy import service as policy_service
-from modelwarden.policy.service import StoredPolicy
+from modelwarden.policy import store as policy_service
 from modelwarden.policy.spec import Policy, default_policy, policy_path
+from modelwarden.policy.store import StoredPolicy
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
 

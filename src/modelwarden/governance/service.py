@@ -15,7 +15,7 @@ from modelwarden.governance import audit, incidents, keys, notify, registry
 from modelwarden.governance.keys import ApiKey, ForbiddenError
 from modelwarden.governance.registry import ApprovalResult
 from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, route_history
-from modelwarden.policy import service as policy_service
+from modelwarden.policy import store as policy_service
 from modelwarden.policy.spec import Policy
 from modelwarden.settings import Settings
 from modelwarden.store.state import StateStore
