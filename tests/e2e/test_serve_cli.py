@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 from conftest import CLI
 
+from modelwarden.server.config import serving
 from modelwarden.server.runner import free_port
+from modelwarden.settings import Settings
 
 
 def test_serve_refuses_a_non_loopback_host_without_allow_remote(
@@ -23,6 +25,15 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(
     res = run_cli("serve", "--host", "0.0.0.0", "--port", "1", data=data_dir)
     assert res.code == 2
     assert "--allow-remote" in res.err
+
+
+def test_serve_options_reach_the_server_config(run_cli: Any, data_dir: Path) -> None:
+    res = run_cli("serve", "--ingest-workers", "-1", "--port", "1", data=data_dir)
+    assert res.code == 2
+    assert "--ingest-workers" in res.err
+    run = serving(Settings(data_dir=data_dir), "127.0.0.1", ingest_workers=0, tick_interval_s=2)
+    assert (run.config.ingest_workers, run.config.tick_interval_s) == (0, 2)
+    assert serving(Settings(data_dir=data_dir), "127.0.0.1").config.ingest_workers == 1
 
 
 def test_keys_are_printed_once_and_stored_only_as_a_hash(run_cli: Any, data_dir: Path) -> None:

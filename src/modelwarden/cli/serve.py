@@ -79,6 +79,13 @@ def serve(
         help="Port of the OTLP/gRPC trace receiver on --host (0: off). When the default port "
         "is taken the server starts without it; a port given here must be free.",
     ),
+    ingest_workers: int = typer.Option(
+        1,
+        "--ingest-workers",
+        min=0,
+        help="Processes that parse and check large ingest batches beside the gateway, at a lower "
+        "CPU priority (0: a thread of the server).",
+    ),
     tick_interval: float = typer.Option(
         15.0,
         "--tick-interval",
@@ -111,6 +118,7 @@ def serve(
         upstream_timeout_s=upstream_timeout,
         otlp_grpc_port=otlp_grpc_port,
         tick_interval_s=tick_interval,
+        ingest_workers=ingest_workers,
     )
     s = run.settings
     err_console.print(

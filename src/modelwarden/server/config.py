@@ -127,6 +127,7 @@ def serving(
     upstream_timeout_s: float = UPSTREAM_TIMEOUT_S,
     otlp_grpc_port: int = DEFAULT_GRPC_PORT,
     tick_interval_s: float = 15.0,
+    ingest_workers: int = 1,
 ) -> Serving:
     """Check the serve options and build what the server runs with.
 
@@ -152,6 +153,7 @@ def serving(
         otlp_grpc_host=host,
         otlp_grpc_required=otlp_grpc_port != DEFAULT_GRPC_PORT,
         tick_interval_s=tick_interval_s,
+        ingest_workers=ingest_workers,
     )
     if gateway_auth is not None:
         if gateway_auth not in ("off", "required"):
