@@ -68,8 +68,8 @@ V11=sop-assistant-v1.1 V12=sop-assistant-v1.2
 GOOD=$(free_port) BAD=$(free_port) A=$(free_port) B=$(free_port) FRONT=$(free_port)
 "$MW" fake-upstream --version $V11 --latency-ms 1 --port "$GOOD" >"$W/good.log" 2>&1 & PIDS+=($!)
 "$MW" fake-upstream --version $V12 --latency-ms 1 --quality unsafe --port "$BAD" >"$W/bad.log" 2>&1 & PIDS+=($!)
-MODELWARDEN_INSTANCE=a "$MW" --data "$W/a" serve --port "$A" --flush-interval 0.2 >"$W/a.log" 2>&1 & PIDS+=($!)
-MODELWARDEN_INSTANCE=b "$MW" --data "$W/b" serve --port "$B" --flush-interval 0.2 >"$W/b.log" 2>&1 & PIDS+=($!)
+MODELWARDEN_INSTANCE=a "$MW" --data "$W/a" serve --port "$A" --flush-interval 0.2 >"$W/a.log" 2>&1 & PIDS+=($!); PID_A=$!
+MODELWARDEN_INSTANCE=b "$MW" --data "$W/b" serve --port "$B" --flush-interval 0.2 >"$W/b.log" 2>&1 & PIDS+=($!); PID_B=$!
 # The proxy: each request goes to the next instance in turn; X-Served-By says which one answered.
 "$PY" - "$FRONT" "127.0.0.1:$A" "127.0.0.1:$B" >"$W/proxy.log" 2>&1 <<'PROXY' & PIDS+=($!)
 import http.client, itertools, sys, threading
@@ -168,9 +168,11 @@ AFTER
 mw incidents list
 
 step "One report, the same from either instance's data directory"
-# Both spools flushed first, so both reports read the same log lake.
-"$PY" -c 'from modelwarden.server.runner import wait_for_spool as w; import sys; [w(u) for u in sys.argv[1:]]' \
-  "http://127.0.0.1:$A" "http://127.0.0.1:$B"
+# Both instances stop first (a graceful stop moves every acknowledged record into the log lake),
+# so both reports read the same lake and the same state: a running controller could otherwise
+# act (a tick, an alert) between the two reports and make them differ for a good reason.
+kill -TERM "$PID_A" "$PID_B"
+wait "$PID_A" "$PID_B" 2>/dev/null || true
 WEEK=$(date -u +%G-W%V)
 for i in a b; do
   "$MW" --data "$W/$i" report --week "$WEEK" --format json --out "$W/report-$i.json" >/dev/null
@@ -179,7 +181,10 @@ done
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:])
 drop = lambda r: {k: v for k, v in r.items() if k not in ("generated_at", "drift_trend")}
-assert drop(a) == drop(b), "the two instances' reports differ"
+diff = sorted(k for k in set(a) | set(b) if k not in ("generated_at", "drift_trend") and a.get(k) != b.get(k))
+for k in diff:
+    print(f"  {k}:\n    a: {json.dumps(a.get(k), default=str)[:1500]}\n    b: {json.dumps(b.get(k), default=str)[:1500]}")
+assert not diff, f"the two instances' reports differ in {', '.join(diff)}"
 sop = a["sop"]
 assert any(r["status"] == "rolled_back" for r in sop["rollouts"]), sop
 assert sop["incidents"] and sop["quarantined"], sop
