@@ -464,8 +464,15 @@ def under_ingest(args: argparse.Namespace) -> None:
         f"the spool held {health['spool']['pending_records']:,} records not yet stored at the end "
         "(the flusher works at low CPU and IO priority, in bounded slices). Goal: added p99 under "
         f"5 ms while ingesting. Result at {top:g} requests/s: **{added99[(top, True)]:+.2f} ms** "
-        f"({'met' if met else 'not met'}; {added99[(top, False)]:+.2f} ms without ingest). These "
-        "figures come from a shared, busy machine and must be measured again on quiet cores.\n\n"
+        f"({'met' if met else 'not met'}; {added99[(top, False)]:+.2f} ms without ingest). "
+        + (
+            "The load average above 2 means other work shared the two cores (this run's own "
+            "client, loader, server and flusher account for about 2): measure again on quiet "
+            "cores.\n\n"
+            if max(loads) > 4
+            else "The load average is this run's own processes (client, loader, server, flusher, "
+            "upstream) on the two cores; nothing else ran.\n\n"
+        )
         + table(rows, list(rows[0]))
     )
     if not args.no_write:
