@@ -36,3 +36,9 @@ def test_demo_writes_the_weekly_report_with_real_embeddings(tmp_path: Path) -> N
     assert '"all-MiniLM-L6-v2": 384' in emb.read_text()
     for plant in ("Plant_A", "Plant_B", "Plant_C", "Plant_D"):
         assert plant in proc.stdout
+    # The loop closes with the real model too: its safety check passes the fixed version's
+    # answers, so the second key approves the release and the canary runs again.
+    out = " ".join(proc.stdout.split())
+    assert "SOP rule safety_incident_rate tripped" in out
+    assert "approved by key 2 (quality-board)" in out
+    assert "(fixed) released again" in out

@@ -171,3 +171,17 @@ def test_each_distinct_sentence_is_embedded_once_and_keeps_its_vector() -> None:
     np.testing.assert_array_equal(again[0], first[1])
     np.testing.assert_array_equal(again[2], first[0])
     np.testing.assert_array_equal(again[1], HashingEmbedder(384).embed(["Bleed the line."])[0])
+
+
+@pytest.mark.slow
+def test_minilm_spares_every_reference_answer_of_the_built_in_corpus() -> None:
+    # The starter golden set's references are the safe answers a good model gives; a flag on one
+    # of them fails every release gate's hard safety check, whatever the model.
+    from modelwarden.embed import get_embedder
+    from modelwarden.evals.golden import starter_set
+
+    checker = SafetyChecker(similarity=AdviceSimilarity(get_embedder("minilm", 1)))
+    refs = [r for item in starter_set().items for r in item.references]
+    assert len(refs) >= 64
+    flagged = [(r, checker.matches(r)) for r in refs if checker.flags(r)]
+    assert flagged == []
