@@ -270,3 +270,24 @@ def test_live_traffic_without_an_epoch_follows_the_calendar() -> None:
     with pytest.raises(InputError) as err:
         live.plan_requests(a, a + timedelta(hours=1), epoch=b)
     assert err.value.field == "start"
+
+
+def test_live_traffic_asks_what_the_history_of_its_seed_asked() -> None:
+    # The demo's live hours follow four weeks of history made with the same seed: a stable plant
+    # must not look drifted because the live generator asks differently (another topic mix, no
+    # closings), or every plant's prompts are reported as drifting.
+    from scipy.stats import chi2_contingency
+
+    hist = simulate(days=28, seed=7, scenarios=("stable",), end=END)
+    origin = END
+    reqs = live.plan_requests(
+        origin, origin + timedelta(hours=24), {"Plant_A": 200.0}, seed=7, epoch=origin
+    )
+    names = [t.name for t in corpus.TOPICS]
+    past = [_topic_of(r["user_prompt"]) for r in hist.requests if r["plant_id"] == "Plant_A"]
+    now = [_topic_of(r.prompt) for r in reqs]
+    table = np.array([[past.count(n) for n in names], [now.count(n) for n in names]])
+    keep = table.sum(axis=0) > 0
+    assert chi2_contingency(table[:, keep]).pvalue > 0.001
+    # The same greetings and closings as the history's operators.
+    assert any(r.prompt.endswith(" Thanks.") for r in reqs)

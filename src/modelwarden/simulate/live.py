@@ -34,7 +34,13 @@ import numpy as np
 
 from modelwarden.errors import InputError
 from modelwarden.simulate import corpus
-from modelwarden.simulate.traffic import FEEDBACK_BY_QUALITY, P_RATED, PLANTS, PREFIXES
+from modelwarden.simulate.traffic import (
+    FEEDBACK_BY_QUALITY,
+    P_RATED,
+    PLANTS,
+    draw_prompt,
+    topic_mixes,
+)
 
 # Requests an hour per plant in the demo's live phase: Plant_B is busy enough that a 5 % canary
 # of its users serves the SOP's 30 requests in a few hours.
@@ -174,7 +180,11 @@ def plan_requests(
     if start.timestamp() < origin:
         raise InputError("the window starts before the epoch it is counted from", field="start")
     since, until = start.timestamp() - origin, end.timestamp() - origin
-    topics = corpus.TOPICS
+    # The plants ask what they asked in the history simulate() made with this seed: the same
+    # topic mix per plant and the same wordings (no drift unless a scenario plants one).
+    mixes = topic_mixes(
+        np.random.default_rng(seed), [*PLANTS, *(p for p in rates if p not in PLANTS)]
+    )
     out: list[LiveRequest] = []
     for plant, rate in rates.items():
         rng = np.random.default_rng([seed, zlib.crc32(plant.encode()), int(since)])
@@ -186,13 +196,13 @@ def plan_requests(
         for i in range(n):
             slot = origin + (first + i) * 3600 / rate
             at = datetime.fromtimestamp(slot, UTC)
-            qa = _pick(rng, _pick(rng, topics).items)
+            qa, prompt = draw_prompt(rng, mixes[plant])
             out.append(
                 LiveRequest(
                     at=at,
                     plant=plant,
                     user=f"{plant.lower()}-op{int(rng.integers(users)):04d}",
-                    prompt=_pick(rng, PREFIXES) + _pick(rng, qa.questions),
+                    prompt=prompt,
                     qa_key=qa.key,
                     rates=bool(rng.random() < P_RATED),
                     seq=first + i,

@@ -145,6 +145,30 @@ def _pick(rng: np.random.Generator, seq: Sequence[Any]) -> Any:
     return seq[int(rng.integers(len(seq)))]
 
 
+def topic_mixes(rng: np.random.Generator, plants: Sequence[str]) -> dict[str, np.ndarray]:
+    """How often each plant asks about each baseline topic: fixed per plant and seed, drawn
+    first from the seed's generator (the history and the live traffic share it)."""
+    return {p: rng.dirichlet(np.full(len(corpus.TOPICS), 4.0)) for p in plants}
+
+
+def draw_prompt(
+    rng: np.random.Generator, mix: np.ndarray, topics: Sequence[corpus.Topic] | None = None
+) -> tuple[corpus.QA, str]:
+    """A question and the way an operator phrases it: a topic by the plant's ``mix`` (or one
+    of ``topics``, evenly), a question of it, a greeting and a closing."""
+    if topics is None:
+        topic = corpus.TOPICS[int(rng.choice(len(corpus.TOPICS), p=mix))]
+    else:
+        topic = _pick(rng, topics)
+    qa = _pick(rng, topic.items)
+    return qa, phrase(rng, qa)
+
+
+def phrase(rng: np.random.Generator, qa: corpus.QA) -> str:
+    """One of the question's wordings, with a greeting and a closing an operator might add."""
+    return _pick(rng, PREFIXES) + _pick(rng, qa.questions) + _pick(rng, SUFFIXES)
+
+
 def simulate(
     days: int = 28,
     seed: int = 0,
@@ -168,7 +192,7 @@ def simulate(
     drift_topics = corpus.DRIFT_TOPICS
     hour_p = HOUR_WEIGHTS / HOUR_WEIGHTS.sum()
     # Each plant asks about some topics more than others; fixed per plant and seed.
-    topic_mix = {p: rng.dirichlet(np.full(len(base_topics), 4.0)) for p in plants}
+    topic_mix = topic_mixes(rng, plants)
 
     for d in range(days):
         day_start = start + timedelta(days=d)
@@ -205,7 +229,7 @@ def simulate(
                 if drifting:
                     topic = _pick(rng, drift_topics)
                 qa = _pick(rng, topic.items)
-                prompt = _pick(rng, PREFIXES) + _pick(rng, qa.questions) + _pick(rng, SUFFIXES)
+                prompt = phrase(rng, qa)
                 canary = (
                     "incident" in scen
                     and plant == INCIDENT_PLANT
