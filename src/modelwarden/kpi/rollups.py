@@ -112,10 +112,11 @@ _G = ", ".join(_GROUP)
 
 
 def _requests_part(con: duckdb.DuckDBPyConnection, src: str, fb: str) -> tuple[Any, Any]:
-    """Sums and histogram of the requests in view ``src``; ``fb`` holds each request's latest
-    feedback event score (``request_id, s``)."""
+    """Sums and histogram of the requests in ``src``; ``fb`` holds each request's latest
+    feedback event score (``request_id, s``). The join is made once, into a temporary table that
+    both aggregates read (as a view, each would scan the store's files again)."""
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW eff AS SELECT r.*, coalesce(CAST(f.s AS DOUBLE), r.inline) "
+        f"CREATE OR REPLACE TEMP TABLE eff AS SELECT r.*, coalesce(CAST(f.s AS DOUBLE), r.inline) "
         f"AS score, {_BUCKET} AS bucket FROM {src} r LEFT JOIN {fb} f USING (request_id)"
     )
     sums = con.sql(
@@ -128,6 +129,7 @@ def _requests_part(con: duckdb.DuckDBPyConnection, src: str, fb: str) -> tuple[A
     hist = con.sql(
         f"SELECT {_G}, bucket, count(*) FROM eff WHERE bucket IS NOT NULL GROUP BY {_G}, bucket"
     ).fetchall()
+    con.execute("DROP TABLE eff")
     return sums, hist
 
 
@@ -222,19 +224,21 @@ def _delta(
     con: duckdb.DuckDBPyConnection, store: LogStore, kind: str, new: Sequence[str]
 ) -> tuple[list[Any], list[Any]]:
     if kind == "requests":
-        _files_view(con, "req_new", new, _REQ_COLS)
+        # The new batch, and the stored events about it, each read once into a temporary table.
+        _files_view(con, "req_view", new, _REQ_COLS)
+        con.execute("CREATE OR REPLACE TEMP TABLE req_new AS SELECT * FROM req_view")
         ids = "(SELECT request_id FROM req_new)"
         _files_view(con, "fbk_all", store.files("feedback"), _FB_COLS)
         _files_view(con, "esk_all", store.files("escalations"), _ESC_COLS)
         con.execute(
-            "CREATE OR REPLACE TEMP VIEW fb AS SELECT request_id, arg_max(score, timestamp) AS s "
+            "CREATE OR REPLACE TEMP TABLE fb AS SELECT request_id, arg_max(score, timestamp) AS s "
             f"FROM fbk_all WHERE request_id IN {ids} GROUP BY request_id"
         )
         sums, hist = _requests_part(con, "req_new", "fb")
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW esk_for AS SELECT * FROM esk_all WHERE request_id IN {ids}"
-        )
-        return sums + _escalations_part(con, "esk_for", "req_new"), hist
+        esc = _escalations_part(con, "esk_all", "req_new")
+        con.execute("DROP TABLE fb")
+        con.execute("DROP TABLE req_new")
+        return sums + esc, hist
     if kind == "escalations":
         _files_view(con, "esk_new", new, _ESC_COLS)
         _files_view(con, "req_all", store.files("requests"), _REQ_COLS)
