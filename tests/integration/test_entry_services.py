@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modelwarden.drift import service as drift
-from modelwarden.embed.service import embed_kinds
+from modelwarden.embed.service import embed_kinds, embed_missing
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.evals import service as evals
 from modelwarden.evals.compare import GateSpec, default_gate
@@ -121,6 +121,21 @@ def test_embedding_all_kinds_reports_each(stored: tuple[Settings, dict, Path]) -
     with pytest.raises(InputError) as err:
         embed_kinds(s, "answers")
     assert err.value.field == "kind"
+
+
+def test_embedding_in_slices_of_distinct_texts_leaves_the_rest_missing(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
+    summary = simulate_traffic(s, days=7, seed=3, end=END, scale=0.2, store=True)
+    first = embed_missing(s, "prompt", limit=5)
+    assert (first.missing, first.unique_texts) == (summary["requests"], 5)
+    assert 5 <= first.stored < summary["requests"]
+    rest = embed_missing(s, "prompt")
+    assert rest.missing == summary["requests"] - first.stored
+    assert first.stored + rest.stored == summary["requests"]
+    assert embed_missing(s, "prompt").missing == 0
+    with pytest.raises(InputError) as err:
+        embed_missing(s, "prompt", limit=0)
+    assert err.value.field == "limit"
 
 
 def test_live_traffic_needs_an_http_url() -> None:

@@ -36,3 +36,18 @@ def test_get_embedder_names() -> None:
     assert get_embedder("minilm").name == "all-MiniLM-L6-v2"
     assert get_embedder("hashing").dim == 384
     assert get_embedder("hashing-64").dim == 64
+
+
+@pytest.mark.slow
+def test_each_embedder_encodes_with_its_own_thread_count(minilm: MiniLMEmbedder) -> None:
+    # One model per process, but a batch job may use every core while the gateway's check uses
+    # one: the count is the calling embedder's, and the vectors do not depend on it.
+    import torch
+
+    one, two = MiniLMEmbedder(threads=1), MiniLMEmbedder(threads=2)
+    texts = ["Lock out the press before clearing a jam.", "How often is the conveyor oiled?"]
+    a = one.embed(texts)
+    assert torch.get_num_threads() == 1
+    b = two.embed(texts)
+    assert torch.get_num_threads() == 2
+    np.testing.assert_allclose(a, b, atol=1e-5)

