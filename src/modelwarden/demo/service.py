@@ -24,7 +24,10 @@ Every step is a :class:`Step` on the timeline, with its simulated time and evide
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -65,6 +68,8 @@ from modelwarden.store.reads import open_store
 from modelwarden.store.state import StateStore
 
 from .receiver import WebhookReceiver
+
+log = logging.getLogger(__name__)
 
 MARKER = ".modelwarden-demo"
 NOTIFY_DIR = "notifications"
@@ -197,6 +202,47 @@ class _Loop:
             self.seconds["tick"] += time.perf_counter() - t0
 
 
+class _BackgroundEmbedding:
+    """Prompt vectors computed while the loop runs, in slices, on the core the loop leaves idle.
+
+    The loop itself (client, gateway and fake models in this process) is bound to one core by the
+    interpreter lock; torch releases it while it computes. Whatever is still missing at the end
+    is embedded after the servers stop, with every core.
+    """
+
+    SLICE = 256  # distinct texts per slice: the encode lock is held one batch at a time
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stored = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-embed", daemon=True)
+
+    def start(self) -> _BackgroundEmbedding:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rep = embed_missing(self.settings, "prompt", limit=self.SLICE)
+            except BaseException as exc:  # reported by stop(); the tail embeds what is left
+                self.error = exc
+                return
+            self.stored += rep.stored
+            if rep.stored == 0:
+                self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            log.warning(
+                "background embedding stopped early (%s); the rest is embedded now", self.error
+            )
+
+
 def _history(settings: Settings, opts: DemoOptions, live_start: datetime, end: datetime) -> Step:
     data = simulate(days=opts.days, seed=opts.seed, scenarios=("drift",), end=end)
     cut = live_start.isoformat().replace("+00:00", "Z")
@@ -275,6 +321,7 @@ def run_demo(
     end = (opts.end or default_end()).astimezone(UTC)
     live_start = end - timedelta(hours=opts.live_hours)
     emit(_history(settings, opts, live_start, end))
+    background = _BackgroundEmbedding(settings).start()
 
     state = StateStore.of(settings)
     clock = live.SimClock(live_start)
@@ -399,13 +446,17 @@ def run_demo(
             loop_seconds = dict(loop.seconds)
         audit_ok = audit.verify(state).ok
     finally:
+        background.stop()
         state.close()
 
+    # Nothing else runs now: the tail of the embedding and the report use every core.
+    batch = settings.model_copy(update={"embed_threads": os.cpu_count() or 1})
     with_vectors = embed_missing(
-        settings, "prompt", None, progress=embed_progress, on_total=embed_total
+        batch, "prompt", None, progress=embed_progress, on_total=embed_total
     )
+    embedded = background.stored + with_vectors.stored
     t_report = time.perf_counter()
-    rep = build_weekly_report(settings)
+    rep = build_weekly_report(batch)
     paths = [write_report(rep, None, settings)]
     if opts.write_html:
         paths.append(write_report(rep, None, settings, "html"))
@@ -414,7 +465,7 @@ def run_demo(
             end,
             "report",
             f"weekly report {rep.week} written ({', '.join(p.name for p in paths)}); "
-            f"{with_vectors.missing} prompts embedded with {with_vectors.embedder}; audit chain "
+            f"{embedded} prompts embedded with {with_vectors.embedder}; audit chain "
             f"{'verified' if audit_ok else 'BROKEN'}",
             {
                 "week": rep.week,
