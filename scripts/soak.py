@@ -323,9 +323,20 @@ def main() -> int:
     )
     procs.append(server)
     url = f"http://127.0.0.1:{ports['server']}"
-    for name in ("stable", "canary"):
-        wait_healthy(f"http://127.0.0.1:{ports[name]}", procs[0 if name == "stable" else 1])
-    wait_healthy(url, server)
+    try:
+        for name in ("stable", "canary"):
+            wait_healthy(f"http://127.0.0.1:{ports[name]}", procs[0 if name == "stable" else 1])
+        wait_healthy(url, server)
+    except SystemExit:
+        # Nothing left running: the server (which stops its flusher on SIGTERM) and upstreams.
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
 
     stop = threading.Event()
     chat, ingest = Window(), Window()

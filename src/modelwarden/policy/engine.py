@@ -64,6 +64,10 @@ class Observations:
     esc_version: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
     esc_category: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
     esc_confirmed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # ``version == v`` and ``plant == p`` over all requests, computed once each (see is_version).
+    _masks: dict[tuple[str, str | None], np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.score_at is None:
@@ -103,6 +107,25 @@ class Observations:
             esc_category=np.array(col(esc, "category", "other"), dtype=object),
             esc_confirmed=np.array([bool(x) for x in col(esc, "confirmed", False)], dtype=bool),
         )
+
+    def is_version(self, version: str | None) -> np.ndarray:
+        """``self.version == version`` for every request.
+
+        Computed once per version and kept: comparing an object array holds the interpreter for
+        the whole array, and a tick asks the same question for every rule and scope.
+        """
+        return self._mask("version", version)
+
+    def is_plant(self, plant: str | None) -> np.ndarray:
+        """``self.plant == plant`` for every request, computed once per plant (as is_version)."""
+        return self._mask("plant", plant)
+
+    def _mask(self, column: str, value: str | None) -> np.ndarray:
+        key = (column, value)
+        m = self._masks.get(key)
+        if m is None:
+            m = self._masks[key] = np.asarray(getattr(self, column) == value, dtype=bool)
+        return m
 
     def window(self, lo: np.int64, hi: np.int64) -> slice:
         """Requests with ``lo < ts <= hi`` (the arrays are sorted by time)."""
@@ -265,9 +288,9 @@ class Engine:
                 for d in range(1, rule.baseline_days + 1)
             ]
         idx = np.concatenate([np.arange(s.start, s.stop) for s in spans]).astype(np.intp)
-        m = obs.version[idx] == candidate
+        m = obs.is_version(candidate)[idx]
         if scope != "overall":
-            m &= obs.plant[idx] == scope
+            m &= obs.is_plant(scope)[idx]
         return self._side(rule, obs, idx, m, np.int64(hi))
 
     # ---- one rule, one scope -------------------------------------------------------------------
@@ -311,12 +334,12 @@ class Engine:
 
         sl = obs.window(hi - win, hi)
         in_scope = (
-            np.ones(sl.stop - sl.start, bool) if scope == "overall" else obs.plant[sl] == scope
+            np.ones(sl.stop - sl.start, bool) if scope == "overall" else obs.is_plant(scope)[sl]
         )
-        cur = self._side(rule, obs, sl, in_scope & (obs.version[sl] == candidate), hi)
+        cur = self._side(rule, obs, sl, in_scope & obs.is_version(candidate)[sl], hi)
         base, kind = _Side(0, None, np.zeros(0)), rule.baseline
         if rule.baseline == "stable_same_window" and stable and stable != candidate:
-            base = self._side(rule, obs, sl, in_scope & (obs.version[sl] == stable), hi)
+            base = self._side(rule, obs, sl, in_scope & obs.is_version(stable)[sl], hi)
         elif rule.baseline in ("previous_window", "same_hours_previous_days"):
             base = self._own_history(rule, rule.baseline, obs, int(hi), win, scope, candidate)
         # Too little stable traffic in scope to compare with (after 100 %, or a stable version
@@ -373,7 +396,7 @@ class Engine:
         """Every rule × scope for ``candidate`` at time ``t`` (plants seen in the longest window)."""
         longest = max((r.window_td for r in self.policy.rules), default=timedelta(hours=24))
         sl = obs.window(_us(t - 2 * longest), _us(t))
-        plants = sorted({p for p in obs.plant[sl][obs.version[sl] == candidate] if p})
+        plants = sorted({p for p in obs.plant[sl][obs.is_version(candidate)[sl]] if p})
         out = []
         for rule in self.policy.rules:
             scopes = (["overall"] if "overall" in rule.scope else []) + (

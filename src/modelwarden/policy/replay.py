@@ -224,9 +224,9 @@ def _first_request(
     obs: Observations, version: str, scope: str, since: datetime, until: datetime
 ) -> datetime | None:
     sl = obs.window(_us(since) - 1, _us(until))
-    m = obs.version[sl] == version
+    m = obs.is_version(version)[sl]
     if scope != "overall":
-        m &= obs.plant[sl] == scope
+        m &= obs.is_plant(scope)[sl]
     idx = np.flatnonzero(m)
     if len(idx) == 0:
         return None

@@ -177,7 +177,7 @@ def trigger_of_verdict(
 
 def _canary_requests(obs: Observations, r: store.Rollout, now: datetime, plants: list[str]) -> int:
     sl = obs.window(_us(r.step_started_at), _us(now))
-    m = obs.version[sl] == r.version
+    m = obs.is_version(r.version)[sl]
     if plants:
         m &= np.isin(obs.plant[sl], plants)
     return int(m.sum())
@@ -190,7 +190,7 @@ def _from_rollout_start(obs: Observations, r: store.Rollout) -> Observations:
     on what it serves now, not on what the quarantined build served before the rollback.
     """
     since = _us(r.created_at)
-    keep = ~((obs.version == r.version) & (obs.ts < since))
+    keep = ~(obs.is_version(r.version) & (obs.ts < since))
     ekeep = ~((obs.esc_version == r.version) & (obs.esc_ts < since))
     if keep.all() and ekeep.all():
         return obs

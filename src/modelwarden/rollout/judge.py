@@ -80,7 +80,7 @@ class Sample:
     ) -> Sample:
         hi = _us(until)
         sl = obs.window(_us(since), hi)
-        m = obs.version[sl] == version
+        m = obs.is_version(version)[sl]
         if plants:
             m &= np.isin(obs.plant[sl], list(plants))
         score = obs.score[sl][m]

@@ -66,7 +66,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -717,6 +717,9 @@ class LogStore:
         """The live files under ``tops`` for a query on ``con``: held open for DuckDB (see
         :meth:`connect`), by path for Spark."""
         dirs = [d for top in tops if top.exists() for d in (self._dirs(top) if walk else [top])]
+        return self._dir_files(con, dirs)
+
+    def _dir_files(self, con: Any, dirs: list[Path]) -> list[str]:
         if self.engine == "spark":
             return sorted(str(p) for d in dirs for p in live_files(d))
         fds: list[int] | None = getattr(con, "_modelwarden_fds", None)
@@ -727,9 +730,10 @@ class LogStore:
             con._modelwarden_fds = fds
         return self._held_files(dirs, fds)
 
-    def connect(self) -> Any:
+    def connect(self, kinds: Sequence[str] | None = None) -> Any:
         """An Ibis connection of the store's analytics engine (:mod:`modelwarden.store.engines`)
-        with a table per kind (empty tables when nothing is stored).
+        with a table per kind (empty tables when nothing is stored); only ``kinds`` when given
+        (others can be added with :meth:`table` or :meth:`days_table`).
 
         On DuckDB each table reads the files listed when it was made, through directory handles
         the connection holds until it is garbage collected; a compaction meanwhile changes
@@ -739,10 +743,51 @@ class LogStore:
         be run again.
         """
         con = engines.connect(self.engine, self.threads, self.spark_master)
-        for kind in SCHEMAS:
-            files = self._query_files(con, [self.kind_dir(kind)], walk=True)
-            engines.register_parquet(con, kind, files, SCHEMAS[kind], SCHEMAS[kind].names)
+        for kind in SCHEMAS if kinds is None else kinds:
+            self.table(con, kind)
         return con
+
+    def table(self, con: Any, kind: str) -> Any:
+        """Table ``kind`` of ``con`` over every stored file of that kind."""
+        if kind not in SCHEMAS:
+            raise InputError(f"unknown table {kind!r}", field="kind")
+        files = self._query_files(con, [self.kind_dir(kind)], walk=True)
+        return engines.register_parquet(con, kind, files, SCHEMAS[kind], SCHEMAS[kind].names)
+
+    def days_table(
+        self, con: Any, kind: str, first: date | None, last: date | None, name: str
+    ) -> Any:
+        """Table ``name`` of ``con``: the rows of ``kind`` whose UTC day is ``first`` to ``last``
+        (either open), read from those days' directories only, so that a query of a few days
+        reads the same files however long the store's history is."""
+        if kind not in PARTITIONED:
+            raise InputError(f"{kind!r} is not partitioned by day", field="kind")
+        lo = f"date={first.isoformat()}" if first else None
+        hi = f"date={last.isoformat()}" if last else None
+        top = self.kind_dir(kind)
+        dirs = [
+            d
+            for d in (self._dirs(top) if top.exists() else [])
+            if d.name.startswith("date=")
+            and (lo is None or d.name >= lo)
+            and (hi is None or d.name <= hi)
+        ]
+        files = self._dir_files(con, dirs)
+        return engines.register_parquet(con, name, files, SCHEMAS[kind], SCHEMAS[kind].names)
+
+    @staticmethod
+    def close(con: Any) -> None:
+        """Release what a connection of :meth:`connect` holds, now rather than when it is
+        garbage collected: on DuckDB its in-memory database and its directory handles (its
+        tables cannot be read afterwards). Spark's connections share the process's session,
+        which stays."""
+        if con.name != "duckdb":
+            return
+        con.disconnect()
+        fds: list[int] | None = getattr(con, "_modelwarden_fds", None)
+        if fds:
+            _close_fds(fds)
+            fds.clear()
 
     def embeddings_table(self, con: Any, kind: str, embedder: str) -> Any:
         """An Ibis table (request_id, vector) for one embedding kind and embedder, maybe empty."""
