@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,12 @@ DIM = 384
 _MODELS: dict[str, Any] = {}
 _MODELS_LOCK = threading.Lock()
 _ENCODE_LOCKS: dict[str, threading.Lock] = {}
+# The vectors of the last MEMO_SIZE distinct texts a process embedded (384 floats each: about
+# 25 MB): operators ask the same questions again and again, and the gateway's checks, the drift
+# suite, the evals and the report of one process often embed the same texts.
+MEMO_SIZE = 16384
+_MEMOS: dict[str, OrderedDict[str, np.ndarray]] = {}
+_MEMO_LOCK = threading.Lock()
 
 
 def _shared_model(device: str, threads: int) -> Any:
@@ -87,23 +94,42 @@ class MiniLMEmbedder:
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         model = self._load()
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        # Sorting by length keeps padding low inside each batch; the order is restored after.
-        order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
+        if not texts:
+            return out
+        # Texts whose vectors the process keeps are not encoded again; the rest once each.
+        todo: dict[str, list[int]] = {}
+        with _MEMO_LOCK:
+            memo = _MEMOS.setdefault(self.device, OrderedDict())
+            for i, t in enumerate(texts):
+                v = memo.get(t)
+                if v is None:
+                    todo.setdefault(t, []).append(i)
+                else:
+                    memo.move_to_end(t)
+                    out[i] = v
+        if progress and len(texts) > sum(map(len, todo.values())):
+            progress(len(texts) - sum(map(len, todo.values())))
+        fresh = list(todo)
+        # Sorting by length keeps padding low inside each batch.
+        order = sorted(range(len(fresh)), key=lambda k: len(fresh[k]))
+        for start in range(0, len(fresh), batch_size):
+            batch = [fresh[k] for k in order[start : start + batch_size]]
             with _ENCODE_LOCKS[self.device]:
                 _use_threads(self.threads)
                 vecs = model.encode(
-                    [texts[i] for i in idx],
+                    batch,
                     batch_size=batch_size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
-                )
-            out[idx] = vecs.astype(np.float32, copy=False)
+                ).astype(np.float32, copy=False)
+            with _MEMO_LOCK:
+                for t, v in zip(batch, vecs, strict=True):
+                    out[todo[t]] = v
+                    memo[t] = v.copy()
+                while len(memo) > MEMO_SIZE:
+                    memo.popitem(last=False)
             if progress:
-                progress(len(idx))
+                progress(sum(len(todo[t]) for t in batch))
         return out
