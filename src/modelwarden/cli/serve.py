@@ -313,7 +313,9 @@ def keys_create(
     """
     from modelwarden.governance import service
 
-    secret, key = service.create_key(_state(), role, name, plant, admin_key, per_minute, per_hour)
+    secret, key = service.create_key(
+        _state(), role, name, plant, by=admin_key, per_minute=per_minute, per_hour=per_hour
+    )
     if format == Format.json:
         print_json({"key": secret, **key.to_dict()})
         return
