@@ -90,15 +90,13 @@ def version_evidence(
     return registry.evidence(state, version, kind)
 
 
-def version_scorecard(
-    settings: Settings, state: StateStore, version: str, n_boot: int = 500
-) -> dict[str, Any]:
+def version_scorecard(settings: Settings, state: StateStore, version: str) -> dict[str, Any]:
     """A registered version's scorecard: metrics with intervals, gate results, human review."""
     # lazy: the scorecard pulls in scipy and numpy; keeps the registry commands' start-up fast
     from modelwarden.governance.scorecard import scorecard
 
     registry.get(state, version)
-    return scorecard(settings, version, state=state, n_boot=n_boot)
+    return scorecard(settings, version, state=state)
 
 
 def version_detail(state: StateStore, version: str) -> dict[str, Any]:
