@@ -150,11 +150,9 @@ def compact(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Merge each day partition's part files into one file (safe while `serve` runs)."""
-    from modelwarden.store.reads import open_store
+    from modelwarden.ingest.service import compact_store
 
-    result = (
-        open_store(settings()).compact(kind or None, min_files=min_files, grace_s=grace).to_dict()
-    )
+    result = compact_store(settings(), kind or None, min_files, grace)
     if format == Format.json:
         print_json(result)
     else:
