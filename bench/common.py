@@ -107,6 +107,19 @@ def timed_cli(args: Sequence[str]) -> TimedCli:
     )
 
 
+def create_key(cli: str, data: Path, role: str, env: dict[str, str]) -> str:
+    """A new API key of ``role`` in ``data``, made with ``modelwarden keys create`` (``env`` is the
+    command's whole environment); returns its secret."""
+    out = subprocess.run(
+        [cli, "--data", str(data), "keys", "create", "--role", role, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return str(json.loads(out.stdout)["key"])
+
+
 def anchor_venv(name: str, packages: Sequence[str]) -> Path:
     """A benchmark's own virtual environment for an anchor; the project never depends on it."""
     venv = ROOT / "bench" / name / ".venv"

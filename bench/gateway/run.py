@@ -53,7 +53,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import ROOT, anchor_venv, machine, table, write_section  # noqa: E402
+from common import ROOT, anchor_venv, create_key, machine, table, write_section  # noqa: E402
 
 VERSION = "sop-assistant-v1.1"
 PROMPT = "What torque for the M12 flange bolts?"
@@ -299,15 +299,7 @@ while True:
 def ingest_key_and_route(data: Path, up_port: int, env: dict[str, str]) -> str:
     """An ingest key for the gateway's clients, and the route of VERSION to the upstream on
     ``up_port``, made with the command line; returns the key."""
-    key = json.loads(
-        subprocess.run(
-            [CLI, "--data", str(data), "keys", "create", "--role", "ingest", "--format", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, **env},
-        ).stdout
-    )["key"]
+    key = create_key(CLI, data, "ingest", {**os.environ, **env})
     subprocess.run(
         [
             CLI,
