@@ -140,28 +140,18 @@ def test_a_stale_holder_cannot_roll_back(
     assert stale.acquire()
     now[0] += timedelta(seconds=30)
     assert live.acquire()
-    with pytest.raises(LeaseLost):
-        rollback.rollback(
-            settings,
-            "v2",
-            STABLE,
-            MANUAL,
-            policy=default_policy(),
-            state=state,
-            fence=stale,
+
+    def roll_back(fence: Lease) -> rollback.RollbackResult:
+        return rollback.rollback(
+            settings, "v2", STABLE, MANUAL, policy=default_policy(), state=state, fence=fence
         )
+
+    with pytest.raises(LeaseLost):
+        roll_back(stale)
     assert incidents.list_incidents(state) == []
     after = current_routes(state)
     assert after is not None and before is not None and after.version == before.version
-    res = rollback.rollback(
-        settings,
-        "v2",
-        STABLE,
-        MANUAL,
-        policy=default_policy(),
-        state=state,
-        fence=live,
-    )
+    res = roll_back(live)
     assert res.created and res.incident.status == "mitigated"
     live_routes = current_routes(state)
     assert live_routes is not None and live_routes.canary is None
