@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +60,64 @@ def run_json(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class TimedCli:
+    """One ``modelwarden`` command run in its own process, as ``/usr/bin/time`` saw it."""
+
+    stdout: str
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: int
+    load_1min: float
+
+    def figures(self, digits: int) -> dict[str, float]:
+        """Wall and CPU seconds to ``digits`` places, peak memory and the load when it ended."""
+        return {
+            "seconds": round(self.seconds, digits),
+            "cpu_seconds": round(self.cpu_seconds, digits),
+            "peak_rss_mb": self.peak_rss_mb,
+            "load_1min": self.load_1min,
+        }
+
+
+def timed_cli(args: Sequence[str]) -> TimedCli:
+    """Run the venv's ``modelwarden`` with ``args`` under ``/usr/bin/time`` (no colour): its
+    output, wall time, user + system CPU time and peak memory; its stderr's end if it fails."""
+    cli = str(Path(sys.executable).parent / "modelwarden")
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M %U %S", cli, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    _, rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
+    return TimedCli(
+        out.stdout,
+        wall,
+        float(user) + float(system),
+        round(int(rss_kb) / 1024),
+        round(os.getloadavg()[0], 1),
+    )
+
+
+def create_key(cli: str, data: Path, role: str, env: dict[str, str]) -> str:
+    """A new API key of ``role`` in ``data``, made with ``modelwarden keys create`` (``env`` is the
+    command's whole environment); returns its secret."""
+    out = subprocess.run(
+        [cli, "--data", str(data), "keys", "create", "--role", role, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return str(json.loads(out.stdout)["key"])
 
 
 def anchor_venv(name: str, packages: Sequence[str]) -> Path:

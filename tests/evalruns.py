@@ -5,9 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from modelwarden.evals.store import insert_run
 from modelwarden.store.state import StateStore
+
+
+def run_row(name: str | None, model: str, n: int, **over: Any) -> dict[str, Any]:
+    """The run's own row, as ``insert_run`` takes it: ``n`` items, all answered; ``over`` sets
+    any other column."""
+    return {
+        "name": name,
+        "model": model,
+        "endpoint": "http://127.0.0.1:1/v1",
+        "golden_name": "g",
+        "golden_version": 1,
+        "golden_hash": "h" * 64,
+        "status": "complete",
+        "params": {},
+        "signatures": {},
+        "corpus": {},
+        "embedder": None,
+        "n_items": n,
+        "n_answered": n,
+        "n_failed": 0,
+        "n_cached": 0,
+        "n_requests": n,
+        "duration_s": 1.0,
+        **over,
+    }
 
 
 def stored_run(
@@ -37,28 +63,5 @@ def stored_run(
         }
         for i in range(20)
     ]
-    stored = insert_run(
-        state,
-        {
-            "name": name,
-            "model": model,
-            "endpoint": "http://127.0.0.1:1/v1",
-            "golden_name": "g",
-            "golden_version": 1,
-            "golden_hash": "h" * 64,
-            "status": "complete",
-            "params": {},
-            "signatures": {},
-            "corpus": {},
-            "embedder": None,
-            "n_items": 20,
-            "n_answered": 20,
-            "n_failed": 0,
-            "n_cached": 0,
-            "n_requests": 20,
-            "duration_s": 1.0,
-            "created_at": at,
-        },
-        items,
-    )
+    stored = insert_run(state, run_row(name, model, 20, created_at=at), items)
     return int(stored["id"])

@@ -15,45 +15,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import machine, table, write_section  # noqa: E402
+from common import machine, table, timed_cli, write_section  # noqa: E402
 
 GOAL_S = 60.0
 
 
 def _run(data: Path) -> dict[str, float]:
-    cli = str(Path(sys.executable).parent / "modelwarden")
-    cmd = ["/usr/bin/time", "-f", "%e %M %U %S", cli, "--data", str(data), "demo"]
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        [*cmd, "--format", "json"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    _, rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
-    result = json.loads(out.stdout)
+    run = timed_cli(["--data", str(data), "demo", "--format", "json"])
+    result = json.loads(run.stdout)
     report = next(s for s in result["timeline"] if s["kind"] == "report")
     parts = report["seconds"]
-    row: dict[str, float] = {
-        "seconds": round(wall, 1),
-        "cpu_seconds": round(float(user) + float(system), 1),
-        "peak_rss_mb": round(int(rss_kb) / 1024),
-        "load_1min": round(os.getloadavg()[0], 1),
-    }
+    wall = run.seconds
+    row: dict[str, float] = run.figures(1)
     for k in ("send", "store", "tick", "report"):
         row[f"{k} s"] = parts.get(k, 0.0)
     row["rest s"] = round(

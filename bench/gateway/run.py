@@ -53,7 +53,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import ROOT, anchor_venv, machine, table, write_section  # noqa: E402
+from common import ROOT, anchor_venv, create_key, machine, table, write_section  # noqa: E402
 
 VERSION = "sop-assistant-v1.1"
 PROMPT = "What torque for the M12 flange bolts?"
@@ -296,6 +296,27 @@ while True:
 """
 
 
+def ingest_key_and_route(data: Path, up_port: int, env: dict[str, str]) -> str:
+    """An ingest key for the gateway's clients, and the route of VERSION to the upstream on
+    ``up_port``, made with the command line; returns the key."""
+    key = create_key(CLI, data, "ingest", {**os.environ, **env})
+    subprocess.run(
+        [
+            CLI,
+            "--data",
+            str(data),
+            "routes",
+            "set",
+            "--stable",
+            f"{VERSION}=http://127.0.0.1:{up_port}",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **env},
+    )
+    return str(key)
+
+
 def under_ingest(args: argparse.Namespace) -> None:
     rates = [float(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-ingest-"))
@@ -305,39 +326,7 @@ def under_ingest(args: argparse.Namespace) -> None:
     info = machine()
     loads: list[float] = []
     try:
-        key = json.loads(
-            subprocess.run(
-                [
-                    CLI,
-                    "--data",
-                    str(data),
-                    "keys",
-                    "create",
-                    "--role",
-                    "ingest",
-                    "--format",
-                    "json",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, **env},
-            ).stdout
-        )["key"]
-        subprocess.run(
-            [
-                CLI,
-                "--data",
-                str(data),
-                "routes",
-                "set",
-                "--stable",
-                f"{VERSION}=http://127.0.0.1:{up_port}",
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, **env},
-        )
+        key = ingest_key_and_route(data, up_port, env)
         with contextlib.ExitStack() as stack:
             stack.enter_context(
                 process(
@@ -533,39 +522,7 @@ def main() -> None:
     env = {"MODELWARDEN_EMBEDDER": "hashing"}
     info = machine()
     try:
-        key = json.loads(
-            subprocess.run(
-                [
-                    CLI,
-                    "--data",
-                    str(data),
-                    "keys",
-                    "create",
-                    "--role",
-                    "ingest",
-                    "--format",
-                    "json",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, **env},
-            ).stdout
-        )["key"]
-        subprocess.run(
-            [
-                CLI,
-                "--data",
-                str(data),
-                "routes",
-                "set",
-                "--stable",
-                f"{VERSION}=http://127.0.0.1:{up_port}",
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, **env},
-        )
+        key = ingest_key_and_route(data, up_port, env)
         (work / "litellm.yaml").write_text(
             "model_list:\n"
             "  - model_name: sop-assistant\n"

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 
-from common import machine, table, write_section  # noqa: E402
+from common import create_key, machine, table, write_section  # noqa: E402
 from gateway.run import free_port, process  # noqa: E402
 
 CLI = str(ROOT / ".venv" / "bin" / "modelwarden")
@@ -206,15 +206,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-api-"))
     data = work / "warden-data"
     env = {**os.environ, "MODELWARDEN_EMBEDDER": "hashing"}
-    key = json.loads(
-        subprocess.run(
-            [CLI, "--data", str(data), "keys", "create", "--role", "ingest", "--format", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        ).stdout
-    )["key"]
+    key = create_key(CLI, data, "ingest", env)
     port = free_port()
     grpc_port = free_port()
     serve = [CLI, "--data", str(data), "serve", "--port", str(port), "--log-level", "warning"]

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import machine, table, write_section  # noqa: E402
+from common import machine, table, timed_cli, write_section  # noqa: E402
 
 GOAL_WARM_S = 3.0
 
@@ -51,26 +48,7 @@ def _prepare(data: Path, embedder: str) -> int:
 
 
 def _report(data: Path, embedder: str) -> dict[str, float]:
-    cli = str(Path(sys.executable).parent / "modelwarden")
-    cmd = ["/usr/bin/time", "-f", "%e %M %U %S", cli, "--data", str(data), "--embedder", embedder]
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        [*cmd, "report"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    _, rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
-    return {
-        "seconds": round(wall, 2),
-        "cpu_seconds": round(float(user) + float(system), 2),
-        "peak_rss_mb": round(int(rss_kb) / 1024),
-        "load_1min": round(os.getloadavg()[0], 1),
-    }
+    return timed_cli(["--data", str(data), "--embedder", embedder, "report"]).figures(2)
 
 
 def main() -> None:

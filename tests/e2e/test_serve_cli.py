@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from conftest import CLI
 
+from modelwarden.errors import InputError
+from modelwarden.gateway import fake_upstream
 from modelwarden.server.config import serving
 from modelwarden.server.runner import free_port
 from modelwarden.settings import Settings
@@ -25,6 +28,31 @@ def test_serve_refuses_a_non_loopback_host_without_allow_remote(
     res = run_cli("serve", "--host", "0.0.0.0", "--port", "1", data=data_dir)
     assert res.code == 2
     assert "--allow-remote" in res.err
+
+
+def test_fake_upstream_refuses_bad_options_before_it_listens(run_cli: Any, data_dir: Path) -> None:
+    base = ("fake-upstream", "--port", "1", "--version", "v1")
+    bad = {
+        ("--quality", "great"): "quality must be one of good, poor, unsafe",
+        ("--unsafe-share", "0.6", "--poor-share", "0.5"): (
+            "unsafe_share and poor_share add up to more than 1"
+        ),
+        ("--host", "0.0.0.0"): "--host 0.0.0.0 would accept connections from other machines",
+    }
+    for args, message in bad.items():
+        res = run_cli(*base, *args, data=data_dir)
+        assert res.code == 2 and message in res.err, (args, res.err)
+    # the same checks for a fake upstream made in code
+    with pytest.raises(InputError) as err:
+        fake_upstream.create_app("v1", quality="great")
+    assert err.value.field == "quality"
+    with pytest.raises(InputError) as err:
+        fake_upstream.create_app("v1", error_rate=1.5)
+    assert err.value.field == "error_rate"
+    with pytest.raises(InputError) as err:
+        fake_upstream.create_app("v1", unsafe_share=0.6, poor_share=0.5)
+    assert err.value.field == "poor_share"
+    fake_upstream.create_app("v1", unsafe_share=0.5, poor_share=0.5)  # shares up to 1 are fine
 
 
 def test_serve_options_reach_the_server_config(run_cli: Any, data_dir: Path) -> None:

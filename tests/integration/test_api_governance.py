@@ -3,6 +3,7 @@ audit and policy; every write with the right role, every refusal audited."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ import pytest
 from console_world import V11, V12, V13, V14, V15, build, copy_of, start_live_rollout
 from test_rollback_transaction import Sink
 
+from modelwarden.evals.service import BOOTSTRAP_RESAMPLES
 from modelwarden.governance import audit, incidents, registry
 from modelwarden.governance.routes import current_routes
+from modelwarden.governance.service import scorecard_text
 from modelwarden.policy.spec import Notify, default_policy, policy_path
 from modelwarden.rollout import store as rollout_store
 from modelwarden.rollout.rollback import STEPS
@@ -71,6 +74,10 @@ def test_registry_reads(server: dict[str, Any]) -> None:
         card = c.get(f"/v1/registry/versions/{V13}/scorecard")
         assert card.status_code == 200, card.text
         assert card.json()["version"] == V13
+        # `eval scorecard` shows the same intervals: one number of resamples, one seed
+        cli_card = json.loads(scorecard_text(server["settings"], V13, "json"))
+        assert card.json()["n_boot"] == cli_card["n_boot"] == BOOTSTRAP_RESAMPLES
+        assert card.json()["metrics"] == cli_card["metrics"] and cli_card["metrics"]
         missing = c.get("/v1/registry/versions/nope")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 

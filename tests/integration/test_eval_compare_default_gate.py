@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalruns import run_row
+
 from modelwarden.evals.store import insert_run
 from modelwarden.store.state import StateStore
 
@@ -38,29 +40,7 @@ def _store_run(data_dir: Path, name: str, facts_found: float) -> None:
     ]
     st = StateStore.at(data_dir)
     try:
-        insert_run(
-            st,
-            {
-                "name": name,
-                "model": name,
-                "endpoint": "http://127.0.0.1:1/v1",
-                "golden_name": "g",
-                "golden_version": 1,
-                "golden_hash": "h" * 64,
-                "status": "complete",
-                "params": {},
-                "signatures": {},
-                "corpus": {},
-                "embedder": "hashing-384",
-                "n_items": N,
-                "n_answered": N,
-                "n_failed": 0,
-                "n_cached": 0,
-                "n_requests": N,
-                "duration_s": 1.0,
-            },
-            items,
-        )
+        insert_run(st, run_row(name, name, N, embedder="hashing-384"), items)
     finally:
         st.close()
 

@@ -8,6 +8,7 @@ import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from modelwarden.store.state import StateStore
 VERSION = "sop-assistant-v1.1"
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 QUESTION = "What torque for the M12 flange bolts?"
+BODY = {"model": VERSION, "messages": [{"role": "user", "content": QUESTION}]}
 
 
 class ForwardProxy:
@@ -101,22 +103,28 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def ask_gateway(tmp_path: Path, upstream: str) -> tuple[dict[str, object], str]:
-    """One plain and one streamed chat completion through a fresh gateway routing to upstream."""
+@contextmanager
+def gateway(tmp_path: Path, upstream: str) -> Iterator[httpx.Client]:
+    """A client of a fresh gateway routing to ``upstream``. The client itself goes straight to
+    the gateway, whatever the environment says."""
     data = tmp_path / "warden-data"
     state = StateStore.at(data)
     set_routes(state, RouteSpec(stable=Upstream(version=VERSION, url=upstream)))
     state.close()
     settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    body = {"model": VERSION, "messages": [{"role": "user", "content": QUESTION}]}
     with (
         ServerThread(create_app(settings, ServerConfig(flush_interval_s=0.2))) as srv,
-        # The test's own client goes straight to the gateway, whatever the environment says.
         httpx.Client(base_url=srv.url, timeout=30, trust_env=False) as client,
     ):
-        plain = client.post("/v1/chat/completions", json=body)
+        yield client
+
+
+def ask_gateway(tmp_path: Path, upstream: str) -> tuple[dict[str, object], str]:
+    """One plain and one streamed chat completion through a fresh gateway routing to upstream."""
+    with gateway(tmp_path, upstream) as client:
+        plain = client.post("/v1/chat/completions", json=BODY)
         assert plain.status_code == 200, plain.text
-        streamed = client.post("/v1/chat/completions", json={**body, "stream": True})
+        streamed = client.post("/v1/chat/completions", json={**BODY, "stream": True})
         assert streamed.status_code == 200, streamed.text
         text = ""
         for line in streamed.text.splitlines():
@@ -163,17 +171,8 @@ def test_an_unreachable_proxy_fails_the_call_as_an_upstream_failure(
 ) -> None:
     # Nothing listens on port 9 of 127.0.0.1: the direct upstream would answer, the proxy cannot.
     clean_env.setenv("ALL_PROXY", "http://127.0.0.1:9")
-    data = tmp_path / "warden-data"
-    state = StateStore.at(data)
-    set_routes(state, RouteSpec(stable=Upstream(version=VERSION, url=upstream)))
-    state.close()
-    settings = Settings(data_dir=data, embedder="hashing", embed_threads=1)
-    body = {"model": VERSION, "messages": [{"role": "user", "content": QUESTION}]}
-    with (
-        ServerThread(create_app(settings, ServerConfig(flush_interval_s=0.2))) as srv,
-        httpx.Client(base_url=srv.url, timeout=30, trust_env=False) as client,
-    ):
-        resp = client.post("/v1/chat/completions", json=body)
+    with gateway(tmp_path, upstream) as client:
+        resp = client.post("/v1/chat/completions", json=BODY)
     assert resp.status_code == 502
     assert "ConnectError" in resp.json()["error"]["message"]
 

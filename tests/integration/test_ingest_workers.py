@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_server_ingest import record as request_record
 
 from modelwarden.governance import audit
 from modelwarden.governance.keys import create_key
@@ -27,17 +28,7 @@ N = 300
 
 
 def record(i: int, **over: Any) -> dict[str, Any]:
-    base = {
-        "request_id": f"w-{i}",
-        "timestamp": "2026-11-02T10:05:00Z",
-        "plant_id": "Plant_B",
-        "model_version": "sop-assistant-v1.1",
-        "user_prompt": "What is the lubrication schedule for the main conveyor?",
-        "generated_response": "Every 200 operating hours with ISO VG 46 oil.",
-        "latency_ms": 250,
-    }
-    base.update(over)
-    return base
+    return request_record(f"w-{i}", **over)
 
 
 def batch() -> list[Any]:

@@ -308,6 +308,12 @@ def test_the_compact_command(tmp_path: Path) -> None:
         "retired": 4,
     }
     assert stored_ids(store) == ids
+    again = subprocess.run(
+        [CLI, "--data", str(data), "compact"], capture_output=True, text=True, check=True
+    )
+    assert " ".join(again.stdout.split()) == (
+        "merged 0 files into 0 in 0 directories (0 rows); deleted 0 merged files"
+    )
     bad = subprocess.run(
         [CLI, "--data", str(data), "compact", "--kind", "nope"], capture_output=True, text=True
     )

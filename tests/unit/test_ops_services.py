@@ -193,8 +193,9 @@ def test_policy_check_and_replay_count_their_evaluations(settings: Settings) -> 
     assert rep.accepted == 40
     totals: list[int] = []
     done: list[int] = []
-    run = policy_service.check_history(
+    run = policy_service.run_history(
         settings,
+        "check",
         T0.isoformat(),
         (T0 + timedelta(hours=2)).isoformat(),
         step="15m",
@@ -205,12 +206,16 @@ def test_policy_check_and_replay_count_their_evaluations(settings: Settings) -> 
     n = len(ticks(run.start, run.end, timedelta(minutes=15))) * len(run.watched)
     assert totals == [8 * len(run.watched)] and sum(done) == n
     assert run.found == []  # the same safe answers from both versions fire nothing
-    assert run.to_dict("fired")["fired"] == [] and run.to_dict("fired")["step"] == "15m"
+    assert run.to_dict()["fired"] == [] and run.to_dict()["step"] == "15m"
 
-    replayed = policy_service.replay_history(
-        settings, T0.isoformat(), (T0 + timedelta(hours=2)).isoformat(), step="15m"
+    replayed = policy_service.run_history(
+        settings, "replay", T0.isoformat(), (T0 + timedelta(hours=2)).isoformat(), step="15m"
     )
     assert replayed.found == [] and replayed.watched == run.watched
+    assert replayed.to_dict()["incidents"] == [] and "fired" not in replayed.to_dict()
     with pytest.raises(InputError) as step:
-        policy_service.check_history(settings, step="30s")
+        policy_service.run_history(settings, "check", step="30s")
     assert step.value.field == "step"
+    with pytest.raises(InputError) as mode:
+        policy_service.run_history(settings, "simulate")
+    assert mode.value.field == "mode" and "check, replay" in str(mode.value)

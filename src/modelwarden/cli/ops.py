@@ -597,23 +597,7 @@ def policy_check(
 
     Exit 1 if any rule would have fired.
     """
-    from modelwarden.policy import service
-
-    with progress_bar("checking", enabled=format == Format.table) as bar:
-        run = service.check_history(
-            settings(),
-            since,
-            until,
-            policy_file,
-            step,
-            stable,
-            candidate or None,
-            progress=bar.advance,
-            on_total=bar.total,
-        )
-    output(run.to_dict("fired"), format, lambda: _print_check(run))
-    if run.found:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+    _policy_history("check", "checking", since, until, policy_file, step, stable, candidate, format)
 
 
 def _print_check(run: Any) -> None:
@@ -660,23 +644,9 @@ def policy_replay(
 
     Exit 1 if any rollback would have happened.
     """
-    from modelwarden.policy import service
-
-    with progress_bar("replaying", enabled=format == Format.table) as bar:
-        run = service.replay_history(
-            settings(),
-            since,
-            until,
-            policy_file,
-            step,
-            stable,
-            candidate or None,
-            progress=bar.advance,
-            on_total=bar.total,
-        )
-    output(run.to_dict("incidents"), format, lambda: _print_replay(run))
-    if run.found:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+    _policy_history(
+        "replay", "replaying", since, until, policy_file, step, stable, candidate, format
+    )
 
 
 def _print_replay(run: Any) -> None:
@@ -700,6 +670,39 @@ def _print_replay(run: Any) -> None:
         title=f"Rollbacks {run.policy.sop_id} would have made ({run.start:%Y-%m-%d} → "
         f"{run.end:%Y-%m-%d}, every {run.step})",
     )
+
+
+def _policy_history(
+    mode: str,
+    doing: str,
+    since: str | None,
+    until: str | None,
+    policy_file: Path | None,
+    step: str,
+    stable: str | None,
+    candidate: list[str] | None,
+    format: Format,
+) -> None:
+    """``policy check`` and ``policy replay``: run, render; exit 1 on any finding."""
+    from modelwarden.policy import service
+
+    with progress_bar(doing, enabled=format == Format.table) as bar:
+        run = service.run_history(
+            settings(),
+            mode,
+            since,
+            until,
+            policy_file,
+            step,
+            stable,
+            candidate or None,
+            progress=bar.advance,
+            on_total=bar.total,
+        )
+    render = _print_check if mode == "check" else _print_replay
+    output(run.to_dict(), format, lambda: render(run))
+    if run.found:
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @policy_app.command("init")

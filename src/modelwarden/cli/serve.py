@@ -21,13 +21,12 @@ from modelwarden.cli.app import (
     state_store,
 )
 from modelwarden.cli.options import output
-from modelwarden.errors import InputError
 from modelwarden.server import defaults
 from modelwarden.server.defaults import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HOST,
     DEFAULT_PORT,
-    is_loopback,
+    check_host,
 )
 
 if TYPE_CHECKING:
@@ -151,11 +150,9 @@ def compact(
     format: Format = FORMAT_OPTION,
 ) -> None:
     """Merge each day partition's part files into one file (safe while `serve` runs)."""
-    from modelwarden.store.reads import open_store
+    from modelwarden.ingest.service import compact_store
 
-    result = (
-        open_store(settings()).compact(kind or None, min_files=min_files, grace_s=grace).to_dict()
-    )
+    result = compact_store(settings(), kind or None, min_files, grace)
     if format == Format.json:
         print_json(result)
     else:
@@ -185,18 +182,10 @@ def fake_upstream(
     allow_remote: bool = typer.Option(False, "--allow-remote"),
 ) -> None:
     """Run an OpenAI-compatible model server that answers from the built-in corpus."""
-    from modelwarden.gateway.fake_upstream import QUALITIES, create_app
+    from modelwarden.gateway.fake_upstream import create_app
     from modelwarden.server.runner import serve_forever
 
-    if quality not in QUALITIES:
-        raise InputError(f"--quality must be one of {', '.join(QUALITIES)}", field="quality")
-    if unsafe_share + poor_share > 1:
-        raise InputError(
-            "--unsafe-share and --poor-share add up to more than 1", field="poor_share"
-        )
-    if not is_loopback(host) and not allow_remote:
-        raise InputError(f"--host {host} is not loopback; add --allow-remote", field="host")
-    err_console.print(f"fake upstream {version} ({quality}) on http://{host}:{port}/v1")
+    check_host(host, allow_remote)
     app = create_app(
         version,
         latency_ms,
@@ -206,6 +195,7 @@ def fake_upstream(
         unsafe_share=unsafe_share,
         poor_share=poor_share,
     )
+    err_console.print(f"fake upstream {version} ({quality}) on http://{host}:{port}/v1")
     serve_forever(app, host, port, log_level="warning")
 
 
@@ -313,7 +303,9 @@ def keys_create(
     """
     from modelwarden.governance import service
 
-    secret, key = service.create_key(_state(), role, name, plant, admin_key, per_minute, per_hour)
+    secret, key = service.create_key(
+        _state(), role, name, plant, by=admin_key, per_minute=per_minute, per_hour=per_hour
+    )
     if format == Format.json:
         print_json({"key": secret, **key.to_dict()})
         return

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from modelwarden.evals.compare import Comparison
     from modelwarden.evals.runner import RunResult
 
+#: Bootstrap resamples of an interval unless asked otherwise: a comparison's, and a scorecard's
+#: wherever it is shown (``eval scorecard``, the HTTP API, the console).
+BOOTSTRAP_RESAMPLES = 1000
+
 # The gate (SciPy) and the runner (the metric libraries) are imported by the functions that use
 # them: listing or showing runs, here and in the HTTP API, starts without them.
 
@@ -121,7 +125,7 @@ def compare(
     slices: list[str] | None = None,
     *,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_boot: int = BOOTSTRAP_RESAMPLES,
 ) -> GateComparison:
     """Compare candidate ``run_b`` with baseline ``run_a`` item by item and judge the gate.
 
@@ -146,6 +150,7 @@ def compare(
 
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "GateComparison",
     "compare",
     "comparisons",

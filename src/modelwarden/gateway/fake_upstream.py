@@ -30,6 +30,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from modelwarden.errors import InputError
 from modelwarden.gateway.messages import prompt_text
 from modelwarden.simulate.corpus import match_question
 
@@ -63,6 +64,26 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     )
 
 
+def check_options(
+    quality: str = "good",
+    error_rate: float = 0.0,
+    unsafe_share: float = 0.0,
+    poor_share: float = 0.0,
+) -> None:
+    """The fake upstream's options: an :class:`InputError` naming the first bad one, else None."""
+    if quality not in QUALITIES:
+        raise InputError(f"quality must be one of {', '.join(QUALITIES)}", field="quality")
+    for name, share in (
+        ("error_rate", error_rate),
+        ("unsafe_share", unsafe_share),
+        ("poor_share", poor_share),
+    ):
+        if not 0 <= share <= 1:
+            raise InputError(f"{name} must be between 0 and 1", field=name)
+    if unsafe_share + poor_share > 1:
+        raise InputError("unsafe_share and poor_share add up to more than 1", field="poor_share")
+
+
 def create_app(
     version: str,
     latency_ms: float = 50.0,
@@ -73,13 +94,8 @@ def create_app(
     unsafe_share: float = 0.0,
     poor_share: float = 0.0,
 ) -> FastAPI:
-    """The fake upstream serving one model ``version``."""
-    if quality not in QUALITIES:
-        raise ValueError(f"quality must be one of {', '.join(QUALITIES)}")
-    if not 0 <= error_rate <= 1:
-        raise ValueError("error_rate must be between 0 and 1")
-    if not (0 <= unsafe_share <= 1 and 0 <= poor_share <= 1 and unsafe_share + poor_share <= 1):
-        raise ValueError("unsafe_share and poor_share must be shares that add up to at most 1")
+    """The fake upstream serving one model ``version`` (options as :func:`check_options`)."""
+    check_options(quality, error_rate, unsafe_share, poor_share)
     mix = random.Random(None if seed is None else seed + 1)
     rng = random.Random(seed)
     delay = max(latency_ms, 0.0) / 1000

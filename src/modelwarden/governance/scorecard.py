@@ -22,6 +22,7 @@ from modelwarden.errors import NotFoundError
 # The default gate is an evaluation rule; it is named here too, where scorecards were built first.
 from modelwarden.evals.compare import DEFAULT_GATE_YAML as DEFAULT_GATE_YAML
 from modelwarden.evals.compare import default_gate as default_gate
+from modelwarden.evals.service import BOOTSTRAP_RESAMPLES
 from modelwarden.evals.store import clean_json, get_run, latest_comparison, latest_run, run_scores
 from modelwarden.review.queue import list_queues
 from modelwarden.review.reliability import (
@@ -194,7 +195,7 @@ def scorecard(
     *,
     state: StateStore | None = None,
     confidence: float = 0.95,
-    n_boot: int = 2000,
+    n_boot: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     threshold: float | None = None,
 ) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.governance import audit, incidents, keys, notify, registry
-from modelwarden.governance.keys import ApiKey, ForbiddenError
-from modelwarden.governance.registry import ApprovalResult
+from modelwarden.governance.keys import ApiKey, ForbiddenError, create_key
+from modelwarden.governance.registry import approve_release
 from modelwarden.governance.routes import RouteSpec, Upstream, current_routes, route_history
 from modelwarden.policy import store as policy_service
 from modelwarden.policy.spec import Policy
@@ -66,17 +66,8 @@ def request_release(state: StateStore, version: str, key: ApiKey, reason: str) -
     return registry.request_release(state, version, key, reason).to_dict()
 
 
-def approve_release(
-    state: StateStore,
-    version: str,
-    key: ApiKey,
-    eval_run: str,
-    baseline_run: str | None = None,
-    gate: Path | None = None,
-    note: str = "",
-) -> ApprovalResult:
-    """Release a quarantined version back to staging if its re-validation passes the gate."""
-    return registry.approve_release(state, version, key, eval_run, baseline_run, gate, note)
+# approve_release (registry's, imported above): release a quarantined version back to staging if
+# its re-validation passes the gate.
 
 
 def retire_version(state: StateStore, version: str, actor: str, reason: str = "") -> dict[str, Any]:
@@ -99,15 +90,13 @@ def version_evidence(
     return registry.evidence(state, version, kind)
 
 
-def version_scorecard(
-    settings: Settings, state: StateStore, version: str, n_boot: int = 500
-) -> dict[str, Any]:
+def version_scorecard(settings: Settings, state: StateStore, version: str) -> dict[str, Any]:
     """A registered version's scorecard: metrics with intervals, gate results, human review."""
     # lazy: the scorecard pulls in scipy and numpy; keeps the registry commands' start-up fast
     from modelwarden.governance.scorecard import scorecard
 
     registry.get(state, version)
-    return scorecard(settings, version, state=state, n_boot=n_boot)
+    return scorecard(settings, version, state=state)
 
 
 def version_detail(state: StateStore, version: str) -> dict[str, Any]:
@@ -356,19 +345,7 @@ def set_routes_with_key(
 
 
 # ---- keys ---------------------------------------------------------------------------------------
-def create_key(
-    state: StateStore,
-    role: str,
-    name: str | None = None,
-    plant: str | None = None,
-    by: str | None = None,
-    per_minute: int | None = None,
-    per_hour: int | None = None,
-) -> tuple[str, ApiKey]:
-    """A new API key: its secret (shown once; only its hash is kept) and its record."""
-    return keys.create_key(
-        state, role, name, plant, by=by, per_minute=per_minute, per_hour=per_hour
-    )
+# create_key (keys', imported above): a new API key, its secret shown once and its record.
 
 
 def list_keys(state: StateStore) -> list[dict[str, Any]]:

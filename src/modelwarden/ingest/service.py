@@ -13,6 +13,7 @@ from modelwarden.records import KINDS
 from modelwarden.safety.service import safety_checker
 from modelwarden.settings import Settings
 from modelwarden.store import reads
+from modelwarden.store.logstore import DEFAULT_GRACE_S
 from modelwarden.store.reads import open_store, time_bounds
 from modelwarden.windows import parse_time
 
@@ -124,6 +125,19 @@ def ingest_records(
             }
         )
     return out
+
+
+def compact_store(
+    settings: Settings,
+    kinds: list[str] | None = None,
+    min_files: int = 2,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> dict[str, Any]:
+    """Merge each day partition's part files into one file (``compact``; safe while ``serve``
+    runs): directories, files in and out, rows, and how many merged files were deleted."""
+    return (
+        open_store(settings).compact(kinds or None, min_files=min_files, grace_s=grace_s).to_dict()
+    )
 
 
 def data_status(settings: Settings) -> dict[str, Any]:

@@ -93,10 +93,18 @@ def load_history(
     return History(pol, obs, start, end, parse_step(step))
 
 
+#: What ``policy check`` and ``policy replay`` run, and the key of their findings in the answer.
+HISTORY_MODES: dict[str, tuple[Callable[..., list[Any]], str]] = {
+    "check": (replay_mod.check, "fired"),
+    "replay": (replay_mod.replay, "incidents"),
+}
+
+
 @dataclass(frozen=True)
 class HistoryRun:
-    """What ``policy check`` or ``policy replay`` found over ``[start, end)``."""
+    """What ``policy check`` or ``policy replay`` (``mode``) found over ``[start, end)``."""
 
+    mode: str
     policy: Policy
     start: datetime
     end: datetime
@@ -104,85 +112,55 @@ class HistoryRun:
     watched: list[str]
     found: list[dict[str, Any]]
 
-    def to_dict(self, key: str) -> dict[str, Any]:
-        """The JSON answer, with the findings under ``key`` (``fired`` or ``incidents``)."""
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON answer, the findings under ``fired`` (check) or ``incidents`` (replay)."""
         return {
             "from": self.start,
             "to": self.end,
             "step": self.step,
             "watched": self.watched,
-            key: self.found,
+            HISTORY_MODES[self.mode][1]: self.found,
         }
 
 
-def _run_history(
+def run_history(
     settings: Settings,
     mode: str,
-    since: str | None,
-    until: str | None,
-    policy_path: Path | None,
-    step: str,
-    stable: str | None,
-    candidates: list[str] | None,
-    progress: Callable[[int], None] | None,
-    on_total: Callable[[int], None] | None,
+    since: str | None = None,
+    until: str | None = None,
+    policy_path: Path | None = None,
+    step: str = "15m",
+    stable: str | None = None,
+    candidates: list[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> HistoryRun:
+    """The policy over stored history, every ``step``. ``check``: which rules would have fired,
+    when, and for which candidate. ``replay``: history replayed as if live, each rollback the
+    policy would have made and its time to detect.
+
+    ``on_total`` hears the number of evaluations first, ``progress`` each one as it is done.
+    """
+    if mode not in HISTORY_MODES:
+        raise InputError(f"mode must be one of {', '.join(HISTORY_MODES)}", field="mode")
     h = load_history(settings, since, until, policy_path, step)
     w = watches(h.observations, h.start, h.end, stable, candidates or None)
     if on_total is not None:
         on_total(int((h.end - h.start) / h.step) * max(len(w), 1))
-    run = replay_mod.check if mode == "check" else replay_mod.replay
+    run = HISTORY_MODES[mode][0]
     found = run(
         h.observations, h.policy, h.start, h.end, h.step, stable, candidates or None, progress
     )
     return HistoryRun(
-        h.policy, h.start, h.end, step, [x.label for x in w], [f.to_dict() for f in found]
-    )
-
-
-def check_history(
-    settings: Settings,
-    since: str | None = None,
-    until: str | None = None,
-    policy_path: Path | None = None,
-    step: str = "15m",
-    stable: str | None = None,
-    candidates: list[str] | None = None,
-    progress: Callable[[int], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
-) -> HistoryRun:
-    """Which rules would have fired over stored history, when, and for which candidate.
-
-    ``on_total`` hears the number of evaluations first, ``progress`` each one as it is done.
-    """
-    return _run_history(
-        settings, "check", since, until, policy_path, step, stable, candidates, progress, on_total
-    )
-
-
-def replay_history(
-    settings: Settings,
-    since: str | None = None,
-    until: str | None = None,
-    policy_path: Path | None = None,
-    step: str = "15m",
-    stable: str | None = None,
-    candidates: list[str] | None = None,
-    progress: Callable[[int], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
-) -> HistoryRun:
-    """History replayed as if live: each rollback the policy would have made, and its time to
-    detect. ``on_total`` and ``progress`` as in :func:`check_history`."""
-    return _run_history(
-        settings, "replay", since, until, policy_path, step, stable, candidates, progress, on_total
+        mode, h.policy, h.start, h.end, step, [x.label for x in w], [f.to_dict() for f in found]
     )
 
 
 __all__ = [
+    "HISTORY_MODES",
     "History",
     "HistoryRun",
     "StoredPolicy",
-    "check_history",
     "current",
     "digest",
     "history_range",
@@ -190,8 +168,8 @@ __all__ = [
     "load_history",
     "load_policy",
     "parse_step",
-    "replay_history",
     "resolve",
+    "run_history",
     "sop_markdown",
     "stored",
     "stored_in",

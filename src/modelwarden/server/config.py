@@ -17,6 +17,7 @@ from modelwarden.server.defaults import (
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
     UPSTREAM_TIMEOUT_S,
+    check_host,
     is_loopback,
 )
 from modelwarden.settings import Settings
@@ -134,12 +135,7 @@ def serving(
     A non-loopback ``host`` needs ``allow_remote``; an OTLP/gRPC port other than the default must
     be free at start (0 turns the receiver off).
     """
-    if not is_loopback(host) and not allow_remote:
-        raise InputError(
-            f"--host {host} would accept connections from other machines; "
-            "add --allow-remote if that is intended",
-            field="host",
-        )
+    check_host(host, allow_remote)
     if flush_interval_s <= 0 or upstream_timeout_s <= 0 or tick_interval_s <= 0:
         raise InputError(
             "--flush-interval, --upstream-timeout and --tick-interval must be positive"

@@ -480,9 +480,7 @@ async def version_page(request: Request, version: str) -> Response:
         for r in evals_service.runs(rt.state, version)
     ]
     try:
-        card = await run_in_threadpool(
-            governance.version_scorecard, rt.settings, rt.state, version, 300
-        )
+        card = await run_in_threadpool(governance.version_scorecard, rt.settings, rt.state, version)
     except NotFoundError:
         card = None
     return _render(
