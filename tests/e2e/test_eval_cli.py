@@ -7,18 +7,15 @@ flow through the CLI once; the tests assert on its results.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from serveproc import Proc
 
 from modelwarden.evals.compare import GateSpec
 from modelwarden.evals.golden import load_golden, starter_set
@@ -30,50 +27,16 @@ GOOD, POOR = "sop-assistant-v1.1", "sop-assistant-v1.2"
 PARALLEL = 3
 
 
-class Upstream:
+class Upstream(Proc):
+    """``modelwarden fake-upstream`` serving one version at one quality."""
+
     def __init__(self, version: str, quality: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                CLI,
-                "fake-upstream",
-                "--port",
-                str(self.port),
-                "--version",
-                version,
-                "--quality",
-                quality,
-                "--latency-ms",
-                "2",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
+        super().__init__(
+            "fake-upstream", "--version", version, "--quality", quality, "--latency-ms", "2"
         )
 
-    def wait(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                httpx.get(f"{self.url}/healthz", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    raise RuntimeError(f"fake upstream did not start: {err}") from None
-                time.sleep(0.05)
-
     def served(self) -> int:
-        return int(httpx.get(f"{self.url}/healthz").json()["requests"])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        return int(self.health()["requests"])
 
 
 @pytest.fixture(scope="module")
