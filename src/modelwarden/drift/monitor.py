@@ -10,7 +10,12 @@ import numpy as np
 
 from modelwarden.drift.centroid import SEED_THRESHOLD, check_drift
 from modelwarden.drift.history import ALL_PLANTS, load_reservoir, record_results
-from modelwarden.embed.service import WindowVectors, embed_missing, embedder_key, window_vectors
+from modelwarden.embed.service import (
+    WindowReader,
+    WindowVectors,
+    embed_missing,
+    embedder_key,
+)
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
 from modelwarden.store.reads import filtered_requests, open_store, plants
@@ -194,44 +199,35 @@ def _embedding_drift(
         ]
         scopes = scopes[:1] + sorted(scopes[1:], key=lambda k: (str(k[0]), str(k[1])))
     rows = []
-    for scope_plant, scope_version in scopes:
-        if isinstance(baseline, Window):
-            b = window_vectors(
-                settings, kind, name, baseline.since, baseline.until, plant=scope_plant
+    with WindowReader(settings, kind, name) as reader:
+        for scope_plant, scope_version in scopes:
+            if isinstance(baseline, Window):
+                b = reader.read(baseline.since, baseline.until, plant=scope_plant)
+                b_label, b_key = baseline.label(), baseline.label()
+            else:
+                b, b_label = reservoir_vectors(settings, scope_plant, kind, name, current)
+                b_key = BASELINE_RESERVOIR
+            c = reader.read(current.since, current.until, plant=scope_plant, version=scope_version)
+            row = drift_row(
+                b,
+                c,
+                scope_plant,
+                scope_version,
+                kind=kind,
+                embedder=name,
+                method=method,
+                alpha=alpha,
+                threshold=threshold,
+                explain=explain,
             )
-            b_label, b_key = baseline.label(), baseline.label()
-        else:
-            b, b_label = reservoir_vectors(settings, scope_plant, kind, name, current)
-            b_key = BASELINE_RESERVOIR
-        c = window_vectors(
-            settings,
-            kind,
-            name,
-            current.since,
-            current.until,
-            plant=scope_plant,
-            version=scope_version,
-        )
-        row = drift_row(
-            b,
-            c,
-            scope_plant,
-            scope_version,
-            kind=kind,
-            embedder=name,
-            method=method,
-            alpha=alpha,
-            threshold=threshold,
-            explain=explain,
-        )
-        row.update(
-            baseline=b_label,
-            baseline_key=b_key,
-            current=current.label(),
-            window_start=current.since,
-            window_end=current.until,
-        )
-        rows.append(row)
+            row.update(
+                baseline=b_label,
+                baseline_key=b_key,
+                current=current.label(),
+                window_start=current.since,
+                window_end=current.until,
+            )
+            rows.append(row)
     return rows
 
 

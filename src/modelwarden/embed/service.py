@@ -135,6 +135,43 @@ class WindowVectors:
     vectors: np.ndarray
 
 
+class WindowReader:
+    """Windows of stored vectors of one kind and embedder, read through one store connection:
+    a drift run reads two windows per scope, and making a connection lists and registers the
+    store's files each time. Use as a context manager; the connection is released on exit."""
+
+    def __init__(self, settings: Settings, kind: str, embedder: str) -> None:
+        if kind not in TEXT_COLUMN:
+            raise InputError("kind must be prompt or response", field="kind")
+        self.store = open_store(settings)
+        self.col = TEXT_COLUMN[kind]
+        self.con = self.store.connect(["requests"])
+        self.emb = self.store.embeddings_table(self.con, kind, embedder)
+
+    def __enter__(self) -> WindowReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close(self.con)
+
+    def read(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        plant: str | None = None,
+        version: str | None = None,
+    ) -> WindowVectors:
+        """Stored vectors (and their texts) of the requests in a window, oldest first."""
+        t = filtered_requests(self.con, since, until, plant, version, include_shadow=False)
+        j = t.select("request_id", "timestamp", self.col).inner_join(self.emb, "request_id")
+        table = self.con.to_pyarrow(j.order_by(["timestamp", "request_id"]))
+        return WindowVectors(
+            request_ids=table.column("request_id").to_pylist(),
+            texts=table.column(self.col).to_pylist(),
+            vectors=vectors_of(table) if table.num_rows else np.zeros((0, 0), np.float32),
+        )
+
+
 def window_vectors(
     settings: Settings,
     kind: str,
@@ -145,15 +182,5 @@ def window_vectors(
     version: str | None = None,
 ) -> WindowVectors:
     """Stored vectors (and their texts) of the requests in a window, oldest first."""
-    store = open_store(settings)
-    con = store.connect()
-    t = filtered_requests(con, since, until, plant, version, include_shadow=False)
-    emb = store.embeddings_table(con, kind, embedder)
-    col = TEXT_COLUMN[kind]
-    j = t.select("request_id", "timestamp", col).inner_join(emb, "request_id")
-    table = con.to_pyarrow(j.order_by(["timestamp", "request_id"]))
-    return WindowVectors(
-        request_ids=table.column("request_id").to_pylist(),
-        texts=table.column(col).to_pylist(),
-        vectors=vectors_of(table) if table.num_rows else np.zeros((0, 0), np.float32),
-    )
+    with WindowReader(settings, kind, embedder) as reader:
+        return reader.read(since, until, plant, version)
