@@ -133,20 +133,22 @@ def fill_store(root: Path, target: int) -> float:
     """A store of its own of ``target`` requests under ``root``, filled once; the fill's seconds."""
     from modelwarden.store.logstore import LogStore
 
-    done = root / "filled.json"
+    done, progress = root / "filled.json", root / "filling.json"
     if done.exists():
         return float(json.loads(done.read_text())["fill_s"])
-    shutil.rmtree(root, ignore_errors=True)
     store = LogStore(root / "log", threads=1)
-    stored = 0
-    with Timer() as fill:
-        while stored < target:
-            hi = min(target, stored + SCALE_BATCH)
+    # A fill stopped midway resumes at its last whole batch (appends are idempotent by key).
+    stored = min(target, store.count("requests") // SCALE_BATCH * SCALE_BATCH)
+    spent = json.loads(progress.read_text())["fill_s"] if progress.exists() and stored else 0.0
+    while stored < target:
+        hi = min(target, stored + SCALE_BATCH)
+        with Timer() as t:
             store.append("requests", _scale_table(stored, hi))
-            stored = hi
-            print(f"  {root.name}: {stored:,} stored", file=sys.stderr, flush=True)
-    done.write_text(json.dumps({"stored": target, "fill_s": fill.seconds}))
-    return fill.seconds
+        stored, spent = hi, spent + t.seconds
+        progress.write_text(json.dumps({"stored": stored, "fill_s": spent}))
+        print(f"  {root.name}: {stored:,} stored", file=sys.stderr, flush=True)
+    done.write_text(json.dumps({"stored": target, "fill_s": spent}))
+    return spent
 
 
 def side_scale(sizes: str, workdir: str, separate: bool = False) -> dict:

@@ -68,9 +68,14 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
     from modelwarden.store.logstore import write_parquet_atomic
     from modelwarden.store.schema import REQUESTS
 
-    rng = np.random.default_rng(seed)
     chunk = 1_000_000
+    done = root / ".chunks"  # outside log/: a generation stopped midway resumes at its chunk
+    done.mkdir(parents=True, exist_ok=True)
     for c0 in range(0, n, chunk):
+        if (done / str(c0)).exists():
+            continue
+        # A stream per chunk, so that any chunk can be (re)generated alone.
+        rng = np.random.default_rng([seed, c0])
         m = min(chunk, n - c0)
         start = np.datetime64("2026-10-26T00:00:00", "us")
         ts = np.sort(start + rng.integers(0, 28 * 86400 * 10**6, m).astype("timedelta64[us]"))
@@ -103,6 +108,8 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
             write_parquet_atomic(
                 part, root / "log" / "requests" / f"date={day}" / f"part-{c0:010d}.parquet"
             )
+        (done / str(c0)).touch()
+        print(f"  {c0 + m:,} of {n:,}", flush=True)
 
 
 def prepared_store(data: Path | None, n: int) -> tuple[Path, bool]:
@@ -118,9 +125,8 @@ def prepared_store(data: Path | None, n: int) -> tuple[Path, bool]:
     if done.exists():
         print(f"reusing the store of {n:,} requests in {root}", flush=True)
         return root, False
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    print(f"building a store of {n:,} requests in {root}", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"building (or resuming) a store of {n:,} requests in {root}", flush=True)
     make_store(root, n)
     done.write_text(json.dumps({"requests": n, "seed": 0}))
     return root, False

@@ -106,11 +106,16 @@ def make_scale_store(data: Path, n: int, per_week: int, seed: int = 0) -> dict[s
     pool_a = pa.array(list(uniq_a), pa.string())
     plants = np.array(["Plant_A", "Plant_B", "Plant_C", "Plant_D"])
     versions = np.array(["sop-assistant-v1.1", "sop-assistant-v1.2"])
-    rng = np.random.default_rng(seed)
     start = np.datetime64(SCALE_START, "us")
-    written = 0
+    done = data / ".days"  # outside log/: a generation stopped midway resumes at its day
+    done.mkdir(parents=True, exist_ok=True)
     for d in range(days):
+        written = n * d // days
         m = n * (d + 1) // days - written
+        if (done / str(d)).exists():
+            continue
+        # A stream per day, so that any day can be (re)generated alone.
+        rng = np.random.default_rng([seed, d])
         ts = np.sort(
             start
             + np.timedelta64(d, "D")
@@ -151,9 +156,9 @@ def make_scale_store(data: Path, n: int, per_week: int, seed: int = 0) -> dict[s
                 schema=embedding_schema(emb.dim),
             )
             write_parquet_atomic(t, store.embedding_dir(kind, emb.name) / f"part-{d:05d}.parquet")
-        written += m
+        (done / str(d)).touch()
         if (d + 1) % 7 == 0:
-            print(f"  week {(d + 1) // 7}/{weeks}: {written:,} requests", flush=True)
+            print(f"  week {(d + 1) // 7}/{weeks}: {written + m:,} requests", flush=True)
     return {
         "store_requests": n,
         "week_requests": per_week,
@@ -222,13 +227,19 @@ def scale(args: argparse.Namespace) -> None:
     marker = data / "bench-scale.json"
     want = {"store_requests": n, "week_requests": per_week}
     meta = json.loads(marker.read_text()) if marker.exists() else None
+    started = data / "bench-scale.partial.json"
     if meta is None or {k: meta.get(k) for k in want} != want:
-        if data.exists() and any(data.iterdir()):
-            if meta is None:
+        partial = json.loads(started.read_text()) if started.exists() else None
+        if data.exists() and any(data.iterdir()) and partial != want:
+            if meta is None and partial is None:
                 raise SystemExit(f"{data} holds something else; give an empty or new directory")
             shutil.rmtree(data)
         data.mkdir(parents=True, exist_ok=True)
-        print(f"generating a store of {n:,} requests ({per_week:,} a week) in {data}", flush=True)
+        started.write_text(json.dumps(want))
+        print(
+            f"generating (or resuming) a store of {n:,} requests ({per_week:,} a week) in {data}",
+            flush=True,
+        )
         t0 = time.perf_counter()
         meta = make_scale_store(data, n, per_week)
         meta["generated_s"] = round(time.perf_counter() - t0)
