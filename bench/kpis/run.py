@@ -262,7 +262,7 @@ def main() -> None:
                 }
                 skipped.append(f"{n:,}")
             if not args.no_spark:
-                sp = run_json([sys.executable, __file__, "--side", "spark", "--data", str(tmp)])
+                sp = run_json([sys.executable, __file__, "--side", "spark", "--store", str(tmp)])
                 assert abs(sp["p95_first"] - w["p95_first"]) < 1e-6 * w["p95_first"], (sp, w)
                 row |= {
                     "Spark start s": f"{sp['start_s']:.1f}",
