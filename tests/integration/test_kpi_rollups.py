@@ -181,3 +181,114 @@ def test_percentiles_of_a_histogram_follow_numpy_within_the_bound() -> None:
         assert got is not None and abs(got - want) / want <= BOUND
     assert rollups.quantiles({}, (0.5,)) == [None]
     assert rollups.quantiles({10: 1}, (0.5, 0.99)) == [rollups.bucket_value(10)] * 2
+
+
+# ---- updates that read only their own batch ------------------------------------------------------
+def _req(rid: str, ts: str, plant: str, score: int | None = None, latency: float = 100.0) -> dict:
+    return {
+        "request_id": rid,
+        "timestamp": ts,
+        "plant_id": plant,
+        "model_version": "v1",
+        "route": "stable",
+        "user_prompt": "torque for the M8 bolts",
+        "generated_response": "25 Nm.",
+        "latency_ms": latency,
+        "human_feedback_score": score,
+        "contains_safety_keyword": False,
+    }
+
+
+def _fb(eid: str, rid: str, ts: str, score: int) -> dict:
+    return {"event_id": eid, "request_id": rid, "timestamp": ts, "score": score}
+
+
+def _esc(eid: str, rid: str, ts: str, confirmed: bool = True) -> dict:
+    return {
+        "event_id": eid,
+        "request_id": rid,
+        "timestamp": ts,
+        "reason": "wrong torque",
+        "confirmed": confirmed,
+    }
+
+
+class _Hidden:
+    """Moves every stored Parquet file out of the log root and back: an update made meanwhile
+    can only have read its own batch."""
+
+    def __init__(self, root: Path, away: Path) -> None:
+        self.root, self.away, self.moved = root, away, []
+
+    def __enter__(self) -> None:
+        for kind in ("requests", "feedback", "escalations"):
+            for p in sorted((self.root / kind).rglob("*.parquet")):
+                dst = self.away / p.relative_to(self.root)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                p.rename(dst)
+                self.moved.append((dst, p))
+
+    def __exit__(self, *exc: object) -> None:
+        for dst, p in self.moved:
+            dst.rename(p)
+
+
+def test_updates_look_up_earlier_batches_without_reading_the_store(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
+    store = open_store(settings)
+    ing = Ingestor(store, SafetyChecker())
+
+    def put(kind: str, rows: list[dict[str, Any]]) -> None:
+        rep = ing.ingest_raw(kind, [(str(i), r) for i, r in enumerate(rows)], "t")
+        assert rep.rejected == 0, rep.first_rejections
+        assert rep.accepted == len(rows)
+
+    # Before the rollups are built an update does nothing (not even create the file).
+    put("requests", [_req("a", "2026-10-05T08:00:00Z", "P1", score=3, latency=50.0)])
+    assert not rollups.path_of(store).exists()
+    rollups.rebuild(store)
+    put("requests", [_req("b", "2026-10-05T09:00:00Z", "P1")])
+    # Events about requests not stored yet: feedback, a confirmed and an unconfirmed escalation.
+    put("feedback", [_fb("f-c", "c", "2026-11-03T12:00:00Z", 2)])
+    put("escalations", [_esc("e-d", "d", "2026-11-04T12:00:00Z")])
+    put("escalations", [_esc("e-d2", "d", "2026-11-04T13:00:00Z", confirmed=False)])
+    # A request id stored on two days, by two plants.
+    put("requests", [_req("e", "2026-11-03T10:00:00Z", "P2", score=4)])
+    put("requests", [_req("e", "2026-11-04T10:00:00Z", "P1")])
+    rollups.rebuild(store)  # the side tables are rebuilt too: updates carry on from them
+    away = tmp_path / "away"
+    with _Hidden(store.root, away):
+        # Feedback for a request stored four weeks earlier; a newer event replaces it; an
+        # event older than the latest changes nothing.
+        put("feedback", [_fb("f-a1", "a", "2026-11-02T08:00:00Z", 5)])
+        put("feedback", [_fb("f-a2", "a", "2026-11-03T08:00:00Z", 1)])
+        put("feedback", [_fb("f-a0", "a", "2026-11-02T07:00:00Z", 4)])
+        # The requests the events stored earlier were about.
+        put("requests", [_req("c", "2026-11-03T11:00:00Z", "P1", score=5)])
+        put("requests", [_req("d", "2026-11-03T11:30:00Z", "P2")])
+        # Feedback and a confirmed escalation about the request stored on two days.
+        put("feedback", [_fb("f-e", "e", "2026-11-05T08:00:00Z", 2)])
+        put("escalations", [_esc("e-e", "e", "2026-11-05T09:00:00Z")])
+    assert away.exists() and not list(away.rglob("*.parquet"))
+    since, until = date(2026, 10, 5), date(2026, 11, 6)
+    assert_same(settings, since, until, "day")
+    assert_same(settings, since, until, "week")
+    got = {
+        (r["window_start"].date().isoformat(), r["plant_id"]): r
+        for r in rollups.kpis(store, since, until, "day")
+    }
+    oct5 = got[("2026-10-05", "P1")]
+    assert (oct5["requests"], oct5["feedback_n"], oct5["feedback_avg"]) == (2, 1, 1.0)
+    nov3_p1 = got[("2026-11-03", "P1")]  # c: the event (2) overrides its inline score (5)
+    assert (nov3_p1["requests"], nov3_p1["feedback_avg"]) == (1, 2.0)
+    nov3_p2 = got[("2026-11-03", "P2")]  # e (its event 2 overrides 4) and d (no score)
+    assert (nov3_p2["requests"], nov3_p2["feedback_n"], nov3_p2["feedback_avg"]) == (2, 1, 2.0)
+    assert got[("2026-11-04", "P2")]["escalations_confirmed"] == 1  # about d, stored later
+    nov4_p1 = got[("2026-11-04", "P1")]  # e's second row
+    assert (nov4_p1["requests"], nov4_p1["feedback_avg"]) == (1, 2.0)
+    # The escalation about e counts once per stored row of e, as the exact KPIs count it.
+    assert got[("2026-11-05", "P1")]["escalations_confirmed"] == 1
+    assert got[("2026-11-05", "P2")]["escalations_confirmed"] == 1
+    before = rollups.kpis(store, since, until, "day")
+    rollups.rebuild(store)
+    assert rollups.kpis(store, since, until, "day") == before
