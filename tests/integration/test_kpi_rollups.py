@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,27 @@ def test_updates_look_up_earlier_batches_without_reading_the_store(tmp_path: Pat
     before = rollups.kpis(store, since, until, "day")
     rollups.rebuild(store)
     assert rollups.kpis(store, since, until, "day") == before
+
+
+def test_an_update_waits_for_a_running_rebuild(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", embedder="hashing", embed_threads=1)
+    store = open_store(settings)
+    ing = Ingestor(store, SafetyChecker())
+    rollups.rebuild(store)
+    ing.ingest_raw("requests", [("1", _req("a", "2026-11-03T08:00:00Z", "P1", score=2))], "t")
+    done = threading.Event()
+
+    def ingest() -> None:
+        ing.ingest_raw("feedback", [("1", _fb("f-a", "a", "2026-11-03T09:00:00Z", 5))], "t")
+        done.set()
+
+    with store.lock():  # what a rebuild holds from listing the store to writing its result
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        assert not done.wait(1.0)  # the event is stored; its update waits for the lock
+        assert len(store.files("feedback")) == 1
+    worker.join(30)
+    assert done.is_set()
+    (row,) = rollups.kpis(store, date(2026, 11, 3), date(2026, 11, 4), "day")
+    assert (row["feedback_n"], row["feedback_avg"]) == (1, 5.0)
+    assert_same(settings, date(2026, 11, 3), date(2026, 11, 4), "day")

@@ -24,11 +24,11 @@ transaction, so its cost depends on the batch, not on the size of the store. The
 take about as much space as the store's key indexes of the requests.
 
 :func:`rebuild` recomputes everything, side tables included, from the store
-(``modelwarden rollups rebuild``) and notes the files it saw, so an :func:`update` of one of them
-that comes after it adds nothing. Updates run one at a time (each is one write transaction), so
-requests and their feedback stored by two processes at the same moment are counted exactly. An
-update that commits while a rebuild is running is overwritten by the rebuild's result if the
-rebuild listed the store before that file was written: rebuild when ingest is idle.
+(``modelwarden rollups rebuild``) while holding the store-wide lock, which updates take too: an
+update waits while a rebuild runs (the flusher pauses after its current batch; reads do not wait), and
+the rebuild notes the files it saw, so an update of one of them that comes after it adds nothing.
+Updates run one at a time, so requests and their feedback stored by two processes at the same
+moment are counted exactly.
 """
 
 from __future__ import annotations
@@ -282,15 +282,23 @@ def update(store: LogStore, kind: str, files: Sequence[str]) -> None:
     latest feedback event per request, the confirmed escalations) it looks up by request id in
     the rollups' side tables, so its cost depends on the batch, not on the store.
     Does nothing until the rollups were built once (:func:`rebuild`), which counts them anyway.
+    Waits while a rebuild runs (both hold the store-wide lock), so that an update is either
+    counted by the rebuild (it saw the files) or made on top of its result.
     """
-    if kind not in ("requests", "feedback", "escalations") or not files or not built(store):
+    if kind not in ("requests", "feedback", "escalations") or not files:
         return
+    with store.lock():
+        if built(store):
+            _update(store, kind, files)
+
+
+def _update(store: LogStore, kind: str, files: Sequence[str]) -> None:
     con = connect(1)
     try:
         with _db(store) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                # Files a rebuild saw (one that committed before this transaction) count already.
+                # Files the last rebuild saw are counted already.
                 marks = ", ".join("?" * len(files))
                 seen = {
                     r[0]
@@ -391,7 +399,8 @@ class RebuildReport:
 
 
 def rebuild(store: LogStore, threads: int = 0) -> RebuildReport:
-    """Recompute every rollup and side table from the store (reads do not wait)."""
+    """Recompute every rollup and side table from the store (updates wait meanwhile; reads do
+    not)."""
     t0 = time.perf_counter()
     with store.lock():
         files = {k: store.files(k) for k in ("requests", "feedback", "escalations")}
