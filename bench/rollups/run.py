@@ -53,8 +53,9 @@ def _full(cols: dict, schema: object, m: int) -> object:
     )
 
 
-def make_store(root: Path, n: int, seed: int = 0) -> None:
-    """``n`` requests over 28 days with their feedback events and escalations."""
+def make_store(root: Path, n: int, seed: int = 0) -> list:
+    """``n`` requests over 28 days with their feedback events and escalations; returns the
+    request ids."""
     import numpy as np
     import pyarrow as pa
 
@@ -62,12 +63,15 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
 
     rng = np.random.default_rng(seed)
     chunk = 1_000_000
+    out = []
     start = np.datetime64(START, "us")
     span = DAYS * 86400 * 10**6
     for c0 in range(0, n, chunk):
         m = min(chunk, n - c0)
         ts = np.sort(start + rng.integers(0, span, m).astype("timedelta64[us]"))
-        ids = np.char.add("r", np.arange(c0, c0 + m).astype(str))
+        # Random ids, like the UUIDs clients send (sequential ones would let Parquet's min/max
+        # statistics skip every file a look-up by id reads).
+        ids = np.char.mod("%016x", rng.integers(0, 2**63, m))
         score = rng.integers(1, 6, m).astype("float64")
         score[rng.random(m) < 0.6] = np.nan
         req = {
@@ -102,9 +106,11 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
                 cols["category"] = pa.array(["incorrect"] * k)
                 cols["confirmed"] = pa.array(rng.random(k) < 0.5)
             _write_days(root, kind, _full(cols, schema, k), f"{c0:010d}")
+        out.append(ids)
+    return out
 
 
-def _batches(n: int, batch: int, i: int, seed: int) -> dict[str, object]:
+def _batches(ids: object, batch: int, i: int, seed: int) -> dict[str, object]:
     """The i-th batch of each kind: new requests on the last day, events about stored ones."""
     import numpy as np
     import pyarrow as pa
@@ -114,7 +120,7 @@ def _batches(n: int, batch: int, i: int, seed: int) -> dict[str, object]:
     rng = np.random.default_rng(seed + 1000 + i)
     last = np.datetime64(START, "us") + np.timedelta64(DAYS * 86400 - 3600, "s")
     ts = pa.array(np.full(batch, last), pa.timestamp("us", tz="UTC"))
-    about = pa.array(np.char.add("r", rng.integers(0, n, batch).astype(str)))
+    about = pa.array(ids[rng.integers(0, len(ids), batch)])  # type: ignore[index,arg-type]
     when = pa.array(np.full(batch, last + np.timedelta64(60, "s")), pa.timestamp("us", tz="UTC"))
     new = {
         "request_id": pa.array([f"new-{i}-{j}" for j in range(batch)]),
@@ -150,6 +156,8 @@ def _batches(n: int, batch: int, i: int, seed: int) -> dict[str, object]:
 
 
 def measure(n: int, batch: int, repeat: int, seed: int = 0) -> dict:
+    import numpy as np
+
     from modelwarden.kpi import rollups
     from modelwarden.store.logstore import LogStore
 
@@ -157,7 +165,7 @@ def measure(n: int, batch: int, repeat: int, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory(prefix="mw-rollups-") as tmp:
         root = Path(tmp) / "log"
         with Timer() as t:
-            make_store(root, n, seed)
+            ids = np.concatenate(make_store(root, n, seed))
         out["make_s"] = round(t.seconds, 1)
         store = LogStore(root, threads=1)
         with Timer() as t:
@@ -166,7 +174,7 @@ def measure(n: int, batch: int, repeat: int, seed: int = 0) -> dict:
         out["rollups_mb"] = round(rollups.path_of(store).stat().st_size / 2**20, 1)
         times: dict[str, list[float]] = {k: [] for k in ("requests", "feedback", "escalations")}
         for i in range(repeat):
-            for kind, tbl in _batches(n, batch, i, seed).items():
+            for kind, tbl in _batches(ids, batch, i, seed).items():
                 files = store.append(kind, tbl).files  # type: ignore[arg-type]
                 with Timer() as t:
                     rollups.update(store, kind, files)
