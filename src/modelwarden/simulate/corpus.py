@@ -320,12 +320,13 @@ def _question_index() -> tuple[tuple[QA, frozenset[str], frozenset[str]], ...]:
     return tuple(index)
 
 
+@functools.lru_cache(maxsize=8192)
 def match_question(text: str) -> QA | None:
     """The QA whose question phrasings best match ``text``, or None if no word is shared.
 
     Scores each phrasing by Jaccard overlap of content words, then of all words; the best
     phrasing's QA wins and exact ties go to the earlier item in corpus order, so the answer is
-    stable across runs.
+    stable across runs. Operators repeat their questions: the last 8,192 answers are kept.
     """
     words = _tokens(text)
     if not words:
