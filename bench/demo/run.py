@@ -60,14 +60,17 @@ def main() -> None:
     cols += ["send s", "store s", "tick s", "report s", "rest s"]
     md = (
         "## Demo (`bench/demo/run.py`)\n\n"
-        f"Machine: {where}. The cores were shared with other work while this ran, so the wall "
-        "times are upper bounds; *cpu_seconds* (user + system, all threads) is not inflated by "
-        "it, and *load_1min* is the load average when the run ended.\n\n"
+        f"Machine: {where}. *cpu_seconds* is user + system time of every thread and child "
+        "process (the demo keeps both cores busy, so its own load average is near 2); "
+        "*load_1min* is the load average when the run ended. A load average above 1 at the "
+        "start means other work shared the cores, and the wall times are upper bounds.\n\n"
         "`modelwarden demo` in a fresh process on an empty data directory (28 days of history, "
         "seed 7, the MiniLM embedder), as `make demo` runs it. *send*: plant traffic through the "
         "gateway; *store*: waiting for the gateway's spool to reach the log store; *tick*: the "
         "controller's SOP ticks; *report*: the weekly report (cold: drift suite and answer "
-        "embedding); *rest*: history ingest, prompt embedding, evals, set-up and start-up.\n\n"
+        "embedding); *rest*: start-up, history ingest, the evals, the set-up and the prompts "
+        "still to embed once the servers stop (most are embedded in slices during the loop, "
+        "on the core the in-process loop leaves idle).\n\n"
         + table(rows, cols)
         + f"\nGoal: {verdict}.\n"
     )
