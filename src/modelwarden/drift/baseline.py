@@ -40,7 +40,7 @@ from modelwarden.drift.monitor import (
     drift_row,
 )
 from modelwarden.drift.reservoir import Reservoir
-from modelwarden.embed.service import WindowVectors, embed_missing, embedder_key, window_vectors
+from modelwarden.embed.service import WindowReader, WindowVectors, embed_missing, embedder_key
 from modelwarden.errors import InputError
 from modelwarden.settings import Settings
 from modelwarden.store.reads import plants, require_data
@@ -98,7 +98,9 @@ def update_baselines(
     drifted: dict[str, set[str]] = {}
     decisions: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
-    with reservoir_lock(settings):
+    # One store connection for every window of every reservoir (a connection lists and
+    # registers the store's files).
+    with reservoir_lock(settings), WindowReader(settings, kind, name) as reader:
         for scope in scopes:
             key = scope or ALL_PLANTS
             loaded = load_reservoir(settings, key, kind, name)
@@ -126,7 +128,7 @@ def update_baselines(
             while w_since + step <= end:
                 w = Window(w_since, w_since + step)
                 w_since += step
-                cur = window_vectors(settings, kind, name, w.since, w.until, plant=scope)
+                cur = reader.read(w.since, w.until, plant=scope)
                 entry = {
                     "since": w.since.isoformat(),
                     "until": w.until.isoformat(),
@@ -167,7 +169,7 @@ def update_baselines(
                 left_out = sorted(drifted.get(w.label(), ())) if scope is None else []
                 if decision in ("initial", "folded"):
                     if left_out:
-                        cur = _without_plants(settings, kind, name, w, left_out)
+                        cur = _without_plants(settings, reader, w, left_out)
                         entry["left_out"] = left_out
                     res.add(cur.vectors, cur.request_ids, cur.texts)
                     info.folded.append({**entry, "decision": decision})
@@ -194,11 +196,11 @@ def update_baselines(
 
 
 def _without_plants(
-    settings: Settings, kind: str, embedder: str, w: Window, left_out: list[str]
+    settings: Settings, reader: WindowReader, w: Window, left_out: list[str]
 ) -> WindowVectors:
     """The window's rows of every plant but ``left_out``, plant by plant, oldest first."""
     parts = [
-        window_vectors(settings, kind, embedder, w.since, w.until, plant=p)
+        reader.read(w.since, w.until, plant=p)
         for p in plants(settings, w.since, w.until)
         if p not in left_out
     ]
