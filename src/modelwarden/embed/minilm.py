@@ -108,8 +108,9 @@ class MiniLMEmbedder:
                 else:
                     memo.move_to_end(t)
                     out[i] = v
-        if progress and len(texts) > sum(map(len, todo.values())):
-            progress(len(texts) - sum(map(len, todo.values())))
+        kept = len(texts) - sum(map(len, todo.values()))
+        if progress and kept:
+            progress(kept)
         fresh = list(todo)
         # Sorting by length keeps padding low inside each batch.
         order = sorted(range(len(fresh)), key=lambda k: len(fresh[k]))
