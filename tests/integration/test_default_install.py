@@ -166,3 +166,13 @@ def test_closure_tells_test_extras_apart() -> None:
     allowed = _closure(_default_requirements())
     assert "opentelemetry-exporter-otlp-proto-http" not in allowed
     assert "pytest" not in allowed
+
+
+def test_the_demo_sends_through_a_client_of_the_default_install() -> None:
+    # `make demo` installs no extras, and the demo's traffic goes through the official client
+    # (modelwarden.simulate.live imports openai when it sends).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    default = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    assert "openai" in default
+    source = (ROOT / "src" / "modelwarden" / "simulate" / "live.py").read_text(encoding="utf-8")
+    assert "from openai import" in source
