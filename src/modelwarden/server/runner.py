@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from modelwarden.net import tls_context
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -106,7 +108,7 @@ def wait_for_spool(
     the read API queries) takes it in a moment later.
     """
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base_url, timeout=5, headers=headers) as http:
+    with httpx.Client(base_url=base_url, timeout=5, headers=headers, verify=tls_context()) as http:
         while True:
             spool = http.get("/healthz").json()["spool"]
             if spool["pending_records"] == 0:

@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from modelwarden.errors import InputError
+from modelwarden.net import tls_context
 from modelwarden.simulate import corpus
 from modelwarden.simulate.traffic import (
     FEEDBACK_BY_QUALITY,
@@ -250,12 +251,16 @@ async def _send_all(
     timeout: float,
 ) -> SendResult:
     # Imported here: the openai client takes a moment to import and only this path needs it.
-    from openai import APIStatusError, AsyncOpenAI
+    from openai import APIStatusError, AsyncOpenAI, DefaultAsyncHttpxClient
 
     base = base_url.rstrip("/").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     client = AsyncOpenAI(
-        base_url=f"{base}/v1", api_key=api_key or "none", max_retries=0, timeout=timeout
+        base_url=f"{base}/v1",
+        api_key=api_key or "none",
+        max_retries=0,
+        timeout=timeout,
+        http_client=DefaultAsyncHttpxClient(verify=tls_context()),
     )
     result = SendResult()
     sem = asyncio.Semaphore(concurrency)
@@ -311,7 +316,9 @@ async def _send_all(
             tasks = []
     await asyncio.gather(*tasks)
     if rated:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as http:
+        async with httpx.AsyncClient(
+            base_url=base, headers=headers, timeout=timeout, verify=tls_context()
+        ) as http:
             resp = await http.post("/v1/feedback", json={"records": rated})
             if resp.status_code == 200:
                 result.feedback_sent = int(resp.json().get("accepted", 0))
