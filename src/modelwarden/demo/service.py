@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -159,9 +159,11 @@ class _Loop:
         gateway_url: str,
         traffic_key: str,
         emit: OnStep,
+        on_stored: Callable[[], None],
     ) -> None:
         self.settings, self.opts, self.state = settings, opts, state
         self.clock, self.gateway_url, self.key, self.emit = clock, gateway_url, traffic_key, emit
+        self.on_stored = on_stored
         self.step = timedelta(minutes=opts.tick_minutes)
         # Traffic is drawn relative to the start of the live phase, so every run of the demo
         # plays the same requests whatever today's date (the canary's sample, and so the SOP's
@@ -189,6 +191,7 @@ class _Loop:
         self.clock.set(until)
         t1 = time.perf_counter()
         wait_for_spool(self.gateway_url, timeout=60)
+        self.on_stored()
         self.seconds["send"] += t1 - t0
         self.seconds["store"] += time.perf_counter() - t1
         self.sent.extend(res)
@@ -203,44 +206,87 @@ class _Loop:
 
 
 class _BackgroundEmbedding:
-    """Prompt vectors computed while the loop runs, in slices, on the core the loop leaves idle.
+    """Prompt vectors (then answer vectors) computed while the loop runs, by a process of its own.
 
     The loop itself (client, gateway and fake models in this process) is bound to one core by the
-    interpreter lock; torch releases it while it computes. Whatever is still missing at the end
-    is embedded after the servers stop, with every core.
+    interpreter lock. An embedding thread in this process ran its tokenizer and the model's Python
+    layers under that lock too, and held the model's lock against the evals: with it, the demo
+    used about one core of two until the report. A child process embeds on the other core without
+    either. The loop nudges it whenever a slice of traffic is stored (asking the store for missing
+    vectors when nothing was stored costs a connection and a scan). Whatever is still missing
+    when the loop ends is embedded by this process, with every core, once the servers stop.
     """
 
-    SLICE = 256  # distinct texts per slice: the encode lock is held one batch at a time
+    SLICE = 256  # distinct texts per call, so that a stop is honoured within a second or two
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        ctx = multiprocessing.get_context("spawn")  # torch and threads: never fork
+        self._nudges: Any = ctx.SimpleQueue()
+        self._results: Any = ctx.SimpleQueue()
+        self._proc = ctx.Process(
+            target=_embed_worker,
+            args=(settings, self.SLICE, self._nudges, self._results),
+            name="demo-embed",
+            daemon=True,
+        )
         self.stored = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-embed", daemon=True)
+        self.error: str | None = None
 
     def start(self) -> _BackgroundEmbedding:
-        self._thread.start()
+        self._proc.start()
+        self._nudges.put("more")  # the history is stored already
         return self
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                rep = embed_missing(self.settings, "prompt", limit=self.SLICE)
-            except BaseException as exc:  # reported by stop(); the tail embeds what is left
-                self.error = exc
-                return
-            self.stored += rep.stored
-            if rep.stored == 0:
-                self._stop.wait(0.5)
+    def nudge(self) -> None:
+        """New requests were stored."""
+        self._nudges.put("more")
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        """Stop after the current slice; what is missing is left to the caller."""
+        if self._proc.pid is None:
+            return
+        self._nudges.put("stop")
+        self._proc.join(timeout=120)
+        if self._proc.is_alive():  # pragma: no cover - a slice takes seconds
+            self._proc.kill()
+            self._proc.join()
+        if not self._results.empty():
+            kind, value = self._results.get()
+            if kind == "done":
+                self.stored = int(value)
+            else:
+                self.error = str(value)
+        elif self.error is None:
+            self.error = f"the embedding process ended with exit code {self._proc.exitcode}"
         if self.error is not None:
             log.warning(
                 "background embedding stopped early (%s); the rest is embedded now", self.error
             )
+
+
+def _embed_worker(settings: Settings, limit: int, nudges: Any, results: Any) -> None:
+    """The child of :class:`_BackgroundEmbedding`: embed what is missing, a slice at a time, each
+    time it is nudged, and the answers when the prompts are caught up (the report's response drift
+    needs them); return the count of stored prompt vectors when told to stop."""
+    stored = 0
+    try:
+        while True:
+            stop = nudges.get() == "stop"
+            while not stop and not nudges.empty():
+                stop = nudges.get() == "stop"
+            if stop:
+                break
+            while True:
+                rep = embed_missing(settings, "prompt", limit=limit)
+                stored += rep.stored
+                if rep.stored < limit or not nudges.empty():
+                    break
+            if nudges.empty():  # caught up: the answers, which the report embeds otherwise
+                embed_missing(settings, "response", limit=limit)
+    except BaseException as exc:  # reported by stop(); the caller embeds what is left
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    results.put(("done", stored))
 
 
 def _history(settings: Settings, opts: DemoOptions, live_start: datetime, end: datetime) -> Step:
@@ -368,7 +414,16 @@ def run_demo(
                     },
                 )
             )
-            loop = _Loop(settings, opts, state, clock, srv["gateway"].url, traffic_secret, emit)
+            loop = _Loop(
+                settings,
+                opts,
+                state,
+                clock,
+                srv["gateway"].url,
+                traffic_secret,
+                emit,
+                background.nudge,
+            )
             # One hour of traffic on the stable version alone.
             res = loop.traffic(live_start + timedelta(hours=1))
             emit(
