@@ -14,7 +14,9 @@ from modelwarden.embed.hashing import HashingEmbedder
 from modelwarden.errors import InputError
 from modelwarden.safety.checker import SafetyChecker
 from modelwarden.simulate.corpus import (
+    CLOSINGS,
     DRIFT_TOPICS,
+    GREETINGS,
     PACKAGED_CORPUS,
     QA,
     TOPICS,
@@ -489,3 +491,18 @@ def test_corpus_that_is_not_a_mapping_or_not_a_file(tmp_path: Path) -> None:
         load_corpus(_write(tmp_path, "- lubrication\n"))
     with pytest.raises(CorpusError, match=r"cannot read corpus file .*missing\.yaml"):
         load_corpus(tmp_path / "missing.yaml")
+
+
+def test_greetings_and_closings_do_not_change_which_answer_a_question_gets() -> None:
+    """ "Need it before the next shift." once made one prompt in thirty match the shift-handover
+    checklist: a stand-in model answered the wrong question, and the answers drifted."""
+    wrong = []
+    for t in all_topics():
+        for qa in t.items:
+            for q in qa.questions:
+                for g in ("", *GREETINGS):
+                    for c in ("", *CLOSINGS):
+                        got = match_question(g + q + c)
+                        if got is None or got.key != qa.key:
+                            wrong.append((g + q + c, got.key if got else None, qa.key))
+    assert not wrong, wrong[:5]

@@ -284,6 +284,27 @@ def find_qa(key: str) -> QA:
 
 _WORD = re.compile(r"[a-z0-9]+")
 
+# What operators put around a question (the simulated traffic adds them too). They say nothing
+# about the question, and some share words with one: "Need it before the next shift." made the
+# matcher answer one prompt in thirty with the shift-handover checklist.
+GREETINGS = ("Quick question: ", "Hi, ", "Night shift here. ", "Line 3: ", "For the audit, ")
+CLOSINGS = (" Thanks.", " Please be specific.", " Need it before the next shift.")
+
+
+def strip_courtesy(text: str) -> str:
+    """``text`` without one leading greeting and one trailing closing of the lists above."""
+    low = text.lower()
+    for g in GREETINGS:
+        if low.startswith(g.lower()):
+            text, low = text[len(g) :], low[len(g) :]
+            break
+    for c in CLOSINGS:
+        if low.endswith(c.lower()):
+            text = text[: -len(c)]
+            break
+    return text
+
+
 # Function words carry no topic signal; scoring on them alone would let "how do I ..." prompts
 # match whichever item happens to share the most filler.
 # fmt: off
@@ -328,7 +349,7 @@ def match_question(text: str) -> QA | None:
     phrasing's QA wins and exact ties go to the earlier item in corpus order, so the answer is
     stable across runs. Operators repeat their questions: the last 8,192 answers are kept.
     """
-    words = _tokens(text)
+    words = _tokens(strip_courtesy(text))
     if not words:
         return None
     content = words - _STOPWORDS

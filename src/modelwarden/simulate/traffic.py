@@ -48,17 +48,9 @@ INCIDENT_DAYS = 4
 INCIDENT_USER_SHARE = 0.25
 DRIFT_SHARE = 0.35
 
-PREFIXES = (
-    "",
-    "",
-    "",
-    "Quick question: ",
-    "Hi, ",
-    "Night shift here. ",
-    "Line 3: ",
-    "For the audit, ",
-)
-SUFFIXES = ("", "", " Thanks.", " Please be specific.", " Need it before the next shift.")
+# Most questions come bare; the rest with one of the corpus's greetings and closings.
+PREFIXES = ("", "", "", *corpus.GREETINGS)
+SUFFIXES = ("", "", *corpus.CLOSINGS)
 # Hour-of-day weights: day and swing shifts ask most, nights much less.
 HOUR_WEIGHTS = np.array(
     [1, 1, 1, 1, 1, 2, 5, 8, 9, 9, 8, 7, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 2, 1], dtype=float
