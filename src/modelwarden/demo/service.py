@@ -60,6 +60,7 @@ from modelwarden.settings import Settings
 from modelwarden.simulate import live
 from modelwarden.simulate.traffic import (
     CANDIDATE_VERSION,
+    QUALITY,
     STABLE_VERSION,
     default_end,
     simulate,
@@ -326,7 +327,18 @@ def _servers(
             stack.callback(srv.stop)
             return srv
 
-        good = serve(fake_upstream.create_app(STABLE_VERSION, latency_ms=2, seed=opts.seed))
+        # The stable version answers as it did in the history (the same share of poor and unsafe
+        # answers): a flawless stand-in would make every plant's answers drift from the baseline.
+        stable = QUALITY[STABLE_VERSION]
+        good = serve(
+            fake_upstream.create_app(
+                STABLE_VERSION,
+                latency_ms=2,
+                seed=opts.seed,
+                unsafe_share=stable.p_unsafe,
+                poor_share=stable.p_poor,
+            )
+        )
         bad = serve(
             fake_upstream.create_app(
                 CANDIDATE_VERSION,
