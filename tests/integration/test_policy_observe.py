@@ -108,6 +108,43 @@ def test_an_escalation_in_range_about_an_older_request_keeps_its_plant_and_versi
     assert list(obs.esc_category) == ["other"] and list(obs.esc_confirmed) == [True]
 
 
+def test_escalations_about_requests_of_the_range_and_older_ones_are_all_matched(
+    tmp_path: Path,
+) -> None:
+    """Many escalations (more than one query's list of ids), about requests of the range's days
+    and about older ones, each with its request's plant and version, and none about a request
+    that was never stored."""
+    settings, store = _store(tmp_path)
+    n = 1200
+    store.append(
+        "requests",
+        _table(
+            "requests",
+            [_request(f"near-{i}", DAY20, f"Plant_{'CD'[i % 2]}", V2) for i in range(n)]
+            + [_request(f"far-{i}", DAY1, "Plant_E", V1) for i in range(5)],
+        ),
+    )
+    events = [
+        {"event_id": f"n{i}", "request_id": f"near-{i}", "timestamp": DAY21, "confirmed": True}
+        for i in range(n)
+    ]
+    events += [
+        {"event_id": f"f{i}", "request_id": f"far-{i}", "timestamp": DAY21, "confirmed": False}
+        for i in range(5)
+    ]
+    events.append(
+        {"event_id": "x", "request_id": "never-stored", "timestamp": DAY21, "confirmed": True}
+    )
+    store.append("escalations", _table("escalations", events))
+    for since in (DAY20 - timedelta(hours=1), DAY21 - timedelta(hours=1)):
+        obs = load_observations(settings, since, DAY21)
+        got = sorted(zip(obs.esc_plant, obs.esc_version, obs.esc_confirmed, strict=True))
+        want = sorted(
+            [(f"Plant_{'CD'[i % 2]}", V2, True) for i in range(n)] + [("Plant_E", V1, False)] * 5
+        )
+        assert got == want
+
+
 def test_rows_share_one_string_per_plant_and_version(tmp_path: Path) -> None:
     settings, store = _store(tmp_path)
     store.append(

@@ -14,6 +14,7 @@ from typing import Any
 import ibis
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelwarden.policy.engine import Observations
 from modelwarden.settings import Settings
@@ -69,6 +70,41 @@ def load_observations(
         store.close(con)
 
 
+_ESC_COLS = ("timestamp", "category", "confirmed")
+_KEY_COLS = ("request_id", "plant_id", "model_version")
+_ID_LIST_MAX = 1000
+
+
+def _escalations(store: LogStore, con: Any, esc: pa.Table) -> pa.Table:
+    """The escalations ``esc`` with the plant and version of the requests they are about.
+
+    An escalation is about a request of the range's days as a rule: those are looked up in the
+    range's own table. Only the ids not found there are looked for in every stored request (an
+    escalation may be about an older one), and only when there are such ids, since that table
+    lists and reads the key columns of the whole store.
+    """
+    if not esc.num_rows:
+        empty = [SCHEMAS["requests"].field(c) for c in _KEY_COLS]
+        return esc.join(pa.schema(empty).empty_table(), "request_id")
+    ids = pc.unique(esc.column("request_id"))
+    keys = _keys_of(con, con.table("requests_in_range"), ids)
+    missing = pc.filter(ids, pc.invert(pc.is_in(ids, keys.column("request_id"))))
+    if len(missing):
+        older = _keys_of(con, store.table(con, "requests"), missing)
+        keys = pa.concat_tables([keys, older.cast(keys.schema)])
+    return esc.join(keys, "request_id", join_type="inner")
+
+
+def _keys_of(con: Any, table: Any, ids: pa.Array) -> pa.Table:
+    """``request_id, plant_id, model_version`` of the rows of ``table`` with one of ``ids``."""
+    keys = table.select(*_KEY_COLS)
+    if len(ids) <= _ID_LIST_MAX:
+        return to_arrow(con, keys.filter(keys.request_id.isin(ids.to_pylist())))
+    # Many ids (a long replay): every row's keys, matched here rather than in a huge IN list.
+    out = to_arrow(con, keys)
+    return out.filter(pc.is_in(out.column("request_id"), ids))
+
+
 def _load(
     store: LogStore, con: Any, since: datetime | None, until: datetime | None
 ) -> Observations:
@@ -93,30 +129,13 @@ def _load(
         score_at=ibis.coalesce(j.fb_at, j.timestamp),
         error=j.error.notnull(),
     )
-    t = con.to_pyarrow(j)
+    t = to_arrow(con, j)
     e = con.table("escalations_in_range")
     if since is not None:
         e = e.filter(e.timestamp > since)
     if until is not None:
         e = e.filter(e.timestamp <= until)
-    cols = ["timestamp", "plant_id", "model_version", "category", "confirmed"]
-    # The join reads the key columns of every stored request (an escalation may be about an
-    # older one): only when there is an escalation in the range to look up.
-    if to_arrow(con, e.count().name("n")).column(0)[0].as_py():
-        req = store.table(con, "requests")
-        keys = req.select("request_id", "plant_id", "model_version")
-        et = con.to_pyarrow(e.inner_join(keys, "request_id").select(*cols))
-    else:
-        et = pa.schema(
-            [
-                (
-                    SCHEMAS["requests"]
-                    if c in ("plant_id", "model_version")
-                    else SCHEMAS["escalations"]
-                ).field(c)
-                for c in cols
-            ]
-        ).empty_table()
+    et = _escalations(store, con, to_arrow(con, e.select("request_id", *_ESC_COLS)))
     score = t.column("score").to_numpy(zero_copy_only=False)
     return Observations(
         ts=_us(t.column("ts")),
