@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from modelwarden.embed.service import embed_missing
+from modelwarden.embed.service import embed_missing, resolve_embedder
 from modelwarden.errors import InputError
 from modelwarden.evals.golden import starter_set, write_golden
 from modelwarden.evals.runner import RunOptions, run_eval
@@ -235,7 +235,6 @@ class _BackgroundEmbedding:
 
     def start(self) -> _BackgroundEmbedding:
         self._proc.start()
-        self._nudges.put("more")  # the history is stored already
         return self
 
     def nudge(self) -> None:
@@ -271,6 +270,9 @@ def _embed_worker(settings: Settings, limit: int, nudges: Any, results: Any) -> 
     needs them); return the count of stored prompt vectors when told to stop."""
     stored = 0
     try:
+        embedder = resolve_embedder(settings)
+        if embedder is not None:  # load the model now, while the history is simulated
+            embedder.embed(["warm-up"])
         while True:
             stop = nudges.get() == "stop"
             while not stop and not nudges.empty():
@@ -378,8 +380,14 @@ def run_demo(
     prepare_data_dir(settings.data_dir)
     end = (opts.end or default_end()).astimezone(UTC)
     live_start = end - timedelta(hours=opts.live_hours)
-    emit(_history(settings, opts, live_start, end))
+    # Started first: its imports and the model's load overlap the history's simulation.
     background = _BackgroundEmbedding(settings).start()
+    try:
+        emit(_history(settings, opts, live_start, end))
+    except BaseException:
+        background.stop()
+        raise
+    background.nudge()
 
     state = StateStore.of(settings)
     clock = live.SimClock(live_start)
