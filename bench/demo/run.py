@@ -68,9 +68,10 @@ def main() -> None:
         "seed 7, the MiniLM embedder), as `make demo` runs it. *send*: plant traffic through the "
         "gateway; *store*: waiting for the gateway's spool to reach the log store; *tick*: the "
         "controller's SOP ticks; *report*: the weekly report (cold: drift suite and answer "
-        "embedding); *rest*: start-up, history ingest, the evals, the set-up and the prompts "
-        "still to embed once the servers stop (most are embedded in slices during the loop, "
-        "on the core the in-process loop leaves idle).\n\n"
+        "embedding, for the answers a child process did not embed during the loop); *rest*: "
+        "start-up, history ingest, the evals, the set-up and the prompts still to embed once "
+        "the servers stop (most are embedded during the loop by a child process, on the core "
+        "the in-process loop leaves idle).\n\n"
         + table(rows, cols)
         + f"\nGoal: {verdict}.\n"
     )
