@@ -200,7 +200,9 @@ def test_quality_drift_finds_the_canary_and_the_poorly_served_new_topics(
 # ---- response drift -------------------------------------------------------------------------
 
 
-def test_response_drift_embeds_the_answers_and_sees_the_canary(data: Path, run_cli: Any) -> None:
+def test_response_drift_embeds_the_answers_and_adjusts_for_the_scopes(
+    data: Path, run_cli: Any
+) -> None:
     rows = _json(
         run_cli,
         data,
@@ -218,9 +220,21 @@ def test_response_drift_embeds_the_answers_and_sees_the_canary(data: Path, run_c
     assert {r["kind"] for r in rows} == {"response"}
     assert {(r["scope"], r["model_version"]) for r in rows if r["status"] == "ALERT"} == {
         ("all plants", None),
-        ("Plant_B", CANARY),
         ("Plant_C", STABLE),
     }
+    # The canary's 52 answers differ alone (p < 0.05) but not once the six scopes are counted:
+    # the report says so rather than raising an alert a quiet week would raise as often.
+    canary = next(r for r in rows if r["model_version"] == CANARY)
+    assert canary["status"] == "OK" and canary["scopes_tested"] == 6
+    assert canary["p_value"] < 0.05 < canary["p_adjusted"]
+    assert "Benjamini-Hochberg" in canary["note"]
+    # Benjamini-Hochberg's values: the i-th smallest of m p-values times m / i, made monotone.
+    ps = sorted(r["p_value"] for r in rows)
+    bh = [
+        min(1.0, min(p * len(ps) / (j + 1) for j, p in enumerate(ps) if j >= i))
+        for i in range(len(ps))
+    ]
+    assert sorted(r["p_adjusted"] for r in rows) == pytest.approx(bh)
     # The answers were embedded on the way: every request of both windows has a vector now.
     s = _settings(data)
     b, c = _windows()
@@ -255,10 +269,15 @@ def test_reservoir_folds_ok_windows_only_and_survives_a_restart(data: Path, run_
         expected.add(v.vectors, v.request_ids, v.texts)
     assert res.ids == expected.ids and res.seen == expected.seen == 531
 
-    # The new week against the reservoir: Plant_C drifted.
+    # The new week against the reservoir: Plant_C drifted. The fleet's window, which holds
+    # Plant_C's, alerts alone but not once adjusted for the five scopes tested.
     rows = _json(run_cli, data, "drift", "--baseline", "reservoir", "--current", CURRENT, code=1)
+    fleet = rows[0]
+    assert fleet["scope"] == "all plants" and fleet["scopes_tested"] == 5
+    assert fleet["p_value"] < 0.05 < fleet["p_adjusted"]
+    assert fleet["note"].startswith(f"alert alone (p = {fleet['p_value']:.3g}), not over 5 scopes")
     assert {r["scope"]: r["status"] for r in rows} == {
-        "all plants": "ALERT",
+        "all plants": "OK",
         "Plant_A": "OK",
         "Plant_B": "OK",
         "Plant_C": "ALERT",
@@ -266,7 +285,8 @@ def test_reservoir_folds_ok_windows_only_and_survives_a_restart(data: Path, run_
     }
     assert rows[1]["baseline"] == "reservoir (300 of 983 rows, 2 windows, through 2026-11-16)"
 
-    # The update folds the week where it was OK and refuses it where it drifted (exit 1).
+    # The update folds the week where its own test (one scope at a time: a guard that keeps a
+    # drifted week out of the reference) saw no drift, and refuses it elsewhere (exit 1).
     update = _json(run_cli, data, "baseline", "update", "--size", "300", code=1)
     assert {d["scope"]: d["decision"] for d in update} == {
         "Plant_A": "folded",

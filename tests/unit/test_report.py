@@ -124,7 +124,7 @@ def test_insufficient_data_is_not_a_finding() -> None:
     assert _findings(QUIET_PLANTS, QUIET_VERSIONS, rows) == ([], [])
     md = render_markdown(report([], [], rows, "INSUFFICIENT_DATA"))
     assert (
-        "| all plants | centroid_cosine (seed) | — | — | `0.02` | 900 / 300 "
+        "| all plants | centroid_cosine (seed) | — | — | — | `0.02` | 900 / 300 "
         "| **INSUFFICIENT_DATA** |" in md
     )
 
@@ -304,7 +304,7 @@ def test_everything_at_once_renders_numbered_actions() -> None:
     assert "No significant anomalies detected." not in md and "- None." not in md
     drift_md = _section(md, "## 2. Model Drift Analysis")
     assert (
-        "| Plant_C | centroid_cosine (seed) | `0.0607` | — | `0.02` | 900 / 300 | **ALERT** |"
+        "| Plant_C | centroid_cosine (seed) | `0.0607` | — | — | `0.02` | 900 / 300 | **ALERT** |"
         in drift_md
     )
     assert "<font color='red'>**ALERT**</font>" in drift_md

@@ -18,6 +18,7 @@ from modelwarden.embed.service import (
 )
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
+from modelwarden.stats.multitest import benjamini_hochberg
 from modelwarden.store.reads import filtered_requests, open_store, plants
 from modelwarden.windows import Window
 
@@ -199,6 +200,7 @@ def _embedding_drift(
         ]
         scopes = scopes[:1] + sorted(scopes[1:], key=lambda k: (str(k[0]), str(k[1])))
     rows = []
+    alerted: dict[int, tuple[WindowVectors, WindowVectors]] = {}  # windows kept to explain
     with WindowReader(settings, kind, name) as reader:
         for scope_plant, scope_version in scopes:
             if isinstance(baseline, Window):
@@ -218,7 +220,7 @@ def _embedding_drift(
                 method=method,
                 alpha=alpha,
                 threshold=threshold,
-                explain=explain,
+                explain=False,
             )
             row.update(
                 baseline=b_label,
@@ -228,7 +230,43 @@ def _embedding_drift(
                 window_end=current.until,
             )
             rows.append(row)
+            if row["status"] == "ALERT":
+                alerted[id(row)] = (b, c)
+    if method != "seed":
+        adjust_over_scopes(rows, alpha)
+    if explain:
+        for row in rows:
+            if row["status"] == "ALERT" and id(row) in alerted:
+                row["explanation"] = explanation(*alerted[id(row)], alpha)
     return rows
+
+
+def adjust_over_scopes(rows: list[dict[str, Any]], alpha: float) -> None:
+    """Benjamini-Hochberg over the scopes of one run: a row stays an alert only when its
+    p-value, adjusted for the number of scopes tested (``p_adjusted``), is below ``alpha``.
+
+    Each scope's test alone has an ``alpha`` chance of a false alert; a weekly report tests the
+    whole fleet and every plant (and each version's traffic), so without this a week without
+    drift would show at least one false alert in up to two weeks of five (five scopes of
+    prompts and five of answers). With it, a week without drift anywhere keeps the ``alpha``
+    chance of any false alert among a run's scopes; when some scope did drift, the others are
+    judged at the false discovery rate ``alpha``, which keeps the power to see a small canary's
+    drift beside a plant's (Holm's step-down would need each further scope to pass
+    ``alpha / m``). A row that alerted alone says so in ``note``.
+    """
+    tested = [r for r in rows if r.get("p_value") is not None]
+    if not tested:
+        return
+    adjusted = benjamini_hochberg([r["p_value"] for r in tested])
+    for r, p in zip(tested, adjusted, strict=True):
+        r["p_adjusted"] = float(p)
+        r["scopes_tested"] = len(tested)
+        if r["status"] == "ALERT" and p > alpha:
+            r["status"] = "OK"
+            r["note"] = (
+                f"alert alone (p = {r['p_value']:.3g}), not over {len(tested)} scopes "
+                f"(Benjamini-Hochberg p = {p:.3g})"
+            )
 
 
 def reservoir_vectors(

@@ -62,7 +62,7 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
                     f"{v * 100:.1f}%"
                     if key == "safety_rate"
                     else f"{v:.4f}"
-                    if key == "p_value"
+                    if key in ("p_value", "p_adjusted")
                     else f"{v:.4g}"
                     if key in ("score", "threshold", "statistic", "seed_score")
                     else f"{v:,.2f}"
@@ -115,7 +115,8 @@ def _drift_more(rep: WeeklyReport) -> str:
         ("status", "Status"),
     ]
     if rep.response_drift:
-        parts.append(f"<h3>Response drift</h3>{_table(rep.response_drift, cols)}")
+        rcols = [*cols[:4], ("p_adjusted", "p (BH)"), *cols[4:]]
+        parts.append(f"<h3>Response drift</h3>{_table(rep.response_drift, rcols)}")
     if rep.quality_drift:
         qcols = [cols[0], ("model_version", "Version"), ("signal", "Signal"), *cols[1:]]
         parts.append(
@@ -194,6 +195,7 @@ def render_html(rep: WeeklyReport, trend: list[dict[str, Any]]) -> str:
         ("method", "Method"),
         ("score", "Score"),
         ("p_value", "p-value"),
+        ("p_adjusted", "p (BH)"),
         ("threshold", "Threshold"),
         ("n_baseline", "n baseline"),
         ("n_current", "n current"),

@@ -181,10 +181,11 @@ def _findings(
 
 DRIFT_SCORE_NOTE = (
     "*Statistic* is −log10 of the suite's p-value (four permutation-calibrated detectors, "
-    "adjusted for multiplicity); *Threshold* is −log10 α, so a row alerts when its statistic "
-    "passes it — a 5 % chance of a false alert in a week without drift (and only when the effect "
-    "also clears its floor). *Seed centroid-cosine* is the notebook's cosine distance between "
-    "the two weeks' mean embeddings (fixed threshold 0.02, not calibrated), kept for continuity."
+    "adjusted for multiplicity); *Threshold* is −log10 α. *p (BH)* adjusts the p-value for the "
+    "number of scopes in the table (Benjamini-Hochberg), and a row alerts when it is below α "
+    "(and the effect also clears its floor): a 5 % chance of any false alert in the table in a "
+    "week without drift. *Seed centroid-cosine* is the notebook's cosine distance between the two "
+    "weeks' mean embeddings (fixed threshold 0.02, not calibrated), kept for continuity."
 )
 
 # The test behind each drift method's p-value, as a finding names it.
@@ -516,9 +517,9 @@ def render_markdown(rep: WeeklyReport) -> str:
             "",
             DRIFT_SCORE_NOTE,
             "",
-            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status "
-            "| Seed centroid-cosine |",
-            "|:---|:---|---:|---:|---:|---:|:---|---:|",
+            "| Scope | Method | Statistic | p-value | p (BH) | Threshold | n (baseline / current) "
+            "| Status | Seed centroid-cosine |",
+            "|:---|:---|---:|---:|---:|---:|---:|:---|---:|",
         ]
         for d in rep.drift:
             score = "—" if d["score"] is None else f"`{d['score']:.4f}`"
@@ -526,7 +527,8 @@ def render_markdown(rep: WeeklyReport) -> str:
             thr = "—" if d.get("threshold") is None else f"`{d['threshold']:.4g}`"
             seed_score = "—" if d.get("seed_score") is None else f"`{d['seed_score']:.4f}`"
             lines.append(
-                f"| {d['scope']} | {d['method']} | {score} | {p_text} | {thr} "
+                f"| {d['scope']} | {d['method']} | {score} | {p_text} "
+                f"| {_cell(d.get('p_adjusted'))} | {thr} "
                 f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** | {seed_score} |"
             )
         topics = [
@@ -584,14 +586,15 @@ def _markdown_more_drift(rep: WeeklyReport) -> list[str]:
             "",
             "### Response drift",
             "",
-            "| Scope | Method | Statistic | p-value | Threshold | n (baseline / current) | Status |",
-            "|:---|:---|---:|---:|---:|---:|:---|",
+            "| Scope | Method | Statistic | p-value | p (BH) | Threshold | n (baseline / current) "
+            "| Status |",
+            "|:---|:---|---:|---:|---:|---:|---:|:---|",
         ]
         for d in rep.response_drift:
             lines.append(
                 f"| {d['scope']} | {d['method']} | {_cell(d['score'])} | {_cell(d['p_value'])} "
-                f"| {_cell(d['threshold'], '.4g')} | {d['n_baseline']} / {d['n_current']} "
-                f"| **{d['status']}** |"
+                f"| {_cell(d.get('p_adjusted'))} | {_cell(d['threshold'], '.4g')} "
+                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
             )
     if rep.quality_drift:
         lines += [
