@@ -310,6 +310,7 @@ DRIFT_COLUMNS = [
     "method",
     "score",
     "p_value",
+    "p_adjusted",
     "threshold",
     "n_baseline",
     "n_current",
@@ -322,11 +323,15 @@ def print_drift_rows(rows: list[dict[str, Any]], title: str) -> None:
     cols = [
         c
         for c in DRIFT_COLUMNS
-        if c not in ("model_version", "signal") or any(r.get(c) for r in rows)
+        if c not in ("model_version", "signal", "p_adjusted") or any(r.get(c) for r in rows)
     ]
-    print_table(rows, cols, title=title, headers={"model_version": "version"})
+    print_table(
+        rows, cols, title=title, headers={"model_version": "version", "p_adjusted": "p (BH)"}
+    )
     for r in rows:
         where = r["scope"] + (f" / {r['model_version']}" if r.get("model_version") else "")
+        if r.get("note"):
+            console.print(f"  {where}: {r['note']}", highlight=False)
         for t in (r.get("explanation") or {}).get("topics", []):
             console.print(
                 f"  {where}: {t['status']} topic {', '.join(t['key_terms'][:4])} — "
