@@ -114,6 +114,16 @@ class Settings(BaseSettings):
         "https://webhook, slack+https://hooks.slack.com/..., file:///folder; "
         "none means serve sends nothing",
     )
+    report_cache_days: int = Field(
+        default=14,
+        ge=1,
+        description="Days an entry of the report cache (DATA/cache/drift) is kept after its last use",
+    )
+    report_cache_mb: int = Field(
+        default=256,
+        ge=1,
+        description="Megabytes the report cache may hold; beyond, the entries used longest ago go",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8400",
         description="The console's address as readers reach it, for links in messages",
