@@ -42,6 +42,10 @@ NOTIFY_FIELDS = (
     "slack_channel",
     "smtp_host",
     "smtp_port",
+    "smtp_security",
+    "smtp_user",
+    "smtp_ca_file",
+    "smtp_plain_login",
     "email_from",
     "email_to",
 )
@@ -140,6 +144,14 @@ class Settings(BaseSettings):
     notify_slack_channel: str | None = None
     notify_smtp_host: str | None = None
     notify_smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    notify_smtp_security: Literal["none", "starttls", "ssl"] | None = None
+    notify_smtp_user: str | None = Field(
+        default=None,
+        description="SMTP login; its password is read from MODELWARDEN_NOTIFY_SMTP_PASSWORD "
+        "(or the file MODELWARDEN_NOTIFY_SMTP_PASSWORD_FILE names) when sending",
+    )
+    notify_smtp_ca_file: str | None = None
+    notify_smtp_plain_login: bool | None = None
     notify_email_from: str | None = None
     notify_email_to: str | None = Field(default=None, description="Comma-separated addresses.")
 
