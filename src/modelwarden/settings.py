@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     )
     report_delivery: list[str] = Field(
         default_factory=list,
-        description="Where the weekly pack goes: smtp://host:port/to@x,to2@y?from=me@x, "
+        description="Where the weekly pack goes: smtp://host:port/to@x,to2@y?from=me@x "
+        "(smtps://user@host/... or smtp://user@host:587/...?starttls=1 for TLS and a login), "
         "https://webhook, slack+https://hooks.slack.com/..., file:///folder; "
         "none means serve sends nothing",
     )

@@ -216,7 +216,11 @@ class Notify(BaseModel):
                 info.data.get("smtp_security", "none"), bool(info.data.get("smtp_plain_login"))
             )
             if problem:
-                raise ValueError(problem.replace("plain_login", "smtp_plain_login"))
+                raise ValueError(
+                    problem.replace("the security", "smtp_security").replace(
+                        "plain_login", "smtp_plain_login"
+                    )
+                )
         return v
 
     def channels(self) -> list[str]:
