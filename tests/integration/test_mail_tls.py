@@ -490,3 +490,22 @@ def test_bad_mail_targets_say_what_is_wrong(raw: str, words: str) -> None:
 def test_mail_targets_default_to_their_modes_port(raw: str, target: str, port: int) -> None:
     t = delivery.parse_target(raw)
     assert t.target == target and t.relay is not None and t.relay.port == port
+
+
+def test_a_ca_file_that_cannot_be_read_is_named_in_the_error(
+    settings: Settings, tmp_path: Path, starttls_relay: tuple[Mailbox, int]
+) -> None:
+    box, port = starttls_relay
+    state = StateStore.of(settings)
+    missing = tmp_path / "no-such-ca.pem"
+    cfg = Notify(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="starttls",
+        smtp_ca_file=str(missing),
+        email_to=["ops@plant.example"],
+        retry_attempts=1,
+    )
+    [row] = _send_event(state, cfg, "ev-no-ca")
+    assert row["status"] == "failed" and f"CA file {missing}" in row["last_error"]
+    assert box.messages == []
