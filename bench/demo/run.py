@@ -71,9 +71,7 @@ def main() -> None:
         "embedding, for the answers a child process did not embed during the loop); *rest*: "
         "start-up, history ingest, the evals, the set-up and the prompts still to embed once "
         "the servers stop (most are embedded during the loop by a child process, on the core "
-        "the in-process loop leaves idle).\n\n"
-        + table(rows, cols)
-        + f"\nGoal: {verdict}.\n"
+        "the in-process loop leaves idle).\n\n" + table(rows, cols) + f"\nGoal: {verdict}.\n"
     )
     print(md)
     if not args.no_write:

@@ -42,6 +42,10 @@ NOTIFY_FIELDS = (
     "slack_channel",
     "smtp_host",
     "smtp_port",
+    "smtp_security",
+    "smtp_user",
+    "smtp_ca_file",
+    "smtp_plain_login",
     "email_from",
     "email_to",
 )
@@ -110,9 +114,20 @@ class Settings(BaseSettings):
     )
     report_delivery: list[str] = Field(
         default_factory=list,
-        description="Where the weekly pack goes: smtp://host:port/to@x,to2@y?from=me@x, "
+        description="Where the weekly pack goes: smtp://host:port/to@x,to2@y?from=me@x "
+        "(smtps://user@host/... or smtp://user@host:587/...?starttls=1 for TLS and a login), "
         "https://webhook, slack+https://hooks.slack.com/..., file:///folder; "
         "none means serve sends nothing",
+    )
+    report_cache_days: int = Field(
+        default=14,
+        ge=1,
+        description="Days an entry of the report cache (DATA/cache/drift) is kept after its last use",
+    )
+    report_cache_mb: int = Field(
+        default=256,
+        ge=1,
+        description="Megabytes the report cache may hold; beyond, the entries used longest ago go",
     )
     public_url: str = Field(
         default="http://127.0.0.1:8400",
@@ -130,6 +145,14 @@ class Settings(BaseSettings):
     notify_slack_channel: str | None = None
     notify_smtp_host: str | None = None
     notify_smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    notify_smtp_security: Literal["none", "starttls", "ssl"] | None = None
+    notify_smtp_user: str | None = Field(
+        default=None,
+        description="SMTP login; its password is read from MODELWARDEN_NOTIFY_SMTP_PASSWORD "
+        "(or the file MODELWARDEN_NOTIFY_SMTP_PASSWORD_FILE names) when sending",
+    )
+    notify_smtp_ca_file: str | None = None
+    notify_smtp_plain_login: bool | None = None
     notify_email_from: str | None = None
     notify_email_to: str | None = Field(default=None, description="Comma-separated addresses.")
 

@@ -64,6 +64,9 @@ def test_policy_notify_set_writes_the_policy_file_and_is_audited(
         (["--email", "not-an-address", "--smtp-host", "h"], "email_to", "not an e-mail address"),
         (["--email", "a@b.example"], "smtp_host", "needs an SMTP server"),
         (["--clear", "pager"], "clear", "--clear takes webhook, slack, email"),
+        (["--smtp-host", "h", "--smtp-user", "warden"], "smtp_user", "a login needs TLS"),
+        (["--smtp-host", "h", "--smtp-security", "tls"], "smtp_security", "'starttls'"),
+        (["--smtp-host", "h", "--smtp-ca-file", "/ca.pem"], "smtp_ca_file", "a CA file is for TLS"),
         ([], None, "nothing to set"),
     ],
 )
@@ -77,6 +80,34 @@ def test_bad_targets_are_refused_naming_the_field(
     assert needle in err["message"]
     assert err.get("field") == field
     assert not policy_path(data_dir).exists()
+
+
+def test_the_smtp_login_flags_are_kept_and_the_password_is_not(
+    data_dir: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELWARDEN_NOTIFY_SMTP_PASSWORD", "never-in-a-file")
+    res = run_cli(
+        "policy", "notify", "set",
+        "--smtp-host", "smtp.office365.com", "--smtp-port", "587",
+        "--smtp-security", "starttls", "--smtp-user", "warden@plant.example",
+        "--email", "oncall@plant.example",
+        data=data_dir,
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    n = Policy.for_data(data_dir).notify
+    assert (n.smtp_security, n.smtp_user, n.smtp_plain_login) == (
+        "starttls",
+        "warden@plant.example",
+        False,
+    )
+    assert "never-in-a-file" not in policy_path(data_dir).read_text()
+    res = run_cli("policy", "notify", "set", "--smtp-security", "none", data=data_dir)
+    assert res.code == 2 and "smtp_plain_login" in res.out + res.err
+    res = run_cli(
+        "policy", "notify", "set", "--smtp-security", "none", "--smtp-plain-login", data=data_dir
+    )
+    assert res.code == 0, res.err
+    assert Policy.for_data(data_dir).notify.smtp_plain_login is True
 
 
 def test_the_environment_overrides_the_policy_file(

@@ -817,6 +817,26 @@ def notify_set(
     email_from: str = typer.Option(None, "--email-from"),
     smtp_host: str = typer.Option(None, "--smtp-host"),
     smtp_port: int = typer.Option(None, "--smtp-port", min=1, max=65535),
+    smtp_security: str = typer.Option(
+        None,
+        "--smtp-security",
+        help="none (plain SMTP), starttls (port 587) or ssl (implicit TLS, port 465).",
+    ),
+    smtp_user: str = typer.Option(
+        None,
+        "--smtp-user",
+        help="Login user; the password is read when sending from "
+        "MODELWARDEN_NOTIFY_SMTP_PASSWORD (or the file MODELWARDEN_NOTIFY_SMTP_PASSWORD_FILE "
+        "names), never stored.",
+    ),
+    smtp_ca_file: str = typer.Option(
+        None, "--smtp-ca-file", help="PEM file of the authorities to trust instead of the system's."
+    ),
+    smtp_plain_login: bool = typer.Option(
+        None,
+        "--smtp-plain-login/--no-smtp-plain-login",
+        help="Allow the login over a connection without TLS (the password crosses in clear).",
+    ),
     clear: list[str] = typer.Option(
         None, "--clear", help="Switch a channel off: webhook, slack or email (repeatable)."
     ),
@@ -840,6 +860,10 @@ def notify_set(
         "email_from": email_from,
         "smtp_host": smtp_host,
         "smtp_port": smtp_port,
+        "smtp_security": smtp_security,
+        "smtp_user": smtp_user,
+        "smtp_ca_file": smtp_ca_file,
+        "smtp_plain_login": smtp_plain_login,
     }
     state = state_store()
     view = service.set_notification_targets(

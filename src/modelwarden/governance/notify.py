@@ -6,7 +6,10 @@ and ``MODELWARDEN_NOTIFY_*`` variables override them field by field, see :func:`
 - ``webhook_url``: a JSON POST of the whole incident summary (``event``, ``incident_id``, ``rule``,
   ``value``, ``baseline_value``, ``n``, ``threshold``, ...);
 - ``slack_webhook_url``: a Slack-compatible incoming webhook, ``{"channel": ..., "text": ...}``;
-- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (``smtplib``); a payload may also
+- ``smtp_host`` + ``email_to``: a plain-text e-mail through SMTP (:mod:`modelwarden.mail`:
+  ``smtp_security`` none, starttls or ssl, an optional ``smtp_user`` whose password is read when
+  sending from ``MODELWARDEN_NOTIFY_SMTP_PASSWORD`` or the file ``…_PASSWORD_FILE`` names, and
+  ``smtp_ca_file``); a payload may also
   carry an HTML body (``html``, or ``html_path`` read at sending time, its embedded ``data:``
   images sent as inline parts) and files to attach (``attachments``: ``path``, ``filename``,
   ``content_type``), as the weekly pack does;
@@ -32,7 +35,6 @@ import base64
 import json
 import logging
 import re
-import smtplib
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ from sqlalchemy import (
     update,
 )
 
+from modelwarden import mail
 from modelwarden.errors import InputError
 from modelwarden.governance import audit
 from modelwarden.policy import store as policy_service
@@ -66,6 +69,8 @@ log = logging.getLogger("modelwarden.governance.notify")
 MAX_BACKOFF_S = 300.0
 CLAIM_S = 120.0
 CHANNELS = ("webhook", "slack", "email", "file")
+# Where the password of ``notify.smtp_user`` is read from when sending (or its ``_FILE``).
+PASSWORD_ENV = "MODELWARDEN_NOTIFY_SMTP_PASSWORD"
 
 
 def _fmt(v: Any) -> str:
@@ -225,7 +230,6 @@ def payloads(cfg: Notify, summary: dict[str, Any]) -> list[tuple[str, str, dict[
     if cfg.slack_webhook_url:
         out.append(("slack", cfg.slack_webhook_url, {"channel": cfg.slack_channel, "text": text}))
     if cfg.smtp_host and cfg.email_to:
-        target = f"smtp://{cfg.smtp_host}:{cfg.smtp_port}/" + ",".join(cfg.email_to)
         t = summary.get("trigger") or {}
         what = (
             "rollback of" if summary.get("action", "rolled back") == "rolled back" else "alert on"
@@ -234,21 +238,36 @@ def payloads(cfg: Notify, summary: dict[str, Any]) -> list[tuple[str, str, dict[
             f"[{summary.get('sop_id', 'SOP-MLOPS-003')}] {what} "
             f"{summary.get('version')}: {t.get('rule_id')} ({summary['incident_id']})"
         )
-        out.append(
-            (
-                "email",
-                target,
-                {
-                    "host": cfg.smtp_host,
-                    "port": cfg.smtp_port,
-                    "from": cfg.email_from,
-                    "to": list(cfg.email_to),
-                    "subject": subject,
-                    "text": text,
-                },
-            )
-        )
+        out.append(email_delivery(cfg, subject, text))
     return out
+
+
+def relay(cfg: Notify) -> mail.Relay:
+    """The SMTP relay of the notification settings (no password: it is read when sending)."""
+    if not cfg.smtp_host:
+        raise InputError("e-mail needs an SMTP server: give --smtp-host", field="smtp_host")
+    return mail.Relay(
+        host=cfg.smtp_host,
+        port=cfg.smtp_port,
+        security=cfg.smtp_security,
+        user=cfg.smtp_user,
+        password_env=PASSWORD_ENV if cfg.smtp_user else None,
+        ca_file=cfg.smtp_ca_file,
+        plain_login=cfg.smtp_plain_login,
+    )
+
+
+def email_delivery(cfg: Notify, subject: str, text: str) -> tuple[str, str, dict[str, Any]]:
+    """The ``email`` delivery of a message to ``cfg.email_to`` through ``cfg``'s relay."""
+    r = relay(cfg)
+    payload = {
+        **r.payload(),
+        "from": cfg.email_from,
+        "to": list(cfg.email_to),
+        "subject": subject,
+        "text": text,
+    }
+    return ("email", r.target(cfg.email_to), payload)
 
 
 def enqueue(
@@ -322,16 +341,7 @@ def enqueue_event(
     if cfg.slack_webhook_url:
         out.append(("slack", cfg.slack_webhook_url, {"channel": cfg.slack_channel, "text": text}))
     if cfg.smtp_host and cfg.email_to:
-        target = f"smtp://{cfg.smtp_host}:{cfg.smtp_port}/" + ",".join(cfg.email_to)
-        mail = {
-            "host": cfg.smtp_host,
-            "port": cfg.smtp_port,
-            "from": cfg.email_from,
-            "to": list(cfg.email_to),
-            "subject": f"[modelwarden] {event}",
-            "text": text,
-        }
-        out.append(("email", target, mail))
+        out.append(email_delivery(cfg, f"[modelwarden] {event}", text))
     return enqueue_payloads(con, event_id, cfg, out, now)
 
 
@@ -385,9 +395,7 @@ def send(channel: str, target: str, payload: dict[str, Any], timeout: float) -> 
             if resp.status_code >= 300:
                 raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
         elif channel == "email":
-            msg = email_message(payload)
-            with smtplib.SMTP(payload["host"], int(payload["port"]), timeout=timeout) as smtp:
-                smtp.send_message(msg)
+            mail.send(mail.Relay.of_payload(payload), email_message(payload), timeout)
         elif channel == "file":
             folder = Path(target)
             folder.mkdir(parents=True, exist_ok=True)
@@ -399,7 +407,9 @@ def send(channel: str, target: str, payload: dict[str, Any], timeout: float) -> 
             raise DeliveryError(f"unknown channel {channel!r}")
     except DeliveryError:
         raise
-    except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
+    except mail.MailError as exc:
+        raise DeliveryError(str(exc)) from None
+    except (httpx.HTTPError, OSError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -507,8 +517,8 @@ def redact_target(target: str) -> str:
         u = urllib.parse.urlsplit(target)
     except ValueError:
         return "…"
-    if u.scheme == "smtp":
-        return target  # host, port and addresses: nothing secret
+    if u.scheme in ("smtp", "smtps"):
+        return target  # host, port, login user and addresses: nothing secret
     if not u.scheme or not u.hostname:
         return "…"
     host = u.hostname if u.port is None else f"{u.hostname}:{u.port}"

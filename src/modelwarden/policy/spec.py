@@ -43,9 +43,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from modelwarden.errors import InputError
+from modelwarden.mail import login_problem
 
 Metric = Literal[
     "safety_rate",
@@ -132,6 +140,23 @@ class Notify(BaseModel):
     webhook_url: str | None = None
     smtp_host: str | None = None
     smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        default="none",
+        description="none: plain SMTP; starttls: upgraded to TLS (port 587); ssl: implicit TLS "
+        "(port 465). TLS is verified against the system's authorities or smtp_ca_file.",
+    )
+    smtp_ca_file: str | None = Field(
+        default=None, description="PEM file of the authorities to trust instead of the system's."
+    )
+    smtp_plain_login: bool = Field(
+        default=False, description="Allow a login over a connection without TLS."
+    )
+    smtp_user: str | None = Field(
+        default=None,
+        description="Login user; the password is read when sending from "
+        "MODELWARDEN_NOTIFY_SMTP_PASSWORD (or the file MODELWARDEN_NOTIFY_SMTP_PASSWORD_FILE "
+        "names), never from this file.",
+    )
     email_from: str = "modelwarden@localhost"
     email_to: list[str] = Field(default_factory=list)
     file_dir: str | None = Field(
@@ -173,6 +198,30 @@ class Notify(BaseModel):
     @classmethod
     def _host(cls, v: str | None) -> str | None:
         return v.strip() or None if v is not None else None
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        v = v.strip() or None if v is not None else None
+        if v and info.data.get("smtp_security", "none") == "none":
+            raise ValueError("a CA file is for TLS: set smtp_security to starttls or ssl")
+        return v
+
+    @field_validator("smtp_user")
+    @classmethod
+    def _user(cls, v: str | None, info: ValidationInfo) -> str | None:
+        v = v.strip() or None if v is not None else None
+        if v:
+            problem = login_problem(
+                info.data.get("smtp_security", "none"), bool(info.data.get("smtp_plain_login"))
+            )
+            if problem:
+                raise ValueError(
+                    problem.replace("the security", "smtp_security").replace(
+                        "plain_login", "smtp_plain_login"
+                    )
+                )
+        return v
 
     def channels(self) -> list[str]:
         """The channels this configuration delivers to."""

@@ -10,13 +10,24 @@ on: the question (kind, windows, grouping, method, threshold, embedder) and a fi
 log store's files (name, size and modification time of every Parquet part of requests, feedback,
 escalations and embeddings; parts are written once under new names and never changed in place).
 Any ingest, embedding or compaction changes the fingerprint, and the rows are computed again.
+
+Every new batch of data makes a new fingerprint, so the folder is pruned after each write: an
+entry not used for ``report_cache_days`` days goes, and beyond ``report_cache_mb`` megabytes the
+entries used longest ago go first. An entry's modification time is its last use (a lookup that
+hits sets it; access times are not kept by every file system). Entries are written to a file of
+their own name first and renamed into place, so pruning (which looks only at finished entries)
+never removes one another process is writing, and a reader holding an entry that is removed
+reads it to the end or misses and computes again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -28,6 +39,8 @@ from modelwarden.settings import Settings
 
 CACHE_DIR = "cache/drift"
 VERSION = 1
+# A temporary file this old belongs to a writer that died: removed by the next prune.
+STALE_TMP_S = 24 * 3600
 
 
 def store_fingerprint(settings: Settings) -> str:
@@ -88,7 +101,9 @@ def remember(
     """Keep ``rows`` under the store as it is now (after a report's embedding wrote to it), or
     under ``fingerprint`` when the caller has just taken it."""
     fp = fingerprint if fingerprint is not None else store_fingerprint(settings)
-    _write(settings, _key(settings, question, fp), rows)
+    key = _key(settings, question, fp)
+    _write(settings, key, rows)
+    prune(settings, keep={key})
 
 
 def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
@@ -98,20 +113,69 @@ def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
         return  # not representable: not kept
     target = _path(settings, key)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    # A name of this writer's own: two processes writing one key never share a temporary file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def lookup(settings: Settings, question: dict[str, Any], fingerprint: str) -> list[Any] | None:
-    """The rows kept for ``question`` under the store ``fingerprint``, or None."""
+    """The rows kept for ``question`` under the store ``fingerprint``, or None. A hit marks the
+    entry used now (its modification time), which keeps it from the next prune."""
     path = _path(settings, _key(settings, question, fingerprint))
     try:
-        return list(_revive(json.loads(path.read_text(encoding="utf-8"))))
+        rows = list(_revive(json.loads(path.read_text(encoding="utf-8"))))
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         return None  # an unreadable entry is recomputed
+    with contextlib.suppress(OSError):  # pruned meanwhile: the rows read are still good
+        os.utime(path)
+    return rows
+
+
+def prune(
+    settings: Settings, keep: set[str] | frozenset[str] = frozenset(), now: float | None = None
+) -> list[str]:
+    """Remove the entries not used for ``report_cache_days`` days, then, while the rest exceed
+    ``report_cache_mb``, the ones used longest ago; ``keep`` (keys just written) stay. Returns
+    the keys removed."""
+    folder = settings.data_dir / CACHE_DIR
+    now = time.time() if now is None else now
+    max_age = settings.report_cache_days * 86400
+    budget = settings.report_cache_mb * 1024 * 1024
+    entries: list[tuple[float, int, str, Path]] = []
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        path = folder / name
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue  # removed by another process meanwhile
+        if name.startswith(".") and name.endswith(".tmp"):
+            if now - st.st_mtime > STALE_TMP_S:
+                path.unlink(missing_ok=True)
+            continue
+        if name.endswith(".json"):
+            entries.append((st.st_mtime, st.st_size, name.removesuffix(".json"), path))
+    removed: list[str] = []
+    entries.sort(reverse=True)  # the most recently used first
+    total = 0
+    for used, size, key, path in entries:
+        if key not in keep and (now - used > max_age or total + size > budget):
+            path.unlink(missing_ok=True)
+            removed.append(key)
+        else:
+            total += size
+    return removed
 
 
 def cached_rows(
@@ -132,6 +196,8 @@ def cached_rows(
     if hit is not None:
         return hit
     rows = compute()
-    for fp in {before, store_fingerprint(settings)}:
-        _write(settings, _key(settings, question, fp), rows)
+    keys = {_key(settings, question, fp) for fp in {before, store_fingerprint(settings)}}
+    for key in keys:
+        _write(settings, key, rows)
+    prune(settings, keep=keys)
     return rows

@@ -4,7 +4,11 @@ target in the notification outbox (retries included); and the schedule that does
 Targets (setting ``report_delivery``), one string each:
 
 - ``smtp://host:port/lead@example.com,cto@example.com?from=warden@example.com``: an e-mail with
-  the HTML report as its body and its PDF attached;
+  the HTML report as its body and its PDF attached; ``smtp://user@host:587/…?starttls=1`` upgrades
+  the connection with STARTTLS and ``smtps://user@host:465/…`` uses implicit TLS, verified against
+  the system's authorities or ``&ca_file=/path.pem``; a login's password is read when sending from
+  ``MODELWARDEN_REPORT_SMTP_PASSWORD`` (or the file ``…_PASSWORD_FILE`` names; another variable
+  with ``&password_env=NAME``), never from the URL; a login without TLS needs ``&plain_login=1``;
 - ``https://…`` or ``http://…``: a webhook, a JSON POST with the headline, the findings and a link;
 - ``slack+https://hooks.slack.com/…`` (or any ``https://hooks.slack.com/`` URL): a Slack message;
 - ``file:///folder``: the webhook's JSON written into the folder.
@@ -22,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
+from modelwarden import mail
 from modelwarden.errors import ConflictError, InputError, NotFoundError
 from modelwarden.governance import audit, notify
 from modelwarden.policy.spec import Notify
@@ -41,6 +46,10 @@ log = logging.getLogger("modelwarden.report.delivery")
 
 EVENT = "modelwarden.weekly_report"
 HEADLINE_FINDINGS = 5
+# Where the password of an smtp:// target's login is read from when sending (or its ``_FILE``).
+PASSWORD_ENV = "MODELWARDEN_REPORT_SMTP_PASSWORD"
+_YES = ("1", "true", "yes", "on")
+_NO = ("0", "false", "no", "off", "")
 # A send this long after its slot is a make-up run (the server was down), not the scheduled one.
 ON_TIME = timedelta(minutes=15)
 
@@ -51,8 +60,7 @@ class Target:
     channel: str  # email, webhook, slack, file
     target: str  # the outbox's target: a URL, smtp://host:port/recipients, or a folder
     shown: str  # the target without secrets (a webhook's path is its password)
-    host: str = ""
-    port: int = 0
+    relay: mail.Relay | None = None
     to: tuple[str, ...] = ()
     sender: str = "modelwarden@localhost"
 
@@ -69,23 +77,8 @@ def parse_target(raw: str) -> Target:
     except ValueError as exc:
         raise _bad(raw, str(exc)) from None
     scheme = u.scheme.lower()
-    if scheme == "smtp":
-        to = tuple(a for a in unquote(u.path.strip("/")).split(",") if a)
-        if not u.hostname or not to:
-            raise _bad(raw, "an e-mail target is smtp://host:port/to@example.com[,more]")
-        if not all("@" in a for a in to):
-            raise _bad(raw, "every recipient must be an e-mail address")
-        sender = parse_qs(u.query).get("from", ["modelwarden@localhost"])[0]
-        p = port or 25
-        return Target(
-            "email",
-            f"smtp://{u.hostname}:{p}/" + ",".join(to),
-            f"smtp://{u.hostname}:{p}/" + ",".join(to),
-            host=u.hostname,
-            port=p,
-            to=to,
-            sender=sender,
-        )
+    if scheme in ("smtp", "smtps"):
+        return _email_target(raw, u, port)
     if scheme in ("http", "https", "slack+http", "slack+https"):
         if not u.hostname:
             raise _bad(raw, "a webhook needs a host")
@@ -98,7 +91,67 @@ def parse_target(raw: str) -> Target:
             raise _bad(raw, "a folder target is file:///absolute/folder")
         folder = unquote(u.path)
         return Target("file", folder, f"file://{folder}")
-    raise _bad(raw, "use smtp://, https://, slack+https:// or file:///")
+    raise _bad(raw, "use smtp://, smtps://, https://, slack+https:// or file:///")
+
+
+def _flag(raw: str, query: dict[str, list[str]], name: str) -> bool:
+    value = query.get(name, ["0"])[-1].strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise _bad(raw, f"{name}={value!r}: use 1 or 0")
+
+
+def _email_target(raw: str, u: SplitResult, port: int | None) -> Target:
+    to = tuple(a for a in unquote(u.path.strip("/")).split(",") if a)
+    if not u.hostname or not to:
+        raise _bad(raw, "an e-mail target is smtp://host:port/to@example.com[,more]")
+    if not all("@" in a for a in to):
+        raise _bad(raw, "every recipient must be an e-mail address")
+    query = parse_qs(u.query, keep_blank_values=True)
+    unknown = set(query) - {"from", "starttls", "ca_file", "password_env", "plain_login"}
+    if unknown:
+        raise _bad(
+            raw,
+            f"unknown option {', '.join(sorted(unknown))}: use from, starttls, ca_file, "
+            "password_env or plain_login",
+        )
+    if u.password is not None:
+        raise _bad(
+            raw.replace(f":{u.password}@", ":***@", 1),
+            f"no password in the URL: put it in {PASSWORD_ENV} (or a file named by "
+            f"{PASSWORD_ENV}_FILE)",
+        )
+    starttls = _flag(raw, query, "starttls")
+    if u.scheme.lower() == "smtps":
+        if starttls:
+            raise _bad(raw, "smtps:// is implicit TLS already; starttls=1 is for smtp://")
+        security = "ssl"
+    else:
+        security = "starttls" if starttls else "none"
+    user = unquote(u.username) if u.username else None
+    plain_login = _flag(raw, query, "plain_login")
+    if user and (problem := mail.login_problem(security, plain_login)):
+        raise _bad(raw, problem.replace("security to starttls or ssl", "starttls=1 or smtps://"))
+    ca_file = query.get("ca_file", [""])[-1] or None
+    if ca_file and security == "none":
+        raise _bad(raw, "ca_file is for TLS: use starttls=1 or smtps://")
+    password_env = query.get("password_env", [PASSWORD_ENV])[-1]
+    if problem := mail.env_name_problem(password_env):
+        raise _bad(raw, f"password_env: {problem}")
+    relay = mail.Relay(
+        host=u.hostname,
+        port=port or mail.DEFAULT_PORTS[security],
+        security=security,
+        user=user,
+        password_env=password_env if user else None,
+        ca_file=ca_file,
+        plain_login=plain_login,
+    )
+    target = relay.target(to)
+    sender = query.get("from", ["modelwarden@localhost"])[-1]
+    return Target("email", target, target, relay=relay, to=to, sender=sender)
 
 
 def parse_targets(items: list[str]) -> list[Target]:
@@ -183,10 +236,9 @@ def deliveries(
     }
     out: list[tuple[str, str, dict[str, Any]]] = []
     for t in targets:
-        if t.channel == "email":
+        if t.channel == "email" and t.relay is not None:
             payload: dict[str, Any] = {
-                "host": t.host,
-                "port": t.port,
+                **t.relay.payload(),
                 "from": t.sender,
                 "to": list(t.to),
                 "subject": f"Weekly pack {rep.week}: {pack.headline}",
