@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install -q -c constraints.txt
 # Debian packages the tests need; scripts/system-deps.sh installs the missing ones (as root).
 # postgresql: initdb/pg_ctl in /usr/lib/postgresql/15/bin (not on PATH); openjdk-17-jre-headless: PySpark;
-# chromium: /usr/bin/chromium for Playwright; prometheus: promtool; the rest: WeasyPrint (Pango, HarfBuzz subsetting, a font).
-SYSTEM_DEPS := postgresql openjdk-17-jre-headless chromium prometheus \
+# chromium: /usr/bin/chromium for Playwright; prometheus: promtool; openssl: the mail tests'
+# self-signed certificates; the rest: WeasyPrint (Pango, HarfBuzz subsetting, a font).
+SYSTEM_DEPS := postgresql openjdk-17-jre-headless chromium prometheus openssl \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
 .PHONY: install install-test demo test lint imports typecheck bench clean
