@@ -17,8 +17,9 @@ Scale mode (``--store-requests N --week-requests M``): a store of N requests ove
 part per UTC day under ``requests/date=...``, the schema the store appends; vectorised with NumPy
 and Arrow, not through ingest). Prompts and answers are drawn from the demo simulator's
 (prompt, answer) pairs; each request carries the prompt and answer vectors of the ``hashing-384``
-embedder (computed once per distinct text, stored as ``append_embeddings`` stores them: the
-``embeddings/kind=.../embedder=hashing-384`` directories, registered in ``embedders.json``), so
+embedder (computed once per distinct text, stored as ``append_embeddings`` stores them: under
+``embeddings/kind=.../embedder=hashing-384/date=...`` by the request's UTC day, registered in
+``embedders.json``), so
 the report embeds nothing and reads the stored vectors, as a store kept up to date by the
 embedding worker would have them. ``--data DIR`` keeps the generated store there and reuses it
 (a ``bench-scale.json`` in it records what was generated); ``--prepare-only`` generates and stops.
@@ -86,6 +87,8 @@ def _text_pool() -> tuple[list[str], list[str]]:
 
 def make_scale_store(data: Path, n: int, per_week: int, seed: int = 0) -> dict[str, object]:
     """N requests over N / per_week weeks, with stored hashing-384 prompt and answer vectors."""
+    from datetime import date
+
     import numpy as np
     import pyarrow as pa
 
@@ -156,7 +159,9 @@ def make_scale_store(data: Path, n: int, per_week: int, seed: int = 0) -> dict[s
                 },
                 schema=embedding_schema(emb.dim),
             )
-            write_parquet_atomic(t, store.embedding_dir(kind, emb.name) / f"part-{d:05d}.parquet")
+            # Under the request's UTC day, as append_embeddings keeps them.
+            target = store.embedding_dir(kind, emb.name, date.fromisoformat(day))
+            write_parquet_atomic(t, target / "part-0.parquet")
         (done / str(d)).touch()
         if (d + 1) % 7 == 0:
             print(f"  week {(d + 1) // 7}/{weeks}: {written + m:,} requests", flush=True)
@@ -275,7 +280,8 @@ def scale(args: argparse.Namespace) -> None:
     where = machine()
     data = Path(args.data or tempfile.mkdtemp(prefix="mw-bench-report-"))
     marker = data / "bench-scale.json"
-    want = {"store_requests": n, "week_requests": per_week}
+    # "layout": vectors by day; a store generated before (flat vectors) is generated again.
+    want = {"store_requests": n, "week_requests": per_week, "layout": "embeddings-by-day"}
     meta = json.loads(marker.read_text()) if marker.exists() else None
     started = data / "bench-scale.partial.json"
     if meta is None or {k: meta.get(k) for k in want} != want:
@@ -292,6 +298,7 @@ def scale(args: argparse.Namespace) -> None:
         )
         t0 = time.perf_counter()
         meta = make_scale_store(data, n, per_week)
+        meta["layout"] = want["layout"]
         meta["generated_s"] = round(time.perf_counter() - t0)
         marker.write_text(json.dumps(meta, indent=2))
     else:

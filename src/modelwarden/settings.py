@@ -171,6 +171,18 @@ class Settings(BaseSettings):
         min_length=1,
         description="Spark master URL for analytics_engine = spark: local[N] or a cluster",
     )
+    # Why 50,000: the suite's permutation null is already drawn from 20,000 pooled rows
+    # (drift.calibration's max_null_n), so a larger window only sharpens the observed statistic,
+    # whose sampling error falls like 1/sqrt(n). At 50,000 rows a window's vectors take 73 MiB
+    # (384-d float32) and a 3-week baseline plus the week stay well inside the report's 4 GB at
+    # any store size; the statistic measured on a sample is within a few per cent of the full
+    # window's (tests/unit/test_window_sample.py measures it), far below the effect floors.
+    drift_window_max: int = Field(
+        default=50_000,
+        ge=20,
+        description="A drift window with more requests than this is tested on a deterministic "
+        "uniform sample of this many (chosen by a hash of the request id)",
+    )
 
     @model_validator(mode="after")
     def _default_state_url(self) -> Settings:

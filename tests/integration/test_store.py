@@ -156,7 +156,9 @@ def test_no_temporary_files_are_left_behind(store: LogStore) -> None:
             "feedback", [{"event_id": "e", "request_id": "r1", "timestamp": T0, "score": 3}]
         ),
     )
-    store.append_embeddings("prompt", "hashing-8", ["r1", "r2"], np.eye(2, 8, dtype=np.float32))
+    store.append_embeddings(
+        "prompt", "hashing-8", ["r1", "r2"], np.eye(2, 8, dtype=np.float32), [T0] * 2
+    )
     store.register_embedder("other", 3)
     assert list(store.root.rglob("*.tmp")) == []
     assert (store.root / "embedders.json").exists()
@@ -217,12 +219,12 @@ def test_embeddings_keyed_by_request_kind_and_embedder(store: LogStore) -> None:
     rng = np.random.default_rng(0)
     v8 = rng.normal(size=(3, 8)).astype(np.float32)
     ids = ["r1", "r2", "r3"]
-    assert store.append_embeddings("prompt", "hashing-8", ids, v8) == 3
-    assert store.append_embeddings("prompt", "hashing-8", ids, v8 * 2) == 0
-    assert store.append_embeddings("prompt", "hashing-8", ["r3", "r4"], v8[:2]) == 1
-    assert store.append_embeddings("response", "hashing-8", ids, v8) == 3
+    assert store.append_embeddings("prompt", "hashing-8", ids, v8, [T0] * 3) == 3
+    assert store.append_embeddings("prompt", "hashing-8", ids, v8 * 2, [T0] * 3) == 0
+    assert store.append_embeddings("prompt", "hashing-8", ["r3", "r4"], v8[:2], [T0] * 2) == 1
+    assert store.append_embeddings("response", "hashing-8", ids, v8, [T0] * 3) == 3
     v3 = rng.normal(size=(3, 3)).astype(np.float32)
-    assert store.append_embeddings("prompt", "tiny", ids, v3) == 3
+    assert store.append_embeddings("prompt", "tiny", ids, v3, [T0] * 3) == 3
     assert store.embedders() == {"hashing-8": 8, "tiny": 3}
     assert store.stats()["embeddings"] == {
         "prompt/hashing-8": 4,
@@ -242,9 +244,11 @@ def test_embeddings_keyed_by_request_kind_and_embedder(store: LogStore) -> None:
 
 
 def test_embedding_dimension_is_registered_and_enforced(store: LogStore) -> None:
-    store.append_embeddings("prompt", "hashing-8", ["r1"], np.ones((1, 8), np.float32))
+    store.append_embeddings("prompt", "hashing-8", ["r1"], np.ones((1, 8), np.float32), [T0])
     with pytest.raises(DimensionError) as info:
-        store.append_embeddings("response", "hashing-8", ["r2"], np.ones((1, 4), np.float32))
+        store.append_embeddings(
+            "response", "hashing-8", ["r2"], np.ones((1, 4), np.float32), [T0]
+        )
     assert info.value.field == "embedding"
     assert "8" in info.value.message and "4" in info.value.message
     with pytest.raises(DimensionError):
@@ -258,23 +262,23 @@ def test_bad_vectors_are_refused(store: LogStore) -> None:
     bad = np.ones((2, 4), np.float32)
     bad[1, 2] = np.nan
     with pytest.raises(InputError) as info:
-        store.append_embeddings("prompt", "e", ["a", "b"], bad)
+        store.append_embeddings("prompt", "e", ["a", "b"], bad, [T0] * 2)
     assert info.value.field == "vectors"
     with pytest.raises(InputError):
-        store.append_embeddings("prompt", "e", ["a"], np.ones((2, 4), np.float32))
+        store.append_embeddings("prompt", "e", ["a"], np.ones((2, 4), np.float32), [T0])
     with pytest.raises(DimensionError):
-        store.append_embeddings("prompt", "e", ["a"], np.ones(4, np.float32))
+        store.append_embeddings("prompt", "e", ["a"], np.ones(4, np.float32), [T0])
     assert store.embedders() == {}
     assert store.embedding_files("prompt", "e") == []
 
 
 def test_a_refused_append_registers_no_dimension(store: LogStore) -> None:
     with pytest.raises(InputError) as info:
-        store.append_embeddings("summary", "e", ["a"], np.ones((1, 4), np.float32))
+        store.append_embeddings("summary", "e", ["a"], np.ones((1, 4), np.float32), [T0])
     assert info.value.field == "kind"
     # Nothing was stored, so nothing may be remembered: "e" is still free to have 8 dimensions.
     assert store.embedders() == {}
-    assert store.append_embeddings("prompt", "e", ["a"], np.ones((1, 8), np.float32)) == 1
+    assert store.append_embeddings("prompt", "e", ["a"], np.ones((1, 8), np.float32), [T0]) == 1
 
 
 # ---- the columnar Parquet path and the record-by-record JSONL path agree -------------------------

@@ -253,7 +253,7 @@ def test_embeddings_and_rejected_records_are_compacted_too(store: LogStore) -> N
     vecs = rng.normal(size=(6, 4)).astype(np.float32)
     for i in range(3):
         store.append_embeddings(
-            "prompt", "hashing", [f"e{2 * i}", f"e{2 * i + 1}"], vecs[2 * i : 2 * i + 2]
+            "prompt", "hashing", [f"e{2 * i}", f"e{2 * i + 1}"], vecs[2 * i : 2 * i + 2], [T0] * 2
         )
     r = store.compact(["embeddings"], grace_s=0)
     assert (r.files_in, r.files_out, r.rows) == (3, 1, 6)
@@ -263,7 +263,7 @@ def test_embeddings_and_rejected_records_are_compacted_too(store: LogStore) -> N
     np.testing.assert_array_equal(
         np.asarray(table.column("vector").to_pylist(), dtype=np.float32), vecs
     )
-    assert store.append_embeddings("prompt", "hashing", ["e1", "e9"], vecs[:2]) == 1
+    assert store.append_embeddings("prompt", "hashing", ["e1", "e9"], vecs[:2], [T0] * 2) == 1
 
 
 def test_unknown_kinds_and_bad_thresholds_are_refused(store: LogStore) -> None:

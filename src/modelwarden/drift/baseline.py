@@ -40,6 +40,7 @@ from modelwarden.drift.monitor import (
     drift_row,
 )
 from modelwarden.drift.reservoir import Reservoir
+from modelwarden.embed.sampling import id_hashes
 from modelwarden.embed.service import WindowReader, WindowVectors, embed_missing, embedder_key
 from modelwarden.errors import InputError
 from modelwarden.settings import Settings
@@ -100,7 +101,13 @@ def update_baselines(
     tests: list[dict[str, Any]] = []
     # One store connection for every window of every reservoir (a connection lists and
     # registers the store's files).
-    with reservoir_lock(settings), WindowReader(settings, kind, name) as reader:
+    # A window is read whole up to the drift cap, and never below the reservoir's size: a
+    # sampled window is folded as the window it stands for (Reservoir.add's stream_rows).
+    max_rows = max(settings.drift_window_max, size)
+    with (
+        reservoir_lock(settings),
+        WindowReader(settings, kind, name, max_rows=max_rows) as reader,
+    ):
         for scope in scopes:
             key = scope or ALL_PLANTS
             loaded = load_reservoir(settings, key, kind, name)
@@ -171,7 +178,7 @@ def update_baselines(
                     if left_out:
                         cur = _without_plants(settings, reader, w, left_out)
                         entry["left_out"] = left_out
-                    res.add(cur.vectors, cur.request_ids, cur.texts)
+                    res.add(cur.vectors, cur.request_ids, cur.texts, stream_rows=cur.n_total)
                     info.folded.append({**entry, "decision": decision})
                 else:
                     info.skipped.append({**entry, "decision": decision})
@@ -207,10 +214,31 @@ def _without_plants(
     parts = [x for x in parts if x.request_ids]
     if not parts:
         return WindowVectors([], [], np.zeros((0, 0), np.float32))
+    if any(x.sampled for x in parts):
+        # Plants sampled apart, each at the cap: take from each in proportion to its window,
+        # so that the union is a uniform sample of the union.
+        rate = min(len(x.request_ids) / (x.n_total or 1) for x in parts)
+        parts = [_thinned(x, rate) for x in parts]
     return WindowVectors(
         [i for x in parts for i in x.request_ids],
         [t for x in parts for t in x.texts],
         np.concatenate([x.vectors for x in parts]),
+        n_total=sum(x.n_total or 0 for x in parts),
+    )
+
+
+def _thinned(x: WindowVectors, rate: float) -> WindowVectors:
+    """About ``rate`` of ``x``'s window: the first rows of ``x`` in its own sample order (the id
+    hash), so the rows kept are still a uniform sample."""
+    keep_n = max(1, round(rate * (x.n_total or 0)))
+    if keep_n >= len(x.request_ids):
+        return x
+    order = np.sort(np.argsort(id_hashes(x.request_ids), kind="stable")[:keep_n])
+    return WindowVectors(
+        [x.request_ids[i] for i in order],
+        [x.texts[i] for i in order],
+        x.vectors[order],
+        n_total=x.n_total,
     )
 
 

@@ -314,7 +314,10 @@ def drift_row(
     threshold: float = SEED_THRESHOLD,
     explain: bool = True,
 ) -> dict[str, Any]:
-    """One scope's verdict as a flat row (the shape the CLI, API, report and history share)."""
+    """One scope's verdict as a flat row (the shape the CLI, API, report and history share).
+
+    ``n_baseline`` and ``n_current`` count the rows tested; ``n_baseline_total`` and
+    ``n_current_total`` the window's requests with a vector, more when ``sampled``."""
     row: dict[str, Any] = {
         "scope": plant or ALL_SCOPE,
         "model_version": version,
@@ -323,6 +326,10 @@ def drift_row(
         "method": "centroid_cosine (seed)" if method == "seed" else method,
         "n_baseline": len(b.request_ids),
         "n_current": len(c.request_ids),
+        # A window larger than drift_window_max is tested on a sample: n_* rows of n_*_total.
+        "n_baseline_total": b.n_total,
+        "n_current_total": c.n_total,
+        "sampled": b.sampled or c.sampled,
         "threshold": threshold if method == "seed" else None,
         "p_value": None,
         "alpha": None if method == "seed" else alpha,

@@ -45,12 +45,30 @@ class Reservoir:
     def dim(self) -> int | None:
         return int(self.vectors.shape[1]) if self.vectors.size else None
 
-    def add(self, vectors: np.ndarray, ids: list[str], texts: list[str] | None = None) -> int:
-        """Fold rows in, in the given order; returns how many of them entered the sample."""
+    def add(
+        self,
+        vectors: np.ndarray,
+        ids: list[str],
+        texts: list[str] | None = None,
+        stream_rows: int | None = None,
+    ) -> int:
+        """Fold rows in, in the given order; returns how many of them entered the sample.
+
+        With ``stream_rows`` (more than the rows given) the rows are a uniform sample of a
+        window of that many (a sampled drift window): the window is folded as ``stream_rows``
+        rows, and the ones that enter the reservoir are drawn from the sample, which is as
+        uniform as drawing them from the window. The sample must hold at least as many rows as
+        enter (at most ``size``).
+        """
         vectors = np.asarray(vectors, dtype=np.float32)
         n = len(ids)
         if n == 0:
             return 0
+        if stream_rows is not None and stream_rows < n:
+            raise InputError(
+                f"stream_rows ({stream_rows}) is fewer than the {n} rows given",
+                field="stream_rows",
+            )
         if vectors.ndim != 2 or vectors.shape[0] != n:
             raise InputError(f"expected {n} vectors, got shape {vectors.shape}", field="vectors")
         if not np.isfinite(vectors).all():
@@ -67,6 +85,8 @@ class Reservoir:
             raise InputError(f"{len(texts)} texts for {n} rows", field="texts")
         if self.vectors.size == 0:
             self.vectors = np.zeros((0, vectors.shape[1]), np.float32)
+        if stream_rows is not None and stream_rows > n:
+            return self._add_sampled(vectors, ids, texts, stream_rows)
         rng = self._rng()
         fill = max(0, min(self.size - len(self.ids), n))
         entered = fill
@@ -91,6 +111,38 @@ class Reservoir:
         self.seen += n
         self.rng_state = dict(rng.bit_generator.state)
         return entered
+
+    def _add_sampled(
+        self, vectors: np.ndarray, ids: list[str], texts: list[str], stream_rows: int
+    ) -> int:
+        rng = self._rng()
+        n = len(ids)
+        fill = max(0, min(self.size - len(self.ids), stream_rows))
+        rest = stream_rows - fill
+        t = self.seen + fill + np.arange(rest)
+        j = rng.integers(0, t + 1) if rest else np.zeros(0, np.int64)
+        hits = j[j < self.size]
+        # A slot written several times keeps the last row written to it.
+        slots = np.unique(hits)
+        need = fill + slots.size
+        if need > n:
+            raise InputError(
+                f"a sample of {n} rows cannot give the {need} rows that enter the reservoir",
+                field="vectors",
+            )
+        pick = rng.choice(n, need, replace=False)
+        take, put = pick[:fill], pick[fill:]
+        vectors_out = np.concatenate([self.vectors, vectors[take]])
+        self.ids.extend(ids[i] for i in take)
+        self.texts.extend(texts[i] for i in take)
+        vectors_out[slots] = vectors[put]
+        for slot, i in zip(slots.tolist(), put.tolist(), strict=True):
+            self.ids[slot] = ids[i]
+            self.texts[slot] = texts[i]
+        self.vectors = vectors_out
+        self.seen += stream_rows
+        self.rng_state = dict(rng.bit_generator.state)
+        return int(need)
 
     # -- persistence as plain arrays and JSON -----------------------------------------------
 

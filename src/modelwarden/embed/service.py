@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelwarden.embed import get_embedder
 from modelwarden.embed.base import Embedder
+from modelwarden.embed.sampling import sample_mask
 from modelwarden.errors import InputError
 from modelwarden.records import INLINE_EMBEDDER
 from modelwarden.settings import Settings
@@ -80,8 +83,8 @@ def embed_missing(
     t = filtered_requests(con, since, until)
     col = TEXT_COLUMN[kind]
     t = t.filter(t[col].notnull())
-    have = store.embeddings_table(con, kind, embedder.name)
-    todo = t.anti_join(have, "request_id").select("request_id", col)
+    have = store.embeddings_table(con, kind, embedder.name, *_days(since, until))
+    todo = t.anti_join(have, "request_id").select("request_id", "timestamp", col)
     table = con.to_pyarrow(todo)
     report.missing = table.num_rows
     if table.num_rows == 0:
@@ -96,7 +99,11 @@ def embed_missing(
         on_total(len(uniques))
     vecs = embedder.embed(list(uniques), batch_size=settings.embed_batch_size, progress=progress)
     report.stored = store.append_embeddings(
-        kind, embedder.name, table.column("request_id"), vecs[inverse]
+        kind,
+        embedder.name,
+        table.column("request_id"),
+        vecs[inverse],
+        table.column("timestamp"),
     )
     return report
 
@@ -130,29 +137,72 @@ def embed_kinds(
 
 @dataclass
 class WindowVectors:
+    """The vectors (and texts) of a window's requests, oldest first. ``n_total`` counts the
+    window's requests with a vector; when it is more than the rows here, the window was sampled
+    (:attr:`sampled`, see :class:`WindowReader`)."""
+
     request_ids: list[str]
     texts: list[str]
     vectors: np.ndarray
+    n_total: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_total is None:
+            self.n_total = len(self.request_ids)
+
+    @property
+    def sampled(self) -> bool:
+        return (self.n_total or 0) > len(self.request_ids)
+
+
+def _days(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
+    """The UTC days that hold ``[since, until)``."""
+    first = since.astimezone(UTC).date() if since is not None else None
+    last = (until - timedelta(microseconds=1)).astimezone(UTC).date() if until else None
+    return first, last
 
 
 class WindowReader:
     """Windows of stored vectors of one kind and embedder, read through one store connection:
     a drift run reads two windows per scope, and making a connection lists and registers the
-    store's files each time. Use as a context manager; the connection is released on exit."""
+    store's files each time. Use as a context manager; the connection is released on exit.
 
-    def __init__(self, settings: Settings, kind: str, embedder: str) -> None:
+    A window reads only the vectors of its UTC days. A window with more than ``max_rows``
+    requests with a vector (default: the ``drift_window_max`` setting) is sampled before any
+    vector is loaded: the ids of its rows are read first, the rows whose id hashes lowest are
+    kept (:mod:`modelwarden.embed.sampling`: the same rows on every read and every engine), and
+    only their vectors and texts are fetched. Memory is bounded by ``max_rows``, not the window.
+    """
+
+    def __init__(
+        self, settings: Settings, kind: str, embedder: str, max_rows: int | None = None
+    ) -> None:
         if kind not in TEXT_COLUMN:
             raise InputError("kind must be prompt or response", field="kind")
+        self.max_rows = settings.drift_window_max if max_rows is None else max_rows
+        if self.max_rows < 1:
+            raise InputError("max_rows must be at least 1", field="max_rows")
         self.store = open_store(settings)
         self.col = TEXT_COLUMN[kind]
+        self.kind, self.embedder = kind, embedder
         self.con = self.store.connect(["requests"])
-        self.emb = self.store.embeddings_table(self.con, kind, embedder)
+        self._emb: dict[tuple[date | None, date | None], Any] = {}
 
     def __enter__(self) -> WindowReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.store.close(self.con)
+
+    def _vectors(self, since: datetime | None, until: datetime | None) -> Any:
+        """The vectors of the window's days (and of an older store's flat files), one table per
+        range of days on this connection."""
+        days = _days(since, until)
+        if days not in self._emb:
+            self._emb[days] = self.store.embeddings_table(
+                self.con, self.kind, self.embedder, *days, name=f"emb_window_{len(self._emb)}"
+            )
+        return self._emb[days]
 
     def read(
         self,
@@ -161,15 +211,47 @@ class WindowReader:
         plant: str | None = None,
         version: str | None = None,
     ) -> WindowVectors:
-        """Stored vectors (and their texts) of the requests in a window, oldest first."""
+        """Stored vectors (and their texts) of the requests in a window, oldest first; at most
+        about ``max_rows`` of them, a deterministic uniform sample when there are more."""
+        # lazy: Ibis's expression API, loaded by the store's connection anyway
+        import ibis
+
         t = filtered_requests(self.con, since, until, plant, version, include_shadow=False)
-        j = t.select("request_id", "timestamp", self.col).inner_join(self.emb, "request_id")
+        emb = self._vectors(since, until)
+        have = t.select("request_id").semi_join(emb, "request_id")
+        ids = self.con.to_pyarrow(have).column("request_id")
+        n_total = len(ids)
+        rows = t.select("request_id", "timestamp", self.col)
+        if n_total > self.max_rows:
+            keep = pa.array(sample_mask(ids, self.max_rows))
+            chosen = pa.table({"request_id": pc.unique(ids.filter(keep))})
+            rows = rows.semi_join(ibis.memtable(chosen), "request_id")
+        j = rows.inner_join(emb, "request_id")
         table = self.con.to_pyarrow(j.order_by(["timestamp", "request_id"]))
+        table = _one_vector_per_row(table)
         return WindowVectors(
             request_ids=table.column("request_id").to_pylist(),
             texts=table.column(self.col).to_pylist(),
             vectors=vectors_of(table) if table.num_rows else np.zeros((0, 0), np.float32),
+            n_total=n_total,
         )
+
+
+def _one_vector_per_row(table: pa.Table) -> pa.Table:
+    """``table`` (ordered by time and id) with one row per request: a vector kept twice (the flat
+    files of an older store and a day read by a reader that straddled their move) counts once."""
+    if table.num_rows < 2:
+        return table
+    ids, ts = table.column("request_id"), table.column("timestamp")
+    n = table.num_rows
+    same = pc.and_(
+        pc.equal(ids.slice(1), ids.slice(0, n - 1)), pc.equal(ts.slice(1), ts.slice(0, n - 1))
+    )
+    if not pc.any(same).as_py():
+        return table
+    keep = np.ones(n, dtype=bool)
+    keep[1:] = ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+    return table.filter(pa.array(keep))
 
 
 def window_vectors(
@@ -180,7 +262,9 @@ def window_vectors(
     until: datetime | None,
     plant: str | None = None,
     version: str | None = None,
+    max_rows: int | None = None,
 ) -> WindowVectors:
-    """Stored vectors (and their texts) of the requests in a window, oldest first."""
-    with WindowReader(settings, kind, embedder) as reader:
+    """Stored vectors (and their texts) of the requests in a window, oldest first; sampled
+    above ``max_rows`` (default: the ``drift_window_max`` setting), see :class:`WindowReader`."""
+    with WindowReader(settings, kind, embedder, max_rows) as reader:
         return reader.read(since, until, plant, version)

@@ -87,7 +87,10 @@ def is_native(schema: pa.Schema) -> bool:
 class ColumnarResult:
     table: pa.Table
     rejections: list[Any] = field(default_factory=list)
-    embeddings: dict[tuple[str, str], tuple[pa.Array, np.ndarray]] = field(default_factory=dict)
+    # (kind, embedder) -> (request ids, vectors, the requests' timestamps)
+    embeddings: dict[tuple[str, str], tuple[pa.Array, np.ndarray, pa.Array]] = field(
+        default_factory=dict
+    )
 
 
 class _Problems:
@@ -263,6 +266,7 @@ def validate_requests(
     if good.num_rows and embedders is not None:
         good_emb = np.asarray(embedders.to_numpy(zero_copy_only=False))[~bad]
         ids = good.column("request_id").combine_chunks()
+        stamps = result.table.column("timestamp").combine_chunks()
         for col_name, kind in EMBEDDINGS.items():
             if col_name not in names or pa.types.is_null(good[col_name].type):
                 continue
@@ -274,7 +278,8 @@ def validate_requests(
                 vecs = np.asarray(
                     pc.list_flatten(sub).to_numpy(zero_copy_only=False), dtype=np.float32
                 ).reshape(len(rows), -1)
-                result.embeddings[(kind, str(name))] = (ids.take(pa.array(rows)), vecs)
+                take = pa.array(rows)
+                result.embeddings[(kind, str(name))] = (ids.take(take), vecs, stamps.take(take))
     return result
 
 

@@ -233,9 +233,9 @@ class Ingestor:
             report.accepted = appended.accepted
             report.duplicates = appended.duplicates
             rollups.update(self.store, "requests", appended.files)
-            for (kind, embedder), (ids, vectors) in result.embeddings.items():
+            for (kind, embedder), (ids, vectors, stamps) in result.embeddings.items():
                 report.embeddings_stored += self.store.append_embeddings(
-                    kind, embedder, ids, vectors
+                    kind, embedder, ids, vectors, stamps
                 )
         self._reject("requests", result.rejections, report)
         return report
@@ -293,18 +293,23 @@ class Ingestor:
             report.embeddings_stored += self._store_inline_embeddings(recs)
 
     def _store_inline_embeddings(self, recs: Sequence[RequestRecord]) -> int:
-        groups: dict[tuple[str, str], tuple[list[str], list[list[float]]]] = {}
+        groups: dict[tuple[str, str], tuple[list[str], list[list[float]], list[datetime]]] = {}
         for r in recs:
             embedder = r.embedding_model or INLINE_EMBEDDER
             for kind, vec in (("prompt", r.prompt_embedding), ("response", r.response_embedding)):
                 if vec is not None:
-                    ids, vecs = groups.setdefault((kind, embedder), ([], []))
+                    ids, vecs, stamps = groups.setdefault((kind, embedder), ([], [], []))
                     ids.append(r.request_id)
                     vecs.append(vec)
+                    stamps.append(r.timestamp)
         stored = 0
-        for (kind, embedder), (ids, vecs) in groups.items():
+        for (kind, embedder), (ids, vecs, stamps) in groups.items():
             stored += self.store.append_embeddings(
-                kind, embedder, ids, np.asarray(vecs, dtype=np.float32)
+                kind,
+                embedder,
+                ids,
+                np.asarray(vecs, dtype=np.float32),
+                pa.array(stamps, pa.timestamp("us", tz="UTC")),
             )
         return stored
 

@@ -6,7 +6,8 @@ plant, plus the embedding of any answer without a vector: most of the report's t
 its memory (the embedding model). Its KPI tables and the store's time span are Ibis queries,
 each compiled and run over every request. Re-running any of them on unchanged data gives the
 same rows, so they are kept in ``DATA/cache/drift/`` under a key made of everything they depend
-on: the question (kind, windows, grouping, method, threshold, embedder) and a fingerprint of the
+on: the question (kind, windows, grouping, method, threshold, embedder), the cap on a drift
+window's rows (``drift_window_max``) and a fingerprint of the
 log store's files (name, size and modification time of every Parquet part of requests, feedback,
 escalations and embeddings; parts are written once under new names and never changed in place).
 Any ingest, embedding or compaction changes the fingerprint, and the rows are computed again.
@@ -38,7 +39,7 @@ import numpy as np
 from modelwarden.settings import Settings
 
 CACHE_DIR = "cache/drift"
-VERSION = 1
+VERSION = 2  # 2: drift rows say whether a window was sampled
 # A temporary file this old belongs to a writer that died: removed by the next prune.
 STALE_TMP_S = 24 * 3600
 
@@ -81,7 +82,13 @@ def _revive(obj: Any) -> Any:
 
 def _key(settings: Settings, question: dict[str, Any], fingerprint: str) -> str:
     blob = json.dumps(
-        {"v": VERSION, "q": question, "store": fingerprint, "embedder": settings.embedder},
+        {
+            "v": VERSION,
+            "q": question,
+            "store": fingerprint,
+            "embedder": settings.embedder,
+            "window_max": settings.drift_window_max,
+        },
         sort_keys=True,
         default=str,
     )

@@ -16,7 +16,13 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from modelwarden.report.sop import markdown_lines as sop_markdown
-from modelwarden.report.weekly import DRIFT_SCORE_NOTE, WeeklyReport, headline, render_markdown
+from modelwarden.report.weekly import (
+    DRIFT_SCORE_NOTE,
+    WeeklyReport,
+    headline,
+    n_text,
+    render_markdown,
+)
 
 TREND_METRICS = (
     ("latency_p95_ms", "P95 latency (ms)"),
@@ -67,6 +73,8 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
                     if key in ("score", "threshold", "statistic", "seed_score")
                     else f"{v:,.2f}"
                 )
+            elif key in ("n_baseline", "n_current"):
+                text = n_text(r, key.removeprefix("n_"))
             else:
                 text = "—" if v is None else str(v)
             cells.append(f"<td>{html.escape(text)}</td>")

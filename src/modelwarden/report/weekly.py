@@ -529,7 +529,7 @@ def render_markdown(rep: WeeklyReport) -> str:
             lines.append(
                 f"| {d['scope']} | {d['method']} | {score} | {p_text} "
                 f"| {_cell(d.get('p_adjusted'))} | {thr} "
-                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** | {seed_score} |"
+                f"| {n_pair(d)} | **{d['status']}** | {seed_score} |"
             )
         topics = [
             (d["scope"], t)
@@ -574,6 +574,20 @@ def render_markdown(rep: WeeklyReport) -> str:
 TREND_WEEKS = 8
 
 
+def n_text(d: dict[str, Any], side: str) -> str:
+    """A drift row's ``n_baseline`` or ``n_current``: "50,000 of 1,000,000 (sampled)" when the
+    window had more requests than were tested (``drift_window_max``), else the count."""
+    n, total = d.get(f"n_{side}"), d.get(f"n_{side}_total")
+    if isinstance(n, int) and isinstance(total, int) and total > n:
+        return f"{n:,} of {total:,} (sampled)"
+    return "—" if n is None else str(n)
+
+
+def n_pair(d: dict[str, Any]) -> str:
+    """``n (baseline / current)`` of a drift row, see :func:`n_text`."""
+    return f"{n_text(d, 'baseline')} / {n_text(d, 'current')}"
+
+
 def _cell(v: Any, fmt: str = ".4f") -> str:
     return "—" if v is None else f"`{v:{fmt}}`"
 
@@ -594,7 +608,7 @@ def _markdown_more_drift(rep: WeeklyReport) -> list[str]:
             lines.append(
                 f"| {d['scope']} | {d['method']} | {_cell(d['score'])} | {_cell(d['p_value'])} "
                 f"| {_cell(d.get('p_adjusted'))} | {_cell(d['threshold'], '.4g')} "
-                f"| {d['n_baseline']} / {d['n_current']} | **{d['status']}** |"
+                f"| {n_pair(d)} | **{d['status']}** |"
             )
     if rep.quality_drift:
         lines += [
@@ -609,7 +623,7 @@ def _markdown_more_drift(rep: WeeklyReport) -> list[str]:
             lines.append(
                 f"| {d['scope']} | {d.get('model_version') or 'all'} | {d['signal']} "
                 f"| {d['method']} | {_cell(d['score'])} | {_cell(d['p_value'])} "
-                f"| {_cell(d['threshold'], '.4g')} | {d['n_baseline']} / {d['n_current']} "
+                f"| {_cell(d['threshold'], '.4g')} | {n_pair(d)} "
                 f"| **{d['status']}** |"
             )
     trend = [t for t in rep.drift_trend if t["kind"] != "quality"]

@@ -5,7 +5,9 @@ Layout under the log root (``DATA/log`` by default; several servers may share on
     requests/date=YYYY-MM-DD/part-*.parquet      one file per batch and UTC day
     feedback/date=YYYY-MM-DD/part-*.parquet
     escalations/date=YYYY-MM-DD/part-*.parquet
-    embeddings/kind=prompt/embedder=NAME/part-*.parquet   (request_id, vector, embedded_at)
+    embeddings/kind=prompt/embedder=NAME/date=YYYY-MM-DD/part-*.parquet
+                                                 (request_id, vector, embedded_at), by the UTC
+                                                 day of the request the vector belongs to
     rejected/part-*.parquet                      every rejected record with its reason
     embedders.json                               the dimension of each embedder
     _index/<directory>.sqlite, .lock             each directory's key index and lock
@@ -21,6 +23,17 @@ unique in the UTC day of its timestamp. Each directory has a key index
 (:mod:`modelwarden.store.keyindex`) and a lock; an append locks and consults only the directories
 it writes to, so its cost does not grow with the store, and writers in different processes (or
 servers sharing the log root on one file system) accept each key once.
+
+**Embeddings by day.** A vector is stored under the UTC day of its request, so a drift window
+reads only its days' vectors (:meth:`LogStore.embeddings_table` with ``first``/``last``) however
+long the store's history is. Stores written before kept every vector of an embedder in one flat
+directory (``embedder=NAME/part-*.parquet``, no ``date=``); those files are still read (with
+every window, since their days are unknown) and never counted twice: an append skips the keys
+the flat files hold, and compaction moves the flat files' vectors into their requests' days in
+the same one-step directory swap as any merge (:meth:`LogStore.compact`). The log lake has no
+version number of its own (the Alembic revisions are the state database's), so old stores are
+read as they are and converted by the next ``modelwarden compact`` rather than by a migration
+step that would have to rewrite every vector before the first read.
 
 **Compaction and readers.** Compaction merges some part files of a directory into one. Any reader
 that lists the Parquet files under the log root (``read_parquet('log/**/*.parquet')`` in DuckDB,
@@ -168,6 +181,46 @@ def live_files(d: Path) -> list[Path]:
         if m.get("output") in names:
             skip.update(m.get("inputs", []))
     return [d / n for n in sorted(names - skip)]
+
+
+DAY_PREFIX = "date="
+
+
+def utc_days(days: Any, n: int) -> pa.Array:
+    """``days`` (dates, or timestamps of requests) as ``n`` UTC days (a date32 array)."""
+    if isinstance(days, pa.ChunkedArray):
+        days = days.combine_chunks()
+    try:
+        arr = days if isinstance(days, pa.Array) else pa.array(days)
+        if pa.types.is_timestamp(arr.type) and arr.type.tz is None:
+            raise InputError("the days' timestamps need a time zone (UTC)", field="days")
+        arr = pc.cast(arr, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError) as exc:
+        raise InputError(
+            f"days must be dates or UTC timestamps, one per vector: {exc}", field="days"
+        ) from None
+    if len(arr) != n:
+        raise InputError(f"one day per vector is required: {len(arr)} for {n}", field="days")
+    if arr.null_count:
+        raise InputError("days must not be missing", field="days")
+    return arr
+
+
+def embedding_dirs(top: Path, first: date | None = None, last: date | None = None) -> list[Path]:
+    """The directories of one kind and embedder that a read of days ``first`` to ``last``
+    (either open) lists: ``top`` itself (the flat files of a store written before days, whose
+    days are unknown) and its days in range."""
+    lo = f"{DAY_PREFIX}{first.isoformat()}" if first else None
+    hi = f"{DAY_PREFIX}{last.isoformat()}" if last else None
+    try:
+        names = sorted(
+            e.name for e in os.scandir(top) if e.name.startswith(DAY_PREFIX) and e.is_dir()
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [top] + [
+        top / name for name in names if (lo is None or name >= lo) and (hi is None or name <= hi)
+    ]
 
 
 # ---- the atomic directory swap ---------------------------------------------------------------
@@ -372,10 +425,13 @@ class LogStore:
             raise InputError(f"unknown table {kind!r}", field="kind")
         return self.root / kind
 
-    def embedding_dir(self, kind: str, embedder: str) -> Path:
+    def embedding_dir(self, kind: str, embedder: str, day: date | None = None) -> Path:
+        """The directory of one kind and embedder; with ``day``, that UTC day's directory in it
+        (the directory itself holds only the flat files of stores written before days)."""
         if kind not in EMBEDDING_KINDS:
             raise InputError(f"embedding kind must be one of {EMBEDDING_KINDS}", field="kind")
-        return self.root / "embeddings" / f"kind={kind}" / f"embedder={_safe(embedder)}"
+        d = self.root / "embeddings" / f"kind={kind}" / f"embedder={_safe(embedder)}"
+        return d / f"date={day.isoformat()}" if day is not None else d
 
     def files(self, kind: str) -> list[str]:
         d = self.kind_dir(kind)
@@ -383,9 +439,13 @@ class LogStore:
             return []
         return sorted(str(p) for sub in self._dirs(d) for p in live_files(sub))
 
-    def embedding_files(self, kind: str, embedder: str) -> list[str]:
-        d = self.embedding_dir(kind, embedder)
-        return [str(p) for p in live_files(d)] if d.exists() else []
+    def embedding_files(
+        self, kind: str, embedder: str, first: date | None = None, last: date | None = None
+    ) -> list[str]:
+        """The live files of one kind and embedder: the flat files of an older store and those
+        of the days ``first`` to ``last`` (either open)."""
+        top = self.embedding_dir(kind, embedder)
+        return [str(p) for d in embedding_dirs(top, first, last) for p in live_files(d)]
 
     @staticmethod
     def _dirs(top: Path) -> list[Path]:
@@ -515,20 +575,31 @@ class LogStore:
         os.replace(tmp, self.root / "embedders.json")
 
     def append_embeddings(
-        self, kind: str, embedder: str, request_ids: pa.Array | list[str], vectors: np.ndarray
+        self,
+        kind: str,
+        embedder: str,
+        request_ids: pa.Array | pa.ChunkedArray | list[str],
+        vectors: np.ndarray,
+        days: Any,
     ) -> int:
-        """Store vectors keyed by (request_id, kind, embedder); returns how many were new."""
+        """Store vectors keyed by (request_id, kind, embedder); returns how many were new.
+
+        ``days`` gives each vector's request's UTC day (dates, or the requests' timestamps, one
+        per vector): the vector is stored under ``date=DAY``, as its request is. A key already
+        stored for that day, or in the flat files of a store written before days, is skipped.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
             raise DimensionError("vectors must be a 2-D array", field="vectors")
         n, dim = vectors.shape
         ids = (
-            pa.array(request_ids, pa.string())
-            if not isinstance(request_ids, pa.Array)
-            else request_ids
+            request_ids
+            if isinstance(request_ids, (pa.Array, pa.ChunkedArray))
+            else pa.array(request_ids, pa.string())
         )
         if len(ids) != n:
             raise InputError("one request_id per vector is required", field="request_ids")
+        day_col = utc_days(days, n)
         if n == 0:
             return 0
         if not np.isfinite(vectors).all():
@@ -544,12 +615,31 @@ class LogStore:
             },
             schema=embedding_schema(dim),
         )
-        target = self.embedding_dir(kind, embedder)  # checks the kind before anything is kept
+        top = self.embedding_dir(kind, embedder)  # checks the kind before anything is kept
         with self.lock():
             self.register_embedder(embedder, dim)
-        table = table.filter(pa.array(_first_occurrences(table.column("request_id"))))
+        keep = pa.array(_first_occurrences(table.column("request_id")))
+        table, day_col = table.filter(keep), day_col.filter(keep)
         result = AppendResult()
-        self._append_dir(target, table, "request_id", result)
+        # The embedder's lock, then each day's: compaction moving flat files into days holds
+        # them all, so an append sees the flat files or their vectors in the days, never neither.
+        with self.dir_lock(top):
+            flat = live_files(top)
+            if flat:
+                with self.index(top, "request_id") as idx:
+                    idx.sync(top, [p.name for p in flat])
+                    held = idx.stored(table.column("request_id").to_pylist())
+                if held:
+                    keep = pc.invert(
+                        pc.is_in(
+                            table.column("request_id"),
+                            value_set=pa.array(sorted(held), pa.string()),
+                        )
+                    )
+                    table, day_col = table.filter(keep), day_col.filter(keep)
+            for day in sorted(pc.unique(day_col).to_pylist()):
+                part = table.filter(pc.equal(day_col, pa.scalar(day, pa.date32())))
+                self._append_dir(top / f"date={day.isoformat()}", part, "request_id", result)
         return result.accepted
 
     # ---- compaction --------------------------------------------------------------------------
@@ -578,7 +668,13 @@ class LogStore:
         for top in tops:
             if not top.exists():
                 continue
+            if top.name == "embeddings":
+                for d in self._dirs(top):
+                    if self._is_embedder_dir(d):
+                        result.add(self._flat_to_days(d, grace_s))
             for d in self._dirs(top):
+                if self._is_embedder_dir(d):
+                    continue  # what flat files it had went to their days just now
                 with self.dir_lock(d):
                     self._legacy_clean(d)
                     live = live_files(d)
@@ -623,9 +719,7 @@ class LogStore:
     def _merge_swap(self, d: Path, inputs: Sequence[Path], grace_s: float) -> CompactResult:
         """Under ``d``'s lock: replace ``inputs`` by one merged file, swapping ``d`` in one step."""
         schema = self._schema_of(d, inputs[0])
-        self.swap_root.mkdir(parents=True, exist_ok=True)
-        stage = self.swap_root / f"{STAGE_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
-        stage.mkdir()
+        stage = self._new_stage()
         name = self._part_name(COMPACT_PREFIX)
         rows = _merge_into(stage / name, inputs, schema)
         input_names = {p.name for p in inputs}
@@ -641,6 +735,20 @@ class LogStore:
                 idx.sync(d, [p.name for p in live_files(d)])
                 # The merged file holds exactly the inputs' keys, which the index has.
                 idx.rename_files(name, input_names)
+        retired = self._swap_in(stage, d, grace_s)
+        return CompactResult(
+            directories=1, files_in=len(inputs), files_out=1, rows=rows, retired=retired
+        )
+
+    def _new_stage(self) -> Path:
+        self.swap_root.mkdir(parents=True, exist_ok=True)
+        stage = self.swap_root / f"{STAGE_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
+        stage.mkdir()
+        return stage
+
+    def _swap_in(self, stage: Path, d: Path, grace_s: float) -> int:
+        """Put the filled ``stage`` where ``d`` is in one step; the old generation waits outside
+        the log root (deleted now when ``grace_s`` is 0: returns how many files went)."""
         old = self.swap_root / f"{OLD_PREFIX}{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
         if _replace_dir(stage, d, old) == stage:
             # The old generation is now under the staging name: named for what it is, so that
@@ -648,12 +756,131 @@ class LogStore:
             os.rename(stage, old)
         _fsync_dir(d.parent)
         _fsync_dir(self.swap_root)
-        retired = 0
-        if grace_s <= 0:
-            retired = _remove_generation(old)
+        return _remove_generation(old) if grace_s <= 0 else 0
+
+    def _is_embedder_dir(self, d: Path) -> bool:
+        rel = d.relative_to(self.root).parts
+        return len(rel) == 3 and rel[0] == "embeddings"
+
+    def _flat_to_days(self, d: Path, grace_s: float) -> CompactResult:
+        """Move the flat files of embedder directory ``d`` (a store written before vectors were
+        kept by day) into the days of their requests, in one swap of ``d``: a reader lists the
+        flat files or their vectors in the days, never both and never neither. Vectors whose
+        request is not stored (their day is unknown) stay behind in one flat file.
+
+        Holds ``d``'s lock (appends of vectors take it too) and each of its days' locks.
+        """
+        with self.dir_lock(d):
+            self._legacy_clean(d)
+            flat = live_files(d)
+            if not flat:
+                return CompactResult()
+            days = embedding_dirs(d)[1:]
+            with contextlib.ExitStack() as stack:
+                for sub in days:
+                    stack.enter_context(self.dir_lock(sub))
+                stage = self._new_stage()
+                for sub in days:
+                    (stage / sub.name).mkdir()
+                    for p in live_files(sub):
+                        os.link(p, stage / sub.name / p.name)
+                written, rows = self._write_flat_by_day(d, flat, stage)
+                for sub in {stage / dayname for dayname, _, _ in written} | {stage}:
+                    _fsync_dir(sub)
+                retired = self._swap_in(stage, d, grace_s)
+                # The files are in place: record their keys (a lost write here only makes an
+                # index miss keys, which its next sync reads back from the files).
+                for dayname, name, keys in written:
+                    if dayname:
+                        with self.index(d / dayname, "request_id") as idx:
+                            idx.add(name, keys)
+                with self.index(d, "request_id") as idx:
+                    idx.sync(d, [p.name for p in live_files(d)])
         return CompactResult(
-            directories=1, files_in=len(inputs), files_out=1, rows=rows, retired=retired
+            directories=1, files_in=len(flat), files_out=len(written), rows=rows, retired=retired
         )
+
+    def _write_flat_by_day(
+        self, d: Path, flat: list[Path], stage: Path
+    ) -> tuple[list[tuple[str, str, list[Any]]], int]:
+        """Write the rows of ``flat`` into ``stage``'s day directories (a key that the day holds
+        already is left out) and the rows of no known request into ``stage`` itself; returns
+        (day directory or "", file name, keys) per written file and the rows written. Reads the
+        flat files a row group at a time and keeps about two row groups' rows buffered."""
+        schema = pq.read_schema(flat[0])
+        day_of = self._request_days(flat)
+        buffers: dict[date | None, list[pa.Table]] = {}
+        written: list[tuple[str, str, list[Any]]] = []
+        rows = 0
+
+        def flush(day: date | None) -> None:
+            nonlocal rows
+            part = pa.concat_tables(buffers.pop(day))
+            dayname = f"{DAY_PREFIX}{day.isoformat()}" if day is not None else ""
+            if day is not None:
+                live = d / dayname
+                with self.index(live, "request_id") as idx:
+                    idx.sync(live, [p.name for p in live_files(live)])
+                    held = idx.stored(part.column("request_id").to_pylist())
+                if held:
+                    part = part.filter(
+                        pc.invert(
+                            pc.is_in(
+                                part.column("request_id"),
+                                value_set=pa.array(sorted(held), pa.string()),
+                            )
+                        )
+                    )
+            if not part.num_rows:
+                return
+            name = self._part_name(COMPACT_PREFIX)
+            write_parquet_atomic(part, (stage / dayname / name) if dayname else stage / name)
+            written.append((dayname, name, part.column("request_id").to_pylist()))
+            rows += part.num_rows
+
+        pos = 0
+        for p in flat:
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP_ROWS):
+                t = _conform(pa.Table.from_batches([batch]), schema)
+                days = day_of.slice(pos, t.num_rows)
+                pos += t.num_rows
+                for day in pc.unique(days).to_pylist():
+                    mask = pc.is_null(days) if day is None else pc.equal(days, day)
+                    buffers.setdefault(day, []).append(t.filter(mask))
+                sizes = {k: sum(x.num_rows for x in v) for k, v in buffers.items()}
+                while sum(sizes.values()) > 2 * ROW_GROUP_ROWS:
+                    biggest = max((k for k in sizes if k is not None), key=sizes.__getitem__)
+                    flush(biggest)
+                    sizes.pop(biggest)
+        for day in sorted(k for k in buffers if k is not None):
+            flush(day)
+        if None in buffers:
+            flush(None)
+        return written, rows
+
+    def _request_days(self, flat: list[Path]) -> pa.ChunkedArray:
+        """The UTC day of the request of each row of ``flat`` (in order; null when no request of
+        that id is stored; the first day when several are): read from the ``request_id`` column
+        of each day of requests."""
+        per_day = []
+        for f in self.files("requests"):
+            day = date.fromisoformat(Path(f).parent.name.removeprefix(DAY_PREFIX))
+            ids = pq.read_table(f, columns=["request_id"]).column(0)
+            per_day.append(
+                pa.table({"request_id": ids, "day": pa.repeat(pa.scalar(day, pa.date32()), len(ids))})
+            )
+        ids = pa.chunked_array(
+            [c for p in flat for c in pq.read_table(p, columns=["request_id"]).column(0).chunks],
+            pa.string(),
+        )
+        rows = pa.table({"request_id": ids, "i": pa.array(np.arange(len(ids), dtype=np.int64))})
+        if not per_day:
+            return pa.chunked_array([pa.nulls(len(ids), pa.date32())])
+        known = (
+            pa.concat_tables(per_day).group_by("request_id").aggregate([("day", "min")])
+        )
+        joined = rows.join(known, "request_id", join_type="left outer").sort_by("i")
+        return joined.column("day_min")
 
     def retire(self, grace_s: float = DEFAULT_GRACE_S) -> int:
         """Delete old generations older than ``grace_s`` seconds, and staging directories a crash
@@ -789,12 +1016,41 @@ class LogStore:
             _close_fds(fds)
             fds.clear()
 
-    def embeddings_table(self, con: Any, kind: str, embedder: str) -> Any:
-        """An Ibis table (request_id, vector) for one embedding kind and embedder, maybe empty."""
-        files = self._query_files(con, [self.embedding_dir(kind, embedder)], walk=False)
-        name = f"emb_{kind}_{_safe(embedder).replace('-', '_').replace('.', '_')}"
+    def embeddings_table(
+        self,
+        con: Any,
+        kind: str,
+        embedder: str,
+        first: date | None = None,
+        last: date | None = None,
+        name: str | None = None,
+    ) -> Any:
+        """An Ibis table (request_id, vector) for one embedding kind and embedder, maybe empty:
+        the vectors of the requests of UTC days ``first`` to ``last`` (either open; both None:
+        every day), and those of the flat files of a store written before days (see the module's
+        docstring). Table ``name`` of ``con`` when given, so one connection can hold several."""
+        top = self.embedding_dir(kind, embedder)
+        files = self._embedding_query_files(con, top, first, last)
+        name = name or f"emb_{kind}_{_safe(embedder).replace('-', '_').replace('.', '_')}"
         schema = embedding_schema(self.embedders().get(embedder, 1))
         return engines.register_parquet(con, name, files, schema, ["request_id", "vector"])
+
+    def _embedding_query_files(
+        self, con: Any, top: Path, first: date | None, last: date | None
+    ) -> list[str]:
+        """The files :meth:`embeddings_table` reads. On DuckDB the day directories are opened
+        through a handle on ``top``, so that the flat files and the days come from one
+        generation of ``top`` even while a compaction moves flat files into days."""
+        if self.engine == "spark" or not _PROC_FD.is_dir():
+            return self._dir_files(con, embedding_dirs(top, first, last))
+        try:
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        try:
+            return self._dir_files(con, embedding_dirs(_PROC_FD / str(fd), first, last))
+        finally:
+            os.close(fd)
 
     def count(self, kind: str) -> int:
         files = self.files(kind)
