@@ -246,9 +246,7 @@ def test_embeddings_keyed_by_request_kind_and_embedder(store: LogStore) -> None:
 def test_embedding_dimension_is_registered_and_enforced(store: LogStore) -> None:
     store.append_embeddings("prompt", "hashing-8", ["r1"], np.ones((1, 8), np.float32), [T0])
     with pytest.raises(DimensionError) as info:
-        store.append_embeddings(
-            "response", "hashing-8", ["r2"], np.ones((1, 4), np.float32), [T0]
-        )
+        store.append_embeddings("response", "hashing-8", ["r2"], np.ones((1, 4), np.float32), [T0])
     assert info.value.field == "embedding"
     assert "8" in info.value.message and "4" in info.value.message
     with pytest.raises(DimensionError):

@@ -40,7 +40,9 @@ def id_hashes(ids: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
         return np.zeros(0, np.uint64)
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    )
     starts, lengths = offsets[:-1], np.diff(offsets)
     h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -57,8 +59,8 @@ def id_hashes(ids: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
 
 def sample_mask(ids: pa.Array | pa.ChunkedArray | list[str], k: int) -> np.ndarray:
     """True for the rows kept when at most about ``k`` of ``ids`` are wanted: those whose hash is
-    among the ``k`` lowest (every row when there are at most ``k``). Rows of one id are kept or
-    left together, so a window that holds an id twice can keep a few more than ``k`` rows."""
+    among the ``k`` lowest (every row when there are at most ``k``). Rows of one id (a request id
+    stored on two days) are kept or left together, so the last id kept can add a row more."""
     h = id_hashes(ids)
     if k < 1:
         raise ValueError("k must be at least 1")

@@ -867,7 +867,9 @@ class LogStore:
             day = date.fromisoformat(Path(f).parent.name.removeprefix(DAY_PREFIX))
             ids = pq.read_table(f, columns=["request_id"]).column(0)
             per_day.append(
-                pa.table({"request_id": ids, "day": pa.repeat(pa.scalar(day, pa.date32()), len(ids))})
+                pa.table(
+                    {"request_id": ids, "day": pa.repeat(pa.scalar(day, pa.date32()), len(ids))}
+                )
             )
         ids = pa.chunked_array(
             [c for p in flat for c in pq.read_table(p, columns=["request_id"]).column(0).chunks],
@@ -876,9 +878,7 @@ class LogStore:
         rows = pa.table({"request_id": ids, "i": pa.array(np.arange(len(ids), dtype=np.int64))})
         if not per_day:
             return pa.chunked_array([pa.nulls(len(ids), pa.date32())])
-        known = (
-            pa.concat_tables(per_day).group_by("request_id").aggregate([("day", "min")])
-        )
+        known = pa.concat_tables(per_day).group_by("request_id").aggregate([("day", "min")])
         joined = rows.join(known, "request_id", join_type="left outer").sort_by("i")
         return joined.column("day_min")
 
