@@ -206,11 +206,8 @@ def _without_plants(
     settings: Settings, reader: WindowReader, w: Window, left_out: list[str]
 ) -> WindowVectors:
     """The window's rows of every plant but ``left_out``, plant by plant, oldest first."""
-    parts = [
-        reader.read(w.since, w.until, plant=p)
-        for p in plants(settings, w.since, w.until)
-        if p not in left_out
-    ]
+    kept = [(p, None) for p in plants(settings, w.since, w.until) if p not in left_out]
+    parts = reader.read_scopes(w.since, w.until, kept)
     parts = [x for x in parts if x.request_ids]
     if not parts:
         return WindowVectors([], [], np.zeros((0, 0), np.float32))

@@ -202,14 +202,24 @@ def _embedding_drift(
     rows = []
     alerted: dict[int, tuple[WindowVectors, WindowVectors]] = {}  # windows kept to explain
     with WindowReader(settings, kind, name) as reader:
-        for scope_plant, scope_version in scopes:
-            if isinstance(baseline, Window):
-                b = reader.read(baseline.since, baseline.until, plant=scope_plant)
-                b_label, b_key = baseline.label(), baseline.label()
-            else:
-                b, b_label = reservoir_vectors(settings, scope_plant, kind, name, current)
-                b_key = BASELINE_RESERVOIR
-            c = reader.read(current.since, current.until, plant=scope_plant, version=scope_version)
+        # Each window once for all scopes (one pass over its vectors); a version is compared
+        # with its plant's baseline (every version).
+        base_scopes = list(dict.fromkeys((p, None) for p, _ in scopes))
+        base_of: dict[str | None, tuple[WindowVectors, str]] = {}
+        if isinstance(baseline, Window):
+            read = reader.read_scopes(baseline.since, baseline.until, base_scopes)
+            base_of = {
+                p: (w, baseline.label()) for (p, _), w in zip(base_scopes, read, strict=True)
+            }
+            b_key = baseline.label()
+        else:
+            base_of = {
+                p: reservoir_vectors(settings, p, kind, name, current) for p, _ in base_scopes
+            }
+            b_key = BASELINE_RESERVOIR
+        cur_of = reader.read_scopes(current.since, current.until, scopes)
+        for (scope_plant, scope_version), c in zip(scopes, cur_of, strict=True):
+            b, b_label = base_of[scope_plant]
             row = drift_row(
                 b,
                 c,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -213,28 +213,86 @@ class WindowReader:
     ) -> WindowVectors:
         """Stored vectors (and their texts) of the requests in a window, oldest first; at most
         about ``max_rows`` of them, a deterministic uniform sample when there are more."""
+        return self.read_scopes(since, until, [(plant, version)])[0]
+
+    def read_scopes(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        scopes: Sequence[tuple[str | None, str | None]],
+    ) -> list[WindowVectors]:
+        """:meth:`read` of one window for each (plant, version) of ``scopes`` (None: all), with
+        one pass over the window's vectors: the ids (and plant, version) of the window's rows
+        are read once, each scope's sample is drawn from them, and the vectors of the samples'
+        union are fetched in one query (a drift run tests every scope on the same window)."""
         # lazy: Ibis's expression API, loaded by the store's connection anyway
         import ibis
 
-        t = filtered_requests(self.con, since, until, plant, version, include_shadow=False)
+        if not scopes:
+            return []
+        plants = {p for p, _ in scopes}
+        versions = {v for _, v in scopes}
+        common_plant = plants.pop() if len(plants) == 1 else None
+        common_version = versions.pop() if len(versions) == 1 else None
+        t = filtered_requests(
+            self.con, since, until, common_plant, common_version, include_shadow=False
+        )
         emb = self._vectors(since, until)
-        have = t.select("request_id").semi_join(emb, "request_id")
-        ids = self.con.to_pyarrow(have).column("request_id")
-        n_total = len(ids)
-        rows = t.select("request_id", "timestamp", self.col)
-        if n_total > self.max_rows:
-            keep = pa.array(sample_mask(ids, self.max_rows))
-            chosen = pa.table({"request_id": pc.unique(ids.filter(keep))})
+        cols = ["request_id", "plant_id", "model_version"]
+        have = self.con.to_pyarrow(t.select(*cols).semi_join(emb, "request_id"))
+        ids = have.column("request_id").combine_chunks()
+        scope_ids: list[pa.Array | None] = []  # the sample's ids; None: every row of the scope
+        fetch: list[pa.Array] = []
+        totals = []
+        for plant, version in scopes:
+            mask = _scope_mask(have, plant, version)
+            in_scope = _plain(ids.filter(mask)) if mask is not None else ids
+            totals.append(len(in_scope))
+            if len(in_scope) > self.max_rows:
+                keep = pa.array(sample_mask(in_scope, self.max_rows))
+                scope_ids.append(pc.unique(in_scope.filter(keep)))
+            else:
+                scope_ids.append(None)
+            fetch.append(scope_ids[-1] if scope_ids[-1] is not None else in_scope)
+        rows = t.select("request_id", "timestamp", "plant_id", "model_version", self.col)
+        wanted = pc.unique(pa.concat_arrays(fetch))
+        if len(wanted) < len(pc.unique(ids)):
+            # Only the samples' (and the small scopes') rows: their vectors and nothing else.
+            chosen = pa.table({"request_id": wanted})
             rows = rows.semi_join(ibis.memtable(chosen), "request_id")
         j = rows.inner_join(emb, "request_id")
-        table = self.con.to_pyarrow(j.order_by(["timestamp", "request_id"]))
-        table = _one_vector_per_row(table)
-        return WindowVectors(
-            request_ids=table.column("request_id").to_pylist(),
-            texts=table.column(self.col).to_pylist(),
-            vectors=vectors_of(table) if table.num_rows else np.zeros((0, 0), np.float32),
-            n_total=n_total,
-        )
+        table = _one_vector_per_row(self.con.to_pyarrow(j.order_by(["timestamp", "request_id"])))
+        out = []
+        for (plant, version), chosen_ids, total in zip(scopes, scope_ids, totals, strict=True):
+            mask = _scope_mask(table, plant, version)
+            if chosen_ids is not None:
+                in_sample = pc.is_in(table.column("request_id"), value_set=chosen_ids)
+                mask = in_sample if mask is None else pc.and_(mask, in_sample)
+            part = table.filter(mask) if mask is not None else table
+            out.append(
+                WindowVectors(
+                    request_ids=part.column("request_id").to_pylist(),
+                    texts=part.column(self.col).to_pylist(),
+                    vectors=vectors_of(part) if part.num_rows else np.zeros((0, 0), np.float32),
+                    n_total=total,
+                )
+            )
+        return out
+
+
+def _plain(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+
+
+def _scope_mask(table: pa.Table, plant: str | None, version: str | None) -> Any:
+    """Rows of ``table`` in the scope (an Arrow boolean array), None for every row."""
+    mask = None
+    if plant:
+        mask = pc.fill_null(pc.equal(table.column("plant_id"), plant), False)
+    if version:
+        v = pc.fill_null(pc.equal(table.column("model_version"), version), False)
+        mask = v if mask is None else pc.and_(mask, v)
+    return mask
 
 
 def _one_vector_per_row(table: pa.Table) -> pa.Table:
