@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,14 @@ def test_vectors_are_kept_under_their_requests_day(settings: Settings) -> None:
     assert {Path(f).parent.name for f in store.embedding_files("prompt", EMB, one, one)} == {
         f"date={_day(2)}"
     }
+    # A time in another zone is kept under its UTC day.
+    late = datetime(2026, 11, 2, 23, 30, tzinfo=timezone(timedelta(hours=-2)))
+    assert store.append_embeddings("prompt", EMB, ["z"], np.ones((1, DIM)), [late]) == 1
+    assert {
+        Path(f).parent.name
+        for f in store.embedding_files("prompt", EMB)
+        if "z" in pq.read_table(f).column("request_id").to_pylist()
+    } == {"date=2026-11-03"}
     with pytest.raises(InputError) as err:
         store.append_embeddings("prompt", EMB, ["x"], np.ones((1, DIM)), [])
     assert err.value.field == "days"

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelwarden.drift.monitor import drift_scopes, quality_frame
-from modelwarden.embed.service import embedder_key, window_vectors
+from modelwarden.embed.service import WindowReader, embedder_key, window_vectors
 from modelwarden.kpi.compute import KpiQuery
 from modelwarden.kpi.service import compute_kpis
 from modelwarden.settings import Settings
@@ -98,6 +98,24 @@ def test_drift_windows_are_the_same_on_spark(seeded_data_dir: Path, spark_master
             assert d.request_ids == s.request_ids
             assert d.texts == s.texts
             assert d.vectors.dtype == s.vectors.dtype == np.float32
+            np.testing.assert_array_equal(d.vectors, s.vectors)
+            # A window over the cap: the same sample on both engines (the id hash is NumPy's).
+            d = window_vectors(duck_s, "prompt", emb, since, until, plant=plant, max_rows=50)
+            s = window_vectors(spark_s, "prompt", emb, since, until, plant=plant, max_rows=50)
+            assert d.sampled and s.sampled and d.n_total == s.n_total > 50
+            assert d.request_ids == s.request_ids and len(d.request_ids) == 50
+            np.testing.assert_array_equal(d.vectors, s.vectors)
+    # Every scope of a window in one pass, as a drift run reads them.
+    scopes = [(None, None), ("Plant_B", None), ("Plant_B", "sop-assistant-v1.2")]
+    with (
+        WindowReader(duck_s, "prompt", emb, max_rows=60) as dr,
+        WindowReader(spark_s, "prompt", emb, max_rows=60) as sr,
+    ):
+        for d, s in zip(
+            dr.read_scopes(*WEEK_47, scopes), sr.read_scopes(*WEEK_47, scopes), strict=True
+        ):
+            assert d.request_ids == s.request_ids and d.n_total == s.n_total
+            assert d.texts == s.texts
             np.testing.assert_array_equal(d.vectors, s.vectors)
 
     current = Window(since=WEEK_47[0], until=WEEK_47[1])

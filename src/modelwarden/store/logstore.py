@@ -192,8 +192,11 @@ def utc_days(days: Any, n: int) -> pa.Array:
         days = days.combine_chunks()
     try:
         arr = days if isinstance(days, pa.Array) else pa.array(days)
-        if pa.types.is_timestamp(arr.type) and arr.type.tz is None:
-            raise InputError("the days' timestamps need a time zone (UTC)", field="days")
+        if pa.types.is_timestamp(arr.type):
+            if arr.type.tz is None:
+                raise InputError("the days' timestamps need a time zone (UTC)", field="days")
+            # Arrow takes the date in the timestamp's own zone: the UTC day is wanted.
+            arr = pc.cast(arr, pa.timestamp(arr.type.unit, tz="UTC"))
         arr = pc.cast(arr, pa.date32())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError) as exc:
         raise InputError(
