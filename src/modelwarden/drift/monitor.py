@@ -99,6 +99,7 @@ def drift_over_windows(
     explain: bool = True,
     embed: bool = True,
     record: bool = True,
+    seed_score: bool = False,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -119,7 +120,9 @@ def drift_over_windows(
     (unless ``embed`` is False). A scope with fewer than ``MIN_SAMPLES`` vectors on either side
     is reported as ``INSUFFICIENT_DATA`` rather than guessed. With ``record`` the rows are
     stored in the drift history (:mod:`modelwarden.drift.history`), replacing an earlier run of
-    the same window, scope, baseline and method.
+    the same window, scope, baseline and method. With ``seed_score`` each row also carries the
+    seed's centroid-cosine score of the same vectors (``seed_score``), so that a report showing
+    both reads the windows once.
     """
     by = parse_drift_by(by)
     if kind == "quality":
@@ -145,6 +148,7 @@ def drift_over_windows(
             alpha=alpha,
             explain=explain,
             embed=embed,
+            seed_score=seed_score,
             progress=progress,
             on_total=on_total,
         )
@@ -168,6 +172,7 @@ def _embedding_drift(
     alpha: float,
     explain: bool,
     embed: bool,
+    seed_score: bool,
     progress: Callable[[int], None] | None,
     on_total: Callable[[int], None] | None,
 ) -> list[dict[str, Any]]:
@@ -231,6 +236,7 @@ def _embedding_drift(
                 alpha=alpha,
                 threshold=threshold,
                 explain=False,
+                seed_score=seed_score,
             )
             row.update(
                 baseline=b_label,
@@ -323,6 +329,7 @@ def drift_row(
     alpha: float,
     threshold: float = SEED_THRESHOLD,
     explain: bool = True,
+    seed_score: bool = False,
 ) -> dict[str, Any]:
     """One scope's verdict as a flat row (the shape the CLI, API, report and history share).
 
@@ -344,7 +351,11 @@ def drift_row(
         "p_value": None,
         "alpha": None if method == "seed" else alpha,
     }
-    if min(len(b.request_ids), len(c.request_ids)) < MIN_SAMPLES:
+    enough = min(len(b.request_ids), len(c.request_ids)) >= MIN_SAMPLES
+    if seed_score:
+        seed = check_drift(b.vectors, c.vectors, threshold)[0] if enough else None
+        row["seed_score"] = None if seed is None else float(np.round(seed, 6))
+    if not enough:
         row.update(score=None, status="INSUFFICIENT_DATA")
     elif method == "seed":
         score, status = check_drift(b.vectors, c.vectors, threshold)

@@ -262,18 +262,26 @@ class WindowReader:
             rows = rows.semi_join(ibis.memtable(chosen), "request_id")
         j = rows.inner_join(emb, "request_id")
         table = _one_vector_per_row(self.con.to_pyarrow(j.order_by(["timestamp", "request_id"])))
+        # Each scope's rows by index into one copy of the fetched rows (an Arrow filter of the
+        # vector column per scope costs more than the query).
+        all_ids = table.column("request_id").to_pylist()
+        all_texts = table.column(self.col).to_pylist()
+        all_vectors = vectors_of(table) if table.num_rows else np.zeros((0, 0), np.float32)
         out = []
         for (plant, version), chosen_ids, total in zip(scopes, scope_ids, totals, strict=True):
             mask = _scope_mask(table, plant, version)
             if chosen_ids is not None:
                 in_sample = pc.is_in(table.column("request_id"), value_set=chosen_ids)
                 mask = in_sample if mask is None else pc.and_(mask, in_sample)
-            part = table.filter(mask) if mask is not None else table
+            if mask is None:
+                idx = np.arange(table.num_rows)
+            else:
+                idx = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
             out.append(
                 WindowVectors(
-                    request_ids=part.column("request_id").to_pylist(),
-                    texts=part.column(self.col).to_pylist(),
-                    vectors=vectors_of(part) if part.num_rows else np.zeros((0, 0), np.float32),
+                    request_ids=[all_ids[i] for i in idx],
+                    texts=[all_texts[i] for i in idx],
+                    vectors=all_vectors[idx] if idx.size else np.zeros((0, 0), np.float32),
                     n_total=total,
                 )
             )

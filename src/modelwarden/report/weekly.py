@@ -354,7 +354,10 @@ def build_weekly_report(
         current = Window(start, end)
 
         def rows(
-            kind: str, by: tuple[str, ...] | None = None, method: str = "suite"
+            kind: str,
+            by: tuple[str, ...] | None = None,
+            method: str = "suite",
+            seed_score: bool = False,
         ) -> list[dict[str, Any]]:
             # Identical questions on an unchanged store give identical rows: kept, not re-run.
             question = {
@@ -365,8 +368,11 @@ def build_weekly_report(
                 "by": list(by) if by else None,
                 "embedder": embedder,
                 "threshold": threshold,
+                "seed_score": seed_score,
             }
             kw: dict[str, Any] = {"kind": kind}
+            if seed_score:
+                kw["seed_score"] = True
             if method != "suite":
                 kw.update(method=method, record=False, explain=False)
             if by:
@@ -391,11 +397,9 @@ def build_weekly_report(
         asked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         computed: list[str] = []
 
-        drift = rows("prompt")
-        # The seed notebook's centroid-cosine score beside the suite's, for continuity.
-        seed = {r["scope"]: r.get("score") for r in rows("prompt", method="seed")}
-        for r in drift:
-            r["seed_score"] = seed.get(r["scope"])
+        # The seed notebook's centroid-cosine score beside the suite's, for continuity: computed
+        # on the same vectors in the same run (one read of the windows, not two).
+        drift = rows("prompt", seed_score=True)
         if response:
             response_drift = rows("response")
         quality_drift = rows("quality", ("plant_id", "model_version"))
