@@ -74,3 +74,24 @@ def test_contract_and_bad_input() -> None:
     with pytest.raises(InputError) as exc:
         det.fit(_flags(100, 0.1, 1)).test(_flags(50, 0.1, 2), index=["x"])
     assert exc.value.field == "index"
+
+
+def test_simulated_peaks_from_flag_to_flag_match_the_request_by_request_process() -> None:
+    """The simulation jumps from flag to flag; its peaks have the distribution of the CUSUM run
+    request by request (a two-sample Kolmogorov-Smirnov test on 4,000 windows each)."""
+    from scipy.stats import ks_2samp
+
+    from modelwarden.drift.quality import simulated_peaks
+
+    n, up, down = 600, float(np.log(3.0)), float(np.log(0.985 / 0.995))
+    rates = np.random.default_rng(1).beta(3.5, 600.0, size=4000)
+    fast = simulated_peaks(rates, n, up, down, np.random.default_rng(2))
+    rng = np.random.default_rng(3)
+    s, slow = np.zeros(rates.size), np.zeros(rates.size)
+    for _ in range(n):
+        s = np.maximum(0.0, s + np.where(rng.random(rates.size) < rates, up, down))
+        np.maximum(slow, s, out=slow)
+    assert ks_2samp(fast, slow).pvalue > 0.01
+    assert abs(np.quantile(fast, 0.95) - np.quantile(slow, 0.95)) < 0.35
+    # No flag at all in a window: its peak is zero, as request by request.
+    assert (simulated_peaks(np.full(50, 1e-12), n, up, down, rng) == 0).all()

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelwarden.drift.centroid import SEED_THRESHOLD, check_drift
 from modelwarden.drift.history import ALL_PLANTS, load_reservoir, record_results
@@ -19,7 +21,8 @@ from modelwarden.embed.service import (
 from modelwarden.errors import InputError, NotFoundError
 from modelwarden.settings import Settings
 from modelwarden.stats.multitest import benjamini_hochberg
-from modelwarden.store.reads import filtered_requests, open_store, plants
+from modelwarden.store.engines import to_arrow
+from modelwarden.store.reads import filtered_requests, open_store, plants, shared_strings
 from modelwarden.windows import Window
 
 MIN_SAMPLES = 20
@@ -435,27 +438,33 @@ def quality_frame(
     t = filtered_requests(con, since, until, plant, include_shadow=False)
     t = effective_feedback(t, con.table("feedback"))
     t = t.select("timestamp", "plant_id", "model_version", "score", "contains_safety_keyword")
-    table = con.to_pyarrow(t.order_by("timestamp"))
-    ts = table.column("timestamp").to_pylist()
+    table = to_arrow(con, t.order_by("timestamp"))
+    ts = table.column("timestamp")
+    # Column by column in Arrow: per row in Python, four million requests (a week and its
+    # baseline at ten million stored) took 15 s of the weekly report.
     return {
-        "day": np.array([x.date().isoformat() for x in ts], dtype=object),
-        "timestamp": np.array(ts, dtype=object),
-        "plant": np.array(table.column("plant_id").to_pylist(), dtype=object),
-        "version": np.array(table.column("model_version").to_pylist(), dtype=object),
-        "score": np.array(
-            [np.nan if v is None else float(v) for v in table.column("score").to_pylist()]
-        ),
-        "unsafe": np.array(
-            [bool(v) for v in table.column("contains_safety_keyword").to_pylist()], dtype=float
-        ),
+        "day": shared_strings(pc.strftime(ts, format="%Y-%m-%d")),
+        "timestamp": pc.cast(ts, pa.timestamp("us", tz="UTC"))
+        .cast(pa.int64())
+        .to_numpy(zero_copy_only=False),
+        "plant": shared_strings(table.column("plant_id")),
+        "version": shared_strings(table.column("model_version")),
+        "score": pc.cast(table.column("score"), pa.float64()).to_numpy(zero_copy_only=False),
+        "unsafe": table.column("contains_safety_keyword")
+        .fill_null(False)
+        .to_numpy(zero_copy_only=False)
+        .astype(float),
     }
 
 
 def _daily_means(days: np.ndarray, values: np.ndarray) -> tuple[list[str], np.ndarray]:
     keep = np.isfinite(values)
     days, values = days[keep], values[keep]
-    labels = sorted(set(days.tolist()))
-    return labels, np.array([values[days == d].mean() for d in labels])
+    if not days.size:
+        return [], np.zeros(0)
+    labels, inverse = np.unique(days.astype(str), return_inverse=True)
+    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    return labels.tolist(), means
 
 
 def quality_over_windows(

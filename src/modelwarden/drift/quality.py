@@ -451,11 +451,7 @@ class BernoulliCusumDetector(_SeriesDetector):
         observed = float(path.max())
         rng = np.random.default_rng([self.seed, 0xB0C])
         rates = rng.beta(k_b + 0.5, n_b - k_b + 0.5, size=self.n_simulations)
-        s = np.zeros(self.n_simulations)
-        peak = np.zeros(self.n_simulations)
-        for _ in range(n_c):
-            s = np.maximum(0.0, s + np.where(rng.random(self.n_simulations) < rates, up, down))
-            np.maximum(peak, s, out=peak)
+        peak = simulated_peaks(rates, n_c, up, down, rng)
         tol = 1e-9 * max(abs(observed), 1.0)
         p_value = float((1 + np.count_nonzero(peak >= observed - tol)) / (1 + peak.size))
         allowed = int(np.floor(self.alpha * (peak.size + 1) + 1e-9)) - 1
@@ -483,6 +479,35 @@ class BernoulliCusumDetector(_SeriesDetector):
                 "rate_out_of_control": p1,
             },
         )
+
+
+def simulated_peaks(
+    rates: np.ndarray, n: int, up: float, down: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The highest value of a Bernoulli CUSUM over ``n`` requests, one per simulated window,
+    each window flagging its requests at its own rate from ``rates``.
+
+    The path adds ``up`` (> 0) at a flag and ``down`` (< 0) otherwise, resetting at zero, so it
+    only falls between flags and peaks just after one; a run of ``g - 1`` unflagged requests
+    takes it to ``max(0, s + (g - 1) * down)`` at once. The windows therefore advance from flag
+    to flag, each gap drawn from the geometric distribution of its rate: about ``n * rate``
+    steps per window instead of ``n``. Request by request, 2,000 windows of a million requests
+    took 23 s of the weekly report at ten million stored requests (py-spy); the process and its
+    distribution are the same.
+    """
+    s = np.zeros(rates.size)
+    peak = np.zeros(rates.size)
+    pos = np.zeros(rates.size, dtype=np.int64)
+    live = np.arange(rates.size)
+    while live.size:
+        gap = rng.geometric(rates[live])  # requests up to and including the next flag
+        at = pos[live] + gap
+        inside = at <= n  # a flag beyond the window: that window's path only falls from here
+        live, gap, at = live[inside], gap[inside], at[inside]
+        s[live] = np.maximum(0.0, s[live] + (gap - 1) * down) + up
+        pos[live] = at
+        peak[live] = np.maximum(peak[live], s[live])
+    return peak
 
 
 def _cusum(z: np.ndarray, k: float) -> np.ndarray:

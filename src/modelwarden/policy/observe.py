@@ -20,7 +20,7 @@ from modelwarden.policy.engine import Observations
 from modelwarden.settings import Settings
 from modelwarden.store.engines import to_arrow
 from modelwarden.store.logstore import LogStore
-from modelwarden.store.reads import open_store
+from modelwarden.store.reads import open_store, shared_strings
 from modelwarden.store.schema import SCHEMAS
 from modelwarden.store.tables import as_utc
 
@@ -30,18 +30,6 @@ def _us(col: pa.ChunkedArray) -> np.ndarray:
         col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False),
         dtype=np.int64,
     )
-
-
-def _strings(col: pa.ChunkedArray) -> np.ndarray:
-    """An object array of a string column whose rows share one ``str`` per distinct value.
-
-    A column holds a few plants and versions over many rows: decoding each row to its own
-    Python string (``to_pylist``) costs a tick time and memory in proportion to the rows read.
-    """
-    enc = col.combine_chunks().dictionary_encode()
-    values = np.asarray([*enc.dictionary.to_pylist(), None], dtype=object)
-    idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
-    return values[np.asarray(idx, dtype=np.intp)]
 
 
 def _bools(col: pa.ChunkedArray) -> np.ndarray:
@@ -139,8 +127,8 @@ def _load(
     score = t.column("score").to_numpy(zero_copy_only=False)
     return Observations(
         ts=_us(t.column("ts")),
-        plant=_strings(t.column("plant")),
-        version=_strings(t.column("version")),
+        plant=shared_strings(t.column("plant")),
+        version=shared_strings(t.column("version")),
         latency=np.asarray(t.column("latency").to_numpy(zero_copy_only=False), dtype=float),
         safety=_bools(t.column("safety")),
         score=np.asarray(score, dtype=float),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from modelwarden.errors import NotFoundError
@@ -109,3 +110,15 @@ def require_data(settings: Settings, con: Any = None) -> tuple[datetime, datetim
 
 def as_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows)
+
+
+def shared_strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An object array of a string column whose rows share one ``str`` per distinct value.
+
+    A column holds a few plants and versions over many rows: decoding each row to its own
+    Python string (``to_pylist``) costs a tick time and memory in proportion to the rows read.
+    """
+    enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+    values = np.asarray([*enc.dictionary.to_pylist(), None], dtype=object)
+    idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    return values[np.asarray(idx, dtype=np.intp)]
